@@ -62,9 +62,11 @@ def harmonic_synth(
     f0_s = ramp_frames(prev_f0_hz, f0_hz, hop_size)  # (B, T)
     amps_s = ramp_frames(prev_amplitudes, amplitudes, hop_size)  # (B, T, K)
     # Phase in float64, wrapped: whole phrases and single frames give the same phase to ~1e-9.
-    increments = f0_s.to(torch.float64) * (TWO_PI / sample_rate)
-    unwrapped = phase + torch.cumsum(increments, dim=1)
-    wrapped = unwrapped - TWO_PI * torch.floor(unwrapped / TWO_PI)
+    # Constants as float64 tensors: the ONNX exporter rounds Python scalars to float32.
+    two_pi = torch.tensor(TWO_PI, dtype=torch.float64, device=f0_hz.device)
+    step = torch.tensor(TWO_PI / sample_rate, dtype=torch.float64, device=f0_hz.device)
+    unwrapped = phase + torch.cumsum(f0_s.to(torch.float64) * step, dim=1)
+    wrapped = unwrapped - two_pi * torch.floor(unwrapped / two_pi)
     k = torch.arange(1, amplitudes.shape[-1] + 1, dtype=f0_hz.dtype, device=f0_hz.device)
     audible = (f0_s.unsqueeze(-1) * k < sample_rate / 2).to(amps_s.dtype)
     theta = wrapped.to(f0_hz.dtype).unsqueeze(-1) * k
