@@ -94,6 +94,18 @@ class CropSampler:
         return torch.from_numpy(f0).float(), torch.from_numpy(ld).float(), torch.from_numpy(audio).float()
 
 
+def data_stats(data: dict[str, np.ndarray], sample_rate: int) -> dict:
+    """Register and level of the training data (for auto-adjusting inputs at render time)."""
+    audible = data["loudness_db"] > -60.0
+    voiced = audible & (data.get("periodicity", np.ones_like(data["f0_hz"])) > 0.7)
+    midi = 69 + 12 * np.log2(np.maximum(data["f0_hz"][voiced], 1.0) / 440.0)
+    return {
+        "f0_midi_mean": round(float(midi.mean()), 2) if midi.size else None,
+        "loudness_db_mean": round(float(data["loudness_db"][audible].mean()), 2) if audible.any() else None,
+        "minutes": round(data["audio"].size / sample_rate / 60, 2),
+    }
+
+
 def _dist_setup() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -110,6 +122,7 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
     run_dir = Path(run_dir)
     data = load_split(data_dir, "train")
     info = dataset_info(data_dir)
+    info = {**info, "stats": data_stats(data, config.model.sample_rate)}
     if info.get("sample_rate", config.model.sample_rate) != config.model.sample_rate:
         raise ValueError(f"dataset sample rate {info['sample_rate']} != model's {config.model.sample_rate}")
     torch.manual_seed(tc.seed)  # same initial weights on every rank

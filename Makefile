@@ -1,0 +1,60 @@
+# pimodule — laptop side and tests. `make demo` and `make test` work on a fresh Debian 12 machine.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+DATA    ?= data
+RUNS    ?= runs
+OUT     ?= out
+# Minutes of training per instrument for `make models` (the DDSP issue's budget is 15).
+TRAIN_MINUTES ?= 14
+
+.PHONY: demo test models venv system-deps clean-venv bench eval help
+
+help:
+	@echo "make demo    set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
+	@echo "make test    the test suite"
+	@echo "make models  render data, train, export export/violin.onnx and export/flute.onnx"
+	@echo "make bench   real-time benchmark of the models in export/"
+
+$(BIN)/pimodule: pyproject.toml
+	@command -v fluidsynth >/dev/null && command -v jackd >/dev/null || $(MAKE) system-deps
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[device,train,dev]'
+	touch $@
+
+venv: $(BIN)/pimodule
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $$(grep -v '^#' apt-packages.txt) >/dev/null; \
+	else \
+	  echo "install these Debian packages first: $$(grep -v '^#' apt-packages.txt | tr '\n' ' ')"; \
+	fi
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+export/violin.onnx export/flute.onnx: | venv
+	$(MAKE) models
+
+models: venv
+	$(BIN)/pimodule data render --program violin --out $(DATA)/violin --seed 0
+	$(BIN)/pimodule data render --program flute --out $(DATA)/flute --seed 100
+	$(BIN)/pimodule train ddsp --data $(DATA)/violin --out $(RUNS)/violin --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
+	$(BIN)/pimodule export $(RUNS)/violin --out export/violin.onnx
+	$(BIN)/pimodule train ddsp --data $(DATA)/flute --out $(RUNS)/flute --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
+	$(BIN)/pimodule export $(RUNS)/flute --out export/flute.onnx
+	$(BIN)/pimodule eval ddsp export/violin.onnx export/flute.onnx --data $(DATA)/violin $(DATA)/flute --json export/ddsp_eval.json
+
+demo: venv export/violin.onnx export/flute.onnx
+	$(BIN)/python -m pimodule.demo --out $(OUT)
+
+bench: venv
+	$(BIN)/pimodule bench --out $(OUT)/bench.json
+
+clean-venv:
+	rm -rf $(VENV)
