@@ -42,8 +42,8 @@ export/violin.onnx export/flute.onnx: | venv
 	$(MAKE) models
 
 models: venv
-	$(BIN)/pimodule data render --program violin --out $(DATA)/violin --seed 0
-	$(BIN)/pimodule data render --program flute --out $(DATA)/flute --seed 100
+	$(BIN)/pimodule data render --program violin --out $(DATA)/violin --seed 0 --n-phrases 80
+	$(BIN)/pimodule data render --program flute --out $(DATA)/flute --seed 100 --n-phrases 80
 	$(BIN)/pimodule train ddsp --data $(DATA)/violin --out $(RUNS)/violin --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
 	$(BIN)/pimodule export $(RUNS)/violin --out export/violin.onnx
 	$(BIN)/pimodule train ddsp --data $(DATA)/flute --out $(RUNS)/flute --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)

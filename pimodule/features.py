@@ -1,0 +1,428 @@
+"""Control features of audio: f0 (YIN), periodicity and A-weighted loudness, batch and streaming.
+
+numpy/scipy only (no torch): the same code computes the training set's features on the laptop
+and the live features on the module in transfer mode, so the model sees on the device exactly
+the kind of f0 and loudness it was trained on.
+
+Frame alignment (all features): frame ``i`` describes samples ``[i*hop, (i+1)*hop)``; its
+analysis window is centred on sample ``i*hop + hop//2`` and zero-padded beyond the signal's
+edges. ``n_frames = len(audio) // hop_size``.
+
+Why YIN (de Cheveigné & Kawahara 2002) rather than CREPE or pYIN:
+
+- accurate to a few cents on monophonic, harmonic instruments (the DDSP use case), thanks to the
+  cumulative-mean-normalised difference and parabolic interpolation of the dip;
+- no model, no weights: deterministic and identical on laptop and Pi;
+- cheap: a handful of FFTs per frame, vectorised over frames; a Pi 4 core keeps up with 250
+  frames/s easily (CREPE's full model is far too slow there, its tiny model still costs a
+  network run per frame);
+- bounded latency: a frame is known as soon as about half an analysis window of look-ahead
+  has arrived (:attr:`StreamingFeatures.latency_samples`); pYIN's HMM (Viterbi) smoothing needs look-ahead of many frames or a whole file.
+
+Unvoiced frames (no dip below ``threshold``, or near silence) get periodicity 0, and their f0 is
+held from the previous voiced frame (DDSP needs a continuous f0). The hold is causal so batch and
+streaming agree; the batch function back-fills the frames before the first voiced one with that
+frame's f0, the streaming one (which cannot see the future) uses :data:`DEFAULT_F0_HZ` there. A
+signal with no voiced frame gets :data:`DEFAULT_F0_HZ` throughout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_HOP_SIZE = 64
+DEFAULT_F0_HZ = 220.0  # f0 of frames with no voiced frame to hold from
+LOUDNESS_FLOOR_DB = -100.0
+SILENCE_RMS_DB = -80.0  # frames quieter than this (dBFS RMS over the YIN window) are unvoiced
+_FRAMES_PER_CHUNK = 256  # batch functions work on this many frames at a time (bounded memory)
+
+
+# --------------------------------------------------------------------------------------------
+# Window sizes and frame extraction
+
+
+def _next_pow2(n: float) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1.0, n))))
+
+
+def default_yin_window_size(sample_rate: int, fmin_hz: float) -> int:
+    """Analysis window for YIN: a power of two holding at least 2.5 periods of ``fmin_hz``."""
+    return _next_pow2(2.5 * sample_rate / fmin_hz)
+
+
+def default_loudness_n_fft(sample_rate: int) -> int:
+    """About 64 ms (1024 samples at 16 kHz), a power of two."""
+    return _next_pow2(0.064 * sample_rate)
+
+
+def _check_sizes(hop_size: int, window_size: int) -> None:
+    if hop_size < 1:
+        raise ValueError(f"hop_size must be >= 1, got {hop_size}")
+    if window_size < hop_size:
+        raise ValueError(f"window size {window_size} must be >= hop_size {hop_size}")
+
+
+def _frames(audio: np.ndarray, window_size: int, left: int, hop_size: int, start: int,
+            stop: int) -> np.ndarray:
+    """Windows of frames ``start..stop-1`` (copied, float64), zero-padded at the edges.
+
+    Frame i's window starts ``left`` samples before its centre ``i*hop + hop//2``.
+    """
+    pad = left - hop_size // 2
+    lo = start * hop_size - pad  # first sample (signal coordinates) needed
+    hi = (stop - 1) * hop_size - pad + window_size
+    seg = np.zeros(hi - lo, dtype=np.float64)
+    a, b = max(lo, 0), min(hi, len(audio))
+    if b > a:
+        seg[a - lo:b - lo] = audio[a:b]
+    view = np.lib.stride_tricks.sliding_window_view(seg, window_size)[::hop_size]
+    return np.array(view[: stop - start])
+
+
+# --------------------------------------------------------------------------------------------
+# YIN on a matrix of frames
+
+
+def _yin_lags(sample_rate: int, window_size: int, fmin_hz: float, fmax_hz: float) -> tuple[int, int]:
+    if not 0 < fmin_hz < fmax_hz:
+        raise ValueError(f"need 0 < fmin_hz < fmax_hz, got {fmin_hz}, {fmax_hz}")
+    max_lag = min(math.ceil(sample_rate / fmin_hz) + 1, window_size // 2)
+    min_lag = max(2, math.floor(sample_rate / fmax_hz))
+    if min_lag + 2 > max_lag:
+        raise ValueError(f"window_size {window_size} too short for fmin_hz={fmin_hz} at {sample_rate} Hz")
+    return min_lag, max_lag
+
+
+def default_oversample(sample_rate: int, fmax_hz: float) -> int:
+    """Oversampling of the YIN lag axis so the shortest period spans at least ~12 samples.
+
+    At whole-sample lags a short period (e.g. 6.4 samples for 2.5 kHz at 16 kHz) leaves a large
+    residual in the difference function, the dip at the true period misses the threshold and
+    YIN jumps an octave down; band-limited 2x oversampling of each window cures that.
+    """
+    return int(min(4, max(1, math.ceil(12.0 * fmax_hz / sample_rate))))
+
+
+def _yin_setup(sample_rate: int, window_size: int, fmin_hz: float, fmax_hz: float,
+               oversample: int | None) -> tuple[int, int, int, int]:
+    """(min_lag, max_lag) in oversampled units, the window's ``left`` and the oversampling."""
+    os_ = oversample or default_oversample(sample_rate, fmax_hz)
+    if os_ < 1:
+        raise ValueError(f"oversample must be >= 1, got {oversample}")
+    _, max_lag = _yin_lags(sample_rate, window_size, fmin_hz, fmax_hz)
+    min_lag_up, _ = _yin_lags(sample_rate * os_, window_size * os_, fmin_hz, fmax_hz)
+    return min_lag_up, max_lag * os_, _yin_left(window_size, max_lag), os_
+
+
+def _upsample(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Band-limited upsampling of each row (zero-padded spectrum)."""
+    n = frames.shape[1]
+    spec = np.fft.rfft(frames, axis=1)
+    if n % 2 == 0:
+        spec[:, -1] *= 0.5  # split the Nyquist bin between +/- frequencies
+    return np.fft.irfft(spec, n * factor, axis=1) * factor
+
+
+def _yin_left(window_size: int, max_lag: int) -> int:
+    """Where a YIN window starts relative to the frame centre.
+
+    The difference function compares ``x[0:W]`` with ``x[tau:tau+W]`` (``W = window - max_lag``),
+    so what it measures is centred near ``W/2 + tau/2``, not at the middle of the window: the
+    window is placed so that the integration part ``x[0:W]`` is centred on the frame centre
+    (at most half a period late), otherwise f0 would lag the audio by ~10 ms on vibrato.
+    """
+    return (window_size - max_lag) // 2
+
+
+def _yin_on_frames(frames: np.ndarray, sample_rate: int, min_lag: int, max_lag: int,
+                   threshold: float, oversample: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw YIN per frame: (f0_hz, periodicity, voiced) — no holding of unvoiced frames.
+
+    ``min_lag``/``max_lag`` are in units of the ``oversample``-times finer lag grid.
+    """
+    if oversample > 1:
+        frames = _upsample(frames, oversample)
+        sample_rate = sample_rate * oversample
+    n_frames, window_size = frames.shape
+    integ = window_size - max_lag  # integration length of the difference function
+    n_fft = _next_pow2(window_size + integ)
+    spec_all = np.fft.rfft(frames, n_fft, axis=1)
+    spec_head = np.fft.rfft(frames[:, :integ], n_fft, axis=1)
+    corr = np.fft.irfft(spec_all * np.conj(spec_head), n_fft, axis=1)[:, : max_lag + 1]
+    sq = np.concatenate([np.zeros((n_frames, 1)), np.cumsum(frames * frames, axis=1)], axis=1)
+    lags = np.arange(max_lag + 1)
+    energy_lag = sq[:, lags + integ] - sq[:, lags]  # sum of x^2 over [tau, tau+integ)
+    diff = np.maximum(energy_lag[:, :1] + energy_lag - 2.0 * corr, 0.0)
+    # cumulative mean normalised difference d'(tau) = d(tau) * tau / sum_{k=1..tau} d(k)
+    csum = np.cumsum(diff[:, 1:], axis=1)
+    cmnd = np.ones_like(diff)
+    ok = csum > 1e-12 * (energy_lag[:, :1] + 1e-30)
+    cmnd[:, 1:] = np.where(ok, diff[:, 1:] * lags[1:] / np.where(ok, csum, 1.0), 1.0)
+
+    # first lag in [min_lag, max_lag] that is below threshold and a local minimum
+    # (equivalent to YIN's "first dip below threshold, then walk down to its bottom")
+    seg = cmnd[:, min_lag:max_lag + 1]
+    left = cmnd[:, min_lag - 1:max_lag]
+    right = np.concatenate([cmnd[:, min_lag + 1:max_lag + 1], np.full((n_frames, 1), np.inf)], axis=1)
+    cand = (seg < threshold) & (seg <= left) & (seg < right)
+    has = cand.any(axis=1)
+    tau = np.where(has, cand.argmax(axis=1), seg.argmin(axis=1)) + min_lag
+
+    rows = np.arange(n_frames)
+    t_lo = np.maximum(tau - 1, 0)
+    t_hi = np.minimum(tau + 1, max_lag)
+    a, b, c = diff[rows, t_lo], diff[rows, tau], diff[rows, t_hi]  # parabola through raw d
+    denom = a - 2.0 * b + c
+    shift = np.where(denom > 1e-20, 0.5 * (a - c) / np.where(denom > 1e-20, denom, 1.0), 0.0)
+    shift = np.clip(shift, -1.0, 1.0)
+    shift = np.where((tau > 0) & (tau < max_lag), shift, 0.0)
+    period = tau + shift
+    f0_hz = sample_rate / period
+
+    rms_db = 10.0 * np.log10(sq[:, -1] / window_size + 1e-30)
+    voiced = has & (rms_db > SILENCE_RMS_DB)
+    periodicity = np.where(voiced, np.clip(1.0 - cmnd[rows, tau], 0.0, 1.0), 0.0)
+    return f0_hz, periodicity, voiced
+
+
+def _hold_unvoiced(f0_hz: np.ndarray, voiced: np.ndarray, last_f0_hz: float | None) -> np.ndarray:
+    """Causal hold: unvoiced frames take the previous voiced frame's f0 (or ``last_f0_hz``)."""
+    out = f0_hz.copy()
+    idx = np.where(voiced, np.arange(len(f0_hz)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    held = idx >= 0
+    out[held] = f0_hz[idx[held]]
+    out[~held] = DEFAULT_F0_HZ if last_f0_hz is None else last_f0_hz
+    return out
+
+
+def yin_f0(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
+           hop_size: int = DEFAULT_HOP_SIZE, fmin_hz: float = 40.0, fmax_hz: float = 2000.0,
+           window_size: int | None = None, threshold: float = 0.15,
+           oversample: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """f0 (Hz) and periodicity (0..1) per frame of a mono signal, by YIN.
+
+    ``window_size`` is the whole analysis window (lags up to ``sample_rate / fmin_hz`` plus the
+    integration length); default :func:`default_yin_window_size`. ``oversample`` refines the
+    lag grid (default :func:`default_oversample`: 2 at 16 kHz). Returns float32 arrays of
+    ``len(audio) // hop_size`` frames.
+    """
+    audio = _as_mono(audio)
+    window_size = window_size or default_yin_window_size(sample_rate, fmin_hz)
+    _check_sizes(hop_size, window_size)
+    min_lag, max_lag, left, oversample = _yin_setup(sample_rate, window_size, fmin_hz, fmax_hz,
+                                                    oversample)
+    n_frames = len(audio) // hop_size
+    f0 = np.empty(n_frames)
+    per = np.empty(n_frames)
+    voiced = np.zeros(n_frames, dtype=bool)
+    for start in range(0, n_frames, _FRAMES_PER_CHUNK):
+        stop = min(start + _FRAMES_PER_CHUNK, n_frames)
+        fr = _frames(audio, window_size, left, hop_size, start, stop)
+        f0[start:stop], per[start:stop], voiced[start:stop] = _yin_on_frames(
+            fr, sample_rate, min_lag, max_lag, threshold, oversample)
+    first = f0[voiced.argmax()] if voiced.any() else None
+    return _hold_unvoiced(f0, voiced, first).astype(np.float32), per.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# A-weighted loudness
+
+
+def a_weighting_db(freq_hz: np.ndarray) -> np.ndarray:
+    """IEC 61672 A-weighting in dB (0 dB at 1 kHz); -inf at 0 Hz is floored to -200 dB."""
+    f2 = np.asarray(freq_hz, dtype=np.float64) ** 2
+    num = (12194.0 ** 2) * f2 * f2
+    den = ((f2 + 20.6 ** 2) * np.sqrt((f2 + 107.7 ** 2) * (f2 + 737.9 ** 2)) * (f2 + 12194.0 ** 2))
+    with np.errstate(divide="ignore"):
+        db = 20.0 * np.log10(np.maximum(num / den, 1e-300)) + 2.0
+    return np.maximum(db, -200.0)
+
+
+def _loudness_tables(sample_rate: int, n_fft: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(window, A-weight as power per rfft bin, reference dB of a full-scale 1 kHz sine)."""
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    weight = 10.0 ** (a_weighting_db(freqs) / 10.0)
+    # A full-scale sine puts (by Parseval) about n_fft * sum(w^2) / 4 of power into the one-sided
+    # spectrum, all of it near 1 kHz where the A weight is 0 dB; averaged over the bins:
+    ref_power = n_fft * float(np.sum(window ** 2)) / 4.0 / len(freqs)
+    return window, weight, 10.0 * math.log10(ref_power)
+
+
+def _loudness_on_frames(frames: np.ndarray, tables: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+    window, weight, ref_db = tables
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    mean = (power * weight).mean(axis=1)
+    db = 10.0 * np.log10(mean + 1e-30) - ref_db
+    return np.maximum(db, LOUDNESS_FLOOR_DB)
+
+
+def a_weighted_loudness_db(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
+                           hop_size: int = DEFAULT_HOP_SIZE, n_fft: int | None = None) -> np.ndarray:
+    """A-weighted loudness per frame in dB (full-scale 1 kHz sine ≈ 0 dB, floor -100 dB)."""
+    audio = _as_mono(audio)
+    n_fft = n_fft or default_loudness_n_fft(sample_rate)
+    _check_sizes(hop_size, n_fft)
+    tables = _loudness_tables(sample_rate, n_fft)
+    n_frames = len(audio) // hop_size
+    out = np.empty(n_frames)
+    for start in range(0, n_frames, _FRAMES_PER_CHUNK):
+        stop = min(start + _FRAMES_PER_CHUNK, n_frames)
+        out[start:stop] = _loudness_on_frames(
+            _frames(audio, n_fft, n_fft // 2, hop_size, start, stop), tables)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing pitch tracks
+
+
+def cents(f_hz: np.ndarray, ref_hz: np.ndarray | float) -> np.ndarray:
+    """Pitch difference in cents (1200 * log2(f / ref)); non-positive inputs give NaN."""
+    f = np.asarray(f_hz, dtype=np.float64)
+    r = np.asarray(ref_hz, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 1200.0 * np.log2(f / r)
+    return np.where((f > 0) & (r > 0), out, np.nan)
+
+
+def median_abs_cents(f0_hz: np.ndarray, ref_f0_hz: np.ndarray, ref_periodicity: np.ndarray,
+                     *, min_periodicity: float = 0.5) -> float:
+    """Median |cents| between two f0 tracks over the reference's voiced frames (NaN if none)."""
+    n = min(len(f0_hz), len(ref_f0_hz), len(ref_periodicity))
+    voiced = np.asarray(ref_periodicity[:n]) >= min_periodicity
+    err = np.abs(cents(np.asarray(f0_hz[:n])[voiced], np.asarray(ref_f0_hz[:n])[voiced]))
+    err = err[np.isfinite(err)]
+    return float(np.median(err)) if len(err) else float("nan")
+
+
+def _as_mono(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"expected a mono 1-D signal, got shape {audio.shape}")
+    return audio.astype(np.float64, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming
+
+
+class StreamingFeatures:
+    """Block-by-block f0, periodicity and loudness, frame-for-frame equal to the batch functions.
+
+    ``push(block)`` accepts any block size and returns the frames completed by it as
+    ``(f0_hz, periodicity, loudness_db)`` float32 arrays (possibly empty). Frame ``i`` is
+    returned once input reaches sample ``(i+1)*hop + latency_samples``: ``latency_samples`` is the
+    look-ahead the analysis windows need past the frame's own samples (681 samples, 43 ms, at
+    the defaults: 16 kHz, fmin 40 Hz; a higher ``fmin_hz`` shortens it).
+    ``flush()`` pads zeros and returns the remaining frames of the input so far, as the batch
+    functions would. Storage is a preallocated sliding buffer of one window plus ``max_chunk``.
+    """
+
+    def __init__(self, sample_rate: int = DEFAULT_SAMPLE_RATE, hop_size: int = DEFAULT_HOP_SIZE, *,
+                 fmin_hz: float = 40.0, fmax_hz: float = 2000.0, window_size: int | None = None,
+                 threshold: float = 0.15, n_fft: int | None = None, oversample: int | None = None,
+                 max_chunk: int = 4096) -> None:
+        self.sample_rate = sample_rate
+        self.hop_size = hop_size
+        self.threshold = threshold
+        self.yin_window_size = window_size or default_yin_window_size(sample_rate, fmin_hz)
+        self.n_fft = n_fft or default_loudness_n_fft(sample_rate)
+        _check_sizes(hop_size, self.yin_window_size)
+        _check_sizes(hop_size, self.n_fft)
+        min_lag, max_lag, yin_left, self._oversample = _yin_setup(
+            sample_rate, self.yin_window_size, fmin_hz, fmax_hz, oversample)
+        self._lags = (min_lag, max_lag)
+        self._tables = _loudness_tables(sample_rate, self.n_fft)
+        # one common window per frame covering both analyses; each takes its part of it
+        left = max(yin_left, self.n_fft // 2)
+        right = max(self.yin_window_size - yin_left, self.n_fft - self.n_fft // 2)
+        self._win = left + right
+        self._yin_off = left - yin_left
+        self._loud_off = left - self.n_fft // 2
+        self._pad = left - hop_size // 2
+        self.latency_samples = self._win - self._pad - hop_size
+        self._chunk = max(int(max_chunk), hop_size)
+        self._buf = np.zeros(self._win + self._chunk, dtype=np.float64)
+        self._empty = _concat([])  # returned by pushes that complete no frame
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all input (as if newly built)."""
+        self._buf[:] = 0.0
+        self._fill = self._pad  # samples in the buffer; it starts with the left zero padding
+        self._n_input = 0
+        self._n_done = 0  # frames returned so far
+        self._buf_frame0 = 0  # index of the frame whose window starts at self._buf[0]
+        self._last_f0_hz: float | None = None
+
+
+    def _emit(self, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Compute every frame whose window is in the buffer (up to frame ``limit``)."""
+        hop = self.hop_size
+        n_ready = (self._fill - self._win) // hop + 1 if self._fill >= self._win else 0
+        stop = self._buf_frame0 + n_ready
+        if limit is not None:
+            stop = min(stop, limit)
+        out = []
+        if stop > self._n_done:
+            first = self._n_done - self._buf_frame0
+            view = np.lib.stride_tricks.sliding_window_view(self._buf[:self._fill], self._win)[::hop]
+            frames = view[first:stop - self._buf_frame0]
+            f0, per, voiced = _yin_on_frames(frames[:, self._yin_off:self._yin_off + self.yin_window_size],
+                                             self.sample_rate, *self._lags, self.threshold,
+                                             self._oversample)
+            f0 = _hold_unvoiced(f0, voiced, self._last_f0_hz)
+            if voiced.any():
+                self._last_f0_hz = float(f0[len(voiced) - 1 - voiced[::-1].argmax()])
+            loud = _loudness_on_frames(frames[:, self._loud_off:self._loud_off + self.n_fft],
+                                       self._tables)
+            out.append((f0, per, loud))
+            self._n_done = stop
+        # slide: keep from the window start of the next frame to compute
+        drop = (self._n_done - self._buf_frame0) * hop
+        if drop > 0:
+            keep = self._fill - drop
+            self._buf[:keep] = self._buf[drop:self._fill]
+            self._fill = keep
+            self._buf_frame0 = self._n_done
+        return out
+
+    def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Feed samples; return the frames they completed."""
+        block = np.asarray(block, dtype=np.float64).reshape(-1)
+        parts = []
+        pos = 0
+        while pos < len(block):
+            n = min(len(block) - pos, len(self._buf) - self._fill)
+            self._buf[self._fill:self._fill + n] = block[pos:pos + n]
+            self._fill += n
+            self._n_input += n
+            pos += n
+            # the next frame's window ends at this buffer position
+            if self._fill >= (self._n_done - self._buf_frame0) * self.hop_size + self._win:
+                parts += self._emit()
+        return _concat(parts) if parts else self._empty
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Zero-pad and return the frames still owed for the input so far (then reset)."""
+        total = self._n_input // self.hop_size
+        parts = []
+        while self._n_done < total:
+            n = min(len(self._buf) - self._fill, self._win)
+            self._buf[self._fill:self._fill + n] = 0.0
+            self._fill += n
+            parts += self._emit(limit=total)
+        self.reset()
+        return _concat(parts)
+
+
+def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        empty = np.zeros(0, dtype=np.float32)
+        return empty, empty.copy(), empty.copy()
+    return tuple(np.concatenate([p[k] for p in parts]).astype(np.float32) for k in range(3))  # type: ignore[return-value]
