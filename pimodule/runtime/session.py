@@ -65,6 +65,14 @@ class ModelSession:
         self._bindings = [self._bind(0, 1), self._bind(1, 0)]
         self._parity = 0
 
+    @staticmethod
+    def peek_kind(path: str | Path) -> str | None:
+        """The kind a model file declares, or None if it is not a readable pimodule model."""
+        try:
+            return open_model(path)[1].kind
+        except ModelFileError:
+            return None
+
     # -- setup ---------------------------------------------------------------------------------
     def _check_signature(self) -> None:
         inputs = {i.name: i for i in self._sess.get_inputs()}
