@@ -47,6 +47,8 @@ def scripted_voice(voice: DDSPVoice) -> torch.jit.ScriptModule:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constants created in forward are traced as constants: intended
         traced = torch.jit.trace(module, example, check_trace=False)
+        for name, tensor in zip(module.state_names, voice.initial_state(1)):
+            getattr(traced, name).copy_(tensor)  # tracing ran one frame: back to the initial state
     return traced.eval()
 
 
