@@ -13,9 +13,9 @@ Why YIN (de Cheveigné & Kawahara 2002) rather than CREPE or pYIN:
 - accurate to a few cents on monophonic, harmonic instruments (the DDSP use case), thanks to the
   cumulative-mean-normalised difference and parabolic interpolation of the dip;
 - no model, no weights: deterministic and identical on laptop and Pi;
-- cheap: a handful of FFTs per frame, vectorised over frames; a Pi 4 core keeps up with 250
-  frames/s easily (CREPE's full model is far too slow there, its tiny model still costs a
-  network run per frame);
+- cheap: four window-sized FFTs per frame, vectorised over frames (CREPE's full model is far
+  too slow for a Pi, its tiny model still costs a network run per frame). On the device,
+  ``oversample=1`` and an instrument-specific ``fmin_hz`` (smaller window) cut the cost further;
 - bounded latency: a frame is known as soon as about half an analysis window of look-ahead
   has arrived (:attr:`StreamingFeatures.latency_samples`); pYIN's HMM (Viterbi) smoothing needs look-ahead of many frames or a whole file.
 
@@ -117,13 +117,15 @@ def _yin_setup(sample_rate: int, window_size: int, fmin_hz: float, fmax_hz: floa
     return min_lag_up, max_lag * os_, _yin_left(window_size, max_lag), os_
 
 
-def _upsample(frames: np.ndarray, factor: int) -> np.ndarray:
-    """Band-limited upsampling of each row (zero-padded spectrum)."""
-    n = frames.shape[1]
-    spec = np.fft.rfft(frames, axis=1)
+def _upsample(spec: np.ndarray, n: int, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Band-limited upsampling of rows from their rfft ``spec`` (length ``n``): zero-padded
+    spectrum. Returns (upsampled rows, their rfft)."""
+    up = np.zeros((spec.shape[0], n * factor // 2 + 1), dtype=spec.dtype)
+    up[:, :spec.shape[1]] = spec * factor
     if n % 2 == 0:
-        spec[:, -1] *= 0.5  # split the Nyquist bin between +/- frequencies
-    return np.fft.irfft(spec, n * factor, axis=1) * factor
+        up[:, spec.shape[1] - 1] *= 0.5  # split the old Nyquist bin between +/- frequencies
+    up[:, 0] = up[:, 0].real
+    return np.fft.irfft(up, n * factor, axis=1), up
 
 
 def _yin_left(window_size: int, max_lag: int) -> int:
@@ -143,15 +145,16 @@ def _yin_on_frames(frames: np.ndarray, sample_rate: int, min_lag: int, max_lag: 
 
     ``min_lag``/``max_lag`` are in units of the ``oversample``-times finer lag grid.
     """
-    if oversample > 1:
-        frames = _upsample(frames, oversample)
+    spec_all = np.fft.rfft(frames, axis=1)
+    if oversample > 1:  # band-limited upsampling through the spectrum already at hand
+        frames, spec_all = _upsample(spec_all, frames.shape[1], oversample)
         sample_rate = sample_rate * oversample
     n_frames, window_size = frames.shape
     integ = window_size - max_lag  # integration length of the difference function
-    n_fft = _next_pow2(window_size + integ)
-    spec_all = np.fft.rfft(frames, n_fft, axis=1)
-    spec_head = np.fft.rfft(frames[:, :integ], n_fft, axis=1)
-    corr = np.fft.irfft(spec_all * np.conj(spec_head), n_fft, axis=1)[:, : max_lag + 1]
+    # r(tau) = sum_{j<integ} x[j] x[j+tau]: a circular correlation of the window with its head
+    # never wraps for tau <= max_lag (j + tau < window_size), so one window-sized FFT suffices
+    spec_head = np.fft.rfft(frames[:, :integ], window_size, axis=1)
+    corr = np.fft.irfft(spec_all * np.conj(spec_head), window_size, axis=1)[:, : max_lag + 1]
     sq = np.concatenate([np.zeros((n_frames, 1)), np.cumsum(frames * frames, axis=1)], axis=1)
     lags = np.arange(max_lag + 1)
     energy_lag = sq[:, lags + integ] - sq[:, lags]  # sum of x^2 over [tau, tau+integ)
@@ -350,6 +353,20 @@ class StreamingFeatures:
         self._buf = np.zeros(self._win + self._chunk, dtype=np.float64)
         self._empty = _concat([])  # returned by pushes that complete no frame
         self.reset()
+
+    @classmethod
+    def from_dataset_info(cls, info: dict, **overrides) -> "StreamingFeatures":
+        """The tracker a dataset's features were computed with (``dataset.json`` as a dict)."""
+        feats = info.get("features", {})
+        kwargs = {"sample_rate": int(info.get("sample_rate", DEFAULT_SAMPLE_RATE)),
+                  "hop_size": int(info.get("hop_size", DEFAULT_HOP_SIZE)),
+                  "fmin_hz": float(feats.get("fmin_hz", 40.0)),
+                  "fmax_hz": float(feats.get("fmax_hz", 2000.0)),
+                  "window_size": feats.get("yin_window_size"),
+                  "n_fft": feats.get("loudness_n_fft"),
+                  "oversample": feats.get("oversample")}
+        kwargs.update(overrides)
+        return cls(**kwargs)
 
     def reset(self) -> None:
         """Forget all input (as if newly built)."""

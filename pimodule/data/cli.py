@@ -49,6 +49,8 @@ def _report(out: Path, info: dict, seconds: float) -> None:
     print(f"{out}: train {s['train']['n_examples']} examples ({s['train']['minutes']:.1f} min), "
           f"held_out {s['held_out']['n_examples']} examples ({s['held_out']['minutes']:.1f} min), "
           f"{info['sample_rate']} Hz, hop {info['hop_size']}  [{seconds:.1f} s]")
+    if info.get("rendered"):
+        print(f"  rendered phrases (wav, MIDI, notes) in {out / 'wav'}")
     for bad in info.get("skipped", []):
         print(f"  skipped {bad['file']}: {bad['error']}")
 

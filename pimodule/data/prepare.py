@@ -237,6 +237,9 @@ def prepare(src: Path | str | Iterable[Path | str], out_dir: Path | str, *,
         "skipped": skipped,
         "features": {"f0": "YIN (pimodule.features.yin_f0)", "fmin_hz": fmin_hz,
                      "fmax_hz": fmax_hz,
+                     "yin_window_size": features.default_yin_window_size(sample_rate, fmin_hz),
+                     "oversample": features.default_oversample(sample_rate, fmax_hz),
+                     "loudness_n_fft": features.default_loudness_n_fft(sample_rate),
                      "loudness": "A-weighted, dB (pimodule.features.a_weighted_loudness_db)"},
     }
     info.update(extra_info or {})

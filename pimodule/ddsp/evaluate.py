@@ -20,11 +20,21 @@ AUDIBLE_DB = -60.0  # frames quieter than this (target) are not scored
 VOICED = 0.7  # periodicity above which a target frame counts as voiced
 
 
+def tracker_settings(info: dict) -> dict:
+    """The f0 tracker settings a dataset's features were made with (from dataset.json)."""
+    feats = info.get("features", {})
+    keys = {"fmin_hz": "fmin_hz", "fmax_hz": "fmax_hz", "yin_window_size": "window_size",
+            "oversample": "oversample"}
+    return {arg: feats[key] for key, arg in keys.items() if feats.get(key) is not None}
+
+
 def frame_errors(output: np.ndarray, target_f0_hz: np.ndarray, target_loudness_db: np.ndarray,
-                 target_periodicity: np.ndarray, sample_rate: int, hop_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame |loudness error| (dB, audible frames) and |f0 error| (cents, voiced audible frames)."""
+                 target_periodicity: np.ndarray, sample_rate: int, hop_size: int,
+                 tracker: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame |loudness error| (dB, audible frames) and |f0 error| (cents, voiced audible
+    frames), measuring the output with the tracker settings the targets were made with."""
     out_ld = features.a_weighted_loudness_db(output, sample_rate, hop_size=hop_size)
-    out_f0, _ = features.yin_f0(output, sample_rate, hop_size=hop_size)
+    out_f0, _ = features.yin_f0(output, sample_rate, hop_size=hop_size, **(tracker or {}))
     n = min(len(out_ld), len(target_loudness_db))
     audible = target_loudness_db[:n] > AUDIBLE_DB
     voiced = audible & (target_periodicity[:n] > VOICED)
@@ -45,7 +55,8 @@ def summarize(spectral: list[float], ld_errs: list[np.ndarray], f0_errs: list[np
     }
 
 
-def evaluate_arrays(render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int) -> dict:
+def evaluate_arrays(render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int,
+                    tracker: dict | None = None) -> dict:
     """``render(f0_hz, loudness_db) -> audio`` for each held-out example; the summary metrics."""
     loss_fn = multiscale_spectral_loss()
     spectral, ld_errs, f0_errs = [], [], []
@@ -55,7 +66,7 @@ def evaluate_arrays(render, data: dict[str, np.ndarray], sample_rate: int, hop_s
         with torch.no_grad():
             spectral.append(float(loss_fn(torch.from_numpy(out)[None, None], torch.from_numpy(target)[None, None])))
         ld, f0 = frame_errors(out, data["f0_hz"][i], data["loudness_db"][i], data["periodicity"][i],
-                              sample_rate, hop_size)
+                              sample_rate, hop_size, tracker)
         ld_errs.append(ld)
         f0_errs.append(f0)
     return summarize(spectral, ld_errs, f0_errs)
@@ -80,11 +91,12 @@ def onnx_renderer(session):
 def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
     """Evaluate a run's latest checkpoint on the held-out split; writes RUN/metrics.json and adds
     the metrics to the checkpoint's metadata (so `pimodule export` records them)."""
-    from pimodule.ddsp.train import load_split
+    from pimodule.ddsp.train import dataset_info, load_split
 
     model, meta = load_run(run_dir)
     data = load_split(data_dir, "held_out")
-    metrics = evaluate_arrays(torch_renderer(model), data, model.config.sample_rate, model.config.hop_size)
+    metrics = evaluate_arrays(torch_renderer(model), data, model.config.sample_rate, model.config.hop_size,
+                              tracker_settings(dataset_info(data_dir)))
     metrics["step"] = meta.get("step")
     metrics["train_minutes"] = round(meta.get("train_seconds", 0.0) / 60, 2)
     Path(run_dir, "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -98,9 +110,10 @@ def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
 
 def evaluate_model_file(model_path: Path, data_dir: Path) -> dict:
     """Evaluate an exported ONNX model with the device runtime (what ships)."""
-    from pimodule.ddsp.train import load_split
+    from pimodule.ddsp.train import dataset_info, load_split
     from pimodule.runtime.session import ModelSession
 
     session = ModelSession(model_path)
     data = load_split(data_dir, "held_out")
-    return evaluate_arrays(onnx_renderer(session), data, session.info.sample_rate, session.info.block_size)
+    return evaluate_arrays(onnx_renderer(session), data, session.info.sample_rate, session.info.block_size,
+                           tracker_settings(dataset_info(data_dir)))

@@ -100,12 +100,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from pimodule.ddsp.checkpoint import load_run
+    from pimodule.ddsp.train import summarize_info
 
     model, meta = load_run(args.run, args.checkpoint)
     name = args.name or args.out.stem
     provenance = {
         "run": str(args.run),
-        "data": meta.get("data", {}),
+        "data": summarize_info(meta.get("data", {})),
         "steps": meta.get("step"),
         "metrics": meta.get("metrics", {}),
         "train_seconds": meta.get("train_seconds"),

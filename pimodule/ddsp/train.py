@@ -70,8 +70,17 @@ def load_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
 
 
 def dataset_info(data_dir: Path) -> dict:
+    """dataset.json without its per-file lists (they would bloat checkpoints and model files)."""
     path = Path(data_dir) / "dataset.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    return summarize_info(info)
+
+
+def summarize_info(info: dict) -> dict:
+    out = {k: v for k, v in info.items() if k not in ("splits", "skipped")}
+    out["splits"] = {name: {k: v for k, v in split.items() if k != "files"}
+                     for name, split in info.get("splits", {}).items()}
+    return out
 
 
 class CropSampler:

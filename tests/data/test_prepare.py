@@ -75,6 +75,21 @@ def test_dataset_shapes_and_features(tmp_path: Path, example_seconds: float, hop
     held_files = {f["file"] for f in info["splits"]["held_out"]["files"]}
     train_files = {f["file"] for f in info["splits"]["train"]["files"]}
     assert held_files and not held_files & train_files  # whole files held out
+    feats = info["features"]
+    assert feats["fmin_hz"] == 40.0 and feats["yin_window_size"] == 1024
+    assert feats["loudness_n_fft"] == 1024 and feats["oversample"] == 2
+    # the device's streaming tracker, built from dataset.json, reproduces the cached features
+    from pimodule.features import StreamingFeatures
+
+    stream = StreamingFeatures.from_dataset_info(info)
+    assert stream.hop_size == hop_size and stream.yin_window_size == 1024
+    d = load_dataset(tmp_path / "ds", "train")
+    out = stream.push(d["audio"][0])
+    n = len(out[2])
+    assert n > 0
+    # loudness of example 0's first frames (same signal from its start; context differs only
+    # where the example was cut out of the longer file, i.e. at the very start)
+    np.testing.assert_allclose(out[2][20:n], d["loudness_db"][0][20:n], atol=0.5)
     on_disk = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert on_disk == load_info(tmp_path / "ds")
 
