@@ -19,7 +19,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pimodule.ddsp.export", "export a trained run to one streaming ONNX file"),
     "render": ("pimodule.render", "offline timbre transfer of a recording or a MIDI line"),
     "eval": ("pimodule.eval_cli", "quality numbers on held-out data"),
-    "prune": ("pimodule.prune.cli", "prune a trained run into a smaller one"),
     "quantize": ("pimodule.prune.quantize", "int8-quantize an exported model"),
     "estimate": ("pimodule.fx.estimate", "estimate the effect chain of a recording"),
     "run": ("pimodule.runtime.daemon", "the module's daemon: audio + CV in, model, audio out, OSC"),
