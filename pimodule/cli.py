@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (ValueError, OSError) as err:  # bad input: one clear line (the traceback with -v)
+        if args.verbose:
+            raise
+        print(f"pimodule {name}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
