@@ -38,6 +38,7 @@ class DDSPConfig:
     n_noise_bands: int = 65
     hidden_size: int = 128
     noise_seed: int = 1234
+    reverb_seconds: float = 0.0  # > 0: a learned impulse response this long (optional, off by default)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +79,12 @@ class DDSPVoice(nn.Module):
         self.n_noise_seg = synth.n_noise_segments(config.hop_size, config.n_noise_bands)
         with torch.no_grad():  # start with little noise, as DDSP does with its -5 bias
             self.proj.bias[1 + config.n_harmonics :].fill_(-5.0)
+        self.n_reverb_taps = int(round(config.reverb_seconds * config.sample_rate))
+        if self.n_reverb_taps > 1:  # a quiet decaying-noise start; tap 0 stays the dry path
+            gen = torch.Generator().manual_seed(config.noise_seed + 1)
+            t = torch.arange(1, self.n_reverb_taps) / config.sample_rate
+            init = 0.01 * torch.randn(self.n_reverb_taps - 1, generator=gen) * torch.exp(-t / (config.reverb_seconds / 4))
+            self.reverb_ir = nn.Parameter(init)
 
     # -- state ---------------------------------------------------------------------------------
     def state_specs(self) -> tuple[StateSpec, ...]:
@@ -89,7 +96,8 @@ class DDSPVoice(nn.Module):
             StateSpec("prev_amplitudes", (1, 1, c.n_harmonics), "float32"),
             StateSpec("noise_tail", (1, self.n_noise_seg - 1, c.hop_size), "float32"),
             StateSpec("noise_position", (1, 1), "int64"),
-        )
+        ) + ((StateSpec("reverb_history", (1, self.n_reverb_taps - 1), "float32"),)
+             if self.n_reverb_taps > 1 else ())
 
     def initial_state(self, batch_size: int = 1, generator: torch.Generator | None = None):
         """Zero state; with a generator, random noise positions (for training variety)."""
@@ -132,6 +140,7 @@ class DDSPVoice(nn.Module):
         prev_amplitudes: torch.Tensor,
         noise_tail: torch.Tensor,
         noise_position: torch.Tensor,
+        reverb_history: torch.Tensor | None = None,
     ):
         c = self.config
         shift, ld_offset, harm_db, noise_db = (controls[:, i : i + 1] for i in range(4))
@@ -152,6 +161,9 @@ class DDSPVoice(nn.Module):
             noise_mags, white, self.noise_basis, hop_size=c.hop_size, tail=noise_tail
         )
         audio = harmonic + noise
-        return (
-            audio, gru_h_next, phase_next, f0[:, -1:], amps[:, -1:], tail_next, position_next,
-        )
+        state_next = (gru_h_next, phase_next, f0[:, -1:], amps[:, -1:], tail_next, position_next)
+        if reverb_history is not None:
+            ir = torch.cat([torch.zeros(1, dtype=audio.dtype), self.reverb_ir])
+            wet, history_next = synth.fir_reverb(audio, ir, history=reverb_history)
+            return (audio + wet,) + state_next + (history_next,)
+        return (audio,) + state_next

@@ -142,3 +142,16 @@ def filtered_noise(
 def n_noise_segments(hop_size: int, n_bands: int) -> int:
     n_out = hop_size + 2 * (n_bands - 1) - 1
     return -(-n_out // hop_size)
+
+
+def fir_reverb(dry: torch.Tensor, impulse_response: torch.Tensor, *, history: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convolution reverb with a (learned) impulse response, streaming.
+
+    dry ``(B, T)``, impulse_response ``(n_taps,)``, history ``(B, n_taps - 1)``: the dry samples
+    before this block. Returns the wet signal ``(B, T)`` and the next history.
+    """
+    n_taps = impulse_response.shape[0]
+    x = torch.cat([history, dry], dim=1)
+    wet = F.conv1d(x.unsqueeze(1), impulse_response.flip(0).reshape(1, 1, n_taps)).squeeze(1)
+    return wet, x[:, x.shape[1] - (n_taps - 1) :]

@@ -149,3 +149,26 @@ def test_bad_model_files_are_refused_with_a_reason(tmp_path, model_path):
 def test_runtime_session_imports_no_torch():
     code = "import sys, pimodule.runtime.session; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_optional_learned_reverb_streams_and_exports(tmp_path):
+    torch.manual_seed(0)
+    voice = DDSPVoice(DDSPConfig(hidden_size=16, reverb_seconds=0.05)).eval()
+    assert voice.state_specs()[-1].name == "reverb_history"
+    with torch.no_grad():
+        voice.reverb_ir.mul_(20)  # an audible tail
+    f0, ld = _controls(120, seed=2)
+    whole = _torch_whole(voice, f0, ld)
+    session = ModelSession(export_onnx(voice, tmp_path / "rv.onnx", name="rv"))
+    streamed = session.process(f0, ld)
+    assert np.max(np.abs(streamed - whole)) <= 1e-3
+    # the tail rings on after the voice stops
+    ld_off = np.concatenate([ld, np.full(40, -100.0, np.float32)])
+    f0_off = np.concatenate([f0, np.full(40, f0[-1], np.float32)])
+    session.reset()
+    out = session.process(f0_off, ld_off)
+    dry_voice = DDSPVoice(DDSPConfig(hidden_size=16)).eval()
+    dry_voice.load_state_dict({k: v for k, v in voice.state_dict().items() if k != "reverb_ir"})
+    dry = _torch_whole(dry_voice, f0_off, ld_off)
+    tail = slice(len(f0) * 64 + 400, len(f0) * 64 + 1200)
+    assert np.sqrt(np.mean(out[tail] ** 2)) > 1.5 * np.sqrt(np.mean(dry[tail] ** 2))
