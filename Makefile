@@ -44,11 +44,13 @@ export/violin.onnx export/flute.onnx: | venv
 models: venv
 	$(BIN)/pimodule data render --program violin --out $(DATA)/violin --seed 0 --n-phrases 80
 	$(BIN)/pimodule data render --program flute --out $(DATA)/flute --seed 100 --n-phrases 80
-	$(BIN)/pimodule train ddsp --data $(DATA)/violin --out $(RUNS)/violin --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
-	$(BIN)/pimodule export $(RUNS)/violin --out export/violin.onnx
-	$(BIN)/pimodule train ddsp --data $(DATA)/flute --out $(RUNS)/flute --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
-	$(BIN)/pimodule export $(RUNS)/flute --out export/flute.onnx
+	# both voices train at once, one thread each (configs/ddsp.toml): the two cores are used fully
+	$(MAKE) -j2 train-violin train-flute
 	$(BIN)/pimodule eval ddsp export/violin.onnx export/flute.onnx --data $(DATA)/violin $(DATA)/flute --json export/ddsp_eval.json
+
+train-%: venv
+	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$* --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
+	$(BIN)/pimodule export $(RUNS)/$* --out export/$*.onnx
 
 demo: venv export/violin.onnx export/flute.onnx
 	$(BIN)/python -m pimodule.demo --out $(OUT)
