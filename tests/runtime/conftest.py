@@ -1,0 +1,66 @@
+"""Model files for the runtime tests: small untrained DDSP voices (built with torch, tests only)
+and bad variants (corrupt, wrong kind, wrong rate, NaN output) derived from them with onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _edit_metadata(src: Path, dst: Path, **changes: str) -> Path:
+    import onnx
+
+    proto = onnx.load(str(src))
+    for entry in proto.metadata_props:
+        if entry.key in changes:
+            entry.value = changes[entry.key]
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def _nan_output(src: Path, dst: Path) -> Path:
+    """The same voice with its audio multiplied by NaN: loads fine, fails the warm-up check."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(src))
+    graph = proto.graph
+    for node in graph.node:
+        node.output[:] = ["audio_raw" if o == "audio" else o for o in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan_const"))
+    graph.node.append(helper.make_node("Mul", ["audio_raw", "nan_const"], ["audio"]))
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def _variant(src: Path, dst: Path, name: str) -> Path:
+    """Another valid voice without a second torch export: the largest weight matrix scaled."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(src))
+    init = max((i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT),
+               key=lambda i: int(np.prod(i.dims)))
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(0.6), init.name))
+    for entry in proto.metadata_props:
+        if entry.key == "pimodule.name":
+            entry.value = name
+    onnx.save(proto, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A models directory: voice_a.onnx (seed 0), voice_b.onnx (its variant) and bad_*.onnx."""
+    from pimodule.ddsp.export import build_test_model
+
+    d = tmp_path_factory.mktemp("models")
+    a = build_test_model(d / "voice_a.onnx", seed=0)
+    _variant(a, d / "voice_b.onnx", "test-1")
+    (d / "bad_corrupt.onnx").write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
+    _edit_metadata(a, d / "bad_kind.onnx", **{"pimodule.kind": "fx"})
+    _edit_metadata(a, d / "bad_rate.onnx", **{"pimodule.sample_rate": "22050"})
+    _nan_output(a, d / "bad_nan.onnx")
+    return d
