@@ -52,11 +52,13 @@ def demo_input(out_dir: Path) -> tuple[Path, str]:
     return path, what
 
 
-def run_daemon(model: Path, out_wav: Path, seconds: float) -> str:
-    """A few seconds of the daemon in synth mode with a simulated CV melody; returns how it ran."""
-    from pimodule.runtime import daemon
+def run_daemon(model: Path, out_wav: Path, seconds: float) -> int:
+    """A few seconds of `pimodule run` in synth mode with the simulated CV melody, on a private
+    JACK dummy server (or the simulated clock when jackd cannot start), recorded to out_wav."""
+    from pimodule.cli import main as cli_main
 
-    return daemon.demo_run(model, out_wav, seconds=seconds)
+    return cli_main(["run", "--model", str(model), "--mode", "synth", "--cv", "simulated", "--jack-dummy",
+                     "--no-osc", "--duration", str(seconds), "--record", str(out_wav)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / f"transfer_{model.stem}.wav"
         sf.write(str(path), np.clip(out, -1, 1), session.info.sample_rate, subtype="PCM_16")
         print(f"timbre transfer -> {model.stem}: {path.resolve()}")
-    daemon_wav = args.out / f"daemon_{models[0].stem}.wav"
-    how = run_daemon(models[0], daemon_wav, args.seconds)
-    print(f"daemon ({how}), {args.seconds:.0f} s of a CV melody played by {models[0].stem}: {daemon_wav.resolve()}")
-    return 0
+    voice = next((m for m in models if m.stem == "violin"), models[0])
+    daemon_wav = args.out / f"daemon_{voice.stem}.wav"
+    print(f"the daemon, {args.seconds:.0f} s of a simulated CV melody on CV1 playing {voice.stem}:")
+    status = run_daemon(voice, daemon_wav, args.seconds)
+    print(f"daemon recording: {daemon_wav.resolve()}")
+    return status
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ plug in through :data:`COMPARISONS`: see :func:`compare_torchscript`, the hook f
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import platform
@@ -57,6 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", nargs="+", default=["synth"], choices=["synth", "transfer"],
                         help="engine modes to time (transfer adds resampling + streaming f0/loudness of a sine)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--no-torchscript", action="store_true",
+                        help="skip the TorchScript (nn~/ddsp~-style) comparison even where torch is installed")
 
 
 def _percentiles(times_us: np.ndarray) -> dict:
@@ -130,7 +133,23 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def register_torchscript() -> bool:
+    """On a laptop with torch installed, add the TorchScript (nn~/ddsp~-style) column. The module
+    has no torch: then the column is skipped (the import is lazy and optional, never the daemon's)."""
+    if "torchscript" in COMPARISONS:
+        return True
+    try:
+        module = importlib.import_module("pimodule.ddsp.torchscript")
+    except ImportError as err:
+        log.info("no TorchScript comparison (%s)", err)
+        return False
+    COMPARISONS["torchscript"] = module.compare
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
+    if not args.no_torchscript:
+        register_torchscript()
     paths = list(args.models) or sorted(EXPORT_DIR.glob("*.onnx"))
     if not paths:
         log.error("no models: give paths or build export/*.onnx (make models)")
