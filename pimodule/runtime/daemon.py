@@ -311,8 +311,8 @@ def main(args: argparse.Namespace) -> int:
             from pimodule.runtime.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
 
             try:
-                stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))
-                cfg = config_mod.override(cfg, "audio", device=jack_device_index())
+                server = stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))
+                cfg = config_mod.override(cfg, "audio", device=jack_device_index(server))
             except JackUnavailable as err:
                 log.warning("no JACK dummy server (%s): falling back to the simulated clock", err)
                 offline = True

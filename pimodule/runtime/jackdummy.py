@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from typing import Iterator
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,33 @@ class JackUnavailable(RuntimeError):
     """jackd is not installed or did not start."""
 
 
+@dataclass(frozen=True)
+class JackServer:
+    name: str
+    pid: int
+    rate_hz: int
+    period: int
+    env: dict
+
+    def freewheel(self, on: bool) -> None:
+        """``jack_freewheel yes|no``: process cycles as fast as the clients allow (deterministic)."""
+        subprocess.run(["jack_freewheel", "yes" if on else "no"], env=self.env, check=True,
+                       capture_output=True, timeout=10)
+
+    def device_index(self) -> int:
+        """The sounddevice index of the JACK device (PortAudio must already see this server)."""
+        import sounddevice as sd
+
+        for i, dev in enumerate(sd.query_devices()):
+            if "JACK" in sd.query_hostapis(dev["hostapi"])["name"] and dev["max_output_channels"] > 0:
+                return i
+        raise JackUnavailable("PortAudio sees no JACK device")
+
+
 @contextlib.contextmanager
-def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None = None) -> Iterator[str]:
+def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None = None) -> Iterator[JackServer]:
     """Start ``jackd --no-realtime -d dummy``, make it this process's default server
-    (``JACK_DEFAULT_SERVER``), yield its name; stop it by PID on exit."""
+    (``JACK_DEFAULT_SERVER``), yield it; stop it by PID on exit."""
     for tool in ("jackd", "jack_wait"):
         if shutil.which(tool) is None:
             raise JackUnavailable(f"{tool} not found (apt install jackd2)")
@@ -41,7 +65,7 @@ def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None 
             raise JackUnavailable(f"jackd (dummy backend) did not start: {log_file.read()[-500:]}")
         os.environ["JACK_DEFAULT_SERVER"] = name
         log.info("JACK dummy server %r running (pid %d, %d Hz, period %d)", name, proc.pid, rate_hz, period)
-        yield name
+        yield JackServer(name, proc.pid, rate_hz, period, env)
     finally:
         if previous is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
@@ -56,13 +80,10 @@ def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None 
         log_file.close()
 
 
-def jack_device_index() -> int:
-    """The sounddevice index of the JACK device (PortAudio re-initialised to see a new server)."""
+def jack_device_index(server: JackServer) -> int:
+    """The JACK device's index after re-initialising PortAudio so that it sees the new server."""
     import sounddevice as sd
 
     sd._terminate()
     sd._initialize()
-    for i, dev in enumerate(sd.query_devices()):
-        if "JACK" in sd.query_hostapis(dev["hostapi"])["name"] and dev["max_output_channels"] > 0:
-            return i
-    raise JackUnavailable("PortAudio sees no JACK device")
+    return server.device_index()
