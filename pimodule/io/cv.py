@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -40,6 +39,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from pimodule.io.hardware import AdcConfig
+from pimodule.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class ChannelState:
     deadband_v: float
 
 
-class CVReader:
+class CVReader(BackgroundThread):
     """Polls the ADC in its own thread and publishes smoothed volts in ``values`` (see module doc)."""
 
     def __init__(self, adc_chip: MCP3208, adc: AdcConfig, poll_rate_hz: float | None = None,
@@ -243,8 +243,7 @@ class CVReader:
         self.sequence = 0
         self.counters = CVCounters()
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("pimodule-cv")
 
     def index(self, name: str) -> int:
         for i, ch in enumerate(self.channels):
@@ -286,19 +285,6 @@ class CVReader:
         return {ch.name: float(self.values[i]) for i, ch in enumerate(self.channels)}
 
     # -- thread ------------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="pimodule-cv", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
     def _run(self) -> None:
         period_s = 1.0 / self.poll_rate_hz
         deadline = self._clock()

@@ -30,7 +30,6 @@ callbacks like RPi.GPIO's event thread does. Button timing uses an injectable ``
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from pimodule.io.hardware import GpioConfig
+from pimodule.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class _ButtonState:
         self.long_sent = False
 
 
-class Buttons:
+class Buttons(BackgroundThread):
     """Debounced short/long presses of pull-up, active-low buttons, by polling the levels.
 
     A level change counts once it has been stable for ``debounce_ms``. "long" fires while the
@@ -222,8 +222,7 @@ class Buttons:
         self._clock = clock
         self._poll_s = 1.0 / poll_hz
         self._state = [_ButtonState() for _ in self.pins]
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("pimodule-buttons")
         for pin in self.pins:
             backend.setup_input(pin, pull_up=True)
 
@@ -254,18 +253,6 @@ class Buttons:
 
     def pressed(self, name: str) -> bool:
         return self._state[self.names.index(name)].stable_pressed
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="pimodule-buttons", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll_s):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Callable
+from pimodule.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def watchdog_interval_s(environ: dict | None = None) -> float | None:
     return usec / 2e6 if usec > 0 else None
 
 
-class Watchdog:
+class Watchdog(BackgroundThread):
     """A thread that sends WATCHDOG=1 every interval while ``is_healthy()`` is true."""
 
     def __init__(self, notifier: Notifier, is_healthy: Callable[[], bool] = lambda: True,
@@ -98,21 +98,11 @@ class Watchdog:
         self.is_healthy = is_healthy
         self.interval_s = interval_s if interval_s is not None else watchdog_interval_s()
         self.withheld = 0  # pings not sent because the daemon was unhealthy
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("pimodule-watchdog")
 
     def start(self) -> None:
-        if self.interval_s is None or not self.notifier.enabled or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="pimodule-watchdog", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        if self.interval_s is not None and self.notifier.enabled:
+            super().start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

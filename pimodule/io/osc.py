@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -35,6 +34,7 @@ from pythonosc.osc_packet import ParseError
 
 from pimodule.io.controller import CV_VOLTS, GAIN_SPEC, Controller
 from pimodule.io.osc_client import OscClient, decode, encode, is_loopback
+from pimodule.io.worker import BackgroundThread
 
 __all__ = ["OscClient", "OscConfig", "OscServer", "decode", "encode"]
 
@@ -95,7 +95,7 @@ class _Subscriber:
     next_due: float = field(default=0.0)
 
 
-class OscServer:
+class OscServer(BackgroundThread):
     """See the module docstring and docs/osc.md."""
 
     def __init__(self, controller: Controller, config: OscConfig = OscConfig(),
@@ -110,22 +110,14 @@ class OscServer:
         self._tokens = config.error_replies_per_s
         self._tokens_t = clock()
         self._last_error_to: tuple[str, int] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("pimodule-osc")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((config.host, config.port))
         self.port = self.sock.getsockname()[1]  # the real port when config.port == 0
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="pimodule-osc", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        super().stop(timeout_s)
         self.sock.close()
 
     def _run(self) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from pimodule.modelfile import ModelFileError
+from pimodule.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def load_session(path: Path, engine) -> object:
     return session
 
 
-class ModelLoader:
+class ModelLoader(BackgroundThread):
     """Worker thread: ``request(name)`` → load + validate + warm → ``engine.offer_model``.
 
     Refusals (corrupt file, wrong kind/rate/block, NaN output, unknown name) are logged and
@@ -69,25 +69,15 @@ class ModelLoader:
         self.on_error = on_error
         self.on_loaded = on_loaded
         self._queue: queue.Queue[str] = queue.Queue()
-        self._stop = threading.Event()
+        super().__init__("pimodule-loader")
         self._busy = False
-        self._thread: threading.Thread | None = None
         self.n_loaded = 0
         self.n_refused = 0
         self.last_error = ""
         self.current_name = ""
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="pimodule-loader", daemon=True)
-            self._thread.start()
-
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        super().stop(timeout_s)
         self.engine.collect_retired()
 
     def request(self, name_or_path: str) -> None:

@@ -18,7 +18,7 @@ def test_bench_rows_table_json_and_comparison_hook(model_dir, tmp_path, monkeypa
     monkeypatch.setitem(bench.COMPARISONS, "torchscript", fake_torchscript)
     out = tmp_path / "bench.json"
     args = argparse.Namespace(models=[model_dir / "voice_a.onnx"], block_sizes=[64, 256], sample_rate=48000,
-                              n_blocks=30, out=out, modes=["synth", "transfer"])
+                              n_blocks=30, out=out, modes=["synth", "transfer"], no_torchscript=False)
     assert bench.main(args) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [(r["mode"], r["block_size"]) for r in rows] == [
@@ -35,7 +35,7 @@ def test_bench_rows_table_json_and_comparison_hook(model_dir, tmp_path, monkeypa
 
 def test_bench_refuses_a_bad_model(model_dir):
     args = argparse.Namespace(models=[model_dir / "bad_nan.onnx"], block_sizes=[128], sample_rate=48000,
-                              n_blocks=5, out=None, modes=["synth"])
+                              n_blocks=5, out=None, modes=["synth"], no_torchscript=True)
     assert bench.main(args) == 1
 
 
