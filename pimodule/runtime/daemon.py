@@ -327,6 +327,10 @@ def main(args: argparse.Namespace) -> int:
                 import sounddevice as sd
 
                 sd._terminate()  # before the server goes away
+    if args.jack_dummy and not offline:
+        import sounddevice as sd
+
+        sd._initialize()  # PortAudio usable again in this process (the server has gone)
     s = d.controller.status()
     print(f"played on {backend}: {d.engine.n_samples / cfg.audio.sample_rate_hz:.2f} s, model "
           f"{s['model'] or '(none)'}, mode {s['mode']}, callback p50 {s['callback_p50_us']:.0f} us "
