@@ -122,12 +122,9 @@ class DDSPVoice(nn.Module):
         ld_in = ((loudness_db - LOUDNESS_FLOOR_DB) / -LOUDNESS_FLOOR_DB).unsqueeze(-1)
         a, b = self.f0_mlp(f0_in), self.loudness_mlp(ld_in)
         x, gru_h_next = self.gru(torch.cat([a, b], dim=-1), gru_h)
-        y = self.proj(self.out_mlp(torch.cat([x, a, b], dim=-1)))
+        y = scaled_sigmoid(self.proj(self.out_mlp(torch.cat([x, a, b], dim=-1))))
         k = self.config.n_harmonics
-        amplitude = scaled_sigmoid(y[..., 0])
-        distribution = scaled_sigmoid(y[..., 1 : 1 + k])
-        noise_magnitudes = scaled_sigmoid(y[..., 1 + k :])
-        return amplitude, distribution, noise_magnitudes, gru_h_next
+        return y[..., 0], y[..., 1 : 1 + k], y[..., 1 + k :], gru_h_next
 
     def forward(
         self,
