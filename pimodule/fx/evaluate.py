@@ -1,0 +1,182 @@
+"""``pimodule eval fx``: estimation quality on held-out dry material.
+
+Cases (the same examples for every model):
+1. ``chain``: the project's chain with random parameters;
+2. ``pedalboard``: pedalboard's filters, compressor, distortion/clipping and reverb (never seen in
+   training), parameters mapped from a random chain as closely as their controls allow;
+3. ``style``: DeepAFx-ST protocol: reference = chain(a), input = b (another part of the same
+   recording), target = chain(b); the estimate from the reference (and b, for conditioned models)
+   is re-rendered on b.
+Distances of the re-rendered estimate to the target (multi-resolution STFT, mel dB), each also for
+the unprocessed input ("corrupt" baseline) and as the ratio estimate / corrupt (< 1 is better,
+0.35 means 65% of the distance closed); chain-selection accuracy (all five on/off decisions right);
+parameter error in [0, 1] units on case 1. Writes results.json and results.md into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pimodule.fx.batch import from_dry
+from pimodule.fx.chain import Chain, apply_chain, physical, sample_chain
+from pimodule.fx.losses import mel_distance, mrstft, param_mask
+from pimodule.fx.model import analysis_samples
+from pimodule.fx.run import load_run
+from pimodule.fx.sources import DryCorpus
+from pimodule.fx.specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
+
+log = logging.getLogger(__name__)
+CASES = ("chain", "pedalboard", "style")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", type=Path, help="fx training run folders")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md")
+    parser.add_argument("--n-examples", type=int, default=64, dest="n_examples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--max-files", type=int, default=0, dest="max_files",
+                        help="limit held-out files per kind (0: all)")
+
+
+def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarray:
+    """Process ``(batch, samples)`` with pedalboard effects mapped from a (hard) chain."""
+    import pedalboard as pb
+
+    out = np.zeros_like(x)
+    for i in range(x.shape[0]):
+        fx = []
+        on = {n: bool(chain.active[i, k] >= 0.5) for k, n in enumerate(EFFECT_NAMES)}
+        p = {n: {k: float(v[0]) for k, v in physical(n, chain.unit[i:i + 1]).items()} for n in EFFECT_NAMES}
+        if on["eq"]:
+            e = p["eq"]
+            fx += [pb.LowShelfFilter(e["low_shelf_freq_hz"], e["low_shelf_gain_db"], 0.7071)]
+            fx += [pb.PeakFilter(e[f"peak{j}_freq_hz"], e[f"peak{j}_gain_db"], e[f"peak{j}_q"]) for j in (1, 2, 3)]
+            fx += [pb.HighShelfFilter(e["high_shelf_freq_hz"], e["high_shelf_gain_db"], 0.7071)]
+        if on["compressor"]:
+            c = p["compressor"]
+            fx += [pb.Compressor(c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"]),
+                   pb.Gain(c["makeup_db"])]
+        if on["distortion"]:
+            d = p["distortion"]
+            mode = DISTORTION_MODES[int(chain.mode_weights[i].argmax())]
+            if mode == "hard":
+                fx += [pb.Gain(d["drive_db"]), pb.Clipping(0.0)]
+            else:
+                fx += [pb.Distortion(d["drive_db"])]
+            fx += [pb.Gain(d["output_gain_db"])]
+        if on["reverb"]:
+            r = p["reverb"]
+            mix = r["mix_pct"] / 100
+            fx += [pb.Reverb(room_size=float(SPECS["reverb"]["decay_s"].to_unit(r["decay_s"])),
+                             damping=r["damping_pct"] / 100, wet_level=mix, dry_level=1 - mix)]
+        if on["gain"]:
+            fx += [pb.Gain(p["gain"]["gain_db"])]
+        out[i] = pb.Pedalboard(fx)(x[i:i + 1].astype(np.float32), sample_rate, reset=True)[0]
+    return out
+
+
+def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> dict:
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    sr = corpus.sample_rate
+    data = {}
+    for case in cases:
+        dry = corpus.excerpts(rng, n, n_samples, 2)
+        chain = sample_chain(n, gen)
+        if case == "chain":
+            data[case] = from_dry(dry[:, :1], chain, sr, "dry")
+        elif case == "style":
+            data[case] = from_dry(dry, chain, sr, "reference")
+        else:
+            b = from_dry(dry[:, :1], chain, sr, "dry")
+            b.wet = b.target = torch.from_numpy(pedalboard_render(dry[:, 0], sr, chain))
+            data[case] = b
+    return data
+
+
+def _predict(model, batch, chunk: int = 16) -> Chain:
+    outs = []
+    cond = model.config.conditioning
+    with torch.no_grad():
+        for s in range(0, batch.wet.shape[0], chunk):
+            other = None if cond == "blind" else batch.other[s:s + chunk]
+            outs.append(model(batch.wet[s:s + chunk], other)[0])
+    return Chain(*(torch.cat([getattr(o, k) for o in outs]) for k in ("active", "unit", "mode_weights")))
+
+
+def evaluate_model(model, data: dict, sample_rate: int) -> dict:
+    results = {}
+    for case, batch in data.items():
+        pred = _predict(model, batch).hard()
+        est = torch.cat([apply_chain(batch.source[s:s + 16, None], sample_rate,
+                                     Chain(pred.active[s:s + 16], pred.unit[s:s + 16],
+                                           pred.mode_weights[s:s + 16]))[:, 0]
+                         for s in range(0, batch.source.shape[0], 16)])
+        ok = torch.isfinite(est).all(-1)
+        est = torch.where(ok[:, None], est, torch.zeros_like(est))
+        r = {"n": int(est.shape[0])}
+        for name, fn in (("mrstft", mrstft), ("mel_db", lambda a, b: mel_distance(a, b, sample_rate))):
+            d_est, d_in = fn(est, batch.target), fn(batch.source, batch.target)
+            r[name] = float(d_est.mean())
+            r[f"{name}_corrupt"] = float(d_in.mean())
+            r[f"{name}_ratio"] = float(d_est.mean() / d_in.mean())
+        correct = pred.active == batch.chain.active
+        r["selection_accuracy"] = float(correct.all(-1).float().mean())
+        r["per_effect_accuracy"] = {n: float(correct[:, i].float().mean()) for i, n in enumerate(EFFECT_NAMES)}
+        if case == "chain":
+            mask = param_mask(batch.chain.active)
+            err = (pred.unit - batch.chain.unit).abs() * mask
+            r["param_mae_unit"] = float(err.sum() / mask.sum())
+        results[case] = r
+    return results
+
+
+def markdown(results: dict) -> str:
+    lines = ["| model | case | MRSTFT est / corrupt (ratio) | mel dB est / corrupt (ratio) | chain selection | param MAE [0,1] |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for model, cases in results["models"].items():
+        for case, r in cases.items():
+            pm = f"{r['param_mae_unit']:.3f}" if "param_mae_unit" in r else "–"
+            lines.append(f"| {model} | {case} | {r['mrstft']:.3f} / {r['mrstft_corrupt']:.3f} "
+                         f"({r['mrstft_ratio']:.2f}) | {r['mel_db']:.2f} / {r['mel_db_corrupt']:.2f} "
+                         f"({r['mel_db_ratio']:.2f}) | {100 * r['selection_accuracy']:.0f}% | {pm} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    loaded = {}
+    for path in args.models:
+        model, config, history = load_run(path)
+        loaded[path.name] = (model, config, history)
+    configs = [c for _, c, _ in loaded.values()]
+    sr = configs[0].model.sample_rate
+    if any(c.model.sample_rate != sr for c in configs):
+        print("pimodule eval fx: all models must share one sample rate")
+        return 2
+    n_samples = analysis_samples(configs[0].model, configs[0].excerpt_s)
+    corpus = DryCorpus.load(sr, "heldout", max_files=args.max_files or None)
+    data = make_cases(corpus, args.n_examples, n_samples, args.seed, args.cases)
+    results = {"sample_rate": sr, "n_examples": args.n_examples, "seed": args.seed, "models": {},
+               "training": {}}
+    for name, (model, config, history) in loaded.items():
+        log.info("evaluating %s", name)
+        results["models"][name] = evaluate_model(model, data, sr)
+        results["training"][name] = {"objective": config.objective,
+                                     "conditioning": config.model.conditioning,
+                                     "steps": len(history.get("step", [])),
+                                     "seconds_per_step": history.get("seconds_per_step"),
+                                     "train_seconds": history.get("train_seconds")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    table = markdown(results)
+    (args.out / "results.md").write_text(table)
+    print(table)
+    return 0

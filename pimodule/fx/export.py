@@ -1,0 +1,111 @@
+"""Export a trained estimator to one ONNX file (kind ``fx``, fixed analysis window).
+
+``pimodule export``-style entry (``configure``/``main``): ``RUN --out NAME.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pimodule.fx.chain import PARAM_SLICES
+from pimodule.fx.infer import WINDOW_S
+from pimodule.fx.model import Estimator, analysis_samples
+from pimodule.fx.run import load_run
+from pimodule.fx.specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
+from pimodule.fx.twin.estimator import KEY_CHAIN, KEY_CONDITIONING, OnnxEstimator
+from pimodule.modelfile import FORMAT_VERSION, MIN_OPSET, ModelInfo
+from pimodule.params import ParamSpec, ParamTable
+
+log = logging.getLogger(__name__)
+
+
+class _Wrapper(torch.nn.Module):
+    def __init__(self, model: Estimator):
+        super().__init__()
+        self.model = model
+
+    def forward(self, wet: torch.Tensor, other: torch.Tensor | None = None):
+        chain, _, _ = self.model(wet, other)
+        return chain.active, chain.mode_weights, chain.unit
+
+
+def chain_controls() -> ParamTable:
+    """All chain parameters as one table, names ``effect.param``, in the ``unit`` vector's order."""
+    specs = []
+    for name in EFFECT_NAMES:
+        for s in SPECS[name]:
+            specs.append(ParamSpec(f"{name}.{s.name}", s.unit, s.min, s.max, s.default, s.scale, s.doc))
+    return ParamTable(specs)
+
+
+def chain_layout() -> list[dict]:
+    return [{"effect": n, "params": SPECS[n].names, "start": PARAM_SLICES[n].start,
+             "modes": list(DISTORTION_MODES) if n == "distortion" else []} for n in EFFECT_NAMES]
+
+
+def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict | None = None,
+                opset: int = MIN_OPSET) -> Path:
+    import onnx
+
+    cfg = model.config
+    window = analysis_samples(cfg, WINDOW_S)
+    model.eval()
+    model.frontend.use_matmul_dft()
+    wrapper = _Wrapper(model)
+    wet = torch.zeros(1, window)
+    args = (wet,) if cfg.conditioning == "blind" else (wet, torch.zeros(1, window))
+    inputs = ["wet"] if cfg.conditioning == "blind" else ["wet", "other"]
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        torch.onnx.export(wrapper, args, str(raw), input_names=inputs,
+                          output_names=["active", "mode", "unit"], opset_version=opset,
+                          dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
+                          dynamo=False)
+        proto = onnx.load(str(raw))
+    model.frontend.dft = None
+    info = ModelInfo(kind="fx", name=name, sample_rate=cfg.sample_rate, block_size=window,
+                     controls=chain_controls(), state=(), version=FORMAT_VERSION, latency_samples=window,
+                     provenance=provenance or {})
+    meta = info.to_metadata()
+    meta[KEY_CHAIN] = json.dumps(chain_layout())
+    meta[KEY_CONDITIONING] = cfg.conditioning
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(proto)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(out), save_as_external_data=False)
+    OnnxEstimator(out)  # validates the metadata round trip
+    return out
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="fx training run folder")
+    parser.add_argument("--out", type=Path, required=True, help="output .onnx")
+    parser.add_argument("--name", default=None)
+
+
+def main(args: argparse.Namespace) -> int:
+    model, config, history = load_run(args.run)
+    provenance = {"run": str(args.run), "objective": config.objective,
+                  "steps": len(history.get("step", [])), "data": list(config.kinds),
+                  "seconds_per_step": history.get("seconds_per_step")}
+    out = export_onnx(model, args.out, args.name or args.out.stem, provenance)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":  # python -m pimodule.fx.export RUN --out FILE.onnx
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    _parser = argparse.ArgumentParser(prog="python -m pimodule.fx.export", description=__doc__)
+    configure(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -1,0 +1,143 @@
+"""The analysis network: log-mel frontend + small 1-D CNN encoder, shared for the wet signal and
+the optional dry/reference signal, with heads for chain selection, distortion curve and parameters.
+
+``forward(wet, other)`` takes ``(batch, samples)`` mono windows (``other`` None when blind) and
+returns a :class:`pimodule.fx.chain.Chain` of probabilities and [0, 1] parameters, plus the logits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from pimodule.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, Chain
+
+CONDITIONING = ("blind", "dry", "reference")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop: int = 256
+    n_mels: int = 64
+    channels: int = 96
+    n_layers: int = 4
+    conditioning: str = "blind"
+
+    def __post_init__(self) -> None:
+        if self.conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning must be one of {CONDITIONING}")
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 30.0) -> np.ndarray:
+    """Triangular filters on the HTK mel scale, ``(n_mels, n_fft // 2 + 1)``, area-normalised."""
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(sample_rate / 2), n_mels + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    fb = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
+    return (fb / np.maximum(fb.sum(1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+class LogMel(nn.Module):
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("fb", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)),
+                             persistent=False)
+
+        self.dft: torch.Tensor | None = None
+
+    def use_matmul_dft(self) -> None:
+        """Compute the power spectrum as a matmul with cos/sin (for ONNX export: no complex)."""
+        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
+        n = torch.arange(self.n_fft, dtype=torch.float64)
+        phase = 2 * math.pi * n[:, None] * k[None] / self.n_fft
+        self.dft = torch.cat([torch.cos(phase), -torch.sin(phase)], 1).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples)`` -> ``(batch, n_mels, frames)`` log power (dB / 10 scale)."""
+        n_frames = 1 + (x.shape[-1] - self.n_fft) // self.hop
+        if self.dft is None:
+            frames = x.unfold(-1, self.n_fft, self.hop)[:, :n_frames] * self.window
+            power = torch.view_as_real(torch.fft.rfft(frames)).square().sum(-1)
+        else:  # export: frames by a constant gather index (batch stays dynamic in ONNX)
+            idx = torch.arange(n_frames)[:, None] * self.hop + torch.arange(self.n_fft)[None]
+            frames = x[:, idx] * self.window
+            re_im = frames @ self.dft
+            n_bins = self.n_fft // 2 + 1
+            power = re_im[..., :n_bins].square() + re_im[..., n_bins:].square()
+        mel = power @ self.fb.T
+        return torch.log10(mel + 1e-8).transpose(1, 2)
+
+
+class Encoder(nn.Module):
+    """Dilated residual 1-D convolutions over mel frames, mean + std pooling over time."""
+
+    def __init__(self, n_mels: int, channels: int, n_layers: int):
+        super().__init__()
+        self.inp = nn.Conv1d(n_mels, channels, 1)
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(channels, channels, 3, padding=2**i, dilation=2**i), nn.GELU(),
+                          nn.Conv1d(channels, channels, 1))
+            for i in range(n_layers))
+        self.out_dim = 2 * channels + 2 * n_mels
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        h = self.inp(mel)
+        for layer in self.layers:
+            h = h + layer(h)
+        # pooled features plus the mean and spread of the raw log-mel (level and dynamics cues)
+        return torch.cat([h.mean(-1), h.std(-1), mel.mean(-1), mel.std(-1)], -1)
+
+
+class Estimator(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.frontend = LogMel(config.sample_rate, config.n_fft, config.hop, config.n_mels)
+        self.encoder = Encoder(config.n_mels, config.channels, config.n_layers)
+        n_in = self.encoder.out_dim * (1 if config.conditioning == "blind" else 3)
+        hidden = 2 * config.channels
+        self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                   nn.GELU())
+        self.active_head = nn.Linear(hidden, N_EFFECTS)
+        self.mode_head = nn.Linear(hidden, N_MODES)
+        self.param_head = nn.Linear(hidden, N_PARAMS)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.frontend(x))
+
+    def forward(self, wet: torch.Tensor, other: torch.Tensor | None = None):
+        e = self.embed(wet)
+        if self.config.conditioning != "blind":
+            if other is None:
+                raise ValueError(f"a {self.config.conditioning} model needs the second signal")
+            o = self.embed(other)
+            e = torch.cat([e, o, e - o], -1)
+        h = self.trunk(e)
+        active_logits = self.active_head(h)
+        mode_logits = self.mode_head(h)
+        unit = torch.sigmoid(self.param_head(h))
+        chain = Chain(torch.sigmoid(active_logits), unit, torch.softmax(mode_logits, -1))
+        return chain, active_logits, mode_logits
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def analysis_samples(config: ModelConfig, seconds: float) -> int:
+    """Window length in samples that gives whole hops."""
+    n = int(round(seconds * config.sample_rate))
+    return config.n_fft + config.hop * max(1, math.ceil((n - config.n_fft) / config.hop))

@@ -1,0 +1,169 @@
+"""Dry training and held-out material for the effect estimator: real recordings installable here.
+
+- speech: Debian's ``asterisk-core-sounds-en-wav`` (8 kHz prompts, resampled)
+- samples: Debian's ``sonic-pi-samples`` (CC0 drums, loops, bass, guitar, ambient)
+- instruments: General MIDI soundfont phrases rendered by the fluidsynth CLI from MIDI made with mido
+
+Files are split into ``train`` and ``heldout`` by a hash of their name (and by GM program for the
+soundfont), so evaluation never sees training sources. Randomness comes in as a numpy Generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+log = logging.getLogger(__name__)
+
+SPEECH_DIR = Path("/usr/share/asterisk/sounds")
+SAMPLES_DIR = Path("/usr/share/sonic-pi/samples")
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+KINDS = ("speech", "samples", "instruments")
+SPLITS = ("train", "heldout")
+#: GM programs (0-based) rendered for each split: the held-out instruments are never trained on
+PROGRAMS = {"train": (0, 24, 33, 48, 19, 65), "heldout": (40, 73, 56, 4)}
+HELDOUT_SHARE = 0.2
+
+
+class SourceError(RuntimeError):
+    """Dry material is missing (with the package to install)."""
+
+
+def split_of(name: str) -> str:
+    h = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "heldout" if h < HELDOUT_SHARE else "train"
+
+
+def _load(path: Path, sample_rate: int) -> np.ndarray:
+    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = audio.mean(1)
+    if sr != sample_rate:
+        audio = soxr.resample(audio, sr, sample_rate).astype(np.float32)
+    return audio
+
+
+def _files(kind: str, split: str) -> list[Path]:
+    if kind == "speech":
+        files = sorted(SPEECH_DIR.glob("en*/**/*.wav"))
+        hint = "asterisk-core-sounds-en-wav"
+    else:
+        files = sorted(p for p in SAMPLES_DIR.glob("*.flac"))
+        hint = "sonic-pi-samples"
+    if not files:
+        raise SourceError(f"no {kind} recordings found; apt-get install {hint}")
+    return [p for p in files if split_of(p.name) == split]
+
+
+def make_midi(path: Path, program: int, seed: int, n_notes: int = 24) -> None:
+    """A seeded monophonic phrase with varied pitch, length and velocity for one GM program."""
+    import mido
+
+    rng = np.random.default_rng(seed)
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.Message("program_change", program=program, time=0))
+    low = 40 if program in (33, 32, 34) else 55
+    pitch = int(rng.integers(low, low + 20))
+    for _ in range(n_notes):
+        pitch = int(np.clip(pitch + rng.integers(-5, 6), low - 5, low + 30))
+        dur = int(rng.choice([120, 240, 480, 720]))
+        gap = int(rng.choice([0, 0, 60, 240]))
+        track.append(mido.Message("note_on", note=pitch, velocity=int(rng.integers(50, 120)), time=gap))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=dur))
+    mid.save(str(path))
+
+
+def render_program(program: int, seed: int, sample_rate: int, cache_dir: Path) -> np.ndarray:
+    """Render (or reuse) a dry phrase of one GM program with the fluidsynth CLI."""
+    out = cache_dir / f"gm{program:03d}_s{seed}_{sample_rate}.wav"
+    if not out.exists():
+        if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
+            raise SourceError("fluidsynth or the GM soundfont is missing; "
+                              "apt-get install fluidsynth fluid-soundfont-gm")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            midi = Path(tmp) / "phrase.mid"
+            make_midi(midi, program, seed)
+            part = Path(tmp) / "out.wav"
+            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
+                            "-r", str(sample_rate), "-F", str(part), str(SOUNDFONT), str(midi)],
+                           check=True, capture_output=True, timeout=120)
+            shutil.move(str(part), out)
+    return _load(out, sample_rate)
+
+
+def _trim(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    frame = sample_rate // 50
+    n = len(audio) // frame
+    if n == 0:
+        return audio[:0]
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, 1) + 1e-12)
+    loud = np.nonzero(rms > 10 ** (-50 / 20))[0]
+    if len(loud) == 0:
+        return audio[:0]
+    return audio[loud[0] * frame: (loud[-1] + 1) * frame]
+
+
+@dataclass
+class DryCorpus:
+    """Dry recordings in memory, one list per kind, at one sample rate."""
+
+    sample_rate: int
+    clips: dict[str, list[np.ndarray]]
+
+    @classmethod
+    def load(cls, sample_rate: int, split: str, kinds=KINDS, cache_dir: Path | None = None,
+             max_files: int | None = None) -> "DryCorpus":
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}")
+        cache_dir = Path(cache_dir or Path.home() / ".cache" / "pimodule" / "fx")
+        clips: dict[str, list[np.ndarray]] = {}
+        for kind in kinds:
+            if kind == "instruments":
+                audio = [render_program(p, 1000 + p + (0 if split == "train" else 500), sample_rate,
+                                        cache_dir) for p in PROGRAMS[split][:max_files]]
+            else:
+                audio = [_load(p, sample_rate) for p in _files(kind, split)[:max_files]]
+            clips[kind] = [a for a in (_trim(a, sample_rate) for a in audio) if len(a) > sample_rate // 4]
+            log.info("%s/%s: %d clips, %.0f s", split, kind, len(clips[kind]),
+                     sum(map(len, clips[kind])) / sample_rate)
+        if not any(clips.values()):
+            raise SourceError(f"no usable dry audio for split {split!r}")
+        return cls(sample_rate, clips)
+
+    def excerpts(self, rng: np.random.Generator, batch: int, n_samples: int,
+                 n_parts: int = 1) -> np.ndarray:
+        """``(batch, n_parts, n_samples)`` random excerpts, each row from one recording, levels
+        normalised to an RMS between -30 and -12 dBFS (parts of a row share the gain)."""
+        kinds = [k for k, v in self.clips.items() if v]
+        out = np.zeros((batch, n_parts, n_samples), dtype=np.float32)
+        for i in range(batch):
+            clips = self.clips[kinds[rng.integers(len(kinds))]]
+            clip = clips[rng.integers(len(clips))]
+            for j in range(n_parts):
+                out[i, j] = self._excerpt(clip, rng, n_samples)
+            rms = np.sqrt(np.mean(out[i] ** 2) + 1e-12)
+            out[i] *= 10 ** (rng.uniform(-30, -12) / 20) / rms
+        return out
+
+    def _excerpt(self, clip: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+        if len(clip) <= n:  # loop short clips (drum hits) to fill the window
+            reps = -(-n // len(clip))
+            clip = np.tile(clip, reps)
+            return clip[:n]
+        for _ in range(8):  # avoid near-silent windows
+            start = rng.integers(0, len(clip) - n)
+            seg = clip[start:start + n]
+            if np.sqrt(np.mean(seg**2)) > 1e-3:
+                break
+        return seg

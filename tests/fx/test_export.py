@@ -1,0 +1,55 @@
+"""ONNX export of the estimator: onnxruntime parity with torch, metadata contract, CLI use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pimodule.fx.export import export_onnx
+from pimodule.fx.infer import WINDOW_S
+from pimodule.fx.model import analysis_samples
+from pimodule.fx.run import load_run
+from pimodule.fx.twin.estimator import OnnxEstimator
+from pimodule.modelfile import ModelFileError
+
+
+@pytest.mark.parametrize("which", ["tiny_run", "tiny_reference_run"])
+def test_onnx_matches_torch(which, request, tmp_path):
+    run = request.getfixturevalue(which)
+    model, config, _ = load_run(run)
+    path = export_onnx(model, tmp_path / "fx.onnx", provenance={"test": True})
+    est = OnnxEstimator(path)
+    assert est.info.kind == "fx" and est.info.state == ()
+    assert est.window == analysis_samples(config.model, WINDOW_S)
+    assert len(est.info.controls) == 25 and est.info.controls.names[0] == "eq.low_shelf_gain_db"
+    assert est.conditioning == config.model.conditioning
+    rng = np.random.default_rng(0)
+    wet = (rng.standard_normal((3, est.window)) * 0.1).astype(np.float32)
+    other = (rng.standard_normal((3, est.window)) * 0.1).astype(np.float32)
+    use_other = config.model.conditioning != "blind"
+    got = est.run(wet, other if use_other else None)
+    with torch.no_grad():
+        chain, _, _ = model(torch.from_numpy(wet), torch.from_numpy(other) if use_other else None)
+    for a, b in zip(got, (chain.active, chain.mode_weights, chain.unit)):
+        assert np.max(np.abs(a - b.numpy())) <= 1e-4
+    desc = est.describe(got[0][0], got[1][0], got[2][0])
+    assert list(desc) == ["eq", "compressor", "distortion", "reverb", "gain"]
+    assert "mode" in desc["distortion"]
+    from pimodule.fx.twin.chain import ChainTwin  # the estimate drives the real-time chain as is
+
+    chain = ChainTwin(48000, channels=1, distortion_mode=desc["distortion"]["mode"])
+    chain.apply(desc, immediate=True)
+    block = wet[:1, :128].astype(np.float64).copy()
+    assert np.isfinite(chain.process(block)).all()
+    from pimodule.fx.twin.bench import bench_estimator
+
+    timing = bench_estimator(path, n_runs=2)
+    assert timing["window"] == est.window and timing["median_ms"] > 0
+
+
+def test_non_fx_or_broken_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        OnnxEstimator(bad)

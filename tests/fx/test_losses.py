@@ -1,0 +1,28 @@
+"""Distances: parity with auraloss, zero on identical signals, per-example shape."""
+
+from __future__ import annotations
+
+import auraloss
+import torch
+
+from pimodule.fx.losses import FFT_SIZES, mel_distance, mrstft
+
+
+def test_mrstft_matches_auraloss():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 4000, generator=g)
+    y_hat = y * 0.5 + 0.1 * torch.randn(3, 4000, generator=g)
+    ref = auraloss.freq.MultiResolutionSTFTLoss(
+        fft_sizes=list(FFT_SIZES), hop_sizes=[n // 4 for n in FFT_SIZES],
+        win_lengths=list(FFT_SIZES), eps=1e-7)
+    ours = torch.stack([mrstft(y_hat[i:i + 1], y[i:i + 1])[0] for i in range(3)])
+    want = torch.stack([ref(y_hat[i:i + 1, None], y[i:i + 1, None]) for i in range(3)])
+    assert torch.allclose(ours, want, rtol=1e-3, atol=1e-4)
+
+
+def test_distances_zero_on_identity_and_grow_with_difference():
+    y = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(mrstft(y, y), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(mel_distance(y, y, 16000), torch.zeros(2), atol=1e-6)
+    assert (mel_distance(y * 0.5, y, 16000) - 20 * torch.log10(torch.tensor(2.0))).abs().max() < 0.05
+    assert (mrstft(0.9 * y, y) < mrstft(0.5 * y, y)).all()

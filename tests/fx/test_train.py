@@ -1,0 +1,64 @@
+"""Training runs end to end on tiny configs: files, config round trip, resume, plots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pimodule.fx.run import config_from_dict, config_to_toml, load_config, load_run
+
+
+def test_run_folder_has_everything(tiny_run, tiny_config):
+    for name in ("config.toml", "model.safetensors", "optimizer.pt", "history.json", "loss.png",
+                 "example.png"):
+        assert (tiny_run / name).exists(), name
+    history = json.loads((tiny_run / "history.json").read_text())
+    assert history["step"] == [0, 1, 2]
+    assert history["seconds_per_step"] > 0
+    assert set(history["parts"][0]) == {"select", "mode", "param", "audio"}
+    model, config, _ = load_run(tiny_run)
+    assert config == tiny_config()
+    assert not model.training
+
+
+def test_resume_continues_from_the_last_step(tiny_run, tmp_path):
+    import shutil
+
+    from pimodule.fx.run import with_overrides
+    from pimodule.fx.train import train
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    history = train(with_overrides(load_config(run / "config.toml"), steps=5), run, resume=True,
+                    progress=False)
+    assert history["step"] == [0, 1, 2, 3, 4]
+
+
+def test_config_toml_round_trip_and_errors(tiny_config):
+    import tomllib
+
+    config = tiny_config(seed=7)
+    assert config_from_dict(tomllib.loads(config_to_toml(config))) == config
+    with pytest.raises(ValueError):
+        config_from_dict({"objective": "vibes"})
+    with pytest.raises(ValueError):
+        config_from_dict({"learning_rat": 0.1})
+
+
+def test_cli_main_with_config_file_and_overrides(tmp_path, tiny_config, capsys):
+    import argparse
+
+    from pimodule.fx import train as train_cmd
+    from pimodule.fx.run import config_to_toml
+
+    cfg = tmp_path / "fx.toml"
+    cfg.write_text(config_to_toml(tiny_config(steps=2)))
+    parser = argparse.ArgumentParser()
+    train_cmd.configure(parser)
+    out = tmp_path / "run"
+    code = train_cmd.main(parser.parse_args(["--out", str(out), "--config", str(cfg), "--objective",
+                                             "param", "--seed", "3", "--no-progress"]))
+    assert code == 0 and "s/step" in capsys.readouterr().out
+    saved = load_config(out / "config.toml")
+    assert saved.objective == "param" and saved.seed == 3 and saved.steps == 2
