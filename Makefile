@@ -8,7 +8,7 @@ OUT     ?= out
 # Minutes of training per instrument for `make models` (the DDSP issue's budget is 15).
 TRAIN_MINUTES ?= 14
 
-.PHONY: demo test models venv system-deps clean-venv bench eval help
+.PHONY: demo test models fx-models venv system-deps clean-venv bench eval help
 
 help:
 	@echo "make demo    set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
@@ -51,6 +51,15 @@ models: venv
 train-%: venv
 	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$* --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
 	$(BIN)/pimodule export $(RUNS)/$* --out export/$*.onnx
+
+# The effect estimators (issue 4): audio-loss (ships as export/fx.onnx), parameter-loss baseline and
+# reference-conditioned (style transfer); about 40-60 min each on this 2-core CPU.
+fx-models: venv
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_audio --config configs/fx_audio.toml
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_param --config configs/fx_param.toml
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_ref --config configs/fx_ref.toml
+	$(BIN)/pimodule export $(RUNS)/fx_audio --out export/fx.onnx
+	$(BIN)/pimodule eval fx $(RUNS)/fx_audio $(RUNS)/fx_param $(RUNS)/fx_ref --n-examples 96 --out $(OUT)/fx_eval
 
 demo: venv export/violin.onnx export/flute.onnx
 	$(BIN)/python -m pimodule.demo --out $(OUT)

@@ -1,4 +1,5 @@
-"""Export a DDSP voice to one self-contained streaming ONNX file (``pimodule export``).
+"""Export a DDSP voice to one self-contained streaming ONNX file (``pimodule export``; an
+effect-estimator run folder is handed to pimodule.fx.export).
 
 The graph runs one frame (``block_size`` = hop samples) per call: control frame + state in,
 audio block + next state out; the runtime owns the state. Metadata follows pimodule.modelfile.
@@ -99,6 +100,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not (args.run / "checkpoints").is_dir() and (args.run / "model.safetensors").is_file():
+        from pimodule.fx import export as fx_export  # an effect-estimator run
+
+        return fx_export.main(args)
     from pimodule.ddsp.checkpoint import load_run
     from pimodule.ddsp.train import summarize_info
 

@@ -236,6 +236,18 @@ class OscServer(BackgroundThread):
         elif path == "mute":
             c.set_mute(bool(_one_number(args)))
             self._send(reply, address, int(bool(_one_number(args))))
+        elif path == "fx/match":
+            on = bool(_one_number(args))
+            if getattr(c, "set_fx_match", None) is None:
+                raise _Refused("this daemon has no fx mode")
+            c.set_fx_match(on)
+            self._send(reply, address, int(on))
+        elif path == "fx/estimate":
+            _no_args(args)
+            if getattr(c, "fx_messages", None) is None:
+                raise _Refused("this daemon has no fx mode")
+            for fx_address, fx_args in c.fx_messages():
+                self._send(reply, fx_address, *fx_args)
         elif path == "mode":
             c.set_mode(_one_string(args))
             self._send(reply, address, _one_string(args))

@@ -119,11 +119,13 @@ class AudioRunner:
         while start < frames:
             stop = min(frames, start + max_block)
             mono = self._mono[: stop - start]
-            x = None
+            x = x_aux = None
             if indata is not None and indata.shape[1] > self.input_channel:
                 x = indata[start:stop, self.input_channel]
+                if indata.shape[1] > 1:  # the other input: what fx matching processes
+                    x_aux = indata[start:stop, 1 - min(self.input_channel, 1)]
             try:
-                self.engine.process(x, mono)
+                self.engine.process(x, mono, x_aux)
             except Exception:  # noqa: BLE001 - the audio thread must survive anything
                 self.stats.n_exceptions += 1
                 mono.fill(0.0)

@@ -63,6 +63,14 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class FxConfig:
+    model: str = "fx"  # the effect estimator (kind fx) in the models dir; "" = no fx analysis
+    interval_s: float = 0.25  # how often the estimator runs in fx mode (at most every 250 ms)
+    smoothing: float = 0.5  # weight of each new estimate in the running average
+    match: bool = False  # apply the estimated chain to input R (matching mode)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     mode: str = "synth"
     gain_db: float = 0.0
@@ -106,6 +114,7 @@ class DaemonConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     cv: CvConfig = field(default_factory=CvConfig)
+    fx: FxConfig = field(default_factory=FxConfig)
     source: str = "<defaults>"
 
     def models_dir(self) -> Path:
@@ -152,13 +161,15 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError(f"cv.backend {cfg.cv.backend!r} is not one of {CV_BACKENDS}")
     if m.crossfade_ms <= 0 or m.sample_rate_hz <= 0:
         raise ConfigError("models.crossfade_ms and models.sample_rate_hz must be positive")
+    if not 0.0 < cfg.fx.interval_s <= 0.25 or not 0.0 < cfg.fx.smoothing <= 1.0:
+        raise ConfigError("fx.interval_s must be in (0, 0.25] and fx.smoothing in (0, 1]")
     if cfg.osc.host not in ("127.0.0.1", "localhost", "::1") and not cfg.osc.allow_hosts:
         raise ConfigError(f"osc.host {cfg.osc.host!r} is not loopback: set osc.allow_hosts too")
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> DaemonConfig:
     sections = {"audio": AudioConfig, "osc": OscConfig, "models": ModelsConfig, "engine": EngineConfig,
-                "cv": CvConfig}
+                "cv": CvConfig, "fx": FxConfig}
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)} (known: {', '.join(sections)})")

@@ -28,6 +28,7 @@ class DaemonController:
         self.cv_snapshot = cv_snapshot or dict
         self.gain_db = GAIN_SPEC.clamp(engine.config.gain_db)
         self.mute = False
+        self.fx = None  # the fx analyzer (pimodule.runtime.fxmode.FxAnalyzer), if installed
 
     def controls(self) -> ParamTable:
         table = self.engine.controls()
@@ -58,6 +59,19 @@ class DaemonController:
         self.mute = bool(mute)
         self.engine.guard.set_mute(self.mute)
 
+    def set_fx_match(self, on: bool) -> None:
+        """Matching mode: apply the estimated chain to input R (fx mode)."""
+        matcher = self.engine.fx_matcher
+        if matcher is None:
+            raise KeyError("no effect estimator installed (models dir has no fx model)")
+        matcher.matching = bool(on)
+
+    def fx_messages(self) -> list[tuple[str, tuple]]:
+        """The latest effect estimate as OSC messages (empty before the first estimate)."""
+        from pimodule.runtime.fxmode import osc_messages
+
+        return osc_messages(self.fx.latest) if self.fx is not None else []
+
     def status(self) -> dict:
         stats = self.runner.stats.summary(self.runner.sample_rate_hz)
         engine = self.engine
@@ -81,6 +95,9 @@ class DaemonController:
             "rt": self.runner.rt_status,
             "backend": self.runner.backend,
             "cv": {k: round(v, 4) for k, v in self.cv_snapshot().items()},
+            "fx_match": int(bool(engine.fx_matcher is not None and engine.fx_matcher.matching)),
+            "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
+            "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,
         }
 
 

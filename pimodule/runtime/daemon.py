@@ -100,6 +100,7 @@ class Daemon:
     notifier: object | None = None
     buttons: object | None = None
     outputs: object | None = None
+    fx: object | None = None  # the effect-estimation thread (fx mode), when an estimator is installed
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def report_error(self, message: str) -> None:
@@ -128,7 +129,7 @@ class Daemon:
     def close(self) -> None:
         if self.outputs is not None:
             self.outputs.set_led(False)
-        for part in (self.osc, self.buttons, self.sim_cv, self.reader, self.loader):
+        for part in (self.osc, self.fx, self.buttons, self.sim_cv, self.reader, self.loader):
             if part is not None:
                 try:
                     part.stop()
@@ -187,6 +188,8 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
                                     clock_s=lambda: engine.n_samples / audio.sample_rate_hz,
                                     gpio=gpio, gate_pin=hw.gpio.trigger_pins[0],
                                     **({"melody": melody} if melody is not None else {}))
+    daemon.fx = build_fx(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs))
+    controller.fx = daemon.fx
     controller.set_gain_db(cfg.engine.gain_db)
     name = model or cfg.models.default
     if not loader.load(name):
@@ -197,6 +200,38 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
         daemon.osc = OscServer(controller, cfg.osc.server_config())
         log.info("OSC on %s:%d", cfg.osc.host, daemon.osc.port)
     return daemon
+
+
+def build_fx(cfg: config_mod.DaemonConfig, engine, store, max_block: int, publish):
+    """The fx-mode analyzer and matcher (pimodule.runtime.fxmode), or None without an estimator."""
+    if not cfg.fx.model:
+        return None
+    from pimodule.modelfile import ModelFileError
+    from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, osc_messages
+
+    try:
+        path = store.resolve(cfg.fx.model)
+        matcher = FxMatcher(cfg.audio.sample_rate_hz, max_block)
+        analyzer = FxAnalyzer(path, cfg.audio.sample_rate_hz, interval_s=cfg.fx.interval_s,
+                              smoothing=cfg.fx.smoothing, matcher=matcher,
+                              on_estimate=lambda est: publish(osc_messages(est)),
+                              is_active=lambda: engine.mode == "fx")
+    except (ModelFileError, ValueError, OSError) as err:
+        log.warning("fx mode without an estimator (input passes through): %s", err)
+        return None
+    matcher.matching = cfg.fx.match
+    engine.fx_matcher = matcher
+    engine.fx_history = analyzer.history
+    log.info("fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms", path.name,
+             analyzer.estimator.conditioning, analyzer.estimator.window / analyzer.estimator.sample_rate,
+             analyzer.estimator.sample_rate, 1e3 * analyzer.interval_s)
+    return analyzer
+
+
+def _broadcast(daemon: "Daemon", messages) -> None:
+    if daemon.osc is not None:
+        for address, args in messages:
+            daemon.osc.broadcast(address, *args)
 
 
 class _Health:
@@ -240,6 +275,8 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
         d.sim_cv.start()
     d.loader.start()
     d.buttons.start()
+    if d.fx is not None:
+        d.fx.start()
     if d.osc is not None:
         d.osc.start()
     stream = None

@@ -11,8 +11,8 @@ Modes
 - ``transfer``: the input is resampled to the model rate, :class:`pimodule.features.StreamingFeatures`
   turns it into (f0, loudness) frames, queued behind a fixed look-ahead so the voice never waits;
   CV1 transposes by octaves.
-- ``fx``: PLACEHOLDER until the effect-estimation issue fills it: the input passes through
-  unchanged (the guard still applies gain, mute and the limiter).
+- ``fx``: input L feeds the effect estimator's history (analysed off the audio thread); the
+  output is input R, through the estimated chain when matching is on (pimodule.runtime.fxmode).
 
 Model frames are rendered on demand: whenever the output ring holds fewer samples than the
 device block needs, one model frame is run (one onnxruntime call) and upsampled into the ring,
@@ -102,6 +102,9 @@ class VoiceEngine:
         self._mode = MODES.index(cfg.mode)
         self._requested_mode = self._mode
         self._reset_mode_state()
+        # fx mode (set by the daemon when an estimator is installed; see pimodule.runtime.fxmode)
+        self.fx_history = None
+        self.fx_matcher = None
         # counters and last values, read by the status thread
         self.n_frames = 0
         self.n_samples = 0
@@ -185,19 +188,16 @@ class VoiceEngine:
         self._features.reset()
         self._frames.clear(self.transfer_lookahead_frames, 0.0, SILENCE_DB)
 
-    def process(self, x_in: np.ndarray | None, out: np.ndarray) -> None:
-        """Real time: fill ``out`` (1-D float32, len ≤ max_block) from ``x_in`` (same length or None)."""
+    def process(self, x_in: np.ndarray | None, out: np.ndarray, x_aux: np.ndarray | None = None) -> None:
+        """Real time: fill ``out`` (1-D float32, len ≤ max_block) from ``x_in`` (same length or
+        None); ``x_aux`` is the other input (fx matching processes it)."""
         n = out.shape[0]
         with np.errstate(all="ignore"):
             if self._requested_mode != self._mode and self._fader.target != 0.0:
                 self._fader.target = 0.0
             mode = MODES[self._mode]
             if mode == "fx":
-                # PLACEHOLDER (effect-estimation issue): pass the input through unchanged
-                if x_in is None:
-                    out.fill(0.0)
-                else:
-                    out[:] = x_in
+                self._process_fx(x_in, x_aux, out)
             else:
                 if mode == "transfer":
                     self._feed_transfer(x_in, n)
@@ -211,6 +211,20 @@ class VoiceEngine:
                 self._fader.target = 1.0
             self.guard.process(out)
         self.n_samples += n
+
+    def _process_fx(self, x_in: np.ndarray | None, x_aux: np.ndarray | None, out: np.ndarray) -> None:
+        """fx mode: input L feeds the analyzer's history; output is input R (or L on a one-input
+        device), through the estimated chain when matching is on (pimodule.runtime.fxmode)."""
+        history, matcher = self.fx_history, self.fx_matcher
+        if x_in is not None and history is not None:
+            history.write(x_in)
+        src = x_aux if x_aux is not None else x_in
+        if src is None:
+            out.fill(0.0)
+            return
+        out[:] = src
+        if matcher is not None and matcher.matching:
+            matcher.process(out)
 
     def _feed_transfer(self, x_in: np.ndarray | None, n: int) -> None:
         if x_in is None:

@@ -18,7 +18,7 @@ class Exploding:
     def __init__(self):
         self.calls = 0
 
-    def process(self, x, out):
+    def process(self, x, out, x_aux=None):
         self.calls += 1
         if self.calls % 3 == 0:
             raise RuntimeError("boom")

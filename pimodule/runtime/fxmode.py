@@ -1,0 +1,163 @@
+"""fx mode: blind effect estimation off the audio thread, live effect matching in it.
+
+- The callback writes input L into :class:`InputHistory` (a preallocated circular buffer).
+- :class:`FxAnalyzer`, a background thread, every ``interval_s`` (≤ 250 ms) takes the last
+  analysis window of L, resamples it to the estimator's rate, runs the exported estimator
+  (``kind = fx``, onnxruntime), smooths the estimate (exponential average of the [0, 1]
+  parameters and of the probabilities), publishes it (``latest``; OSC ``/pimodule/fx/...``) and
+  hands it to the matcher's twin chain as new targets.
+- :class:`FxMatcher`: in matching mode the callback runs input R through the torch-free twin chain
+  (pimodule.fx.twin), which ramps every parameter towards its target block by block (no zipper
+  noise); otherwise R passes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from pimodule.io.worker import BackgroundThread
+
+log = logging.getLogger(__name__)
+SILENCE_RMS = 1e-4  # windows quieter than this (−80 dBFS) are not analysed
+
+
+class InputHistory:
+    """The last ``n`` samples of one input: written by the audio callback, read by the analyzer."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self._buf = np.zeros(self.n, np.float32)
+        self._w = 0  # next write position
+        self.n_written = 0
+
+    def write(self, x: np.ndarray) -> None:
+        m = x.shape[0]
+        if m >= self.n:
+            self._buf[:] = x[m - self.n :]
+            self._w = 0
+        else:
+            first = min(m, self.n - self._w)
+            self._buf[self._w : self._w + first] = x[:first]
+            self._buf[: m - first] = x[first:]
+            self._w = (self._w + m) % self.n
+        self.n_written += m
+
+    def snapshot(self) -> np.ndarray:
+        """The last ``n`` samples in time order (a copy; off the audio thread)."""
+        w = self._w
+        return np.concatenate([self._buf[w:], self._buf[:w]])
+
+
+class FxMatcher:
+    """The estimated chain applied to input R in the callback (twin chain, in place)."""
+
+    def __init__(self, device_rate_hz: int, max_block: int, effects=None):
+        from pimodule.fx.twin.chain import ChainTwin
+
+        kwargs = {} if effects is None else {"effects": effects}
+        self.chain = ChainTwin(device_rate_hz, channels=1, max_block=max_block, **kwargs)
+        for name in self.chain.stages:  # silent until the first estimate arrives
+            self.chain.set_active(name, False, immediate=True)
+        self._block = np.zeros((1, max_block), np.float64)
+        self.matching = False
+        self._mode = ""
+
+    def apply(self, estimate: dict) -> None:
+        """New targets (any thread): parameters ramp in the callback."""
+        self.chain.apply(estimate)
+        mode = estimate.get("distortion", {}).get("mode")
+        if mode and mode != self._mode:
+            self.chain.set_distortion_mode(mode)
+            self._mode = mode
+
+    def process(self, out: np.ndarray) -> None:
+        """Real time: ``out`` (1-D float32) holds input R; replaced by R through the chain."""
+        n = out.shape[0]
+        block = self._block[:, :n]
+        block[0] = out
+        self.chain.process(block)
+        out[:] = block[0]
+
+
+class FxAnalyzer(BackgroundThread):
+    """Runs the estimator on the last window of input L every ``interval_s`` (see the module doc)."""
+
+    def __init__(self, estimator_path: Path, device_rate_hz: int, *, interval_s: float = 0.25,
+                 smoothing: float = 0.5, matcher: FxMatcher | None = None,
+                 on_estimate: Callable[[dict], None] | None = None, is_active: Callable[[], bool] = lambda: True):
+        super().__init__("pimodule-fx")
+        from pimodule.fx.twin.estimator import OnnxEstimator
+
+        self.estimator = OnnxEstimator(Path(estimator_path))
+        if self.estimator.conditioning != "blind":
+            log.warning("%s is %s-conditioned; fx mode feeds it input L alone", estimator_path,
+                        self.estimator.conditioning)
+        self.device_rate_hz = int(device_rate_hz)
+        g = math.gcd(self.estimator.sample_rate, self.device_rate_hz)
+        self._up, self._down = self.estimator.sample_rate // g, self.device_rate_hz // g
+        window_s = self.estimator.window / self.estimator.sample_rate
+        self.history = InputHistory(int(math.ceil(window_s * self.device_rate_hz)) + 64)
+        self.interval_s = min(float(interval_s), 0.25)
+        self.smoothing = float(smoothing)
+        self.matcher = matcher
+        self.on_estimate = on_estimate
+        self.is_active = is_active
+        self.latest: dict = {}
+        self._smoothed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.n_runs = 0
+        self.last_run_ms = 0.0
+
+    def analyse_once(self) -> dict | None:
+        """One estimate from the current history (None when the input is silent)."""
+        x = self.history.snapshot().astype(np.float64)
+        if not np.all(np.isfinite(x)) or np.sqrt(np.mean(x * x)) < SILENCE_RMS:
+            return None
+        y = resample_poly(x, self._up, self._down) if self._up != self._down else x
+        window = self.estimator.window
+        y = y[-window:] if y.shape[0] >= window else np.pad(y, (window - y.shape[0], 0))
+        t0 = time.perf_counter()
+        active, mode, unit = self.estimator.run(y[None].astype(np.float32))
+        self.last_run_ms = (time.perf_counter() - t0) * 1e3
+        new = (active[0].astype(np.float64), mode[0].astype(np.float64), unit[0].astype(np.float64))
+        if self._smoothed is None:
+            self._smoothed = new
+        else:
+            a = self.smoothing
+            self._smoothed = tuple((1 - a) * old + a * cur for old, cur in zip(self._smoothed, new))
+        estimate = self.estimator.describe(*self._smoothed)
+        self.latest = estimate
+        self.n_runs += 1
+        if self.matcher is not None:
+            self.matcher.apply(estimate)
+        if self.on_estimate is not None:
+            self.on_estimate(estimate)
+        return estimate
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self.is_active():
+                continue
+            try:
+                self.analyse_once()
+            except Exception:  # noqa: BLE001 - the analyzer must keep running
+                log.exception("fx estimation failed")
+
+
+def osc_messages(estimate: dict) -> list[tuple[str, tuple]]:
+    """``/pimodule/fx/<effect>/active i``, ``…/probability f``, ``…/mode s``, ``…/<param> f``."""
+    out = []
+    for effect, item in estimate.items():
+        base = f"/pimodule/fx/{effect}"
+        out.append((f"{base}/active", (int(bool(item["active"])),)))
+        out.append((f"{base}/probability", (float(item["probability"]),)))
+        if "mode" in item:
+            out.append((f"{base}/mode", (str(item["mode"]),)))
+        out += [(f"{base}/{name}", (float(value),)) for name, value in item["params"].items()]
+    return out

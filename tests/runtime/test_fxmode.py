@@ -1,0 +1,147 @@
+"""fx mode: the estimator off the audio thread, matching in the callback, OSC estimates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pimodule.fx.twin.chain import ChainTwin
+from pimodule.runtime import daemon as daemon_mod
+from pimodule.runtime.config import parse_config
+from pimodule.runtime.engine import VoiceEngine
+from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, InputHistory, osc_messages
+
+FX_MODEL = Path(__file__).resolve().parents[2] / "export" / "fx.onnx"
+RATE_HZ = 48000
+pytestmark = pytest.mark.timeout(180)
+
+
+def _signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """A bright, moving test signal (two detuned saws with an envelope) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE_HZ)) / RATE_HZ
+    saw = 2 * ((110 * t) % 1.0) - 1 + 2 * ((165.5 * t) % 1.0) - 1
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2
+    return (0.2 * saw * env + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [1, 64, 65, 128, 8193])
+def test_input_history_keeps_the_last_samples_in_order(block):
+    x = np.arange(20000, dtype=np.float32)
+    h = InputHistory(3000)
+    for start in range(0, len(x), block):
+        h.write(x[start : start + block])
+    np.testing.assert_array_equal(h.snapshot(), x[-3000:])
+
+
+def test_analyzer_estimates_every_effect_within_its_spec_and_smooths():
+    analyzer = FxAnalyzer(FX_MODEL, RATE_HZ, interval_s=0.1, smoothing=0.5)
+    assert analyzer.analyse_once() is None  # silence is not analysed
+    analyzer.history.write(_signal(1.5))
+    first = analyzer.analyse_once()
+    assert set(first) == {e["effect"] for e in analyzer.estimator.chain}
+    specs = {s.name: s for s in analyzer.estimator.info.controls}
+    for effect, item in first.items():
+        assert 0.0 <= item["probability"] <= 1.0
+        for name, value in item["params"].items():
+            spec = specs[f"{effect}.{name}"] if f"{effect}.{name}" in specs else specs[name]
+            assert spec.min - 1e-6 <= value <= spec.max + 1e-6
+    second = analyzer.analyse_once()  # same input: the running average converges, stays put
+    for effect in first:
+        for name in first[effect]["params"]:
+            assert np.isclose(first[effect]["params"][name], second[effect]["params"][name], rtol=1e-4, atol=1e-4)
+    messages = dict(osc_messages(second))
+    assert "/pimodule/fx/distortion/active" in messages and "/pimodule/fx/reverb/mix_pct" in messages
+    assert analyzer.n_runs == 2 and analyzer.last_run_ms > 0
+
+
+def _engine_in_fx_mode(matcher):
+    engine = VoiceEngine(device_rate_hz=RATE_HZ, max_block=256)
+    engine.set_mode("fx")
+    engine.fx_matcher = matcher
+    engine.fx_history = InputHistory(4096)
+    out = np.zeros(128, np.float32)
+    engine.process(None, out)  # the mode switch happens at a block boundary
+    engine.process(None, out)
+    return engine
+
+
+def test_fx_mode_passes_input_r_or_applies_the_estimated_chain():
+    matcher = FxMatcher(RATE_HZ, 256)
+    engine = _engine_in_fx_mode(matcher)
+    left, right = _signal(0.5, seed=1), _signal(0.5, seed=2)
+    estimate = {"distortion": {"active": True, "params": {"drive_db": 24.0, "output_gain_db": -6.0}, "mode": "hard"},
+                "reverb": {"active": False, "params": {}}}
+    reference = ChainTwin(RATE_HZ, channels=1, max_block=256)
+    for name in reference.stages:
+        reference.set_active(name, False, immediate=True)
+    out = np.zeros(128, np.float32)
+    dry, wet, ref = [], [], []
+    for i, start in enumerate(range(0, 20 * 128, 128)):
+        if i == 10:  # matching on, chain estimated: both chains get the same targets
+            matcher.matching = True
+            matcher.apply(estimate)
+            reference.set_distortion_mode("hard")
+            reference.apply(estimate)
+        engine.process(left[start : start + 128], out, right[start : start + 128])
+        (dry if i < 10 else wet).append(out.copy())
+        if i >= 10:
+            block = right[start : start + 128].astype(np.float64)[None].copy()
+            reference.process(block)
+            ref.append(block[0])
+    np.testing.assert_allclose(np.concatenate(dry[3:]), right[384:1280], atol=1e-6)  # pass-through R (after the 5 ms mode fade-in)
+    wet, ref = np.concatenate(wet), np.concatenate(ref)
+    np.testing.assert_allclose(wet, np.clip(ref, -1, 1), atol=2e-2)  # the twin chain (the guard limits peaks)
+    assert np.max(np.abs(wet - right[1280:2560])) > 0.05  # audibly different from dry
+    assert np.all(np.isfinite(wet)) and np.max(np.abs(wet)) <= 1.0
+    np.testing.assert_array_equal(engine.fx_history.snapshot()[-128:], left[2432:2560])  # L was recorded
+
+
+def test_daemon_fx_mode_sends_estimates_over_osc_and_toggles_matching(tmp_path):
+    from pimodule.io.osc import OscClient
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "fx.onnx").symlink_to(FX_MODEL)
+    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(models), "default": ""},
+                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
+                        "fx": {"interval_s": 0.1}}, "test")
+    d = daemon_mod.build(cfg)
+    assert d.fx is not None and d.engine.fx_matcher is not None
+    signal = np.tile(_signal(2.0), 10)
+    thread = threading.Thread(target=lambda: d.runner.run_offline(
+        20.0, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set))
+    d.fx.start()
+    d.osc.start()
+    thread.start()
+    got = {}
+    try:
+        with OscClient("127.0.0.1", d.osc.port) as c:
+            c.request("/pimodule/status/subscribe", c.port, 2.0, expect="/pimodule/status/subscribed", timeout_s=20)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "/pimodule/fx/reverb/mix_pct" not in got:
+                msg = c.receive(0.5)
+                if msg and msg[0].startswith("/pimodule/fx/"):
+                    got[msg[0]] = msg[1]
+            assert c.request("/pimodule/fx/match", 1, expect="/pimodule/fx/match", timeout_s=10)[1] == [1]
+            assert d.engine.fx_matcher.matching
+            reply = c.request("/pimodule/fx/estimate", expect="/pimodule/fx/", timeout_s=10)
+            assert reply[0].startswith("/pimodule/fx/")
+    finally:
+        d.stop_event.set()
+        thread.join(20)
+        d.close()
+    assert "/pimodule/fx/reverb/mix_pct" in got and "/pimodule/fx/eq/active" in got
+    assert d.fx.n_runs >= 2 and d.runner.stats.n_exceptions == 0
+
+
+def test_fx_mode_imports_no_torch():
+    code = ("import sys; import pimodule.runtime.fxmode as m; m.FxMatcher(48000, 128); "
+            f"m.FxAnalyzer({str(FX_MODEL)!r}, 48000); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
