@@ -133,6 +133,32 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bench_fx(path: Path, block_sizes, rate_hz: int, n_blocks: int) -> list[dict]:
+    """fx mode's two costs: the estimator per analysis window (off the audio thread) and the
+    twin chain with every effect on, per device block (in the callback)."""
+    from pimodule.fx.twin.bench import bench_chain, bench_estimator
+
+    est = bench_estimator(path)
+    rows = []
+    for block in block_sizes:
+        chain = bench_chain(rate_hz, block, n_blocks)
+        rows.append({"model": path.stem, "block_size": block, "rate_hz": rate_hz,
+                     "estimator_ms_per_window": est["median_ms"], "estimator_max_ms": est["max_ms"],
+                     "window_s": est["window"] / est["sample_rate"], "chain_p50_us": chain["p50_us"],
+                     "chain_p99_us": chain["p99_us"], "chain_p99_percent_of_period": 100 * chain["p99_share"]})
+    return rows
+
+
+def format_fx_table(rows: list[dict]) -> str:
+    head = (f"{'fx model':<16} {'block':>5} {'estimator ms/window':>20} {'chain p50 us':>13} "
+            f"{'chain p99 us':>13} {'p99 %':>6}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['model'][:16]:<16} {r['block_size']:>5} {r['estimator_ms_per_window']:>20.2f} "
+                     f"{r['chain_p50_us']:>13.0f} {r['chain_p99_us']:>13.0f} {r['chain_p99_percent_of_period']:>6.1f}")
+    return "\n".join(lines)
+
+
 def register_torchscript() -> bool:
     """On a laptop with torch installed, add the TorchScript (nn~/ddsp~-style) column. The module
     has no torch: then the column is skipped (the import is lazy and optional, never the daemon's)."""
@@ -154,8 +180,13 @@ def main(args: argparse.Namespace) -> int:
     if not paths:
         log.error("no models: give paths or build export/*.onnx (make models)")
         return 2
-    rows = []
+    from pimodule.runtime.session import ModelSession
+
+    rows, fx_rows = [], []
     for path in paths:
+        if ModelSession.peek_kind(path) == "fx":  # the effect estimator and the real-time chain
+            fx_rows += bench_fx(Path(path), args.block_sizes, args.sample_rate, args.n_blocks)
+            continue
         for mode, block in ((m, b) for m in args.modes for b in args.block_sizes):
             try:
                 rows.append(bench_model(Path(path), block, args.sample_rate, args.n_blocks, mode))
@@ -163,10 +194,13 @@ def main(args: argparse.Namespace) -> int:
                 log.error("%s: %s", path, err)
                 return 1
     print(format_table(rows))
+    if fx_rows:
+        print()
+        print(format_fx_table(fx_rows))
     if args.out is not None:
         result = {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
                   "note": "callback = the daemon's AudioRunner.callback; RTF = mean / period",
-                  "rows": rows}
+                  "rows": rows, "fx": fx_rows}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")
