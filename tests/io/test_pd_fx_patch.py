@@ -1,0 +1,98 @@
+"""firmware/pd_patches/pimodule_fx.pd in real headless Pd: fx estimates from the daemon reach
+its displays (and its `pm-fx` send), its matching toggle sends /pimodule/fx/match."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pimodule.io.osc_client import decode, encode
+
+PATCHES = Path(__file__).resolve().parents[2] / "firmware" / "pd_patches"
+pytestmark = [pytest.mark.pd, pytest.mark.skipif(shutil.which("pd") is None, reason="needs pd")]
+
+HARNESS = """#N canvas 0 50 600 400 10;
+#X obj 10 10 pimodule_fx {dport};
+#X obj 10 40 netreceive -u -b {inport};
+#X obj 10 65 oscparse;
+#X obj 10 90 list trim;
+#X obj 10 115 s pm-in;
+#X obj 200 40 netreceive -u {ctrl};
+#X obj 200 65 s pm-fx-match;
+#X obj 300 10 r pm-fx;
+#X obj 300 35 list prepend send;
+#X obj 300 60 list trim;
+#X obj 300 85 netsend -u;
+#X obj 400 10 loadbang;
+#X msg 400 35 connect localhost {fwd};
+#X connect 1 0 2 0;
+#X connect 2 0 3 0;
+#X connect 3 0 4 0;
+#X connect 5 0 6 0;
+#X connect 7 0 8 0;
+#X connect 8 0 9 0;
+#X connect 9 0 10 0;
+#X connect 11 0 12 0;
+#X connect 12 0 10 0;
+"""
+
+
+def _udp(timeout_s: float = 0.1) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(timeout_s)
+    return s
+
+
+def _port() -> int:
+    with _udp() as s:
+        return s.getsockname()[1]
+
+
+def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
+    daemon, fwd, sender = _udp(), _udp(), _udp()
+    inport, ctrl = _port(), _port()
+    harness = tmp_path / "fx_harness.pd"
+    harness.write_text(HARNESS.format(dport=daemon.getsockname()[1], inport=inport, ctrl=ctrl,
+                                      fwd=fwd.getsockname()[1]))
+    log_path = tmp_path / "pd.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(["pd", "-nogui", "-nosound", "-nomidi", "-nrt", "-sleepgrain", "0.5", "-stderr",
+                                 "-path", str(PATCHES), "-open", str(harness)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            lines: list[str] = []
+            end = time.monotonic() + 20
+            while time.monotonic() < end and not any(ln.startswith("distortion probability 0.9") for ln in lines):
+                sender.sendto(encode("/pimodule/fx/distortion/probability", 0.9), ("127.0.0.1", inport))
+                try:
+                    lines += [x.strip() for x in fwd.recvfrom(65536)[0].decode().split(";") if x.strip()]
+                except socket.timeout:
+                    pass
+            assert any(ln.startswith("distortion probability 0.9") for ln in lines), lines[-5:]
+            sender.sendto(encode("/pimodule/fx/compressor/threshold_db", -18.5), ("127.0.0.1", inport))
+            got = None
+            end = time.monotonic() + 20
+            while time.monotonic() < end and got is None:
+                sender.sendto(b"1;\n", ("127.0.0.1", ctrl))
+                try:
+                    msg = decode(daemon.recvfrom(65536)[0])[0]
+                    got = msg if msg[0] == "/pimodule/fx/match" else None
+                except socket.timeout:
+                    pass
+            assert got == ("/pimodule/fx/match", [1])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            for s in (daemon, fwd, sender):
+                s.close()
+    errors = [ln for ln in log_path.read_text().splitlines() if "error" in ln or "couldn't" in ln]
+    assert not errors, errors
