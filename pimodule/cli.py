@@ -24,7 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("pimodule.runtime.daemon", "the module's daemon: audio + CV in, model, audio out, OSC"),
     "bench": ("pimodule.runtime.bench", "real-time headroom of each model"),
     "calibrate": ("pimodule.runtime.calibrate", "two-point 1 V/oct calibration of CV1"),
-    "flash": ("pimodule.io.flash", "send a model to the module (network or serial)"),
 }
 
 
