@@ -41,7 +41,7 @@ class DaemonController:
         self.engine.set_mode(mode)
 
     def list_models(self) -> list[str]:
-        return self.loader.store.list()
+        return self.loader.store.list("ddsp")
 
     def load_model(self, name_or_path: str) -> None:
         try:

@@ -114,7 +114,7 @@ class Daemon:
         if event.kind != "short":
             return
         if event.index == 0:
-            names = self.loader.store.list()
+            names = self.loader.store.list("ddsp")
             if names:
                 current = Path(str(getattr(self.engine.latest_session, "path", ""))).stem
                 nxt = names[(names.index(current) + 1) % len(names)] if current in names else names[0]

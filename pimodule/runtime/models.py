@@ -23,11 +23,25 @@ class ModelStore:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
+        self._kinds: dict[Path, tuple[float, str | None]] = {}  # path -> (mtime, declared kind)
 
-    def list(self) -> list[str]:
+    def list(self, kind: str | None = None) -> list[str]:
+        """Model names, all of them or only those of one kind (``ddsp`` voices, ``fx`` estimators)."""
         if not self.directory.is_dir():
             return []
-        return sorted(p.stem for p in self.directory.glob("*.onnx") if p.is_file())
+        paths = sorted(p for p in self.directory.glob("*.onnx") if p.is_file())
+        return [p.stem for p in paths if kind is None or self.kind_of(p) == kind]
+
+    def kind_of(self, path: Path) -> str | None:
+        """The kind a file declares (cached per modification time; None if unreadable)."""
+        from pimodule.runtime.session import ModelSession
+
+        mtime = path.stat().st_mtime
+        cached = self._kinds.get(path)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, ModelSession.peek_kind(path))
+            self._kinds[path] = cached
+        return cached[1]
 
     def resolve(self, name_or_path: str | Path) -> Path:
         """The file for a name in the store or a path; ModelFileError if there is none."""

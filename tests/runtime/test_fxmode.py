@@ -145,3 +145,16 @@ def test_fx_mode_imports_no_torch():
     code = ("import sys; import pimodule.runtime.fxmode as m; m.FxMatcher(48000, 128); "
             f"m.FxAnalyzer({str(FX_MODEL)!r}, 48000); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_list_offers_voices_not_the_estimator(tmp_path, model_dir):
+    from pimodule.runtime.models import ModelStore
+
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    (store_dir / "fx.onnx").symlink_to(FX_MODEL)
+    (store_dir / "voice_a.onnx").symlink_to(model_dir / "voice_a.onnx")
+    (store_dir / "broken.onnx").write_bytes(b"not a model")
+    store = ModelStore(store_dir)
+    assert store.list() == ["broken", "fx", "voice_a"]
+    assert store.list("ddsp") == ["voice_a"] and store.list("fx") == ["fx"]
