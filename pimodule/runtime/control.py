@@ -95,6 +95,7 @@ class DaemonController:
             "rt": self.runner.rt_status,
             "backend": self.runner.backend,
             "cv": {k: round(v, 4) for k, v in self.cv_snapshot().items()},
+            "analysis_underruns": engine.analysis.n_underruns,
             "fx_match": int(bool(engine.fx_matcher is not None and engine.fx_matcher.matching)),
             "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
             "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,

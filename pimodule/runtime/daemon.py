@@ -129,7 +129,9 @@ class Daemon:
     def close(self) -> None:
         if self.outputs is not None:
             self.outputs.set_led(False)
-        for part in (self.osc, self.fx, self.buttons, self.sim_cv, self.reader, self.loader):
+        analysis = getattr(self.engine, "analysis", None)
+        analysis = analysis if hasattr(analysis, "stop") else None
+        for part in (self.osc, self.fx, analysis, self.buttons, self.sim_cv, self.reader, self.loader):
             if part is not None:
                 try:
                     part.stop()
@@ -170,7 +172,7 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
     engine = VoiceEngine(device_rate_hz=audio.sample_rate_hz, max_block=max_block, config=cfg.engine,
                          model_rate_hz=cfg.models.sample_rate_hz, crossfade_ms=cfg.models.crossfade_ms,
                          cv_values=reader.values, cv_names=[c.name for c in reader.channels],
-                         gate_values=triggers.active, gate_index=0)
+                         gate_values=triggers.active, gate_index=0, analysis_thread=True)
     recorder = Recorder(audio.sample_rate_hz, record_s) if record_s else None
     runner = AudioRunner(engine, sample_rate_hz=audio.sample_rate_hz, n_output_channels=audio.n_output_channels,
                          input_channel=audio.input_channel, recorder=recorder)
@@ -277,6 +279,7 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     d.buttons.start()
     if d.fx is not None:
         d.fx.start()
+    d.engine.analysis.start()  # transfer mode's f0/loudness analysis, off the audio thread
     if d.osc is not None:
         d.osc.start()
     stream = None

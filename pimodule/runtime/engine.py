@@ -9,8 +9,8 @@ Modes
   (``engine.cv2_range_v`` → ``engine.loudness_range_db``) or from an attack/release envelope
   driven by the gate (trigger input 1).
 - ``transfer``: the input is resampled to the model rate, :class:`pimodule.features.StreamingFeatures`
-  turns it into (f0, loudness) frames, queued behind a fixed look-ahead so the voice never waits;
-  CV1 transposes by octaves.
+  turns it into (f0, loudness) frames, queued behind a look-ahead so the voice never waits; in the
+  daemon the analysis runs in its own thread (pimodule.runtime.analysis); CV1 transposes by octaves.
 - ``fx``: input L feeds the effect estimator's history (analysed off the audio thread); the
   output is input R, through the estimated chain when matching is on (pimodule.runtime.fxmode).
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from pimodule.modelfile import ModelFileError
 from pimodule.params import ParamTable
+from pimodule.runtime.analysis import InlineAnalysis, ThreadedAnalysis
 from pimodule.runtime.buffers import FrameQueue, SampleRing
 from pimodule.runtime.config import MODES, EngineConfig
 from pimodule.runtime.guard import Crossfade, Fader, OutputGuard
@@ -51,7 +52,8 @@ class VoiceEngine:
                  model_rate_hz: int = 16000, model_block: int = 64, crossfade_ms: float = 20.0,
                  cv_values: np.ndarray | None = None, cv_names: Sequence[str] = CV_NAMES,
                  gate_values: np.ndarray | None = None, gate_index: int = 0,
-                 features_factory: Callable[[int, int], object] | None = None):
+                 features_factory: Callable[[int, int], object] | None = None,
+                 analysis_thread: bool = False):
         self.config = config or EngineConfig()
         cfg = self.config
         self.device_rate_hz = int(device_rate_hz)
@@ -89,7 +91,11 @@ class VoiceEngine:
         analysis_latency = self._features.latency_samples + self._down.latency_out_samples
         self.transfer_lookahead_frames = -(-analysis_latency // self.model_block) + 2
         max_frames_per_block = -(-self.max_block * self.model_rate_hz // (self.device_rate_hz * self.model_block)) + 1
-        self._frames = FrameQueue(self.transfer_lookahead_frames + 2 * max_frames_per_block + 4)
+        if analysis_thread:  # the daemon: FFTs off the audio thread (start/stop self.analysis)
+            self.analysis = ThreadedAnalysis(self._features, capacity_samples=4 * self.model_rate_hz)
+        else:  # offline, bench, tests: deterministic, in the callback
+            frames = FrameQueue(self.transfer_lookahead_frames + 2 * max_frames_per_block + 4)
+            self.analysis = InlineAnalysis(self._features, frames, self.transfer_lookahead_frames)
         # synth side
         self._env = 0.0
         frame_s = self.model_block / self.model_rate_hz
@@ -185,8 +191,7 @@ class VoiceEngine:
         self._ring.clear()
         self._up.reset()
         self._down.reset()
-        self._features.reset()
-        self._frames.clear(self.transfer_lookahead_frames, 0.0, SILENCE_DB)
+        self.analysis.reset()
 
     def process(self, x_in: np.ndarray | None, out: np.ndarray, x_aux: np.ndarray | None = None) -> None:
         """Real time: fill ``out`` (1-D float32, len ≤ max_block) from ``x_in`` (same length or
@@ -231,8 +236,7 @@ class VoiceEngine:
             return
         k = self._down.process(x_in, self._down_out)
         if k:
-            f0, _periodicity, loud = self._features.push(self._down_out[:k])
-            self._frames.push_many(f0, loud)
+            self.analysis.feed(self._down_out[:k])
 
     def _control_frame(self, mode: str) -> tuple[float, float]:
         cfg = self.config
@@ -252,7 +256,7 @@ class VoiceEngine:
                 floor = 10.0 ** ((lo_db - hi_db) / 20.0)
                 loudness_db = hi_db + 20.0 * math.log10(max(self._env, floor))
         else:  # transfer
-            f0_hz, loudness_db = self._frames.pop()
+            f0_hz, loudness_db = self.analysis.pop()
             if cfg.transpose_with_cv1 and math.isfinite(cv1):
                 f0_hz *= 2.0 ** min(max(round(cv1), -4), 4)
         lo_hz, hi_hz = cfg.f0_range_hz

@@ -53,7 +53,7 @@ def test_output_does_not_depend_on_block_size(model_dir, mode):
     for block in BLOCK_SIZES:
         engine = make_engine(model_dir, mode=mode)
         outs[block] = render(engine, n, block, x)
-        assert engine._frames.n_underruns == 0
+        assert engine.analysis.n_underruns == 0
     for block in BLOCK_SIZES[1:]:
         np.testing.assert_allclose(outs[block], outs[BLOCK_SIZES[0]], atol=1e-6)
     assert np.max(np.abs(outs[64])) > 1e-3  # it plays
