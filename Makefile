@@ -8,7 +8,7 @@ OUT     ?= out
 # Minutes of training per instrument for `make models` (the DDSP issue's budget is 15).
 TRAIN_MINUTES ?= 14
 
-.PHONY: demo test models fx-models venv system-deps clean-venv bench eval help
+.PHONY: demo test models small-models fx-models venv system-deps clean-venv bench eval help
 
 help:
 	@echo "make demo    set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
@@ -47,6 +47,15 @@ models: venv
 	# both voices train at once, one thread each (configs/ddsp.toml): the two cores are used fully
 	$(MAKE) -j2 train-violin train-flute
 	$(BIN)/pimodule eval ddsp export/violin.onnx export/flute.onnx --data $(DATA)/violin $(DATA)/flute --json export/ddsp_eval.json
+
+# Smaller voices (GRU 64 instead of 128) for tight real-time budgets: export/<voice>-small.onnx
+small-models: venv
+	$(MAKE) -j2 small-violin small-flute
+	$(BIN)/pimodule eval ddsp export/violin-small.onnx export/flute-small.onnx --data $(DATA)/violin $(DATA)/flute --json export/ddsp_small_eval.json
+
+small-%: venv
+	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$*_small --config configs/ddsp_small.toml --max-minutes 12
+	$(BIN)/pimodule export $(RUNS)/$*_small --out export/$*-small.onnx
 
 train-%: venv
 	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$* --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
