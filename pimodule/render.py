@@ -2,7 +2,7 @@
 or a MIDI line played by the voice. No torch: the same runtime as the module.
 
 Timbre transfer streams the input in chunks (any length, any sample rate): resample to the
-model's rate, streaming f0/loudness (pimodule.features.StreamingFeatures), one model frame at a
+model's rate, streaming f0/loudness (pimodule.streaming_features.StreamingFeatures), one model frame at a
 time, and the output is written chunk by chunk and aligned with the input (feature latency
 removed).
 """
@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from pimodule.features import StreamingFeatures
+from pimodule.streaming_features import StreamingFeatures
 from pimodule.runtime.session import ModelSession
 
 log = logging.getLogger(__name__)

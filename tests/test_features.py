@@ -11,13 +11,13 @@ import pytest
 from pimodule.features import (
     DEFAULT_F0_HZ,
     LOUDNESS_FLOOR_DB,
-    StreamingFeatures,
     a_weighted_loudness_db,
     a_weighting_db,
     cents,
     median_abs_cents,
     yin_f0,
 )
+from pimodule.streaming_features import StreamingFeatures
 
 SR = 16000
 HOP = 64

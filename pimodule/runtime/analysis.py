@@ -1,6 +1,6 @@
 """Transfer mode's input analysis (streaming f0 + loudness), in the callback or beside it.
 
-:class:`InlineAnalysis` runs :class:`pimodule.features.StreamingFeatures` inside the callback:
+:class:`InlineAnalysis` runs :class:`pimodule.streaming_features.StreamingFeatures` inside the callback:
 deterministic (offline renders, tests, ``bench``), but numpy's FFTs allocate temporaries there.
 :class:`ThreadedAnalysis` is what the daemon uses: the callback only copies the (model-rate) input
 into a preallocated single-producer/single-consumer ring and pops ready frames from another; an

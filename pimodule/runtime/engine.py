@@ -8,7 +8,7 @@ Modes
 - ``synth``: CV1 volts (1 V/oct, calibrated by the CV reader) → f0_hz; loudness from CV2
   (``engine.cv2_range_v`` → ``engine.loudness_range_db``) or from an attack/release envelope
   driven by the gate (trigger input 1).
-- ``transfer``: the input is resampled to the model rate, :class:`pimodule.features.StreamingFeatures`
+- ``transfer``: the input is resampled to the model rate, :class:`pimodule.streaming_features.StreamingFeatures`
   turns it into (f0, loudness) frames, queued behind a look-ahead so the voice never waits; in the
   daemon the analysis runs in its own thread (pimodule.runtime.analysis); CV1 transposes by octaves.
 - ``fx``: input L feeds the effect estimator's history (analysed off the audio thread); the
@@ -83,7 +83,7 @@ class VoiceEngine:
         self._down = StreamingResampler(self.device_rate_hz, self.model_rate_hz, max_block_in=self.max_block)
         self._down_out = np.zeros(self._down.max_out(self.max_block) + 1, np.float32)
         if features_factory is None:
-            from pimodule.features import StreamingFeatures
+            from pimodule.streaming_features import StreamingFeatures
 
             features_factory = StreamingFeatures
         self._features = features_factory(self.model_rate_hz, self.model_block)

@@ -79,7 +79,7 @@ def test_dataset_shapes_and_features(tmp_path: Path, example_seconds: float, hop
     assert feats["fmin_hz"] == 40.0 and feats["yin_window_size"] == 1024
     assert feats["loudness_n_fft"] == 1024 and feats["oversample"] == 2
     # the device's streaming tracker, built from dataset.json, reproduces the cached features
-    from pimodule.features import StreamingFeatures
+    from pimodule.streaming_features import StreamingFeatures
 
     stream = StreamingFeatures.from_dataset_info(info)
     assert stream.hop_size == hop_size and stream.yin_window_size == 1024

@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from pimodule.features import StreamingFeatures, a_weighted_loudness_db, yin_f0
+from pimodule.features import a_weighted_loudness_db, yin_f0
+from pimodule.streaming_features import StreamingFeatures
 from pimodule.runtime.analysis import ThreadedAnalysis
 from pimodule.runtime.engine import VoiceEngine
 from pimodule.runtime.models import load_session
