@@ -15,25 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from pimodule.streaming_features import StreamingFeatures
+from pimodule.data.prepare import resample
 from pimodule.runtime.session import ModelSession
 
 log = logging.getLogger(__name__)
 CHUNK_SECONDS = 2.0
-
-
-def _ratio(src: int, dst: int) -> tuple[int, int]:
-    g = np.gcd(src, dst)
-    return dst // g, src // g
-
-
-def resample(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    if src_rate == dst_rate:
-        return np.asarray(audio, np.float32)
-    up, down = _ratio(src_rate, dst_rate)
-    return resample_poly(audio, up, down).astype(np.float32)
 
 
 def _read_mono(path: Path) -> tuple[np.ndarray, int]:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from pimodule import features
+from pimodule.data import dataset
 from pimodule.ddsp.checkpoint import latest_checkpoint, load_run
 from pimodule.ddsp.loss import multiscale_spectral_loss
 
@@ -20,27 +21,21 @@ AUDIBLE_DB = -60.0  # frames quieter than this (target) are not scored
 VOICED = 0.7  # periodicity above which a target frame counts as voiced
 
 
-def tracker_settings(info: dict) -> dict:
-    """The f0 tracker settings a dataset's features were made with (from dataset.json)."""
-    feats = info.get("features", {})
-    keys = {"fmin_hz": "fmin_hz", "fmax_hz": "fmax_hz", "yin_window_size": "window_size",
-            "oversample": "oversample"}
-    return {arg: feats[key] for key, arg in keys.items() if feats.get(key) is not None}
-
-
 def frame_errors(output: np.ndarray, target_f0_hz: np.ndarray, target_loudness_db: np.ndarray,
                  target_periodicity: np.ndarray, sample_rate: int, hop_size: int,
                  tracker: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame |loudness error| (dB, audible frames) and |f0 error| (cents, voiced audible
     frames), measuring the output with the tracker settings the targets were made with."""
-    out_ld = features.a_weighted_loudness_db(output, sample_rate, hop_size=hop_size)
-    out_f0, _ = features.yin_f0(output, sample_rate, hop_size=hop_size, **(tracker or {}))
+    tracker = dict(tracker or {})
+    n_fft = tracker.pop("n_fft", None)
+    out_ld = features.a_weighted_loudness_db(output, sample_rate, hop_size=hop_size, n_fft=n_fft)
+    out_f0, _ = features.yin_f0(output, sample_rate, hop_size=hop_size, **tracker)
     n = min(len(out_ld), len(target_loudness_db))
     audible = target_loudness_db[:n] > AUDIBLE_DB
     voiced = audible & (target_periodicity[:n] > VOICED)
     ld_err = np.abs(out_ld[:n] - target_loudness_db[:n])[audible]
-    cents = np.abs(1200 * np.log2(np.maximum(out_f0[:n], 1e-3) / np.maximum(target_f0_hz[:n], 1e-3)))
-    return ld_err, cents[voiced]
+    err = np.abs(features.cents(np.maximum(out_f0[:n], 1e-3), np.maximum(target_f0_hz[:n], 1e-3)))
+    return ld_err, err[voiced]
 
 
 def summarize(spectral: list[float], ld_errs: list[np.ndarray], f0_errs: list[np.ndarray]) -> dict:
@@ -91,12 +86,10 @@ def onnx_renderer(session):
 def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
     """Evaluate a run's latest checkpoint on the held-out split; writes RUN/metrics.json and adds
     the metrics to the checkpoint's metadata (so `pimodule export` records them)."""
-    from pimodule.ddsp.train import dataset_info, load_split
-
     model, meta = load_run(run_dir)
-    data = load_split(data_dir, "held_out")
+    data = dataset.load_dataset(data_dir, "held_out")
     metrics = evaluate_arrays(torch_renderer(model), data, model.config.sample_rate, model.config.hop_size,
-                              tracker_settings(dataset_info(data_dir)))
+                              features.tracker_settings(dataset.load_info(data_dir)))
     metrics["step"] = meta.get("step")
     metrics["train_minutes"] = round(meta.get("train_seconds", 0.0) / 60, 2)
     Path(run_dir, "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -110,10 +103,9 @@ def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
 
 def evaluate_model_file(model_path: Path, data_dir: Path) -> dict:
     """Evaluate an exported ONNX model with the device runtime (what ships)."""
-    from pimodule.ddsp.train import dataset_info, load_split
     from pimodule.runtime.session import ModelSession
 
     session = ModelSession(model_path)
-    data = load_split(data_dir, "held_out")
+    data = dataset.load_dataset(data_dir, "held_out")
     return evaluate_arrays(onnx_renderer(session), data, session.info.sample_rate, session.info.block_size,
-                           tracker_settings(dataset_info(data_dir)))
+                           features.tracker_settings(dataset.load_info(data_dir)))

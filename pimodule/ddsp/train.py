@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from pimodule.data import dataset
 from pimodule.ddsp import checkpoint as ckpt
 from pimodule.ddsp.loss import FFT_SIZES, multiscale_spectral_loss
 from pimodule.ddsp.model import DDSPConfig, DDSPVoice
@@ -61,19 +62,10 @@ class RunConfig:
         return ckpt.to_toml({"model": asdict(self.model), "train": asdict(self.train)})
 
 
-def load_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
-    path = Path(data_dir) / f"{split}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: make a dataset with `pimodule data render` or `prepare`")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
 def dataset_info(data_dir: Path) -> dict:
     """dataset.json without its per-file lists (they would bloat checkpoints and model files)."""
-    path = Path(data_dir) / "dataset.json"
-    info = json.loads(path.read_text()) if path.is_file() else {}
-    return summarize_info(info)
+    path = Path(data_dir) / dataset.INFO_FILE
+    return summarize_info(dataset.load_info(data_dir)) if path.is_file() else {}
 
 
 def summarize_info(info: dict) -> dict:
@@ -129,7 +121,7 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
     if tc.threads:
         torch.set_num_threads(tc.threads)
     run_dir = Path(run_dir)
-    data = load_split(data_dir, "train")
+    data = dataset.load_dataset(data_dir, "train")
     info = dataset_info(data_dir)
     info = {**info, "stats": data_stats(data, config.model.sample_rate)}
     if info.get("sample_rate", config.model.sample_rate) != config.model.sample_rate:
