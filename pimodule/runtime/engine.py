@@ -214,7 +214,7 @@ class VoiceEngine:
                 self._mode = self._requested_mode
                 self._reset_mode_state()
                 self._fader.target = 1.0
-            self.guard.process(out)
+            self.guard.process_unchecked(out)
         self.n_samples += n
 
     def _process_fx(self, x_in: np.ndarray | None, x_aux: np.ndarray | None, out: np.ndarray) -> None:

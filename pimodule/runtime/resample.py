@@ -13,7 +13,8 @@ Usage::
     n = rs.process(block_16k, out)      # out[:n] are the new 48 kHz samples
 
 ``process`` allocates no arrays: the input goes into a preallocated history buffer and each
-polyphase branch is one ``np.matmul`` of a strided view into a slice of ``out``.
+polyphase branch is one ``np.matmul`` of a slice of a sliding-window view (made once) into a slice
+of ``out``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+from numpy.lib.stride_tricks import sliding_window_view
 
 DEFAULT_ZERO_CROSSINGS = 10  # filter half-length in units of the slower rate's period
 DEFAULT_KAISER_BETA = 5.0
@@ -76,7 +77,8 @@ class StreamingResampler:
         self._hist = k - 1
         self._chunk = max(int(max_block_in), self._hist, 1)
         self._buf = np.zeros(self._hist + 2 * self._chunk, dtype=np.float32)
-        self._item = self._buf.itemsize
+        # every k-sample window of the buffer, made once: slicing it costs far less than as_strided
+        self._windows = sliding_window_view(self._buf, self.n_taps_per_phase)
         self.reset()
 
     def reset(self) -> None:
@@ -124,9 +126,7 @@ class StreamingResampler:
         if down == 1 and n_out == n * up and out.flags.c_contiguous:
             # integer upsampling: every input sample gives `up` outputs, one matmul for all of them
             first = self._n_in - n - hist - base
-            view = as_strided(buf[first:], shape=(n, self.n_taps_per_phase),
-                              strides=(self._item, self._item), writeable=False)
-            np.matmul(view, self._branches_t, out=out[:n_out].reshape(n, up))
+            np.matmul(self._windows[first:first + n], self._branches_t, out=out[:n_out].reshape(n, up))
             self._n_out = m_end
             return n_out
         for r in range(min(up, n_out)):
@@ -135,8 +135,7 @@ class StreamingResampler:
             phase = (m * down) % up
             n_j = (n_out - r + up - 1) // up
             first = i0 - hist - base  # buf index of x[i0 - (k - 1)]
-            view = as_strided(buf[first:], shape=(n_j, self.n_taps_per_phase),
-                              strides=(down * self._item, self._item), writeable=False)
+            view = self._windows[first:first + (n_j - 1) * down + 1:down]
             np.matmul(view, self._branches[phase], out=out[r : r + (n_j - 1) * up + 1 : up])
         self._n_out = m_end
         return n_out
