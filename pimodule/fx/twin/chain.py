@@ -3,7 +3,9 @@
 Targets arrive in physical units (from the estimator, OSC or CV); each block, every parameter's
 position in [0, 1] (its spec's scale) moves a one-pole step towards its target, and the effects'
 gains ramp linearly inside the block, so a jump of a target gives no audible step (zipper noise).
-Switching an effect on or off crossfades its wet and dry signals.
+Switching an effect on or off crossfades its wet and dry signals. Parameters whose change needs
+heavy work (the reverb's decay and damping: a new impulse response) are not smoothed: the thread
+that sets them builds the new state and the effect crossfades to it, so ``process`` stays cheap.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ChainTwin:
         self.stages: dict[str, _Stage] = {}
         for name in effects:
             twin = make_twin(name, sample_rate, channels, mode=distortion_mode)
+            if getattr(twin, "REBUILT", ()):
+                twin.rebuild_on_update = False  # set_params rebuilds on the control thread instead
             self.stages[name] = _Stage(twin, active=True)
         self._scratch = np.zeros((self.channels, max_block))
 
@@ -49,12 +53,20 @@ class ChainTwin:
     def set_params(self, name: str, immediate: bool = False, **physical: float) -> None:
         """New targets for an effect's parameters (physical units, clamped to the spec)."""
         stage = self._stage(name)
-        specs = stage.effect.specs
+        effect = stage.effect
+        specs = effect.specs
         for k, v in physical.items():
             stage.target[specs.index(k)] = specs[k].to_unit(specs[k].clamp(v))
         if immediate:
             stage.unit[:] = stage.target
-            stage.effect.set_params(ramp=False, **stage.physical())
+            effect.set_params(ramp=False, **stage.physical())
+        rebuilt = [k for k in getattr(effect, "REBUILT", ()) if k in physical]
+        if rebuilt:  # not smoothed: the effect crossfades to what this thread builds now
+            for k in rebuilt:
+                i = specs.index(k)
+                stage.unit[i] = stage.target[i]
+                effect.params[k] = float(specs[k].from_unit(stage.target[i]))
+            effect.rebuild(crossfade=not immediate)
 
     def set_active(self, name: str, active: bool, immediate: bool = False) -> None:
         stage = self._stage(name)

@@ -170,35 +170,67 @@ class ReverbTwin(TwinEffect):
     """Uniformly partitioned overlap-save convolution with a frequency-domain delay line.
 
     Partition size N <= the predelay, so the output has no latency: the IR shifted by N samples is
-    convolved, and its block result is due one partition later. The IR is rebuilt when decay or
-    damping change; the mix ramps per block.
+    convolved, and its block result is due one partition later. The mix ramps per block.
+
+    A new decay or damping needs a new IR (a few ms of work): :meth:`rebuild` makes it on the
+    calling thread and hands it over with one reference store; the audio thread crossfades the old
+    and the new IR's output over the next partition. With ``rebuild_on_update`` (standalone use)
+    ``set_params`` rebuilds; a :class:`~pimodule.fx.twin.chain.ChainTwin` turns that off and
+    rebuilds from its control thread, so its callback never designs an IR.
     """
 
     name = "reverb"
+    REBUILT = ("decay_s", "damping_pct")  # parameters that need a new IR
 
-    def __init__(self, sample_rate: int, channels: int = 1):
+    def __init__(self, sample_rate: int, channels: int = 1, rebuild_on_update: bool = True):
         super().__init__(sample_rate, channels)
         predelay = core.reverb_predelay(self.sample_rate)
         self.partition = min(256, 2 ** int(math.floor(math.log2(predelay))))
         self._bands = core.reverb_bands(self.sample_rate)
         self._mix = _Ramp(self.params["mix_pct"] / 100.0)
-        self._ir_key = None
         n_total = predelay + self._bands.shape[-1] - self.partition
         self.n_partitions = -(-n_total // self.partition)
-        self._update()
+        n = self.partition
+        t = (np.arange(n) + 0.5) / n
+        self._fade_in = 0.5 - 0.5 * np.cos(np.pi * t)  # raised cosine over one partition
+        self.rebuild_on_update = rebuild_on_update
+        self._ir_key = None
+        self._pending: tuple[int, np.ndarray] | None = None  # (serial, spectra) from rebuild()
+        self._serial = 0  # the installed IR's serial (audio thread)
+        self._next_serial = 0  # the newest rebuild's serial (control thread)
+        self.rebuild(crossfade=False)
         self.reset()
 
-    def _update(self) -> None:
-        self._mix.target = self.params["mix_pct"] / 100.0
+    def spectra(self, decay_s: float, damping_pct: float) -> np.ndarray:
+        """The partitioned IR's spectra for these parameters (allocates; any thread)."""
+        n, pre = self.partition, core.reverb_predelay(self.sample_rate)
+        ir = core.reverb_ir(np, self._bands, self.sample_rate, decay_s, damping_pct)
+        shifted = np.zeros(self.n_partitions * n)
+        shifted[pre - n: pre - n + ir.shape[-1]] = ir
+        return np.fft.rfft(shifted.reshape(self.n_partitions, n), 2 * n, axis=-1)
+
+    def rebuild(self, crossfade: bool = True) -> None:
+        """Make the IR of the current decay/damping (on the caller's thread) and install it: at
+        once, or crossfaded by the audio thread over its next partition."""
         key = (self.params["decay_s"], self.params["damping_pct"])
         if key == self._ir_key:
             return
         self._ir_key = key
-        n, pre = self.partition, core.reverb_predelay(self.sample_rate)
-        ir = core.reverb_ir(np, self._bands, self.sample_rate, *key)
-        shifted = np.zeros(self.n_partitions * n)
-        shifted[pre - n: pre - n + ir.shape[-1]] = ir
-        self._h = np.fft.rfft(shifted.reshape(self.n_partitions, n), 2 * n, axis=-1)
+        h = self.spectra(*key)
+        if crossfade:
+            self._next_serial += 1
+            self._pending = (self._next_serial, h)  # one reference store: the hand-over
+        else:
+            self._pending = None
+            self._h = h
+
+    def set_params(self, ramp: bool = True, **params: float) -> None:
+        super().set_params(ramp, **params)
+        if self.rebuild_on_update:
+            self.rebuild(crossfade=ramp)
+
+    def _update(self) -> None:
+        self._mix.target = self.params["mix_pct"] / 100.0
 
     def reset(self) -> None:
         n, c = self.partition, self.channels
@@ -208,15 +240,26 @@ class ReverbTwin(TwinEffect):
         self._wet = np.zeros((c, n))
         self._pos = 0
 
+    def _wet_of(self, h: np.ndarray) -> np.ndarray:
+        n, p, k = self.partition, self.n_partitions, self._newest
+        acc = np.einsum("pcf,pf->cf", self._fdl[k:], h[: p - k])
+        if k:
+            acc += np.einsum("pcf,pf->cf", self._fdl[:k], h[p - k:])
+        return np.fft.irfft(acc, 2 * n, axis=-1)[:, n:]
+
     def _convolve_partition(self) -> None:
         n, p = self.partition, self.n_partitions
         self._newest = (self._newest - 1) % p  # fdl[newest + k] holds the spectrum k blocks old
         self._fdl[self._newest] = np.fft.rfft(self._window, axis=-1)
-        k = self._newest
-        acc = np.einsum("pcf,pf->cf", self._fdl[k:], self._h[: p - k])
-        if k:
-            acc += np.einsum("pcf,pf->cf", self._fdl[:k], self._h[p - k:])
-        self._wet[...] = np.fft.irfft(acc, 2 * n, axis=-1)[:, n:]
+        pending = self._pending
+        if pending is not None and pending[0] != self._serial:
+            old = self._wet_of(self._h)
+            self._h = pending[1]
+            self._serial = pending[0]
+            new = self._wet_of(self._h)
+            self._wet[...] = old + (new - old) * self._fade_in
+        else:
+            self._wet[...] = self._wet_of(self._h)
         self._window[:, :n] = self._window[:, n:]
 
     def process(self, block: np.ndarray) -> np.ndarray:
