@@ -1,4 +1,13 @@
-"""Training/evaluation examples: dry excerpts processed on the fly by random chains."""
+"""Training/evaluation examples: dry excerpts processed on the fly by random chains.
+
+What counts as "in the chain" is what can be heard: an effect switched on whose output differs from
+its input by less than :data:`INAUDIBLE_DB` (level-matched log-mel distance, so a compressor that
+never reaches its threshold or a clipper that is never driven into clipping) is labelled off, one
+that changes it by at least :data:`AUDIBLE_DB` is labelled on, and the examples whose effects fall
+between the two are drawn again (a few times, then labelled by the midpoint). ``gain`` is the
+chain's level stage: always on, 0 dB when the random chain had it off (the same audio), so chain
+selection is about the four effects that colour the sound (:data:`SELECTABLE`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pimodule.fx.chain import Chain, apply_chain, sample_chain
+from pimodule.fx import effects
+from pimodule.fx.chain import PARAM_SLICES, Chain, physical, sample_chain
+from pimodule.fx.losses import mel_distance
 from pimodule.fx.sources import DryCorpus
+from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
+
+INAUDIBLE_DB = 1.0  # level-matched log-mel change below which an effect counts as off
+AUDIBLE_DB = 2.0  # ... and from which it counts as on
+REDRAWS = 4  # tries at drawing a chain without effects between the two
+_GAIN = EFFECT_NAMES.index("gain")
 
 
 @dataclass
@@ -20,19 +37,85 @@ class Batch:
     chain: Chain  # the ground truth
 
 
-def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int,
-             conditioning: str) -> Batch:
-    """``dry`` ``(batch, n_parts, samples)``; reference mode needs two parts (a, b)."""
+def _unit_rms(x: torch.Tensor) -> torch.Tensor:
+    return x / (x.square().mean(-1, keepdim=True).sqrt() + 1e-9)
+
+
+def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``x`` ``(batch, samples)`` through a hard chain; also return how much each effect
+    changed the sound, ``(batch, N_EFFECTS)`` level-matched log-mel dB (0 where off)."""
+    y = x[:, None]
+    change = torch.zeros(x.shape[0], len(EFFECT_NAMES), dtype=x.dtype)
+    for i, name in enumerate(EFFECT_NAMES):
+        on = chain.active[:, i] >= 0.5
+        if not torch.any(on):
+            continue
+        params = physical(name, chain.unit[on])
+        if name == "distortion":
+            wet = effects.distortion_mix(y[on], sample_rate, mode_weights=chain.mode_weights[on], **params)
+        else:
+            wet = effects.EFFECTS[name](y[on], sample_rate, **params)
+        if name != "gain":
+            change[on, i] = mel_distance(_unit_rms(wet[:, 0]), _unit_rms(y[on][:, 0]), sample_rate)
+        y = y.clone()
+        y[on] = wet
+    return y[:, 0], change
+
+
+def _take_rows(chain: Chain, rows: torch.Tensor, new: Chain) -> Chain:
+    def put(a, b):
+        a = a.clone()
+        a[rows] = b
+        return a
+    return Chain(put(chain.active, new.active), put(chain.unit, new.unit),
+                 put(chain.mode_weights, new.mode_weights))
+
+
+def _level_stage(chain: Chain) -> Chain:
+    """Hard decisions, with the gain stage always on (0 dB where it was off: the same audio)."""
+    chain = chain.hard()
+    active, unit = chain.active.clone(), chain.unit.clone()
+    off = active[:, _GAIN] < 0.5
+    unit[off, PARAM_SLICES["gain"]] = float(SPECS["gain"]["gain_db"].to_unit(0.0))
+    active[:, _GAIN] = 1.0
+    return Chain(active, unit, chain.mode_weights)
+
+
+def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
+                  generator: torch.Generator | None = None) -> tuple[Chain, torch.Tensor]:
+    """Label ``chain`` by what is audible on ``x`` (see the module doc); with a ``generator``, redraw
+    the examples with effects between inaudible and audible. Returns (chain, rendered x)."""
+    chain = _level_stage(chain)
+    y, change = render_stages(x, sample_rate, chain)
+    for _ in range(REDRAWS if generator is not None else 0):
+        unclear = ((chain.active >= 0.5) & (change > INAUDIBLE_DB) & (change < AUDIBLE_DB)).any(-1)
+        if not torch.any(unclear):
+            break
+        new = _level_stage(sample_chain(int(unclear.sum()), generator))
+        fresh, fresh_change = render_stages(x[unclear], sample_rate, new)
+        chain = _take_rows(chain, unclear, new)
+        y, change = y.clone(), change.clone()
+        y[unclear], change[unclear] = fresh, fresh_change
+    heard = change >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
+    heard[:, _GAIN] = True
+    return Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights), y
+
+
+def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,
+             generator: torch.Generator | None = None) -> Batch:
+    """``dry`` ``(batch, n_parts, samples)``; reference mode needs two parts (a, b). The chain is
+    relabelled by audibility (on the part the estimator hears); a ``generator`` redraws unclear
+    examples."""
     dry = torch.as_tensor(dry, dtype=torch.float32)
     with torch.no_grad():
         if conditioning == "reference":
             a, b = dry[:, 0], dry[:, 1]
             # rendered separately: the compressor links channels, the parts must stay independent
-            ref = apply_chain(a[:, None], sample_rate, chain)[:, 0]
-            tgt = apply_chain(b[:, None], sample_rate, chain)[:, 0]
+            chain, ref = audible_chain(a, sample_rate, chain, generator)
+            tgt, _ = render_stages(b, sample_rate, chain)
             return Batch(ref, b, b, tgt, chain)
         x = dry[:, 0]
-        y = apply_chain(x[:, None], sample_rate, chain)[:, 0]
+        chain, y = audible_chain(x, sample_rate, chain, generator)
     return Batch(y, x if conditioning == "dry" else None, x, y, chain)
 
 
@@ -41,4 +124,10 @@ def random_batch(corpus: DryCorpus, rng: np.random.Generator, generator: torch.G
     parts = 2 if conditioning == "reference" else 1
     dry = corpus.excerpts(rng, batch, n_samples, parts)
     chain = sample_chain(batch, generator, p_active)
-    return from_dry(dry, chain, corpus.sample_rate, conditioning)
+    return from_dry(dry, chain, corpus.sample_rate, conditioning, generator)
+
+
+def selection_correct(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``(batch, len(SELECTABLE))`` bool: each selectable effect's on/off decision right."""
+    cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+    return (predicted[:, cols] >= 0.5) == (truth[:, cols] >= 0.5)

@@ -83,6 +83,8 @@ SPECS: dict[str, ParamTable] = {
     "gain": GAIN_SPECS,
 }
 EFFECT_NAMES: tuple[str, ...] = tuple(SPECS)
+#: The effects chain selection decides on; ``gain`` is the always-on level stage.
+SELECTABLE: tuple[str, ...] = ("eq", "compressor", "distortion", "reverb")
 
 # Fixed constants of the effects' structure (not parameters).
 COMPRESSOR_RMS_MS = 5.0  # RMS detector time constant

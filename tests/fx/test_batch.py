@@ -1,0 +1,80 @@
+"""Examples and their labels: an effect is "in the chain" when it is audible."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pimodule.fx.batch import (AUDIBLE_DB, INAUDIBLE_DB, audible_chain, from_dry, render_stages,
+                               selection_correct)
+from pimodule.fx.chain import PARAM_SLICES, Chain, N_EFFECTS, N_MODES, N_PARAMS, apply_chain, sample_chain
+from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
+
+SR = 16000
+
+
+def _dry(batch: int, n: int = 8000, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    env = np.where((t * 4) % 1 < 0.5, 1.0, 0.05)  # bursts: dynamics for the compressor
+    x = env * (np.sin(2 * np.pi * 220 * t) + 0.3 * rng.standard_normal((batch, n)))
+    return torch.tensor(0.05 * x, dtype=torch.float32)
+
+
+def _chain(on: dict[str, bool], values: dict[str, dict[str, float]], mode: int = 0) -> Chain:
+    active = torch.tensor([[float(on.get(n, False)) for n in EFFECT_NAMES]])
+    unit = torch.full((1, N_PARAMS), 0.5)
+    for name, params in values.items():
+        for k, v in params.items():
+            unit[0, PARAM_SLICES[name].start + SPECS[name].index(k)] = float(SPECS[name][k].to_unit(v))
+    return Chain(active, unit, torch.nn.functional.one_hot(torch.tensor([mode]), N_MODES).float())
+
+
+def test_inaudible_effects_count_as_off_and_audible_ones_as_on():
+    x = _dry(1)
+    chain = _chain({"compressor": True, "distortion": True},
+                   {"compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 0.0},  # never acts
+                    "distortion": {"drive_db": 36.0}})  # hard clipping, driven far
+    labelled, y = audible_chain(x, SR, chain)
+    on = dict(zip(EFFECT_NAMES, labelled.active[0].tolist()))
+    assert on["compressor"] == 0.0 and on["distortion"] == 1.0 and on["eq"] == 0.0
+    assert torch.allclose(y, apply_chain(x[:, None], SR, labelled)[:, 0], atol=1e-6)
+
+
+def test_gain_is_the_always_on_level_stage_at_0_db_when_it_was_off():
+    x = _dry(1)
+    labelled, y = audible_chain(x, SR, _chain({"gain": False}, {"gain": {"gain_db": 18.0}}))
+    assert labelled.active[0, EFFECT_NAMES.index("gain")] == 1.0
+    assert float(SPECS["gain"]["gain_db"].from_unit(labelled.unit[0, PARAM_SLICES["gain"]])) == 0.0
+    assert torch.allclose(y, x)
+
+
+def test_redrawn_chains_have_no_effect_between_inaudible_and_audible():
+    x = _dry(24, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    labelled, y = audible_chain(x, SR, sample_chain(24, gen), gen)
+    _, change = render_stages(x, SR, labelled)
+    on = labelled.active >= 0.5
+    sel = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+    assert torch.all(labelled.active[:, EFFECT_NAMES.index("gain")] == 1)
+    on_sel = on[:, sel]
+    assert torch.all(change[:, sel][on_sel] >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB))
+    unclear = (change[:, sel] > INAUDIBLE_DB) & (change[:, sel] < AUDIBLE_DB)
+    assert unclear.float().mean() <= 0.05  # a few may remain after the last redraw
+    assert torch.all(torch.isfinite(y))
+
+
+def test_reference_mode_renders_both_parts_with_the_labelled_chain():
+    dry = torch.stack([_dry(3, seed=2), _dry(3, seed=3)], 1)
+    gen = torch.Generator().manual_seed(5)
+    batch = from_dry(dry, sample_chain(3, gen), SR, "reference", gen)
+    assert torch.allclose(batch.target, apply_chain(dry[:, 1:2], SR, batch.chain)[:, 0], atol=1e-6)
+    assert batch.chain.active.shape == (3, N_EFFECTS)
+
+
+def test_selection_counts_the_four_selectable_effects_only():
+    truth = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]])
+    pred = torch.tensor([[0.9, 0.2, 0.7, 0.1, 0.0]])  # gain decided wrong: not counted
+    correct = selection_correct(pred, truth)
+    assert correct.shape == (1, len(SELECTABLE)) and bool(correct.all())
+    assert not bool(selection_correct(torch.tensor([[0.1, 0.2, 0.7, 0.1, 1.0]]), truth).all())
