@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.signal
 import torch
 
 from pimodule.fx import effects
@@ -155,3 +156,21 @@ def test_bench_chain_reports_numbers():
     r = bench_chain(48000, 65, n_blocks=20)
     assert r["budget_us"] == pytest.approx(65 / 48000 * 1e6)
     assert 0 < r["p50_us"] <= r["p99_us"] <= r["max_us"]
+
+
+@pytest.mark.parametrize("block_size", [1, 64, 65, 128])
+def test_eq_in_place_kernel_equals_public_sosfilt(block_size):
+    x = _signal(48000, 4000)
+    params = _random_params("eq", seed=11)
+    contiguous, strided = make_twin("eq", 48000, channels=2), make_twin("eq", 48000, channels=2)
+    contiguous.set_params(ramp=False, **params)
+    strided.set_params(ramp=False, **params)
+    a, b = x.copy(), x.copy()
+    for start in range(0, x.shape[-1], block_size):
+        block = np.ascontiguousarray(a[:, start:start + block_size])  # the fast path
+        contiguous.process(block)
+        a[:, start:start + block_size] = block
+        strided.process(b[:, start:start + block_size])  # a view: scipy's public sosfilt
+    assert np.max(np.abs(a - b)) <= 1e-12
+    y, _ = scipy.signal.sosfilt(contiguous.sos, x, axis=-1, zi=np.zeros((contiguous.sos.shape[0], 2, 2)))
+    assert np.max(np.abs(a - y)) <= 1e-12

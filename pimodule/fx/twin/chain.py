@@ -26,6 +26,8 @@ class _Stage:
         self.target = self.unit.copy()
         self.weight = float(active)
         self.weight_target = float(active)
+        self.version = 0  # bumped by the control side after each new target
+        self.seen = 0  # the version the audio side has reached
 
     def physical(self) -> dict[str, float]:
         return {s.name: float(s.from_unit(u)) for s, u in zip(self.effect.specs, self.unit)}
@@ -57,6 +59,7 @@ class ChainTwin:
         specs = effect.specs
         for k, v in physical.items():
             stage.target[specs.index(k)] = specs[k].to_unit(specs[k].clamp(v))
+        stage.version += 1
         if immediate:
             stage.unit[:] = stage.target
             effect.set_params(ramp=False, **stage.physical())
@@ -107,10 +110,12 @@ class ChainTwin:
         if self._scratch.shape[-1] < n:
             self._scratch = np.zeros((self.channels, n))
         for stage in self.stages.values():
-            if not np.array_equal(stage.unit, stage.target):
+            version = stage.version
+            if version != stage.seen:  # moving towards a new target (a plain int compare when settled)
                 stage.unit += a * (stage.target - stage.unit)
                 if np.max(np.abs(stage.unit - stage.target)) < 1e-6:
                     stage.unit[:] = stage.target
+                    stage.seen = version  # a target set meanwhile keeps the versions apart
                 stage.effect.set_params(**stage.physical())
             w0 = stage.weight
             w1 = w0 + a * (stage.weight_target - w0)

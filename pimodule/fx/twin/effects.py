@@ -16,6 +16,11 @@ import scipy.signal
 from pimodule.fx.specs import COMPRESSOR_RMS_MS, DISTORTION_MODES, SPECS
 from pimodule.fx.twin import core
 
+try:  # the C kernel behind scipy.signal.sosfilt, in place: ~20x less overhead per small block
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_in_place
+except ImportError:  # a scipy that moved it: the public function (same numbers)
+    _sosfilt_in_place = None
+
 
 def _db_to_amp(db: float) -> float:
     return 10.0 ** (db / 20.0)
@@ -91,13 +96,18 @@ class EqTwin(TwinEffect):
         self.reset()
 
     def _update(self) -> None:
-        self.sos = core.eq_sos(self.sample_rate, self.params)
+        self.sos = np.ascontiguousarray(core.eq_sos(self.sample_rate, self.params), dtype=np.float64)
 
     def reset(self) -> None:
-        self.zi = np.zeros((self.sos.shape[0], self.channels, 2))
+        self._zi = np.zeros((self.channels, self.sos.shape[0], 2))  # (channels, sections, 2)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        y, self.zi = scipy.signal.sosfilt(self.sos, block, axis=-1, zi=self.zi)
+        if (_sosfilt_in_place is not None and block.dtype == np.float64 and block.ndim == 2
+                and block.flags.c_contiguous):
+            _sosfilt_in_place(self.sos, block, self._zi)
+            return block
+        y, zi = scipy.signal.sosfilt(self.sos, block, axis=-1, zi=self._zi.transpose(1, 0, 2))
+        self._zi[...] = zi.transpose(1, 0, 2)
         block[...] = y
         return block
 
