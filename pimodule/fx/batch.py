@@ -4,7 +4,8 @@ What counts as "in the chain" is what can be heard: an effect switched on whose 
 its input by less than :data:`INAUDIBLE_DB` (level-matched log-mel distance, so a compressor that
 never reaches its threshold or a clipper that is never driven into clipping) is labelled off, one
 that changes it by at least :data:`AUDIBLE_DB` is labelled on, and the examples whose effects fall
-between the two are drawn again (a few times, then labelled by the midpoint). ``gain`` is the
+between the two are drawn again (a few times, then labelled by the midpoint); the audio is rendered
+with the labelled chain, so an inaudible effect's level change does not linger. ``gain`` is the
 chain's level stage: always on, 0 dB when the random chain had it off (the same audio), so chain
 selection is about the four effects that colour the sound (:data:`SELECTABLE`).
 """
@@ -62,6 +63,10 @@ def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torc
     return y[:, 0], change
 
 
+def _take_rows_of(chain: Chain, rows: torch.Tensor) -> Chain:
+    return Chain(chain.active[rows], chain.unit[rows], chain.mode_weights[rows])
+
+
 def _take_rows(chain: Chain, rows: torch.Tensor, new: Chain) -> Chain:
     def put(a, b):
         a = a.clone()
@@ -98,7 +103,12 @@ def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
         y[unclear], change[unclear] = fresh, fresh_change
     heard = change >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
     heard[:, _GAIN] = True
-    return Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights), y
+    labelled = Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights)
+    dropped = ((chain.active >= 0.5) & ~heard).any(-1)
+    if torch.any(dropped):  # an inaudible effect may still change the level: render without it,
+        y = y.clone()      # so the labelled chain reproduces the audio exactly
+        y[dropped] = render_stages(x[dropped], sample_rate, _take_rows_of(labelled, dropped))[0]
+    return labelled, y
 
 
 def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,

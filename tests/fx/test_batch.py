@@ -33,7 +33,7 @@ def _chain(on: dict[str, bool], values: dict[str, dict[str, float]], mode: int =
 def test_inaudible_effects_count_as_off_and_audible_ones_as_on():
     x = _dry(1)
     chain = _chain({"compressor": True, "distortion": True},
-                   {"compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 0.0},  # never acts
+                   {"compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 12.0},  # only a level change
                     "distortion": {"drive_db": 36.0}})  # hard clipping, driven far
     labelled, y = audible_chain(x, SR, chain)
     on = dict(zip(EFFECT_NAMES, labelled.active[0].tolist()))
