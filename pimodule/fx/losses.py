@@ -57,12 +57,14 @@ def param_mask(active: torch.Tensor) -> torch.Tensor:
 
 def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
                    mode_logits: torch.Tensor, target: Chain, source: torch.Tensor,
-                   wet: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, dict[str, float]]:
+                   wet: torch.Tensor, sample_rate: int, teacher_forcing: bool = False
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch. ``source`` ``(batch, samples)`` is what the predicted chain is applied to
     for the audio loss and ``wet`` the target it should reproduce. Chain selection (which effects
     are on) and the distortion curve are classification terms in every objective; the parameter
     values are supervised only by ``param``/``hybrid``: the ``audio`` objective needs no
-    ground-truth parameter values."""
+    ground-truth parameter values. With ``teacher_forcing`` the audio objective renders the
+    predicted parameters with the true on/off decisions and curve (labels the data has anyway)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}")
     parts = {}
@@ -76,7 +78,8 @@ def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
         parts["param"] = ((pred.unit - target.unit).abs() * mask).sum() / mask.sum().clamp_min(1.0)
         total = total + 4.0 * parts["param"]
     if objective in ("audio", "hybrid"):
-        rendered = apply_chain(source[:, None], sample_rate, pred)[:, 0]
+        render = Chain(target.active, pred.unit, target.mode_weights) if teacher_forcing else pred
+        rendered = apply_chain(source[:, None], sample_rate, render)[:, 0]
         parts["audio"] = mrstft(rendered, wet).mean()
         total = total + parts["audio"]
     return total, {k: float(v.detach()) for k, v in parts.items()}

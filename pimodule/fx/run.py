@@ -31,6 +31,9 @@ class TrainConfig:
     kinds: tuple[str, ...] = ("speech", "samples", "instruments")
     max_files: int = 0  # 0: all files of each kind (tests use a few)
     threads: int = 1
+    # audio objective: render the estimate with the true on/off decisions and distortion curve
+    # (teacher forcing), so each effect's parameters get gradients of their own
+    teacher_forcing: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

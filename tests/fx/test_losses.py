@@ -26,3 +26,20 @@ def test_distances_zero_on_identity_and_grow_with_difference():
     assert torch.allclose(mel_distance(y, y, 16000), torch.zeros(2), atol=1e-6)
     assert (mel_distance(y * 0.5, y, 16000) - 20 * torch.log10(torch.tensor(2.0))).abs().max() < 0.05
     assert (mrstft(0.9 * y, y) < mrstft(0.5 * y, y)).all()
+
+
+def test_teacher_forcing_renders_with_the_true_decisions():
+    from pimodule.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, Chain, apply_chain
+    from pimodule.fx.losses import estimator_loss
+
+    g = torch.Generator().manual_seed(2)
+    x = 0.1 * torch.randn(2, 4000, generator=g)
+    truth = Chain(torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]] * 2), torch.rand(2, N_PARAMS, generator=g),
+                  torch.eye(N_MODES)[[0, 0]])
+    wet = apply_chain(x[:, None], 16000, truth)[:, 0]
+    # right parameters, wrong decisions (every effect half on, the wrong curve)
+    pred = Chain(torch.full((2, N_EFFECTS), 0.5), truth.unit.clone().requires_grad_(), torch.eye(N_MODES)[[2, 2]])
+    logits = torch.zeros(2, N_EFFECTS), torch.zeros(2, N_MODES)
+    _, forced = estimator_loss("audio", pred, *logits, truth, x, wet, 16000, teacher_forcing=True)
+    _, free = estimator_loss("audio", pred, *logits, truth, x, wet, 16000)
+    assert forced["audio"] < 1e-3 < free["audio"]
