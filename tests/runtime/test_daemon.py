@@ -113,8 +113,6 @@ def test_jack_dummy_option_plays_through_a_private_jack_server(model_dir, tmp_pa
 
 
 def test_front_panel_buttons(model_dir):
-    import time
-
     from pimodule.runtime import daemon as daemon_mod
     from pimodule.runtime.config import parse_config
 
@@ -122,13 +120,18 @@ def test_front_panel_buttons(model_dir):
                         "cv": {"backend": "simulated"}}, "test")
     d = daemon_mod.build(cfg)
     pins = [b.pin for b in __import__("pimodule.io.hardware", fromlist=["x"]).load_hardware().gpio.buttons]
-    d.buttons.start()
+    clock = [0.0]  # the buttons' own clock, driven here: no dependence on thread scheduling
+    d.buttons._clock = lambda: clock[0]
     try:
         def press(pin):
             d.gpio.drive(pin, False)  # active low
-            time.sleep(0.08)
+            for _ in range(10):  # 10 polls 10 ms apart: past the debounce, short of a long press
+                d.buttons.poll()
+                clock[0] += 0.01
             d.gpio.drive(pin, True)
-            time.sleep(0.08)
+            for _ in range(10):
+                d.buttons.poll()
+                clock[0] += 0.01
 
         press(pins[1])
         assert d.engine.mode == "transfer"
