@@ -35,7 +35,8 @@ class Batch:
     other: torch.Tensor | None  # dry (dry mode) or the input to restyle (reference mode)
     source: torch.Tensor  # what the estimated chain is applied to
     target: torch.Tensor  # what that should sound like
-    chain: Chain  # the ground truth
+    chain: Chain  # the ground truth (labelled by audibility)
+    rendered: Chain | None = None  # the chain that made the audio (= chain unless kept as drawn)
 
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
@@ -87,9 +88,12 @@ def _level_stage(chain: Chain) -> Chain:
 
 
 def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
-                  generator: torch.Generator | None = None) -> tuple[Chain, torch.Tensor]:
+                  generator: torch.Generator | None = None, render_labelled: bool = True
+                  ) -> tuple[Chain, torch.Tensor, Chain]:
     """Label ``chain`` by what is audible on ``x`` (see the module doc); with a ``generator``, redraw
-    the examples with effects between inaudible and audible. Returns (chain, rendered x)."""
+    the examples with effects between inaudible and audible. Returns (labelled chain, rendered x,
+    the chain that rendered it): the labelled one, or with ``render_labelled=False`` the drawn one
+    (every effect that was switched on, heard or not; evaluation keeps the drawn audio)."""
     chain = _level_stage(chain)
     y, change = render_stages(x, sample_rate, chain)
     for _ in range(REDRAWS if generator is not None else 0):
@@ -104,29 +108,31 @@ def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
     heard = change >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
     heard[:, _GAIN] = True
     labelled = Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights)
+    if not render_labelled:
+        return labelled, y, chain
     dropped = ((chain.active >= 0.5) & ~heard).any(-1)
     if torch.any(dropped):  # an inaudible effect may still change the level: render without it,
         y = y.clone()      # so the labelled chain reproduces the audio exactly
         y[dropped] = render_stages(x[dropped], sample_rate, _take_rows_of(labelled, dropped))[0]
-    return labelled, y
+    return labelled, y, labelled
 
 
 def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,
-             generator: torch.Generator | None = None) -> Batch:
+             generator: torch.Generator | None = None, render_labelled: bool = True) -> Batch:
     """``dry`` ``(batch, n_parts, samples)``; reference mode needs two parts (a, b). The chain is
     relabelled by audibility (on the part the estimator hears); a ``generator`` redraws unclear
-    examples."""
+    examples; see :func:`audible_chain` for ``render_labelled``."""
     dry = torch.as_tensor(dry, dtype=torch.float32)
     with torch.no_grad():
         if conditioning == "reference":
             a, b = dry[:, 0], dry[:, 1]
             # rendered separately: the compressor links channels, the parts must stay independent
-            chain, ref = audible_chain(a, sample_rate, chain, generator)
-            tgt, _ = render_stages(b, sample_rate, chain)
-            return Batch(ref, b, b, tgt, chain)
+            chain, ref, rendered = audible_chain(a, sample_rate, chain, generator, render_labelled)
+            tgt, _ = render_stages(b, sample_rate, rendered)
+            return Batch(ref, b, b, tgt, chain, rendered)
         x = dry[:, 0]
-        chain, y = audible_chain(x, sample_rate, chain, generator)
-    return Batch(y, x if conditioning == "dry" else None, x, y, chain)
+        chain, y, rendered = audible_chain(x, sample_rate, chain, generator, render_labelled)
+    return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered)
 
 
 def random_batch(corpus: DryCorpus, rng: np.random.Generator, generator: torch.Generator,

@@ -1,6 +1,8 @@
 """``pimodule eval fx``: estimation quality on held-out dry material.
 
-Cases (the same examples for every model):
+Cases (the same examples for every model; random chains as drawn, every effect switched on is in
+the audio; the labels for chain selection say which of them are audible, see
+:mod:`pimodule.fx.batch`):
 1. ``chain``: the project's chain with random parameters;
 2. ``pedalboard``: pedalboard's filters, compressor, distortion/clipping and reverb (never seen in
    training), parameters mapped from a random chain as closely as their controls allow;
@@ -91,13 +93,14 @@ def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> d
     for case in cases:
         dry = corpus.excerpts(rng, n, n_samples, 2)
         chain = sample_chain(n, gen)
+        # the audio of every effect drawn on (heard or not), labels by audibility, no redraws
         if case == "chain":
-            data[case] = from_dry(dry[:, :1], chain, sr, "dry", gen)
+            data[case] = from_dry(dry[:, :1], chain, sr, "dry", render_labelled=False)
         elif case == "style":
-            data[case] = from_dry(dry, chain, sr, "reference", gen)
+            data[case] = from_dry(dry, chain, sr, "reference", render_labelled=False)
         else:
-            b = from_dry(dry[:, :1], chain, sr, "dry", gen)
-            b.wet = b.target = torch.from_numpy(pedalboard_render(dry[:, 0], sr, b.chain))
+            b = from_dry(dry[:, :1], chain, sr, "dry", render_labelled=False)
+            b.wet = b.target = torch.from_numpy(pedalboard_render(dry[:, 0], sr, b.rendered))
             data[case] = b
     return data
 

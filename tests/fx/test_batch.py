@@ -35,15 +35,25 @@ def test_inaudible_effects_count_as_off_and_audible_ones_as_on():
     chain = _chain({"compressor": True, "distortion": True},
                    {"compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 12.0},  # only a level change
                     "distortion": {"drive_db": 36.0}})  # hard clipping, driven far
-    labelled, y = audible_chain(x, SR, chain)
+    labelled, y, rendered = audible_chain(x, SR, chain)
     on = dict(zip(EFFECT_NAMES, labelled.active[0].tolist()))
     assert on["compressor"] == 0.0 and on["distortion"] == 1.0 and on["eq"] == 0.0
     assert torch.allclose(y, apply_chain(x[:, None], SR, labelled)[:, 0], atol=1e-6)
+    assert torch.equal(rendered.active, labelled.active)
+    # evaluation keeps the drawn audio: the inaudible compressor's +12 dB makeup stays in it
+    kept, y_drawn, drawn = audible_chain(x, SR, chain, render_labelled=False)
+    assert torch.equal(kept.active, labelled.active) and drawn.active[0, EFFECT_NAMES.index("compressor")] == 1
+    assert torch.allclose(y_drawn, apply_chain(x[:, None], SR, drawn)[:, 0], atol=1e-6)
+    only = _chain({"compressor": True}, {"compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 12.0}})
+    _, y_off, _ = audible_chain(x, SR, only)
+    _, y_kept, _ = audible_chain(x, SR, only, render_labelled=False)
+    assert torch.allclose(y_off, x)
+    assert torch.allclose(y_kept, x * 10 ** (12 / 20), atol=1e-5)
 
 
 def test_gain_is_the_always_on_level_stage_at_0_db_when_it_was_off():
     x = _dry(1)
-    labelled, y = audible_chain(x, SR, _chain({"gain": False}, {"gain": {"gain_db": 18.0}}))
+    labelled, y, _ = audible_chain(x, SR, _chain({"gain": False}, {"gain": {"gain_db": 18.0}}))
     assert labelled.active[0, EFFECT_NAMES.index("gain")] == 1.0
     assert float(SPECS["gain"]["gain_db"].from_unit(labelled.unit[0, PARAM_SLICES["gain"]])) == 0.0
     assert torch.allclose(y, x)
@@ -52,7 +62,7 @@ def test_gain_is_the_always_on_level_stage_at_0_db_when_it_was_off():
 def test_redrawn_chains_have_no_effect_between_inaudible_and_audible():
     x = _dry(24, seed=1)
     gen = torch.Generator().manual_seed(0)
-    labelled, y = audible_chain(x, SR, sample_chain(24, gen), gen)
+    labelled, y, _ = audible_chain(x, SR, sample_chain(24, gen), gen)
     _, change = render_stages(x, SR, labelled)
     on = labelled.active >= 0.5
     sel = [EFFECT_NAMES.index(n) for n in SELECTABLE]
