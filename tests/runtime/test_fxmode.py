@@ -133,6 +133,9 @@ def test_daemon_fx_mode_sends_estimates_over_osc_and_toggles_matching(tmp_path):
             assert d.engine.fx_matcher.matching
             reply = c.request("/pimodule/fx/estimate", expect="/pimodule/fx/", timeout_s=10)
             assert reply[0].startswith("/pimodule/fx/")
+            deadline = time.monotonic() + 20  # the analyser keeps going (it ran once so far, maybe)
+            while time.monotonic() < deadline and d.fx.n_runs < 2:
+                time.sleep(0.05)
     finally:
         d.stop_event.set()
         thread.join(20)
