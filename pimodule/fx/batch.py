@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pimodule.fx import effects
-from pimodule.fx.chain import PARAM_SLICES, Chain, physical, sample_chain
+from pimodule.fx.chain import PARAM_SLICES, Chain, apply_effect, sample_chain
 from pimodule.fx.losses import mel_distance
 from pimodule.fx.sources import DryCorpus
 from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
@@ -52,20 +51,12 @@ def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torc
         on = chain.active[:, i] >= 0.5
         if not torch.any(on):
             continue
-        params = physical(name, chain.unit[on])
-        if name == "distortion":
-            wet = effects.distortion_mix(y[on], sample_rate, mode_weights=chain.mode_weights[on], **params)
-        else:
-            wet = effects.EFFECTS[name](y[on], sample_rate, **params)
+        wet = apply_effect(name, y[on], sample_rate, chain.rows(on))
         if name != "gain":
             change[on, i] = mel_distance(_unit_rms(wet[:, 0]), _unit_rms(y[on][:, 0]), sample_rate)
         y = y.clone()
         y[on] = wet
     return y[:, 0], change
-
-
-def _take_rows_of(chain: Chain, rows: torch.Tensor) -> Chain:
-    return Chain(chain.active[rows], chain.unit[rows], chain.mode_weights[rows])
 
 
 def _take_rows(chain: Chain, rows: torch.Tensor, new: Chain) -> Chain:
@@ -113,7 +104,7 @@ def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
     dropped = ((chain.active >= 0.5) & ~heard).any(-1)
     if torch.any(dropped):  # an inaudible effect may still change the level: render without it,
         y = y.clone()      # so the labelled chain reproduces the audio exactly
-        y[dropped] = render_stages(x[dropped], sample_rate, _take_rows_of(labelled, dropped))[0]
+        y[dropped] = render_stages(x[dropped], sample_rate, labelled.rows(dropped))[0]
     return labelled, y, labelled
 
 

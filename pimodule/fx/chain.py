@@ -49,6 +49,10 @@ class Chain:
     def to(self, dtype: torch.dtype) -> "Chain":
         return Chain(self.active.to(dtype), self.unit.to(dtype), self.mode_weights.to(dtype))
 
+    def rows(self, index: Tensor) -> "Chain":
+        """The examples picked by ``index`` (a boolean mask or indices)."""
+        return Chain(self.active[index], self.unit[index], self.mode_weights[index])
+
 
 def sample_chain(batch: int, generator: torch.Generator, p_active: float = 0.5,
                  min_active: int = 1) -> Chain:
@@ -69,6 +73,14 @@ def physical(name: str, unit: Tensor) -> dict[str, Tensor]:
     return {s.name: s.from_unit(cols[:, i]) for i, s in enumerate(SPECS[name])}
 
 
+def apply_effect(name: str, x: Tensor, sample_rate: int, chain: Chain) -> Tensor:
+    """One effect of the chain, fully on, with the chain's parameters (and curve blend)."""
+    params = physical(name, chain.unit)
+    if name == "distortion":
+        return effects.distortion_mix(x, sample_rate, mode_weights=chain.mode_weights, **params)
+    return effects.EFFECTS[name](x, sample_rate, **params)
+
+
 def apply_chain(x: Tensor, sample_rate: int, chain: Chain) -> Tensor:
     """Render ``x`` ``(batch, channels, samples)`` through the chain (soft weights blend each
     effect's output with its input, so the estimator's probabilities stay differentiable)."""
@@ -77,11 +89,7 @@ def apply_chain(x: Tensor, sample_rate: int, chain: Chain) -> Tensor:
         w = chain.active[:, i]
         if not torch.any(w > 0):
             continue
-        params = physical(name, chain.unit)
-        if name == "distortion":
-            wet = effects.distortion_mix(y, sample_rate, mode_weights=chain.mode_weights, **params)
-        else:
-            wet = effects.EFFECTS[name](y, sample_rate, **params)
+        wet = apply_effect(name, y, sample_rate, chain)
         w = w[:, None, None]
         y = w * wet + (1.0 - w) * y
     return y

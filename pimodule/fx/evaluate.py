@@ -11,8 +11,9 @@ the audio; the labels for chain selection say which of them are audible, see
    is re-rendered on b.
 Distances of the re-rendered estimate to the target (multi-resolution STFT, mel dB), each also for
 the unprocessed input ("corrupt" baseline) and as the ratio estimate / corrupt (< 1 is better,
-0.35 means 65% of the distance closed); chain-selection accuracy (the on/off decisions of eq, compressor, distortion and reverb all
-right; an effect counts as on when it is audible, see :mod:`pimodule.fx.batch`);
+0.35 means 65% of the distance closed); chain-selection accuracy (the on/off decisions of eq,
+compressor, distortion and reverb all right; an effect counts as on when it is audible, see
+:mod:`pimodule.fx.batch`);
 parameter error in [0, 1] units on case 1. Writes results.json and results.md into ``--out``.
 """
 

@@ -19,6 +19,16 @@ class JackUnavailable(RuntimeError):
     """jackd is not installed or did not start."""
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """Terminate an external process we started; kill it if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
+
+
 @dataclass(frozen=True)
 class JackServer:
     name: str
@@ -71,12 +81,7 @@ def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None 
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
             os.environ["JACK_DEFAULT_SERVER"] = previous
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log_file.close()
 
 

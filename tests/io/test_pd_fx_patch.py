@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pimodule.io.osc_client import decode, encode
+from pimodule.runtime.jackdummy import stop_process
 
 PATCHES = Path(__file__).resolve().parents[2] / "firmware" / "pd_patches"
 pytestmark = [pytest.mark.pd, pytest.mark.skipif(shutil.which("pd") is None, reason="needs pd")]
@@ -86,12 +87,7 @@ def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
                     pass
             assert got == ("/pimodule/fx/match", [1])
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
             for s in (daemon, fwd, sender):
                 s.close()
     errors = [ln for ln in log_path.read_text().splitlines() if "error" in ln or "couldn't" in ln]

@@ -18,6 +18,7 @@ import pytest
 from pimodule.io.controller import PANEL_CONTROLS, MemoryController
 from pimodule.io.osc import OscConfig, OscServer
 from pimodule.params import ParamSpec, ParamTable
+from pimodule.runtime.jackdummy import stop_process
 
 PATCHES = Path(__file__).resolve().parents[2] / "firmware" / "pd_patches"
 STUBS = Path(__file__).resolve().parent / "pd_stubs"  # abstractions standing in for the Tedium externals
@@ -94,12 +95,7 @@ class PdRig:
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
         self.server.stop()
         self.fwd.close()
         self.ctrl.close()
