@@ -109,7 +109,8 @@ class DDSPVoice(nn.Module):
             out.append(torch.full(shape, spec.init, dtype=dtype))
         if generator is not None:
             period = NOISE_TABLE_LENGTHS[0] * NOISE_TABLE_LENGTHS[1]
-            out[-1] = torch.randint(0, period, (batch_size, 1), generator=generator, dtype=torch.int64)
+            at = [spec.name for spec in self.state_specs()].index("noise_position")
+            out[at] = torch.randint(0, period, (batch_size, 1), generator=generator, dtype=torch.int64)
         return tuple(out)
 
     # -- forward -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Those externals load a TorchScript module that keeps its streaming state in registered buffers
 and call its ``forward`` on each block from the host's audio thread. :class:`StatefulVoice` is
-that module for our voice (traced, state in buffers updated in place); :func:`compare` times it
+that module for our voice (the one-frame graph of pimodule.ddsp.frame, as in the ONNX file;
+traced, state in buffers updated in place); :func:`compare` times it
 per device block exactly where our engine would run a model frame, so `pimodule bench` can put
 the two side by side. Compute does not depend on the weights, so the architecture recorded in
 the model file's provenance is enough (a trained run's weights are used when the run exists).
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pimodule.ddsp.frame import FrameVoice
 from pimodule.ddsp.model import DDSPConfig, DDSPVoice
 
 
@@ -27,7 +29,7 @@ class StatefulVoice(nn.Module):
 
     def __init__(self, voice: DDSPVoice):
         super().__init__()
-        self.voice = voice.eval()
+        self.voice = FrameVoice(voice).eval()  # the same one-frame graph as the ONNX export
         self.state_names = [s.name for s in voice.state_specs()]
         for name, tensor in zip(self.state_names, voice.initial_state(1)):
             self.register_buffer(name, tensor.clone())
