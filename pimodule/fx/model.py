@@ -28,6 +28,9 @@ class ModelConfig:
     channels: int = 96
     n_layers: int = 4
     conditioning: str = "blind"
+    # waveform statistics next to the log-mel encoder (clipping and dynamics cues the mel loses);
+    # off in the runs trained before they existed, so those still load
+    waveform_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONING:
@@ -102,13 +105,56 @@ class Encoder(nn.Module):
         return torch.cat([h.mean(-1), h.std(-1), mel.mean(-1), mel.std(-1)], -1)
 
 
+class WaveformStats(nn.Module):
+    """Cues that a log-mel spectrogram smooths away, as fixed-size histograms (soft-binned, so
+    the same in torch and ONNX):
+
+    - sample amplitudes relative to the window's peak (hard clipping piles samples up at the
+      ceiling, soft clipping flattens the top of the distribution);
+    - frame RMS relative to the loudest frame, in dB (compression narrows this spread);
+    - per-frame crest factor (peak over RMS, dB): clipping and fast compression lower it.
+    """
+
+    def __init__(self, frame: int = 256, n_amp_bins: int = 24, n_level_bins: int = 16,
+                 n_crest_bins: int = 12):
+        super().__init__()
+        self.frame = frame
+        self.register_buffer("amp_centres", torch.linspace(0.0, 1.0, n_amp_bins), persistent=False)
+        self.register_buffer("level_centres", torch.linspace(-60.0, 0.0, n_level_bins), persistent=False)
+        self.register_buffer("crest_centres", torch.linspace(0.0, 22.0, n_crest_bins), persistent=False)
+        self.out_dim = n_amp_bins + n_level_bins + n_crest_bins
+
+    @staticmethod
+    def _histogram(values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """``(batch, n)`` values → ``(batch, bins)`` log share per triangular bin."""
+        width = centres[1] - centres[0]
+        weight = torch.relu(1.0 - (values[..., None] - centres).abs() / width)
+        return torch.log10(weight.mean(1) + 1e-4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mag = x.abs()
+        amp = mag / (mag.amax(-1, keepdim=True) + 1e-8)
+        n_frames = x.shape[-1] // self.frame
+        frames = mag[:, : n_frames * self.frame].reshape(x.shape[0], n_frames, self.frame)
+        rms_db = 10.0 * torch.log10(frames.square().mean(-1) + 1e-10)
+        peak_db = 20.0 * torch.log10(frames.amax(-1) + 1e-5)
+        level = (rms_db - rms_db.amax(-1, keepdim=True)).clamp_min(-60.0)
+        loud = (level > -40.0).to(x.dtype)  # crest factor of frames that are not near silence
+        crest = (peak_db - rms_db).clamp(0.0, 22.0) * loud - 30.0 * (1.0 - loud)
+        return torch.cat([self._histogram(amp, self.amp_centres),
+                          self._histogram(level, self.level_centres),
+                          self._histogram(crest, self.crest_centres)], -1)
+
+
 class Estimator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.frontend = LogMel(config.sample_rate, config.n_fft, config.hop, config.n_mels)
         self.encoder = Encoder(config.n_mels, config.channels, config.n_layers)
-        n_in = self.encoder.out_dim * (1 if config.conditioning == "blind" else 3)
+        self.stats = WaveformStats() if config.waveform_stats else None
+        n_embed = self.encoder.out_dim + (self.stats.out_dim if self.stats is not None else 0)
+        n_in = n_embed * (1 if config.conditioning == "blind" else 3)
         hidden = 2 * config.channels
         self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                    nn.GELU())
@@ -117,7 +163,8 @@ class Estimator(nn.Module):
         self.param_head = nn.Linear(hidden, N_PARAMS)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.frontend(x))
+        e = self.encoder(self.frontend(x))
+        return e if self.stats is None else torch.cat([e, self.stats(x)], -1)
 
     def forward(self, wet: torch.Tensor, other: torch.Tensor | None = None):
         e = self.embed(wet)

@@ -7,7 +7,7 @@ from pimodule.fx.run import TrainConfig
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    model = ModelConfig(channels=12, n_layers=2, n_mels=24, n_fft=512, hop=128,
+    model = ModelConfig(channels=12, n_layers=2, n_mels=24, n_fft=512, hop=128, waveform_stats=True,
                         conditioning=overrides.pop("conditioning", "blind"))
     base = dict(objective="hybrid", steps=3, batch_size=2, checkpoint_every=2, max_files=2,
                 excerpt_s=0.5, kinds=("speech", "samples"), model=model)
