@@ -14,7 +14,8 @@ Usage::
 
 ``process`` allocates no arrays: the input goes into a preallocated history buffer and each
 polyphase branch is one ``np.matmul`` of a slice of a sliding-window view (made once) into a slice
-of ``out``.
+of ``out``; integer upsampling of whole ``max_block_in`` blocks (the engine's model frames) is one
+dense matrix-vector product instead (2 vs 5 µs for 64 → 192 samples).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 DEFAULT_ZERO_CROSSINGS = 10  # filter half-length in units of the slower rate's period
 DEFAULT_KAISER_BETA = 5.0
+DENSE_MAX_ENTRIES = 1 << 16  # 256 kB of float32: the largest block matrix worth keeping
 
 
 def design_taps(up: int, down: int, *, zero_crossings: int = DEFAULT_ZERO_CROSSINGS,
@@ -79,6 +81,15 @@ class StreamingResampler:
         self._buf = np.zeros(self._hist + 2 * self._chunk, dtype=np.float32)
         # every k-sample window of the buffer, made once: slicing it costs far less than as_strided
         self._windows = sliding_window_view(self._buf, self.n_taps_per_phase)
+        # integer upsampling of whole max_block_in blocks (the engine's model frames): one dense
+        # matrix-vector product over the contiguous history + block, when the matrix is small
+        self._dense = None
+        n = int(max_block_in)
+        if self.down == 1 and self.up > 1 and n * self.up * (n + self._hist) <= DENSE_MAX_ENTRIES:
+            dense = np.zeros((n * self.up, n + self._hist), np.float32)
+            for i in range(n):
+                dense[i * self.up : (i + 1) * self.up, i : i + k] = self._branches
+            self._dense = dense
         self.reset()
 
     def reset(self) -> None:
@@ -126,6 +137,10 @@ class StreamingResampler:
         if down == 1 and n_out == n * up and out.flags.c_contiguous:
             # integer upsampling: every input sample gives `up` outputs, one matmul for all of them
             first = self._n_in - n - hist - base
+            if self._dense is not None and self._dense.shape[0] == n_out:
+                np.dot(self._dense, buf[first : first + n + hist], out=out[:n_out])
+                self._n_out = m_end
+                return n_out
             np.matmul(self._windows[first:first + n], self._branches_t, out=out[:n_out].reshape(n, up))
             self._n_out = m_end
             return n_out
