@@ -82,8 +82,9 @@ class FrameVoice(nn.Module):
             # harmonic synth constants
             hop = c.hop_size
             _const(self, "k", torch.arange(1, c.n_harmonics + 1, dtype=torch.float32).reshape(1, -1))
+            _const(self, "k_col", self.k.reshape(-1, 1))
             _const(self, "ramp", (torch.arange(1, hop + 1, dtype=torch.float32) / hop).reshape(1, hop))
-            _const(self, "ramp_pair", torch.stack([torch.ones(hop), self.ramp[0]], dim=1))  # (hop, 2)
+            _const(self, "ramp_pair", torch.stack([torch.ones(hop), self.ramp[0]]))  # (2, hop)
             _const(self, "phase_step", torch.tensor(2.0 * math.pi / c.sample_rate, dtype=torch.float64))
             _const(self, "two_pi", torch.tensor(2.0 * math.pi, dtype=torch.float64))
             # noise: tables pre-scaled by 1/sqrt(2); FIR basis transposed and flipped (correlation)
@@ -107,49 +108,50 @@ class FrameVoice(nn.Module):
     def forward(self, f0_hz, loudness_db, controls, gru_h, phase, prev_f0_hz, prev_amplitudes,
                 noise_tail, noise_position, reverb_history=None):
         c, h, hop = self.config, self.hidden, self.hop_size
-        gains = torch.exp(controls * self.control_scale)  # (1, 4)
-        f0 = (f0_hz * gains[:, 0:1]).clamp(1.0, c.sample_rate / 2)
+        shift_gain, _, harm_gain, noise_gain = torch.split(torch.exp(controls * self.control_scale), 1, 1)
+        f0 = (f0_hz * shift_gain).clamp(1.0, c.sample_rate / 2)
         loudness = (loudness_db + controls[:, 1:2]).clamp(LOUDNESS_FLOOR_DB, 20.0)
         # -- decoder: both input MLPs as one batch of two
-        x_in = torch.stack([torch.log(f0), loudness]).reshape(2, 1, 1) * self.in_scale + self.in_shift
+        x_in = torch.cat([torch.log(f0), loudness], 1).reshape(2, 1, 1) * self.in_scale + self.in_shift
         y = x_in * self.w1 + self.b1  # (2, 1, H)
         y = self._leaky(F.layer_norm(y, (h,)) * self.g1 + self.be1)
         y = torch.matmul(y, self.w2) + self.b2
         ab = self._leaky(F.layer_norm(y, (h,)) * self.g2 + self.be2).reshape(1, 2 * h)
         # GRU step (torch's gate order r, z, n; the reset gate scales the recurrent n term)
         h_prev = gru_h.reshape(1, h)
-        gi = torch.matmul(ab, self.w_ab) + self.b_ab  # (1, 4H): [r+z (both biases), n_x, out1_ab]
-        gh = torch.matmul(h_prev, self.w_hh)  # (1, 3H)
-        rz = torch.sigmoid(gi[:, : 2 * h] + gh[:, : 2 * h])
-        r, z = rz[:, :h], rz[:, h:]
-        n = torch.tanh(gi[:, 2 * h : 3 * h] + r * (gh[:, 2 * h :] + self.b_hn))
+        # (1, 4H): [r and z (both biases), n from the input, out_mlp's first layer on [a, b]]
+        gi_rz, gi_n, out_ab = torch.split(torch.matmul(ab, self.w_ab) + self.b_ab, [2 * h, h, h], 1)
+        gh_rz, gh_n = torch.split(torch.matmul(h_prev, self.w_hh), [2 * h, h], 1)  # (1, 3H)
+        r, z = torch.split(torch.sigmoid(gi_rz + gh_rz), h, 1)
+        n = torch.tanh(gi_n + r * (gh_n + self.b_hn))
         h_next = n + z * (h_prev - n)
         # out_mlp on [x, a, b]: its [a, b] part came with the GRU's input matmul
-        o = torch.matmul(h_next, self.w_x) + gi[:, 3 * h :]
+        o = torch.matmul(h_next, self.w_x) + out_ab
         o = self._leaky(self.ln_out1(o))
         o = self._leaky(self.ln_out2(self.lin_out2(o)))
         out = 2.0 * torch.pow(torch.sigmoid(self.proj(o)), LN10) + 1e-7  # scaled_sigmoid
         k = self.n_harmonics
-        amplitude, distribution, noise_mags = out[:, :1], out[:, 1 : 1 + k], out[:, 1 + k :]
+        amplitude, distribution, noise_mags = torch.split(out, [1, k, out.shape[1] - 1 - k], 1)
         # -- harmonic amplitudes: no harmonic at or above Nyquist, renormalised, with the user gain
-        dist = distribution * (f0 * self.k < c.sample_rate / 2).to(out.dtype)
-        amps = dist * (amplitude * gains[:, 2:3] / (dist.sum(-1, keepdim=True) + 1e-7))  # (1, K)
+        zero = torch.zeros((), dtype=out.dtype)
+        dist = torch.where(f0 * self.k < c.sample_rate / 2, distribution, zero)
+        amps = dist * (amplitude * harm_gain / (dist.sum(-1, keepdim=True) + 1e-7))  # (1, K)
         # -- harmonic synth: f0 ramps over the hop, phase in float64, per-sample Nyquist mask
         f0_s = prev_f0_hz + (f0 - prev_f0_hz) * self.ramp  # (1, hop)
         unwrapped = phase + torch.cumsum(f0_s.to(torch.float64) * self.phase_step, dim=1)
-        wrapped = unwrapped - self.two_pi * torch.floor(unwrapped / self.two_pi)
-        kf = f0_s.reshape(hop, 1) * self.k  # (hop, K)
-        sines = torch.sin(wrapped.to(torch.float32).reshape(hop, 1) * self.k)
-        sines = torch.where(kf < c.sample_rate / 2, sines, torch.zeros((), dtype=sines.dtype))
+        wrapped = torch.fmod(unwrapped, self.two_pi)  # the phase never decreases: fmod = wrap
+        # (K, hop): harmonic k at sample n, silent where k * f0 has reached Nyquist
+        sines = torch.sin(self.k_col * wrapped.to(torch.float32))
+        sines = torch.where(self.k_col * f0_s < c.sample_rate / 2, sines, zero)
         prev_amps = prev_amplitudes.reshape(1, k)
-        pair = torch.cat([prev_amps, amps - prev_amps]).t()  # (K, 2): start and slope of the ramp
-        harmonic = (torch.matmul(sines, pair) * self.ramp_pair).sum(-1).reshape(1, hop)
+        pair = torch.cat([prev_amps, amps - prev_amps])  # (2, K): start and slope of the ramp
+        harmonic = (torch.matmul(pair, sines) * self.ramp_pair).sum(0, keepdim=True)  # (1, hop)
         # -- filtered noise: table noise, FIR from the band magnitudes, overlap-add
         idx = noise_position + self.hop_index
         idx = idx.reshape(hop)  # index_select exports as Gather (fancy indexing: slow GatherND)
         white = (torch.index_select(self.noise_a, 0, torch.remainder(idx, self.noise_a.shape[0]))
                  + torch.index_select(self.noise_b, 0, torch.remainder(idx, self.noise_b.shape[0])))
-        fir = torch.matmul(noise_mags * gains[:, 3:4], self.fir_basis)  # (1, taps)
+        fir = torch.matmul(noise_mags * noise_gain, self.fir_basis)  # (1, taps)
         padded = F.pad(white, self.n_pad).reshape(1, 1, -1)
         segs = F.conv1d(padded, fir.reshape(1, 1, -1))[..., : self.n_seg * hop].reshape(self.n_seg, hop)
         total = segs + F.pad(noise_tail.reshape(self.n_seg - 1, hop), (0, 0, 0, 1))
