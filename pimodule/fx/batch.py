@@ -36,6 +36,8 @@ class Batch:
     target: torch.Tensor  # what that should sound like
     chain: Chain  # the ground truth (labelled by audibility)
     rendered: Chain | None = None  # the chain that made the audio (= chain unless kept as drawn)
+    # (batch, len(SELECTABLE)): the effect is clearly on or clearly off (not between the two)
+    clear: torch.Tensor | None = None
 
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +87,11 @@ def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
     the examples with effects between inaudible and audible. Returns (labelled chain, rendered x,
     the chain that rendered it): the labelled one, or with ``render_labelled=False`` the drawn one
     (every effect that was switched on, heard or not; evaluation keeps the drawn audio)."""
+    return _audible(x, sample_rate, chain, generator, render_labelled)[:3]
+
+
+def _audible(x, sample_rate, chain, generator, render_labelled):
+    """:func:`audible_chain` plus which selectable effects are clearly on or off."""
     chain = _level_stage(chain)
     y, change = render_stages(x, sample_rate, chain)
     for _ in range(REDRAWS if generator is not None else 0):
@@ -98,14 +105,16 @@ def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
         y[unclear], change[unclear] = fresh, fresh_change
     heard = change >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
     heard[:, _GAIN] = True
+    between = (chain.active >= 0.5) & (change > INAUDIBLE_DB) & (change < AUDIBLE_DB)
+    clear = ~between[:, [EFFECT_NAMES.index(n) for n in SELECTABLE]]
     labelled = Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights)
     if not render_labelled:
-        return labelled, y, chain
+        return labelled, y, chain, clear
     dropped = ((chain.active >= 0.5) & ~heard).any(-1)
     if torch.any(dropped):  # an inaudible effect may still change the level: render without it,
         y = y.clone()      # so the labelled chain reproduces the audio exactly
         y[dropped] = render_stages(x[dropped], sample_rate, labelled.rows(dropped))[0]
-    return labelled, y, labelled
+    return labelled, y, labelled, clear
 
 
 def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,
@@ -118,12 +127,12 @@ def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, con
         if conditioning == "reference":
             a, b = dry[:, 0], dry[:, 1]
             # rendered separately: the compressor links channels, the parts must stay independent
-            chain, ref, rendered = audible_chain(a, sample_rate, chain, generator, render_labelled)
+            chain, ref, rendered, clear = _audible(a, sample_rate, chain, generator, render_labelled)
             tgt, _ = render_stages(b, sample_rate, rendered)
-            return Batch(ref, b, b, tgt, chain, rendered)
+            return Batch(ref, b, b, tgt, chain, rendered, clear)
         x = dry[:, 0]
-        chain, y, rendered = audible_chain(x, sample_rate, chain, generator, render_labelled)
-    return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered)
+        chain, y, rendered, clear = _audible(x, sample_rate, chain, generator, render_labelled)
+    return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered, clear)
 
 
 def random_batch(corpus: DryCorpus, rng: np.random.Generator, generator: torch.Generator,

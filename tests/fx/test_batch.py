@@ -88,3 +88,19 @@ def test_selection_counts_the_four_selectable_effects_only():
     correct = selection_correct(pred, truth)
     assert correct.shape == (1, len(SELECTABLE)) and bool(correct.all())
     assert not bool(selection_correct(torch.tensor([[0.1, 0.2, 0.7, 0.1, 1.0]]), truth).all())
+
+
+def test_clear_marks_exactly_the_effects_between_inaudible_and_audible():
+    x = _dry(32, seed=2)
+    chain = sample_chain(32, torch.Generator().manual_seed(5))
+    batch = from_dry(x[:, None], chain, SR, "dry", render_labelled=False)  # kept as drawn: no redraws
+    _, change = render_stages(x, SR, batch.rendered)
+    sel = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+    drawn_on = batch.rendered.active[:, sel] >= 0.5
+    between = drawn_on & (change[:, sel] > INAUDIBLE_DB) & (change[:, sel] < AUDIBLE_DB)
+    assert batch.clear.shape == (32, len(SELECTABLE))
+    assert torch.equal(batch.clear, ~between)
+    assert bool(between.any()) and bool((~between).any())  # this draw has both kinds
+    # training batches are redrawn until every effect is clear
+    trained = from_dry(x[:, None], chain, SR, "dry", torch.Generator().manual_seed(0))
+    assert float(trained.clear.float().mean()) > float(batch.clear.float().mean())
