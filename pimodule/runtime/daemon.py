@@ -224,6 +224,7 @@ def build_fx(cfg: config_mod.DaemonConfig, engine, store, max_block: int, publis
     matcher.matching = cfg.fx.match
     engine.fx_matcher = matcher
     engine.fx_history = analyzer.history
+    engine.fx_other_history = analyzer.other_history
     log.info("fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms", path.name,
              analyzer.estimator.conditioning, analyzer.estimator.window / analyzer.estimator.sample_rate,
              analyzer.estimator.sample_rate, 1e3 * analyzer.interval_s)

@@ -110,6 +110,7 @@ class VoiceEngine:
         self._reset_mode_state()
         # fx mode (set by the daemon when an estimator is installed; see pimodule.runtime.fxmode)
         self.fx_history = None
+        self.fx_other_history = None  # input R, for conditioned estimators
         self.fx_matcher = None
         # counters and last values, read by the status thread
         self.n_frames = 0
@@ -220,9 +221,11 @@ class VoiceEngine:
     def _process_fx(self, x_in: np.ndarray | None, x_aux: np.ndarray | None, out: np.ndarray) -> None:
         """fx mode: input L feeds the analyzer's history; output is input R (or L on a one-input
         device), through the estimated chain when matching is on (pimodule.runtime.fxmode)."""
-        history, matcher = self.fx_history, self.fx_matcher
+        history, matcher, other = self.fx_history, self.fx_matcher, self.fx_other_history
         if x_in is not None and history is not None:
             history.write(x_in)
+        if x_aux is not None and other is not None:
+            other.write(x_aux)
         src = x_aux if x_aux is not None else x_in
         if src is None:
             out.fill(0.0)

@@ -1,6 +1,9 @@
 """fx mode: blind effect estimation off the audio thread, live effect matching in it.
 
-- The callback writes input L into :class:`InputHistory` (a preallocated circular buffer).
+- The callback writes input L into :class:`InputHistory` (a preallocated circular buffer), and
+  input R into a second one when the estimator is conditioned: a ``reference`` model reads L as
+  the reference (a recording with the sound to match) and R as the signal to restyle, a ``dry``
+  model reads L as the wet signal and R as its dry source.
 - :class:`FxAnalyzer`, a background thread, every ``interval_s`` (≤ 250 ms) takes the last
   analysis window of L, resamples it to the estimator's rate, runs the exported estimator
   (``kind = fx``, onnxruntime), smooths the estimate (exponential average of the [0, 1]
@@ -96,14 +99,14 @@ class FxAnalyzer(BackgroundThread):
         from pimodule.fx.twin.estimator import OnnxEstimator
 
         self.estimator = OnnxEstimator(Path(estimator_path))
-        if self.estimator.conditioning != "blind":
-            log.warning("%s is %s-conditioned; fx mode feeds it input L alone", estimator_path,
-                        self.estimator.conditioning)
         self.device_rate_hz = int(device_rate_hz)
         g = math.gcd(self.estimator.sample_rate, self.device_rate_hz)
         self._up, self._down = self.estimator.sample_rate // g, self.device_rate_hz // g
         window_s = self.estimator.window / self.estimator.sample_rate
-        self.history = InputHistory(int(math.ceil(window_s * self.device_rate_hz)) + 64)
+        n_history = int(math.ceil(window_s * self.device_rate_hz)) + 64
+        self.history = InputHistory(n_history)
+        #: input R, for a dry- or reference-conditioned estimator (None when blind)
+        self.other_history = InputHistory(n_history) if self.estimator.conditioning != "blind" else None
         self.interval_s = min(float(interval_s), 0.25)
         self.smoothing = float(smoothing)
         self.matcher = matcher
@@ -114,16 +117,24 @@ class FxAnalyzer(BackgroundThread):
         self.n_runs = 0
         self.last_run_ms = 0.0
 
-    def analyse_once(self) -> dict | None:
-        """One estimate from the current history (None when the input is silent)."""
-        x = self.history.snapshot().astype(np.float64)
+    def _window(self, history: InputHistory) -> np.ndarray | None:
+        """The last analysis window at the estimator's rate, ``(1, window)``; None if silent or bad."""
+        x = history.snapshot().astype(np.float64)
         if not np.all(np.isfinite(x)) or np.sqrt(np.mean(x * x)) < SILENCE_RMS:
             return None
         y = resample_poly(x, self._up, self._down) if self._up != self._down else x
         window = self.estimator.window
         y = y[-window:] if y.shape[0] >= window else np.pad(y, (window - y.shape[0], 0))
+        return y[None].astype(np.float32)
+
+    def analyse_once(self) -> dict | None:
+        """One estimate from the current history (None when an input it needs is silent)."""
+        y = self._window(self.history)
+        other = self._window(self.other_history) if self.other_history is not None else None
+        if y is None or (self.other_history is not None and other is None):
+            return None
         t0 = time.perf_counter()
-        active, mode, unit = self.estimator.run(y[None].astype(np.float32))
+        active, mode, unit = self.estimator.run(y, other)
         self.last_run_ms = (time.perf_counter() - t0) * 1e3
         new = (active[0].astype(np.float64), mode[0].astype(np.float64), unit[0].astype(np.float64))
         if self._smoothed is None:

@@ -61,6 +61,41 @@ def test_analyzer_estimates_every_effect_within_its_spec_and_smooths():
     assert analyzer.n_runs == 2 and analyzer.last_run_ms > 0
 
 
+@pytest.fixture(scope="module")
+def reference_estimator(tmp_path_factory):
+    """A small untrained reference-conditioned estimator file (exported like the real ones)."""
+    import torch
+
+    from pimodule.fx.export import export_onnx
+    from pimodule.fx.model import Estimator, ModelConfig
+
+    torch.manual_seed(0)
+    model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, waveform_stats=True,
+                                  conditioning="reference"))
+    return export_onnx(model, tmp_path_factory.mktemp("fxref") / "ref.onnx", name="ref")
+
+
+def test_conditioned_estimator_reads_input_r_as_its_second_signal(reference_estimator):
+    analyzer = FxAnalyzer(reference_estimator, RATE_HZ, interval_s=0.1, smoothing=1.0)
+    assert analyzer.other_history is not None
+    analyzer.history.write(_signal(1.5, seed=1))
+    assert analyzer.analyse_once() is None  # input R silent: nothing to compare with
+    analyzer.other_history.write(_signal(1.5, seed=2))
+    first = analyzer.analyse_once()
+    analyzer.other_history.write(0.05 * np.sign(_signal(1.5, seed=3)))  # another R
+    second = analyzer.analyse_once()
+    assert first is not None and second is not None
+    changed = [abs(first[e]["params"][p] - second[e]["params"][p]) for e in first for p in first[e]["params"]]
+    assert max(changed) > 1e-4  # the estimate depends on R
+    # in the engine, fx mode records R for the analyzer too
+    engine = _engine_in_fx_mode(FxMatcher(RATE_HZ, 256))
+    engine.fx_other_history = InputHistory(4096)
+    left, right = _signal(0.1, seed=4), _signal(0.1, seed=5)
+    engine.process(left[:128], np.zeros(128, np.float32), right[:128])
+    np.testing.assert_array_equal(engine.fx_other_history.snapshot()[-128:], right[:128])
+    assert FxAnalyzer(FX_MODEL, RATE_HZ).other_history is None  # blind: no second history
+
+
 def _engine_in_fx_mode(matcher):
     engine = VoiceEngine(device_rate_hz=RATE_HZ, max_block=256)
     engine.set_mode("fx")
