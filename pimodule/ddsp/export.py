@@ -75,6 +75,12 @@ def export_onnx(model: DDSPVoice, path: str | Path, *, name: str, provenance: di
         )
     program.save(buf)
     proto = onnx.load_model_from_string(buf.getvalue())
+    # the exporter also lists the weights' shapes as value_info: redundant, and tools that rewrite
+    # weights (onnxruntime's quantizer transposes them) then fail shape inference on the stale entry
+    weights = {init.name for init in proto.graph.initializer}
+    shapes = [vi for vi in proto.graph.value_info if vi.name not in weights]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(shapes)
     info = model_info(model, name, provenance or {})
     del proto.metadata_props[:]
     for key, value in info.to_metadata().items():
