@@ -61,16 +61,17 @@ train-%: venv
 	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$* --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
 	$(BIN)/pimodule export $(RUNS)/$* --out export/$*.onnx
 
-# The effect estimators (issue 4): audio-loss (ships as export/fx.onnx), parameter-loss baseline and
-# reference-conditioned (style transfer); about 40-60 min each on this 2-core CPU.
-# the shipped estimator is the audio-loss model with teacher forcing; the others are its comparisons
+# The effect estimators (issue 4): audio-loss with teacher forcing (ships as export/fx.onnx), its
+# parameter-loss baseline, dry- and reference-conditioned models, all with waveform statistics;
+# 35-50 min each on this 2-core CPU (two at a time). The session-2 runs (configs/fx_audio_tf.toml,
+# fx_audio.toml, fx_param.toml, fx_ref.toml: no waveform statistics) train the same way.
 fx-models: venv
-	$(BIN)/pimodule train fx --out $(RUNS)/fx_audio_tf --config configs/fx_audio_tf.toml
-	$(BIN)/pimodule train fx --out $(RUNS)/fx_audio --config configs/fx_audio.toml
-	$(BIN)/pimodule train fx --out $(RUNS)/fx_param --config configs/fx_param.toml
-	$(BIN)/pimodule train fx --out $(RUNS)/fx_ref --config configs/fx_ref.toml
-	$(BIN)/pimodule export $(RUNS)/fx_audio_tf --out export/fx.onnx
-	$(BIN)/pimodule eval fx $(RUNS)/fx_audio_tf $(RUNS)/fx_audio $(RUNS)/fx_param $(RUNS)/fx_ref --n-examples 256 --out $(OUT)/fx_eval
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_audio_tf_ws --config configs/fx_audio_tf_ws.toml
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_param_ws --config configs/fx_param_ws.toml
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_dry_ws --config configs/fx_dry_ws.toml
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_ref_ws --config configs/fx_ref_ws.toml
+	$(BIN)/pimodule export $(RUNS)/fx_audio_tf_ws --out export/fx.onnx
+	$(BIN)/pimodule eval fx $(RUNS)/fx_audio_tf_ws $(RUNS)/fx_param_ws $(RUNS)/fx_dry_ws $(RUNS)/fx_ref_ws --n-examples 256 --out $(OUT)/fx_eval
 
 demo: venv export/violin.onnx export/flute.onnx
 	$(BIN)/python -m pimodule.demo --out $(OUT)
