@@ -31,10 +31,15 @@ class ModelConfig:
     # waveform statistics next to the log-mel encoder (clipping and dynamics cues the mel loses);
     # off in the runs trained before they existed, so those still load
     waveform_stats: bool = False
+    # dry conditioning only: compare wet and dry frame by frame (they are time-aligned), not just
+    # their pooled summaries; off in the runs trained before it existed
+    paired: bool = False
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {CONDITIONING}")
+        if self.paired and self.conditioning != "dry":
+            raise ValueError("paired needs conditioning = \"dry\" (a reference is not time-aligned)")
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 30.0) -> np.ndarray:
@@ -146,6 +151,34 @@ class WaveformStats(nn.Module):
                           self._histogram(crest, self.crest_centres)], -1)
 
 
+class GainCurve(nn.Module):
+    """Frame gain (wet level − dry level, dB) as a function of the dry frame's level relative to
+    its loudest frame, soft-binned: an EQ or gain shifts the curve, a compressor bends it down
+    above its threshold, a reverb lifts it where the dry signal is quiet. Returns the mean gain per
+    bin and the bin's log occupancy."""
+
+    def __init__(self, frame: int = 256, n_bins: int = 16):
+        super().__init__()
+        self.frame = frame
+        self.register_buffer("centres", torch.linspace(-60.0, 0.0, n_bins), persistent=False)
+        self.out_dim = 2 * n_bins
+
+    def _level_db(self, x: torch.Tensor) -> torch.Tensor:
+        n_frames = x.shape[-1] // self.frame
+        frames = x[:, : n_frames * self.frame].reshape(x.shape[0], n_frames, self.frame)
+        return 10.0 * torch.log10(frames.square().mean(-1) + 1e-10)
+
+    def forward(self, wet: torch.Tensor, dry: torch.Tensor) -> torch.Tensor:
+        dry_db, wet_db = self._level_db(dry), self._level_db(wet)
+        level = (dry_db - dry_db.amax(-1, keepdim=True)).clamp_min(-60.0)
+        gain = (wet_db - dry_db).clamp(-40.0, 40.0)
+        width = self.centres[1] - self.centres[0]
+        weight = torch.relu(1.0 - (level[..., None] - self.centres).abs() / width)  # (B, T, bins)
+        total = weight.sum(1)
+        mean_gain = (weight * gain[..., None]).sum(1) / (total + 1e-3)
+        return torch.cat([mean_gain / 10.0, torch.log10(total / weight.shape[1] + 1e-4)], -1)
+
+
 class Estimator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -155,6 +188,10 @@ class Estimator(nn.Module):
         self.stats = WaveformStats() if config.waveform_stats else None
         n_embed = self.encoder.out_dim + (self.stats.out_dim if self.stats is not None else 0)
         n_in = n_embed * (1 if config.conditioning == "blind" else 3)
+        if config.paired:  # wet, dry and their difference as frame-aligned channels, + gain curve
+            self.pair = Encoder(3 * config.n_mels, config.channels, config.n_layers)
+            self.gain_curve = GainCurve()
+            n_in += self.pair.out_dim + self.gain_curve.out_dim
         hidden = 2 * config.channels
         self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                    nn.GELU())
@@ -162,17 +199,26 @@ class Estimator(nn.Module):
         self.mode_head = nn.Linear(hidden, N_MODES)
         self.param_head = nn.Linear(hidden, N_PARAMS)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.encoder(self.frontend(x))
+    def embed(self, x: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.encoder(self.frontend(x) if mel is None else mel)
         return e if self.stats is None else torch.cat([e, self.stats(x)], -1)
+
+    def _paired(self, wet: torch.Tensor, dry: torch.Tensor) -> torch.Tensor:
+        mel_w, mel_d = self.frontend(wet), self.frontend(dry)
+        e, o = self.embed(wet, mel_w), self.embed(dry, mel_d)
+        pair = self.pair(torch.cat([mel_w, mel_d, mel_w - mel_d], 1))
+        return torch.cat([e, o, e - o, pair, self.gain_curve(wet, dry)], -1)
 
     def forward(self, wet: torch.Tensor, other: torch.Tensor | None = None):
         e = self.embed(wet)
         if self.config.conditioning != "blind":
             if other is None:
                 raise ValueError(f"a {self.config.conditioning} model needs the second signal")
-            o = self.embed(other)
-            e = torch.cat([e, o, e - o], -1)
+            if self.config.paired:
+                e = self._paired(wet, other)
+            else:
+                o = self.embed(other)
+                e = torch.cat([e, o, e - o], -1)
         h = self.trunk(e)
         active_logits = self.active_head(h)
         mode_logits = self.mode_head(h)

@@ -8,7 +8,8 @@ from pimodule.fx.run import TrainConfig
 
 def tiny_config(**overrides) -> TrainConfig:
     model = ModelConfig(channels=12, n_layers=2, n_mels=24, n_fft=512, hop=128, waveform_stats=True,
-                        conditioning=overrides.pop("conditioning", "blind"))
+                        conditioning=overrides.pop("conditioning", "blind"),
+                        paired=overrides.pop("paired", False))
     base = dict(objective="hybrid", steps=3, batch_size=2, checkpoint_every=2, max_files=2,
                 excerpt_s=0.5, kinds=("speech", "samples"), model=model)
     base.update(overrides)
@@ -36,4 +37,13 @@ def tiny_reference_run(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("fx_ref")
     train(tiny_config(conditioning="reference", objective="audio"), run, progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_paired_run(tmp_path_factory):
+    from pimodule.fx.train import train
+
+    run = tmp_path_factory.mktemp("fx_paired")
+    train(tiny_config(conditioning="dry", paired=True, objective="param"), run, progress=False)
     return run

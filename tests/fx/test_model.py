@@ -1,10 +1,11 @@
-"""The estimator's waveform statistics: finite everywhere, and they move the way the cues should."""
+"""The estimator's waveform statistics and wet-vs-dry gain curve: finite everywhere, and they move the
+way the cues should."""
 
 import numpy as np
 import pytest
 import torch
 
-from pimodule.fx.model import Estimator, ModelConfig, WaveformStats
+from pimodule.fx.model import Estimator, GainCurve, ModelConfig, WaveformStats
 
 
 def _speechlike(n=16000, seed=0):
@@ -60,3 +61,47 @@ def test_estimator_with_stats_takes_and_returns_the_documented_shapes(conditioni
     chain, active_logits, _ = model(wet, None if conditioning == "blind" else wet * 0.5)
     assert active_logits.shape[0] == 3 and torch.all(torch.isfinite(chain.unit))
     assert Estimator(ModelConfig()).stats is None  # runs trained before the statistics still load
+
+
+def _gain_curve(curve: GainCurve, wet, dry):
+    out = curve(wet, dry)[0]
+    n = len(curve.centres)
+    return out[:n] * 10.0, out[n:]  # mean gain per bin (dB), log occupancy
+
+
+def test_gain_curve_reads_a_plain_gain_in_every_occupied_bin():
+    curve = GainCurve()
+    dry = _speechlike()
+    gain_db, occupancy = _gain_curve(curve, dry * 10 ** (6.0 / 20), dry)
+    used = occupancy > -2.0
+    assert used.sum() >= 4 and torch.allclose(gain_db[used], torch.full_like(gain_db[used], 6.0), atol=0.05)
+
+
+def test_gain_curve_bends_down_for_loud_frames_when_levelled():
+    curve = GainCurve()
+    dry = _speechlike(256 * 62)
+    frames = dry.reshape(1, -1, 256)
+    rms = frames.square().mean(-1, keepdim=True).sqrt()
+    levelled = (frames * (rms / rms.max()) ** -0.75).reshape(1, -1)  # 4:1 towards the top level
+    gain_db, occupancy = _gain_curve(curve, levelled, dry)
+    used = torch.nonzero(occupancy > -2.0).flatten()
+    assert len(used) >= 4
+    assert gain_db[used[0]] > gain_db[used[-1]] + 10.0  # quiet frames raised more than loud ones
+    assert torch.all(torch.diff(gain_db[used]) < 0.5)  # (nearly) monotonic
+
+
+def test_gain_curve_is_finite_on_silence():
+    out = GainCurve()(torch.zeros(2, 16000), torch.zeros(2, 16000))
+    assert torch.all(torch.isfinite(out))
+
+
+def test_paired_needs_the_time_aligned_dry_signal():
+    with pytest.raises(ValueError, match="dry"):
+        ModelConfig(conditioning="reference", paired=True)
+    model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, n_fft=256, hop=128, conditioning="dry",
+                                  paired=True))
+    wet = _speechlike(8000).repeat(2, 1)
+    chain, active_logits, _ = model(wet, wet * 0.5)
+    assert active_logits.shape[0] == 2 and torch.all(torch.isfinite(chain.unit))
+    with pytest.raises(ValueError, match="second signal"):
+        model(wet)
