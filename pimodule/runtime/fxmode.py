@@ -39,8 +39,10 @@ class InputHistory:
         self._buf = np.zeros(self.n, np.float32)
         self._w = 0  # next write position
         self.n_written = 0
+        self.seq = 0  # odd while a write is in progress (a seqlock: readers retry torn copies)
 
     def write(self, x: np.ndarray) -> None:
+        self.seq += 1
         m = x.shape[0]
         if m >= self.n:
             self._buf[:] = x[m - self.n :]
@@ -51,11 +53,30 @@ class InputHistory:
             self._buf[: m - first] = x[first:]
             self._w = (self._w + m) % self.n
         self.n_written += m
+        self.seq += 1
 
     def snapshot(self) -> np.ndarray:
-        """The last ``n`` samples in time order (a copy; off the audio thread)."""
+        """The last ``n`` samples in time order (a copy; off the audio thread; may be torn by a
+        concurrent write: :func:`consistent_snapshots` retries until it is not)."""
         w = self._w
         return np.concatenate([self._buf[w:], self._buf[:w]])
+
+
+def consistent_snapshots(histories, tries: int = 50):
+    """Snapshots of histories that the callback writes in step (L and R of one block), taken with
+    no write in between and at the same sample count, so a dry signal stays time-aligned with the
+    wet one; None if every try overlapped a write (the next analysis tries again)."""
+    for _ in range(tries):
+        before = [h.seq for h in histories]
+        if any(s % 2 for s in before):
+            time.sleep(0)
+            continue
+        counts = [h.n_written for h in histories]
+        out = [h.snapshot() for h in histories]
+        if [h.seq for h in histories] == before and len(set(counts)) == 1:
+            return out
+        time.sleep(0)
+    return None
 
 
 class FxMatcher:
@@ -117,9 +138,9 @@ class FxAnalyzer(BackgroundThread):
         self.n_runs = 0
         self.last_run_ms = 0.0
 
-    def _window(self, history: InputHistory) -> np.ndarray | None:
+    def _window(self, snapshot: np.ndarray) -> np.ndarray | None:
         """The last analysis window at the estimator's rate, ``(1, window)``; None if silent or bad."""
-        x = history.snapshot().astype(np.float64)
+        x = snapshot.astype(np.float64)
         if not np.all(np.isfinite(x)) or np.sqrt(np.mean(x * x)) < SILENCE_RMS:
             return None
         y = resample_poly(x, self._up, self._down) if self._up != self._down else x
@@ -129,8 +150,16 @@ class FxAnalyzer(BackgroundThread):
 
     def analyse_once(self) -> dict | None:
         """One estimate from the current history (None when an input it needs is silent)."""
-        y = self._window(self.history)
-        other = self._window(self.other_history) if self.other_history is not None else None
+        if self.other_history is None:
+            pair = (self.history.snapshot(), None)
+        elif self.estimator.conditioning == "dry":  # wet and dry from the same blocks
+            pair = consistent_snapshots((self.history, self.other_history))
+        else:  # a reference need not line up with the input
+            pair = (self.history.snapshot(), self.other_history.snapshot())
+        if pair is None:
+            return None
+        y = self._window(pair[0])
+        other = self._window(pair[1]) if pair[1] is not None else None
         if y is None or (self.other_history is not None and other is None):
             return None
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from pimodule.fx.twin.chain import ChainTwin
 from pimodule.runtime import daemon as daemon_mod
 from pimodule.runtime.config import parse_config
 from pimodule.runtime.engine import VoiceEngine
-from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, InputHistory, osc_messages
+from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
 
 FX_MODEL = Path(__file__).resolve().parents[2] / "export" / "fx.onnx"
 RATE_HZ = 48000
@@ -38,6 +38,50 @@ def test_input_history_keeps_the_last_samples_in_order(block):
     for start in range(0, len(x), block):
         h.write(x[start : start + block])
     np.testing.assert_array_equal(h.snapshot(), x[-3000:])
+
+
+def test_paired_snapshots_stay_aligned_while_the_callback_writes():
+    """L and R written block by block from another thread (as the callback does): every pair the
+    analyzer gets is from the same blocks, never one block apart or torn mid-write."""
+    import threading
+
+    wet, dry = InputHistory(4096), InputHistory(4096)
+    stop = threading.Event()
+
+    def callback_thread():
+        ramp = np.arange(64, dtype=np.float32)
+        k = 0
+        while not stop.is_set():
+            block = ramp + 64 * k
+            wet.write(block)
+            dry.write(block)
+            k += 1
+
+    writer = threading.Thread(target=callback_thread, daemon=True)
+    writer.start()
+    try:
+        got = 0
+        for _ in range(300):
+            pair = consistent_snapshots((wet, dry))
+            if pair is not None:
+                np.testing.assert_array_equal(pair[0], pair[1])
+                assert np.all(np.diff(pair[0][pair[0] > 0]) == 1)  # in order, not torn
+                got += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert got > 0
+
+
+def test_paired_snapshots_give_up_on_a_write_that_never_ends():
+    wet, dry = InputHistory(256), InputHistory(256)
+    dry.seq = 1  # a write in progress
+    assert consistent_snapshots((wet, dry), tries=3) is None
+    dry.seq = 2
+    wet.write(np.ones(10, np.float32))  # one block ahead of the other input
+    assert consistent_snapshots((wet, dry), tries=3) is None
+    dry.write(np.ones(10, np.float32))
+    assert consistent_snapshots((wet, dry), tries=3) is not None
 
 
 def test_analyzer_estimates_every_effect_within_its_spec_and_smooths():
