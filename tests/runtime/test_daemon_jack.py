@@ -114,7 +114,10 @@ def test_playback_under_osc_storm_and_20_model_swaps(jack_server, model_dir):
     assert status["model"] in ("test-0", "test-1") and status["exceptions"] == 0
 
 
-def test_played_f0_follows_the_cv_in_freewheel(jack_server, model_dir):
+def test_played_f0_follows_the_cv(jack_server, model_dir):
+    """In real time, as on the module: the CV reader polls and smooths on the wall clock, so under
+    JACK freewheel (audio many times faster than real time) a loaded CI machine let the CV lag the
+    notes by a quarter of a note; the melody itself runs on the audio clock either way."""
     semitones = (0, 7, 12, -5)
     note_s = 0.5
     melody = [Note(s / 12.0, note_s, True, 4.0) for s in semitones]
@@ -123,13 +126,9 @@ def test_played_f0_follows_the_cv_in_freewheel(jack_server, model_dir):
     thread = start(d)
     rate = jack_server.rate_hz
     try:
-        jack_server.freewheel(True)
-        try:
-            deadline = time.monotonic() + 60
-            while d.runner.recorder.n < d.runner.recorder.buffer.shape[0] and time.monotonic() < deadline:
-                time.sleep(0.05)
-        finally:
-            jack_server.freewheel(False)
+        deadline = time.monotonic() + 60
+        while d.runner.recorder.n < d.runner.recorder.buffer.shape[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         d.stop_event.set()
         thread.join(20)
