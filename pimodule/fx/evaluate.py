@@ -17,6 +17,9 @@ compressor, distortion and reverb all right; an effect counts as on when it is a
 between inaudible and audible (about a quarter of random chains have one; their label is a coin
 flip on the 1.5 dB midpoint, so all-example accuracy cannot reach 100 % even for a perfect model);
 parameter error in [0, 1] units on case 1. Writes results.json and results.md into ``--out``.
+
+Models are training run folders (torch) or exported ``.onnx`` files (onnxruntime, what the module
+runs): ``pimodule eval fx export/fx.onnx export/fx-dry.onnx`` scores the shipped estimators.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 
 from pimodule.fx.batch import from_dry, selection_correct
 from pimodule.fx.chain import Chain, apply_chain, physical, sample_chain
+from pimodule.fx.infer import WINDOW_S
 from pimodule.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.fx.model import analysis_samples
 from pimodule.fx.run import load_run
@@ -42,7 +46,8 @@ CASES = ("chain", "pedalboard", "style")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="+", type=Path, help="fx training run folders")
+    parser.add_argument("models", nargs="+", type=Path,
+                        help="fx training run folders or exported .onnx estimators")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md")
     parser.add_argument("--n-examples", type=int, default=64, dest="n_examples")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,14 +113,43 @@ def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> d
     return data
 
 
+class _Exported:
+    """An exported estimator behind the call the evaluation makes of a torch one."""
+
+    def __init__(self, path: Path):
+        from pimodule.fx.twin.estimator import OnnxEstimator
+
+        self.onnx = OnnxEstimator(path)
+        self.conditioning = self.onnx.conditioning
+
+    def __call__(self, wet: torch.Tensor, other: torch.Tensor | None):
+        active, mode, unit = self.onnx.run(wet.numpy(), None if other is None else other.numpy())
+        return Chain(torch.from_numpy(active), torch.from_numpy(unit), torch.from_numpy(mode)), None
+
+
 def _predict(model, batch, chunk: int = 16) -> Chain:
     outs = []
-    cond = model.config.conditioning
+    cond = model.conditioning if isinstance(model, _Exported) else model.config.conditioning
     with torch.no_grad():
         for s in range(0, batch.wet.shape[0], chunk):
             other = None if cond == "blind" else batch.other[s:s + chunk]
             outs.append(model(batch.wet[s:s + chunk], other)[0])
     return Chain(*(torch.cat([getattr(o, k) for o in outs]) for k in ("active", "unit", "mode_weights")))
+
+
+def _load(path: Path) -> tuple[object, int, int, dict]:
+    """(model, sample rate, analysis window, training facts) of a run folder or an .onnx file."""
+    if path.suffix == ".onnx":
+        model = _Exported(path)
+        facts = {"file": str(path), "conditioning": model.conditioning,
+                 "provenance": model.onnx.info.provenance}
+        return model, model.onnx.sample_rate, model.onnx.window, facts
+    model, config, history = load_run(path)
+    facts = {"objective": config.objective, "conditioning": config.model.conditioning,
+             "steps": len(history.get("step", [])), "seconds_per_step": history.get("seconds_per_step"),
+             "train_seconds": history.get("train_seconds")}
+    # the window the model is used with (estimate, export), 1 s as in training by default
+    return model, config.model.sample_rate, analysis_samples(config.model, WINDOW_S), facts
 
 
 def evaluate_model(model, data: dict, sample_rate: int) -> dict:
@@ -168,28 +202,19 @@ def markdown(results: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    loaded = {}
-    for path in args.models:
-        model, config, history = load_run(path)
-        loaded[path.name] = (model, config, history)
-    configs = [c for _, c, _ in loaded.values()]
-    sr = configs[0].model.sample_rate
-    if any(c.model.sample_rate != sr for c in configs):
-        print("pimodule eval fx: all models must share one sample rate")
+    loaded = {path.name: _load(path) for path in args.models}
+    sr, n_samples = next(iter(loaded.values()))[1:3]
+    if any((rate, window) != (sr, n_samples) for _, rate, window, _ in loaded.values()):
+        print("pimodule eval fx: all models must share one sample rate and analysis window")
         return 2
-    n_samples = analysis_samples(configs[0].model, configs[0].excerpt_s)
     corpus = DryCorpus.load(sr, "heldout", max_files=args.max_files or None)
     data = make_cases(corpus, args.n_examples, n_samples, args.seed, args.cases)
     results = {"sample_rate": sr, "n_examples": args.n_examples, "seed": args.seed, "models": {},
                "training": {}}
-    for name, (model, config, history) in loaded.items():
+    for name, (model, _, _, facts) in loaded.items():
         log.info("evaluating %s", name)
         results["models"][name] = evaluate_model(model, data, sr)
-        results["training"][name] = {"objective": config.objective,
-                                     "conditioning": config.model.conditioning,
-                                     "steps": len(history.get("step", [])),
-                                     "seconds_per_step": history.get("seconds_per_step"),
-                                     "train_seconds": history.get("train_seconds")}
+        results["training"][name] = facts
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)

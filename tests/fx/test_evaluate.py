@@ -32,6 +32,26 @@ def test_eval_writes_json_and_markdown(tiny_run, tiny_reference_run, tmp_path, c
     assert "| chain |" in (out / "results.md").read_text()
 
 
+def test_eval_of_an_exported_file_scores_as_its_run(tiny_paired_run, tmp_path):
+    """The shipped .onnx is evaluated by onnxruntime and scores what its training run scores."""
+    from pimodule.fx.export import export_onnx
+    from pimodule.fx.run import load_run
+
+    onnx_path = export_onnx(load_run(tiny_paired_run)[0], tmp_path / "paired.onnx", provenance={"test": 1})
+    parser = argparse.ArgumentParser()
+    evaluate.configure(parser)
+    out = tmp_path / "eval"
+    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(onnx_path), "--out", str(out),
+                                            "--n-examples", "4", "--max-files", "2"])) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["paired.onnx"]["conditioning"] == "dry"
+    torch_scores, onnx_scores = results["models"][tiny_paired_run.name], results["models"]["paired.onnx"]
+    for case in evaluate.CASES:
+        for key in ("mrstft", "mel_db", "mrstft_corrupt"):
+            assert np.isclose(onnx_scores[case][key], torch_scores[case][key], rtol=1e-3), (case, key)
+        assert onnx_scores[case]["selection_accuracy"] == torch_scores[case]["selection_accuracy"]
+
+
 def _chain(active: list[int], **unit_values) -> Chain:
     unit = torch.full((1, N_PARAMS), 0.5)
     for key, v in unit_values.items():
