@@ -242,6 +242,17 @@ class OscServer(BackgroundThread):
                 raise _Refused("this daemon has no fx mode")
             c.set_fx_match(on)
             self._send(reply, address, int(on))
+        elif path == "fx/model":
+            name = _one_string(args)
+            if getattr(c, "set_fx_model", None) is None:
+                raise _Refused("this daemon has no fx mode")
+            c.set_fx_model(name)
+            self._send(reply, "/pimodule/fx/loading", name)
+        elif path == "fx/list":
+            _no_args(args)
+            if getattr(c, "list_fx_models", None) is None:
+                raise _Refused("this daemon has no fx mode")
+            self._send(reply, "/pimodule/fx/models", *c.list_fx_models())
         elif path == "fx/estimate":
             _no_args(args)
             if getattr(c, "fx_messages", None) is None:

@@ -66,6 +66,25 @@ class DaemonController:
             raise KeyError("no effect estimator installed (models dir has no fx model)")
         matcher.matching = bool(on)
 
+    def list_fx_models(self) -> list[str]:
+        return self.loader.store.list("fx")
+
+    def set_fx_model(self, name_or_path: str) -> None:
+        """Use another effect estimator: checked here that it is one, loaded and checked further
+        by the analyzer's thread (a later failure goes to ``fx.on_error``; the current one stays)."""
+        if self.fx is None:
+            raise KeyError("no effect estimator installed (fx.model is empty or failed at start)")
+        try:
+            path = self.loader.store.resolve(name_or_path)
+        except ModelFileError as err:
+            raise KeyError(str(err)) from None
+        kind = self.loader.store.kind_of(path)
+        if kind is None:
+            raise KeyError(f"{path.name} is not a readable pimodule model")
+        if kind != "fx":
+            raise KeyError(f"{path.name} is a {kind} model, not an effect estimator")
+        self.fx.request_estimator(path)
+
     def fx_messages(self) -> list[tuple[str, tuple]]:
         """The latest effect estimate as OSC messages (empty before the first estimate)."""
         from pimodule.runtime.fxmode import osc_messages
@@ -97,6 +116,7 @@ class DaemonController:
             "cv": {k: round(v, 4) for k, v in self.cv_snapshot().items()},
             "analysis_underruns": engine.analysis.n_underruns,
             "fx_match": int(bool(engine.fx_matcher is not None and engine.fx_matcher.matching)),
+            "fx_model": self.fx.name if self.fx is not None else "",
             "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
             "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,
         }

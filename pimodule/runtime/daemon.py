@@ -103,9 +103,9 @@ class Daemon:
     fx: object | None = None  # the effect-estimation thread (fx mode), when an estimator is installed
     stop_event: threading.Event = field(default_factory=threading.Event)
 
-    def report_error(self, message: str) -> None:
+    def report_error(self, message: str, address: str = "/pimodule/model/load") -> None:
         if self.osc is not None:
-            self.osc.notify_error("/pimodule/model/load", message)
+            self.osc.notify_error(address, message)
 
     def on_button(self, event) -> None:
         """Front-panel buttons: 1 = next model, 2 = next mode, 3 = mute on/off (short presses)."""
@@ -190,7 +190,8 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
                                     clock_s=lambda: engine.n_samples / audio.sample_rate_hz,
                                     gpio=gpio, gate_pin=hw.gpio.trigger_pins[0],
                                     **({"melody": melody} if melody is not None else {}))
-    daemon.fx = build_fx(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs))
+    daemon.fx = build_fx(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs),
+                         on_error=lambda message: daemon.report_error(message, "/pimodule/fx/model"))
     controller.fx = daemon.fx
     controller.set_gain_db(cfg.engine.gain_db)
     name = model or cfg.models.default
@@ -204,7 +205,7 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
     return daemon
 
 
-def build_fx(cfg: config_mod.DaemonConfig, engine, store, max_block: int, publish):
+def build_fx(cfg: config_mod.DaemonConfig, engine, store, max_block: int, publish, on_error=None):
     """The fx-mode analyzer and matcher (pimodule.runtime.fxmode), or None without an estimator."""
     if not cfg.fx.model:
         return None
@@ -223,8 +224,13 @@ def build_fx(cfg: config_mod.DaemonConfig, engine, store, max_block: int, publis
         return None
     matcher.matching = cfg.fx.match
     engine.fx_matcher = matcher
-    engine.fx_history = analyzer.history
-    engine.fx_other_history = analyzer.other_history
+
+    def attach(history, other_history) -> None:  # the callback writes the new histories from now on
+        engine.fx_history, engine.fx_other_history = history, other_history
+
+    attach(analyzer.history, analyzer.other_history)
+    analyzer.on_histories = attach
+    analyzer.on_error = on_error
     log.info("fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms", path.name,
              analyzer.estimator.conditioning, analyzer.estimator.window / analyzer.estimator.sample_rate,
              analyzer.estimator.sample_rate, 1e3 * analyzer.interval_s)

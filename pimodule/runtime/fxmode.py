@@ -12,6 +12,9 @@
 - :class:`FxMatcher`: in matching mode the callback runs input R through the torch-free twin chain
   (pimodule.fx.twin), which ramps every parameter towards its target block by block (no zipper
   noise); otherwise R passes through.
+- Another estimator (``/pimodule/fx/model``) is loaded and checked by the analyzer's own thread
+  and then replaces the current one with fresh input histories; a file that fails (unreadable,
+  not kind ``fx``, non-finite output) is refused and the current estimator goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from pimodule.io.worker import BackgroundThread
+from pimodule.modelfile import ModelFileError
 
 log = logging.getLogger(__name__)
 SILENCE_RMS = 1e-4  # windows quieter than this (−80 dBFS) are not analysed
@@ -117,26 +121,57 @@ class FxAnalyzer(BackgroundThread):
                  smoothing: float = 0.5, matcher: FxMatcher | None = None,
                  on_estimate: Callable[[dict], None] | None = None, is_active: Callable[[], bool] = lambda: True):
         super().__init__("pimodule-fx")
-        from pimodule.fx.twin.estimator import OnnxEstimator
-
-        self.estimator = OnnxEstimator(Path(estimator_path))
         self.device_rate_hz = int(device_rate_hz)
-        g = math.gcd(self.estimator.sample_rate, self.device_rate_hz)
-        self._up, self._down = self.estimator.sample_rate // g, self.device_rate_hz // g
-        window_s = self.estimator.window / self.estimator.sample_rate
-        n_history = int(math.ceil(window_s * self.device_rate_hz)) + 64
-        self.history = InputHistory(n_history)
-        #: input R, for a dry- or reference-conditioned estimator (None when blind)
-        self.other_history = InputHistory(n_history) if self.estimator.conditioning != "blind" else None
         self.interval_s = min(float(interval_s), 0.25)
         self.smoothing = float(smoothing)
         self.matcher = matcher
         self.on_estimate = on_estimate
         self.is_active = is_active
+        #: called with (history, other_history) when a new estimator brings new histories
+        self.on_histories: Callable[[InputHistory, InputHistory | None], None] | None = None
+        #: called with a message when a requested estimator is refused
+        self.on_error: Callable[[str], None] | None = None
+        self.n_runs = 0
+        self.n_refused = 0
+        self.last_run_ms = 0.0
+        self.last_error = ""
+        self._pending: Path | None = None
+        self._install(_checked_estimator(Path(estimator_path)))
+
+    def _install(self, estimator) -> None:
+        self.estimator = estimator
+        self.name = estimator.info.name
+        g = math.gcd(estimator.sample_rate, self.device_rate_hz)
+        self._up, self._down = estimator.sample_rate // g, self.device_rate_hz // g
+        window_s = estimator.window / estimator.sample_rate
+        n_history = int(math.ceil(window_s * self.device_rate_hz)) + 64
+        self.history = InputHistory(n_history)
+        #: input R, for a dry- or reference-conditioned estimator (None when blind)
+        self.other_history = InputHistory(n_history) if estimator.conditioning != "blind" else None
         self.latest: dict = {}
         self._smoothed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.n_runs = 0
-        self.last_run_ms = 0.0
+
+    def request_estimator(self, path: Path) -> None:
+        """Load ``path`` on the analyzer's thread at its next wake-up (see :meth:`swap_estimator`)."""
+        self._pending = Path(path)
+
+    def swap_estimator(self, path: Path) -> bool:
+        """Load and check another estimator, then use it with fresh (empty) input histories; the
+        first estimate comes once a whole window has been heard. On failure the current one stays."""
+        try:
+            estimator = _checked_estimator(Path(path))
+        except (ModelFileError, ValueError, OSError) as err:
+            self.n_refused += 1
+            self.last_error = f"fx model {str(path)!r} refused: {err}"
+            log.error("%s", self.last_error)
+            if self.on_error is not None:
+                self.on_error(self.last_error)
+            return False
+        self._install(estimator)
+        if self.on_histories is not None:
+            self.on_histories(self.history, self.other_history)
+        log.info("fx: estimator %s (%s) in use", self.name, estimator.conditioning)
+        return True
 
     def _window(self, snapshot: np.ndarray) -> np.ndarray | None:
         """The last analysis window at the estimator's rate, ``(1, window)``; None if silent or bad."""
@@ -156,8 +191,8 @@ class FxAnalyzer(BackgroundThread):
             pair = consistent_snapshots((self.history, self.other_history))
         else:  # a reference need not line up with the input
             pair = (self.history.snapshot(), self.other_history.snapshot())
-        if pair is None:
-            return None
+        if pair is None or any(h is not None and h.n_written < h.n for h in (self.history, self.other_history)):
+            return None  # torn, or not a whole window heard yet
         y = self._window(pair[0])
         other = self._window(pair[1]) if pair[1] is not None else None
         if y is None or (self.other_history is not None and other is None):
@@ -182,12 +217,36 @@ class FxAnalyzer(BackgroundThread):
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                self.swap_estimator(pending)
             if not self.is_active():
                 continue
             try:
                 self.analyse_once()
             except Exception:  # noqa: BLE001 - the analyzer must keep running
                 log.exception("fx estimation failed")
+
+
+def _checked_estimator(path: Path):
+    """An :class:`OnnxEstimator` whose outputs on a test window have the chain's shapes, are
+    finite and lie in [0, 1]; ModelFileError otherwise."""
+    from pimodule.fx.twin.estimator import OnnxEstimator
+
+    estimator = OnnxEstimator(path)
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((1, estimator.window))).astype(np.float32)
+    try:
+        outputs = estimator.run(x, x if estimator.conditioning != "blind" else None)
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelFileError(f"{path}: the estimator fails on a test window ({err})") from err
+    n_params = len(estimator.info.controls)
+    shapes = [o.shape for o in outputs]
+    if shapes[0] != (1, len(estimator.chain)) or shapes[2] != (1, n_params):
+        raise ModelFileError(f"{path}: output shapes {shapes} do not match its chain")
+    if not all(np.all(np.isfinite(o)) and np.all((o >= 0) & (o <= 1)) for o in outputs):
+        raise ModelFileError(f"{path}: non-finite or out-of-range output on a test window")
+    return estimator
 
 
 def osc_messages(estimate: dict) -> list[tuple[str, tuple]]:

@@ -1,5 +1,6 @@
 """firmware/pd_patches/pimodule_fx.pd in real headless Pd: fx estimates from the daemon reach
-its displays (and its `pm-fx` send), its matching toggle sends /pimodule/fx/match."""
+its displays (and its `pm-fx` send), its matching toggle sends /pimodule/fx/match and its
+estimator choice /pimodule/fx/model."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ HARNESS = """#N canvas 0 50 600 400 10;
 #X connect 9 0 10 0;
 #X connect 11 0 12 0;
 #X connect 12 0 10 0;
+#X obj 200 140 netreceive -u {ctrl2};
+#X obj 200 165 s pm-fx-model;
+#X connect 13 0 14 0;
 """
 
 
@@ -57,9 +61,9 @@ def _port() -> int:
 
 def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
     daemon, fwd, sender = _udp(), _udp(), _udp()
-    inport, ctrl = _port(), _port()
+    inport, ctrl, ctrl2 = _port(), _port(), _port()
     harness = tmp_path / "fx_harness.pd"
-    harness.write_text(HARNESS.format(dport=daemon.getsockname()[1], inport=inport, ctrl=ctrl,
+    harness.write_text(HARNESS.format(dport=daemon.getsockname()[1], inport=inport, ctrl=ctrl, ctrl2=ctrl2,
                                       fwd=fwd.getsockname()[1]))
     log_path = tmp_path / "pd.log"
     with log_path.open("w") as log:
@@ -86,6 +90,16 @@ def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
                 except socket.timeout:
                     pass
             assert got == ("/pimodule/fx/match", [1])
+            got = None
+            end = time.monotonic() + 20
+            while time.monotonic() < end and got is None:
+                sender.sendto(b"fx-dry;\n", ("127.0.0.1", ctrl2))
+                try:
+                    msg = decode(daemon.recvfrom(65536)[0])[0]
+                    got = msg if msg[0] == "/pimodule/fx/model" else None
+                except socket.timeout:
+                    pass
+            assert got == ("/pimodule/fx/model", ["fx-dry"])
         finally:
             stop_process(proc)
             for s in (daemon, fwd, sender):
