@@ -63,12 +63,12 @@ train-%: venv
 	$(BIN)/pimodule export $(RUNS)/$* --out export/$*.onnx
 
 # The effect estimators (issue 4): audio-loss with teacher forcing (ships as export/fx.onnx), its
-# parameter-loss baseline, dry-conditioned (plain and paired: the paired audio-loss one ships as
-# export/fx-dry.onnx) and reference-conditioned models, all with waveform statistics; 35-85 min
-# each on this 2-core CPU, about 6 h in all. The runs are compared in $(OUT)/fx_eval_runs; the
-# shipped files are scored by `make fx-eval`. The session-2 runs (configs/fx_audio_tf.toml,
-# fx_audio.toml, fx_param.toml, fx_ref.toml) train the same way.
-FX_RUNS = fx_audio_tf_ws fx_param_ws fx_dry_ws fx_dry_pair fx_dry_pair_audio fx_ref_ws
+# parameter-loss baseline, dry-conditioned (plain and paired, the paired one with each objective:
+# the audio-loss one ships as export/fx-dry.onnx) and reference-conditioned models, all with
+# waveform statistics; 35-85 min each on this 2-core CPU, about 7 h in all. The runs are compared
+# in $(OUT)/fx_eval_runs; the shipped files are scored by `make fx-eval`. The session-2 runs
+# (configs/fx_audio_tf.toml, fx_audio.toml, fx_param.toml, fx_ref.toml) train the same way.
+FX_RUNS = fx_audio_tf_ws fx_param_ws fx_dry_ws fx_dry_pair fx_dry_pair_audio fx_dry_pair_hybrid fx_ref_ws
 fx-models: venv
 	for r in $(FX_RUNS); do $(BIN)/pimodule train fx --out $(RUNS)/$$r --config configs/$$r.toml || exit 1; done
 	$(BIN)/pimodule export $(RUNS)/fx_audio_tf_ws --out export/fx.onnx
