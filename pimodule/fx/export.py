@@ -49,6 +49,31 @@ def chain_layout() -> list[dict]:
              "modes": list(DISTORTION_MODES) if n == "distortion" else []} for n in EFFECT_NAMES]
 
 
+def share_constants(graph) -> int:
+    """Keep one of each set of equal ``Constant`` nodes (tracing a module called twice writes its
+    constants twice); uses of the others read the first. Returns how many were dropped."""
+    from onnx import numpy_helper
+
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in graph.node:
+        attrs = list(node.attribute)
+        if node.op_type == "Constant" and len(attrs) == 1 and attrs[0].name == "value":
+            t = attrs[0].t
+            key = (t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes())
+            if key in first:
+                rename[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        keep.append(node)
+    for node in keep:
+        node.input[:] = [rename.get(name, name) for name in node.input]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return len(rename)
+
+
 def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict | None = None,
                 opset: int = MIN_OPSET) -> Path:
     import onnx
@@ -68,6 +93,7 @@ def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict 
                           dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
                           dynamo=False)
         proto = onnx.load(str(raw))
+    share_constants(proto.graph)  # the frontend runs once per input: one DFT matrix, not two
     model.frontend.dft = None
     info = ModelInfo(kind="fx", name=name, sample_rate=cfg.sample_rate, block_size=window,
                      controls=chain_controls(), state=(), version=FORMAT_VERSION, latency_samples=window,

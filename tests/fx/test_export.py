@@ -21,6 +21,11 @@ def test_onnx_matches_torch(which, request, tmp_path):
     path = export_onnx(model, tmp_path / "fx.onnx", provenance={"test": True})
     est = OnnxEstimator(path)
     assert est.info.kind == "fx" and est.info.state == ()
+    import onnx
+
+    dfts = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Constant"
+            and len(n.attribute[0].t.dims) == 2 and n.attribute[0].t.dims[0] == config.model.n_fft]
+    assert len(dfts) == 1  # one DFT matrix however many inputs the frontend reads
     assert est.window == analysis_samples(config.model, WINDOW_S)
     assert len(est.info.controls) == 25 and est.info.controls.names[0] == "eq.low_shelf_gain_db"
     assert est.conditioning == config.model.conditioning

@@ -18,6 +18,7 @@ from pimodule.runtime.engine import VoiceEngine
 from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
 
 FX_MODEL = Path(__file__).resolve().parents[2] / "export" / "fx.onnx"
+FX_DRY_MODEL = FX_MODEL.with_name("fx-dry.onnx")
 RATE_HZ = 48000
 pytestmark = pytest.mark.timeout(180)
 
@@ -142,6 +143,24 @@ def test_conditioned_estimator_reads_input_r_as_its_second_signal(reference_esti
     engine.process(left[:128], np.zeros(128, np.float32), right[:128])
     np.testing.assert_array_equal(engine.fx_other_history.snapshot()[-128:], right[:128])
     assert FxAnalyzer(FX_MODEL, RATE_HZ).other_history is None  # blind: no second history
+
+
+def test_shipped_dry_estimator_tells_an_untouched_signal_from_a_clipped_one():
+    """export/fx-dry.onnx (L wet, R dry, from the same blocks): with L = R nothing colours the
+    sound; with L driven into a clipper the distortion is heard."""
+    dry = _signal(1.5, seed=6)
+    untouched = FxAnalyzer(FX_DRY_MODEL, RATE_HZ, smoothing=1.0)
+    assert untouched.estimator.conditioning == "dry" and untouched.other_history is not None
+    untouched.history.write(dry)
+    untouched.other_history.write(dry)
+    est = untouched.analyse_once()
+    colouring = ("eq", "compressor", "distortion", "reverb")
+    assert not any(est[e]["active"] for e in colouring), {e: est[e]["probability"] for e in colouring}
+    clipped = FxAnalyzer(FX_DRY_MODEL, RATE_HZ, smoothing=1.0)
+    clipped.history.write(np.clip(8.0 * dry, -0.25, 0.25))
+    clipped.other_history.write(dry)
+    est = clipped.analyse_once()
+    assert est["distortion"]["active"] and est["distortion"]["probability"] > untouched.latest["distortion"]["probability"]
 
 
 def _engine_in_fx_mode(matcher):
