@@ -57,14 +57,15 @@ def param_mask(active: torch.Tensor) -> torch.Tensor:
 
 def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
                    mode_logits: torch.Tensor, target: Chain, source: torch.Tensor,
-                   wet: torch.Tensor, sample_rate: int, teacher_forcing: bool = False
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
+                   wet: torch.Tensor, sample_rate: int, teacher_forcing: bool = False,
+                   select_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch. ``source`` ``(batch, samples)`` is what the predicted chain is applied to
     for the audio loss and ``wet`` the target it should reproduce. Chain selection (which effects
     are on) and the distortion curve are classification terms in every objective; the parameter
     values are supervised only by ``param``/``hybrid``: the ``audio`` objective needs no
     ground-truth parameter values. With ``teacher_forcing`` the audio objective renders the
-    predicted parameters with the true on/off decisions and curve (labels the data has anyway)."""
+    predicted parameters with the true on/off decisions and curve (labels the data has anyway).
+    ``select_weight`` scales the chain-selection term."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}")
     parts = {}
@@ -72,7 +73,7 @@ def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
     dist_on = target.active[:, EFFECT_NAMES.index("distortion")]
     ce = F.cross_entropy(mode_logits, target.mode_weights.argmax(-1), reduction="none")
     parts["mode"] = (ce * dist_on).sum() / dist_on.sum().clamp_min(1.0)
-    total = parts["select"] + 0.5 * parts["mode"]
+    total = select_weight * parts["select"] + 0.5 * parts["mode"]
     if objective in ("param", "hybrid"):
         mask = param_mask(target.active)
         parts["param"] = ((pred.unit - target.unit).abs() * mask).sum() / mask.sum().clamp_min(1.0)

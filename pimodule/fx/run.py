@@ -34,6 +34,8 @@ class TrainConfig:
     # audio objective: render the estimate with the true on/off decisions and distortion curve
     # (teacher forcing), so each effect's parameters get gradients of their own
     teacher_forcing: bool = False
+    # weight of the chain-selection (on/off) term against the parameter and audio terms
+    select_weight: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

@@ -93,7 +93,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         pred, active_logits, mode_logits = model(batch.wet, batch.other)
         loss, parts = estimator_loss(config.objective, pred, active_logits, mode_logits,
                                      batch.chain, batch.source, batch.target, sr,
-                                     teacher_forcing=config.teacher_forcing)
+                                     teacher_forcing=config.teacher_forcing,
+                                     select_weight=config.select_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {float(loss)} ({parts})")
         optimizer.zero_grad()

@@ -43,3 +43,21 @@ def test_teacher_forcing_renders_with_the_true_decisions():
     _, forced = estimator_loss("audio", pred, *logits, truth, x, wet, 16000, teacher_forcing=True)
     _, free = estimator_loss("audio", pred, *logits, truth, x, wet, 16000)
     assert forced["audio"] < 1e-3 < free["audio"]
+
+
+def test_select_weight_scales_only_the_selection_term():
+    import math
+
+    from pimodule.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, Chain
+    from pimodule.fx.losses import estimator_loss
+
+    g = torch.Generator().manual_seed(3)
+    x = 0.1 * torch.randn(2, 2000, generator=g)
+    truth = Chain(torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]] * 2), torch.rand(2, N_PARAMS, generator=g),
+                  torch.eye(N_MODES)[[1, 1]])
+    pred = Chain(torch.full((2, N_EFFECTS), 0.5), torch.rand(2, N_PARAMS, generator=g), torch.eye(N_MODES)[[0, 0]])
+    logits = torch.zeros(2, N_EFFECTS), torch.zeros(2, N_MODES)
+    one, parts = estimator_loss("hybrid", pred, *logits, truth, x, x, 16000)
+    three, _ = estimator_loss("hybrid", pred, *logits, truth, x, x, 16000, select_weight=3.0)
+    assert math.isclose(parts["select"], math.log(2), rel_tol=1e-6)  # zero logits: BCE = ln 2
+    assert math.isclose(float(three - one), 2 * parts["select"], rel_tol=1e-5)
