@@ -140,7 +140,6 @@ class FxAnalyzer(BackgroundThread):
 
     def _install(self, estimator) -> None:
         self.estimator = estimator
-        self.name = estimator.info.name
         g = math.gcd(estimator.sample_rate, self.device_rate_hz)
         self._up, self._down = estimator.sample_rate // g, self.device_rate_hz // g
         window_s = estimator.window / estimator.sample_rate
@@ -150,6 +149,11 @@ class FxAnalyzer(BackgroundThread):
         self.other_history = InputHistory(n_history) if estimator.conditioning != "blind" else None
         self.latest: dict = {}
         self._smoothed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def name(self) -> str:
+        """The estimator in use (its model file's name)."""
+        return self.estimator.info.name
 
     def request_estimator(self, path: Path) -> None:
         """Load ``path`` on the analyzer's thread at its next wake-up (see :meth:`swap_estimator`)."""

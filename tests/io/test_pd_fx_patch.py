@@ -59,6 +59,22 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _daemon_gets(daemon: socket.socket, sender: socket.socket, payload: bytes, port: int,
+                 address: str, timeout_s: float = 20.0) -> list | None:
+    """Send ``payload`` (FUDP text) to the harness on ``port`` until the fake daemon receives an
+    OSC message at ``address``; its arguments, or None."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        sender.sendto(payload, ("127.0.0.1", port))
+        try:
+            msg = decode(daemon.recvfrom(65536)[0])[0]
+        except socket.timeout:
+            continue
+        if msg[0] == address:
+            return msg[1]
+    return None
+
+
 def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
     daemon, fwd, sender = _udp(), _udp(), _udp()
     inport, ctrl, ctrl2 = _port(), _port(), _port()
@@ -80,26 +96,8 @@ def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
                     pass
             assert any(ln.startswith("distortion probability 0.9") for ln in lines), lines[-5:]
             sender.sendto(encode("/pimodule/fx/compressor/threshold_db", -18.5), ("127.0.0.1", inport))
-            got = None
-            end = time.monotonic() + 20
-            while time.monotonic() < end and got is None:
-                sender.sendto(b"1;\n", ("127.0.0.1", ctrl))
-                try:
-                    msg = decode(daemon.recvfrom(65536)[0])[0]
-                    got = msg if msg[0] == "/pimodule/fx/match" else None
-                except socket.timeout:
-                    pass
-            assert got == ("/pimodule/fx/match", [1])
-            got = None
-            end = time.monotonic() + 20
-            while time.monotonic() < end and got is None:
-                sender.sendto(b"fx-dry;\n", ("127.0.0.1", ctrl2))
-                try:
-                    msg = decode(daemon.recvfrom(65536)[0])[0]
-                    got = msg if msg[0] == "/pimodule/fx/model" else None
-                except socket.timeout:
-                    pass
-            assert got == ("/pimodule/fx/model", ["fx-dry"])
+            assert _daemon_gets(daemon, sender, b"1;\n", ctrl, "/pimodule/fx/match") == [1]
+            assert _daemon_gets(daemon, sender, b"fx-dry;\n", ctrl2, "/pimodule/fx/model") == ["fx-dry"]
         finally:
             stop_process(proc)
             for s in (daemon, fwd, sender):

@@ -20,19 +20,27 @@ def _edit_metadata(src: Path, dst: Path, **changes: str) -> Path:
     return dst
 
 
-def _nan_output(src: Path, dst: Path) -> Path:
-    """The same voice with its audio multiplied by NaN: loads fine, fails the warm-up check."""
+def _nan_output(src: Path, dst: Path, output: str = "audio") -> Path:
+    """The same model with one output (a voice's audio by default) multiplied by NaN: loads fine,
+    fails the warm-up check."""
     import onnx
     from onnx import helper, numpy_helper
 
     proto = onnx.load(str(src))
     graph = proto.graph
+    raw = f"{output}_raw"
     for node in graph.node:
-        node.output[:] = ["audio_raw" if o == "audio" else o for o in node.output]
+        node.output[:] = [raw if o == output else o for o in node.output]
     graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan_const"))
-    graph.node.append(helper.make_node("Mul", ["audio_raw", "nan_const"], ["audio"]))
+    graph.node.append(helper.make_node("Mul", [raw, "nan_const"], [output]))
     onnx.save(proto, str(dst))
     return dst
+
+
+@pytest.fixture(name="nan_output", scope="session")
+def nan_output_fixture():
+    """:func:`_nan_output` for tests that make NaN variants of their own model files."""
+    return _nan_output
 
 
 def _variant(src: Path, dst: Path, name: str) -> Path:

@@ -26,23 +26,8 @@ def _signal(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * saw * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t)) + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
 
 
-def _nan_unit(src: Path, dst: Path) -> Path:
-    """The same estimator with its parameter output multiplied by NaN: loads, fails the check."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    proto = onnx.load(str(src))
-    graph = proto.graph
-    for node in graph.node:
-        node.output[:] = ["unit_raw" if o == "unit" else o for o in node.output]
-    graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan_const"))
-    graph.node.append(helper.make_node("Mul", ["unit_raw", "nan_const"], ["unit"]))
-    onnx.save(proto, str(dst))
-    return dst
-
-
 @pytest.fixture(scope="module")
-def estimators(tmp_path_factory) -> Path:
+def estimators(tmp_path_factory, nan_output) -> Path:
     """A models dir: the shipped blind fx.onnx, a small untrained paired dry estimator
     (``tiny-dry``), its NaN-output variant (``nan-dry``) and a file that is not a model."""
     import torch
@@ -56,7 +41,7 @@ def estimators(tmp_path_factory) -> Path:
     model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, waveform_stats=True,
                                   conditioning="dry", paired=True))
     export_onnx(model, d / "tiny-dry.onnx", name="tiny-dry")
-    _nan_unit(d / "tiny-dry.onnx", d / "nan-dry.onnx")
+    nan_output(d / "tiny-dry.onnx", d / "nan-dry.onnx", output="unit")
     (d / "broken.onnx").write_bytes(b"\x08\x07 not onnx")
     return d
 
