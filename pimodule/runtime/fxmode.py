@@ -139,7 +139,8 @@ class FxAnalyzer(BackgroundThread):
         self._install(_checked_estimator(Path(estimator_path)))
 
     def _install(self, estimator) -> None:
-        self.estimator = estimator
+        """Fresh histories (handed to ``on_histories``) for ``estimator``, which is set last: whoever
+        sees the new estimator (``name``, status) sees its histories in place too."""
         g = math.gcd(estimator.sample_rate, self.device_rate_hz)
         self._up, self._down = estimator.sample_rate // g, self.device_rate_hz // g
         window_s = estimator.window / estimator.sample_rate
@@ -149,6 +150,9 @@ class FxAnalyzer(BackgroundThread):
         self.other_history = InputHistory(n_history) if estimator.conditioning != "blind" else None
         self.latest: dict = {}
         self._smoothed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if self.on_histories is not None:
+            self.on_histories(self.history, self.other_history)
+        self.estimator = estimator
 
     @property
     def name(self) -> str:
@@ -172,8 +176,6 @@ class FxAnalyzer(BackgroundThread):
                 self.on_error(self.last_error)
             return False
         self._install(estimator)
-        if self.on_histories is not None:
-            self.on_histories(self.history, self.other_history)
         log.info("fx: estimator %s (%s) in use", self.name, estimator.conditioning)
         return True
 
