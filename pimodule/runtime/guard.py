@@ -21,8 +21,8 @@ GAIN_RANGE_DB = (GAIN_SPEC.min, GAIN_SPEC.max)  # the output gain's range lives 
 DEFAULT_CEILING = 0.98  # limiter ceiling (linear, just under full scale)
 DEFAULT_GAIN_TIME_MS = 20.0  # gain/mute smoothing time constant
 DEFAULT_RELEASE_MS = 150.0  # limiter release time constant
-# ufunc reductions called directly: a few µs cheaper per block than np.max(np.abs(...))
-_sum, _max, _min = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+# a ufunc reduction called directly: a few µs cheaper per block than np.max(...)
+_max = np.maximum.reduce
 
 
 def db_to_gain(db: float) -> float:
@@ -44,6 +44,7 @@ class OutputGuard:
         self._ramp = np.arange(1, self.max_block + 1, dtype=np.float32)  # 1..n, scaled per block
         self._env = np.zeros(self.max_block, dtype=np.float32)
         self._finite = np.zeros(self.max_block, dtype=bool)
+        self._mag = np.zeros(self.max_block, dtype=np.float32)  # |x|, scratch
         # written by control threads (plain float stores are atomic under the GIL)
         self.target_gain = 1.0
         self.muted = False
@@ -74,43 +75,50 @@ class OutputGuard:
             self.process_unchecked(x)
 
     def process_unchecked(self, x: np.ndarray) -> None:
-        """:meth:`process` for callers already inside ``np.errstate(all="ignore")`` (the engine)."""
+        """:meth:`process` for callers already inside ``np.errstate(all="ignore")`` (the engine).
+
+        The common case (gain settled, nothing above the ceiling, all finite) costs two numpy
+        calls: ``|x|`` into a scratch buffer and its maximum, which is NaN if any sample is NaN
+        and inf if any is infinite, so it is also the finiteness check."""
         n = x.shape[0]
         if n == 0:
             return
-        # 1. NaN/inf: cheap check on the sum, masking only when something is wrong
-        if not math.isfinite(_sum(x)):
+        # 1. gain/mute, ramped linearly across the block towards a one-pole-smoothed target
+        target = 0.0 if self.muted else self.target_gain
+        g0 = self._gain
+        if g0 != target:
+            g1 = target + (g0 - target) * math.exp(-n / self._gain_tau_samples)
+            if abs(g1 - target) < 1e-5:
+                g1 = target
+            env = self._env[:n]
+            np.multiply(self._ramp[:n], (g1 - g0) / n, out=env)
+            env += g0
+            x *= env
+            self._gain = g1
+        elif g0 != 1.0:
+            x *= g0
+        # 2. NaN/inf (from the model, or finite values the gain overflowed): zero those samples
+        mag = self._mag[:n]
+        np.abs(x, out=mag)
+        peak = float(_max(mag))
+        if not math.isfinite(peak):
             finite = self._finite[:n]
             np.isfinite(x, out=finite)
             np.logical_not(finite, out=finite)
             np.copyto(x, 0.0, where=finite)
-            if not math.isfinite(_sum(x)):  # finite values overflowed the sum
-                np.clip(x, -1.0, 1.0, out=x)
+            np.abs(x, out=mag)
+            peak = float(_max(mag))
             self.n_nonfinite_blocks += 1
-        env = self._env[:n]
-        # 2. gain/mute, ramped linearly across the block towards a one-pole-smoothed target
-        target = 0.0 if self.muted else self.target_gain
-        g0 = self._gain
-        g1 = target + (g0 - target) * math.exp(-n / self._gain_tau_samples)
-        if abs(g1 - target) < 1e-5:
-            g1 = target
-        if g0 != g1:
-            np.multiply(self._ramp[:n], (g1 - g0) / n, out=env)
-            env += g0
-            x *= env
-        elif g1 != 1.0:
-            x *= g1
-        self._gain = g1
         # 3. peak limiter: instant attack to ceiling/peak, exponential release towards unity
-        peak = float(max(_max(x), -_min(x)))
         l0 = self._lim
+        if peak <= self.ceiling and l0 == 1.0:
+            return  # nothing to limit, nothing above the ceiling: done
         needed = self.ceiling / peak if peak > self.ceiling else 1.0
         released = 1.0 + (l0 - 1.0) * math.exp(-n / self._release_tau_samples)
         l1 = min(needed, released)
-        if peak <= self.ceiling and l0 == 1.0:
-            return  # nothing to limit, nothing above the ceiling: done
         if l1 < 1.0 or l0 < 1.0:
             # ramp from the previous gain to the new one (never above what the peak needs)
+            env = self._env[:n]
             np.multiply(self._ramp[:n], (l1 - l0) / n, out=env)
             env += l0
             x *= env

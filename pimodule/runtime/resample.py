@@ -90,6 +90,7 @@ class StreamingResampler:
             for i in range(n):
                 dense[i * self.up : (i + 1) * self.up, i : i + k] = self._branches
             self._dense = dense
+        self._dense_n = n if self._dense is not None else -1
         self.reset()
 
     def reset(self) -> None:
@@ -109,14 +110,32 @@ class StreamingResampler:
 
     def process(self, x_in: np.ndarray, out: np.ndarray) -> int:
         """Consume ``x_in`` (1-D), write the new output samples to ``out[:n]``, return ``n``."""
-        n_total = 0
         n_in = x_in.shape[0]
+        if n_in == self._dense_n and out.flags.c_contiguous:  # a whole model frame, integer upsampling: the engine's case
+            return self._process_dense(x_in, out)
+        n_total = 0
         start = 0
         while start < n_in:
             stop = min(start + self._chunk, n_in)
             n_total += self._process_chunk(x_in[start:stop], out[n_total:])
             start = stop
         return n_total
+
+    def _process_dense(self, x: np.ndarray, out: np.ndarray) -> int:
+        """:meth:`_process_chunk` for one ``max_block_in`` block with the dense matrix (few
+        Python steps: this runs once per model frame in the audio callback)."""
+        n, hist, wp = x.shape[0], self._hist, self._wp
+        buf = self._buf
+        if wp + n > buf.shape[0]:  # compact: move the newest history to the front
+            buf[:hist] = buf[wp - hist : wp]
+            wp = hist
+        buf[wp : wp + n] = x
+        n_out = self._dense.shape[0]
+        np.dot(self._dense, buf[wp - hist : wp + n], out=out[:n_out])
+        self._wp = wp + n
+        self._n_in += n
+        self._n_out += n_out
+        return n_out
 
     def _process_chunk(self, x: np.ndarray, out: np.ndarray) -> int:
         n = x.shape[0]

@@ -91,3 +91,14 @@ def test_crossfade_is_block_size_independent(block):
     cf.start()
     cf.mix(old, ref)
     np.testing.assert_array_equal(new, ref)
+
+
+@pytest.mark.parametrize("gain_db", (12.0, -6.0))
+def test_values_the_gain_overflows_become_finite(gain_db):
+    g = OutputGuard(RATE_HZ, 128)
+    g.set_gain_db(gain_db)
+    x = np.full(1280, 3e38, np.float32)
+    x[::7] = -3e38
+    y = _run(g, x, 128)
+    assert np.all(np.isfinite(y))
+    assert np.max(np.abs(y)) <= g.ceiling
