@@ -19,7 +19,7 @@ ROOT=""
 DRY_RUN=0
 CARD=sndrpiproto
 USER_NAME=pimodule
-GROUPS_NEEDED=(audio spi gpio)
+GROUPS_NEEDED=(audio spi gpio dialout)  # dialout: serial flashing (/dev/ttyGS0, /dev/serial0)
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -148,10 +148,13 @@ run apt-get install -y --no-install-recommends python3-venv python3-dev libporta
 run python3 -m venv "$PREFIX/venv"
 run "$PREFIX/venv/bin/pip" install --upgrade pip
 run "$PREFIX/venv/bin/pip" install "${SRC}[device,pi]"
-run mkdir -p "$PREFIX/models"
+# the models dir of configs/pi.toml, owned by the daemon's user: `pimodule flash` installs there
+MODELS="$ROOT/var/lib/pimodule/models"
+run mkdir -p "$MODELS"
 if compgen -G "$SRC/export/*.onnx" >/dev/null; then
-    run cp "$SRC"/export/*.onnx "$PREFIX/models/"
+    run cp "$SRC"/export/*.onnx "$MODELS/"
 fi
+run chown -R "$USER_NAME:$USER_NAME" "$MODELS"
 
 # --- 7. configuration: hardware file and daemon config ---------------------------------------
 ETC="$ROOT/etc/pimodule"

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("pimodule.eval_cli", "quality numbers on held-out data"),
     "quantize": ("pimodule.prune.quantize", "int8-quantize an exported model"),
     "estimate": ("pimodule.fx.estimate", "estimate the effect chain of a recording"),
+    "flash": ("pimodule.flash_cli", "send a model file to the module (network or serial)"),
     "run": ("pimodule.runtime.daemon", "the module's daemon: audio + CV in, model, audio out, OSC"),
     "bench": ("pimodule.runtime.bench", "real-time headroom of each model"),
     "calibrate": ("pimodule.runtime.calibrate", "two-point 1 V/oct calibration of CV1"),

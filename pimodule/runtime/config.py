@@ -71,6 +71,20 @@ class FxConfig:
 
 
 @dataclass(frozen=True)
+class FlashConfig:
+    """Receiving model files from ``pimodule flash`` (pimodule/runtime/flash.py, docs/flash.md)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # TCP bind address; anything but loopback needs allow_hosts
+    port: int = 9100
+    allow_hosts: tuple[str, ...] = ()  # remote hosts allowed to flash (loopback always is)
+    serial_port: str = ""  # e.g. "/dev/ttyGS0" (USB gadget serial) or "/dev/serial0"; "" = none
+    baud: int = 115200
+    max_bytes: int = 64 * 1024 * 1024
+    activate: bool = True  # swap to a flashed model when the sender asks (false: install only)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     mode: str = "synth"
     gain_db: float = 0.0
@@ -115,6 +129,7 @@ class DaemonConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     cv: CvConfig = field(default_factory=CvConfig)
     fx: FxConfig = field(default_factory=FxConfig)
+    flash: FlashConfig = field(default_factory=FlashConfig)
     source: str = "<defaults>"
 
     def models_dir(self) -> Path:
@@ -163,13 +178,17 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError("models.crossfade_ms and models.sample_rate_hz must be positive")
     if not 0.0 < cfg.fx.interval_s <= 0.25 or not 0.0 < cfg.fx.smoothing <= 1.0:
         raise ConfigError("fx.interval_s must be in (0, 0.25] and fx.smoothing in (0, 1]")
-    if cfg.osc.host not in ("127.0.0.1", "localhost", "::1") and not cfg.osc.allow_hosts:
-        raise ConfigError(f"osc.host {cfg.osc.host!r} is not loopback: set osc.allow_hosts too")
+    for section in ("osc", "flash"):
+        sub = getattr(cfg, section)
+        if sub.host not in ("127.0.0.1", "localhost", "::1") and not sub.allow_hosts:
+            raise ConfigError(f"{section}.host {sub.host!r} is not loopback: set {section}.allow_hosts too")
+    if not 0 <= cfg.flash.port <= 65535 or cfg.flash.max_bytes <= 0 or cfg.flash.baud <= 0:
+        raise ConfigError("flash.port must be 0..65535, flash.max_bytes and flash.baud positive")
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> DaemonConfig:
     sections = {"audio": AudioConfig, "osc": OscConfig, "models": ModelsConfig, "engine": EngineConfig,
-                "cv": CvConfig, "fx": FxConfig}
+                "cv": CvConfig, "fx": FxConfig, "flash": FlashConfig}
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)} (known: {', '.join(sections)})")

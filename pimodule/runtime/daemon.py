@@ -48,6 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--osc-port", type=int, help="OSC port to listen on (0 = any free port)")
     parser.add_argument("--no-osc", action="store_true", help="no OSC server")
     parser.add_argument("--cv", choices=config_mod.CV_BACKENDS, help="CV source (default: config)")
+    parser.add_argument("--flash-port", type=int, help="TCP port for `pimodule flash` (0 = any free port)")
+    parser.add_argument("--no-flash", action="store_true", help="do not receive model files")
 
 
 def _device(value: str | None):
@@ -76,6 +78,9 @@ def config_from_args(args: argparse.Namespace) -> config_mod.DaemonConfig:
         cfg = config_mod.override(cfg, "models", dir=str(args.models_dir.resolve()))
     if args.cv is not None:
         cfg = config_mod.override(cfg, "cv", backend=args.cv)
+    if args.flash_port is not None or args.no_flash:
+        flash = {"enabled": False} if args.no_flash else {"port": args.flash_port}
+        cfg = config_mod.override(cfg, "flash", **flash)
     return cfg
 
 
@@ -101,6 +106,7 @@ class Daemon:
     buttons: object | None = None
     outputs: object | None = None
     fx: object | None = None  # the effect-estimation thread (fx mode), when an estimator is installed
+    flash: list = field(default_factory=list)  # model-file receivers (TCP server, serial listener)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def report_error(self, message: str, address: str = "/pimodule/model/load") -> None:
@@ -131,7 +137,8 @@ class Daemon:
             self.outputs.set_led(False)
         analysis = getattr(self.engine, "analysis", None)
         analysis = analysis if hasattr(analysis, "stop") else None
-        for part in (self.osc, self.fx, analysis, self.buttons, self.sim_cv, self.reader, self.loader):
+        for part in (*self.flash, self.osc, self.fx, analysis, self.buttons, self.sim_cv, self.reader,
+                     self.loader):
             if part is not None:
                 try:
                     part.stop()
@@ -202,6 +209,10 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
 
         daemon.osc = OscServer(controller, cfg.osc.server_config())
         log.info("OSC on %s:%d", cfg.osc.host, daemon.osc.port)
+    if cfg.flash.enabled:
+        from pimodule.runtime.flash import daemon_receivers
+
+        daemon.flash = daemon_receivers(cfg.flash, daemon, lambda msgs: _broadcast(daemon, msgs))
     return daemon
 
 
@@ -289,6 +300,8 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     d.engine.analysis.start()  # transfer mode's f0/loudness analysis, off the audio thread
     if d.osc is not None:
         d.osc.start()
+    for part in d.flash:
+        part.start()
     stream = None
     if not offline:
         try:

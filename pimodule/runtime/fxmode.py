@@ -136,7 +136,7 @@ class FxAnalyzer(BackgroundThread):
         self.last_run_ms = 0.0
         self.last_error = ""
         self._pending: Path | None = None
-        self._install(_checked_estimator(Path(estimator_path)))
+        self._install(checked_estimator(Path(estimator_path)))
 
     def _install(self, estimator) -> None:
         """Fresh histories (handed to ``on_histories``) for ``estimator``, which is set last: whoever
@@ -167,7 +167,7 @@ class FxAnalyzer(BackgroundThread):
         """Load and check another estimator, then use it with fresh (empty) input histories; the
         first estimate comes once a whole window has been heard. On failure the current one stays."""
         try:
-            estimator = _checked_estimator(Path(path))
+            estimator = checked_estimator(Path(path))
         except (ModelFileError, ValueError, OSError) as err:
             self.n_refused += 1
             self.last_error = f"fx model {str(path)!r} refused: {err}"
@@ -234,7 +234,7 @@ class FxAnalyzer(BackgroundThread):
                 log.exception("fx estimation failed")
 
 
-def _checked_estimator(path: Path):
+def checked_estimator(path: Path):
     """An :class:`OnnxEstimator` whose outputs on a test window have the chain's shapes, are
     finite and lie in [0, 1]; ModelFileError otherwise."""
     from pimodule.fx.twin.estimator import OnnxEstimator

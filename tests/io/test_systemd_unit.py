@@ -26,7 +26,7 @@ def test_unit_settings():
     assert svc["ExecStart"] == EXEC_START
     assert svc["Restart"] == "on-failure"
     assert svc["User"] == "pimodule"
-    assert set(svc["SupplementaryGroups"].split()) == {"audio", "spi", "gpio"}
+    assert set(svc["SupplementaryGroups"].split()) == {"audio", "spi", "gpio", "dialout"}
     assert svc["WatchdogSec"].rstrip("s").isdigit()
     assert int(svc["LimitRTPRIO"]) > 0 and svc["LimitMEMLOCK"] == "infinity"
     assert svc["StandardOutput"] == "journal"
