@@ -58,6 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", nargs="+", default=["synth"], choices=["synth", "transfer"],
                         help="engine modes to time (transfer adds resampling + streaming f0/loudness of a sine)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the callback without a model and onnxruntime's cost per run and node")
     parser.add_argument("--no-torchscript", action="store_true",
                         help="skip the TorchScript (nn~/ddsp~-style) comparison even where torch is installed")
 
@@ -197,10 +199,17 @@ def main(args: argparse.Namespace) -> int:
     if fx_rows:
         print()
         print(format_fx_table(fx_rows))
+    floor_rows = []
+    if getattr(args, "floor", False):
+        from pimodule.runtime import floor
+
+        floor_rows = floor.measure(args.block_sizes, args.sample_rate, args.n_blocks)
+        print()
+        print(floor.format_table(floor_rows))
     if args.out is not None:
         result = {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
                   "note": "callback = the daemon's AudioRunner.callback; RTF = mean / period",
-                  "rows": rows, "fx": fx_rows}
+                  "rows": rows, "fx": fx_rows, "floor": floor_rows}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from pimodule.runtime import bench, calibrate
@@ -60,3 +61,17 @@ def test_calibrate_refuses_points_too_close():
         calibrate.calibrate(lambda: 1000.0, lambda v: None, 1.0, 1.2, 4)
     with pytest.raises(ValueError):  # the same reading at both points (nothing patched)
         calibrate.calibrate(lambda: 1000.0, lambda v: None, 1.0, 3.0, 4)
+
+
+def test_bench_floor_rows(model_dir, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = argparse.Namespace(models=[model_dir / "voice_a.onnx"], block_sizes=[128], sample_rate=48000,
+                              n_blocks=40, out=out, modes=["synth"], no_torchscript=True, floor=True)
+    assert bench.main(args) == 0
+    floor = json.loads(out.read_text())["floor"]
+    whats = [r["what"] for r in floor]
+    assert whats == ["callback without a model", "onnxruntime run, 1 node",
+                     "onnxruntime per extra node (1 floats)", "onnxruntime per extra node (4096 floats)"]
+    assert floor[0]["block_size"] == 128 and 0 < floor[0]["p50_us"] <= floor[0]["p99_us"]
+    assert all(np.isfinite(r["p50_us"]) for r in floor)
+    assert "callback without a model" in capsys.readouterr().out
