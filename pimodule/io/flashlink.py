@@ -123,12 +123,35 @@ class _Lines:
         return raw.decode("ascii", errors="replace").rstrip("\r")
 
 
-class SocketLink:
+class _LineLink:
+    """Line reading over a byte transport: subclasses give ``_recv(timeout_s) -> bytes`` (empty
+    when nothing came in time; LinkClosed when the other end is gone)."""
+
+    def __init__(self):
+        self._lines = _Lines()
+
+    def read_line(self, timeout_s: float) -> str | None:
+        """The next line, or None when none arrived within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self._lines.pop()
+            if line is not None:
+                return line
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._lines.feed(self._recv(left))
+
+    def _recv(self, timeout_s: float) -> bytes:  # pragma: no cover - subclasses implement it
+        raise NotImplementedError
+
+
+class SocketLink(_LineLink):
     """A connected TCP socket as a line link."""
 
     def __init__(self, sock: socket.socket):
+        super().__init__()
         self.sock = sock
-        self._lines = _Lines()
 
     @classmethod
     def connect(cls, host: str, port: int = DEFAULT_PORT, timeout_s: float = 5.0) -> "SocketLink":
@@ -140,25 +163,17 @@ class SocketLink:
         except OSError as err:
             raise LinkClosed(f"connection lost ({err})") from None
 
-    def read_line(self, timeout_s: float) -> str | None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            line = self._lines.pop()
-            if line is not None:
-                return line
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                return None
-            except OSError as err:
-                raise LinkClosed(f"connection lost ({err})") from None
-            if not data:
-                raise LinkClosed("the other end closed the connection")
-            self._lines.feed(data)
+    def _recv(self, timeout_s: float) -> bytes:
+        self.sock.settimeout(timeout_s)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return b""
+        except OSError as err:
+            raise LinkClosed(f"connection lost ({err})") from None
+        if not data:
+            raise LinkClosed("the other end closed the connection")
+        return data
 
     def close(self) -> None:
         try:
@@ -167,13 +182,13 @@ class SocketLink:
             pass
 
 
-class SerialLink:
+class SerialLink(_LineLink):
     """A serial port (pyserial) as a line link: a USB gadget serial (/dev/ttyGS0 on the Pi), a
     UART, or a pty in tests."""
 
     def __init__(self, port):
+        super().__init__()
         self.port = port
-        self._lines = _Lines()
 
     @classmethod
     def open(cls, device: str, baud: int = 115200) -> "SerialLink":
@@ -193,24 +208,14 @@ class SerialLink:
         except serial.SerialException as err:
             raise LinkClosed(f"serial port lost ({err})") from None
 
-    def read_line(self, timeout_s: float) -> str | None:
+    def _recv(self, timeout_s: float) -> bytes:
         import serial
 
-        deadline = time.monotonic() + timeout_s
-        while True:
-            line = self._lines.pop()
-            if line is not None:
-                return line
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                self.port.timeout = min(left, 0.1)
-                data = self.port.read(max(1, self.port.in_waiting))
-            except serial.SerialException as err:
-                raise LinkClosed(f"serial port lost ({err})") from None
-            if data:
-                self._lines.feed(data)
+        try:
+            self.port.timeout = min(timeout_s, 0.1)
+            return self.port.read(max(1, self.port.in_waiting))
+        except serial.SerialException as err:
+            raise LinkClosed(f"serial port lost ({err})") from None
 
     def close(self) -> None:
         try:
