@@ -152,6 +152,22 @@ def _load(path: Path) -> tuple[object, int, int, dict]:
     return model, config.model.sample_rate, analysis_samples(config.model, WINDOW_S), facts
 
 
+def selection_scores(active: torch.Tensor, batch) -> dict:
+    """Chain selection of predicted ``active`` against ``batch``'s labels: all four on/off decisions
+    right, over all examples and over the clear ones, and per effect."""
+    correct = selection_correct(active, batch.chain.active)
+    r = {"selection_accuracy": float(correct.all(-1).float().mean()),
+         "per_effect_accuracy": {n: float(correct[:, i].float().mean()) for i, n in enumerate(SELECTABLE)}}
+    # the examples whose ground truth is decidable: every effect clearly on (>= 2 dB) or off
+    # (< 1 dB or not drawn); the others sit on the labelling threshold, a coin flip either way
+    clear = batch.clear.all(-1)
+    r["n_clear"] = int(clear.sum())
+    r["selection_accuracy_clear"] = float(correct[clear].all(-1).float().mean()) if clear.any() else float("nan")
+    r["per_effect_accuracy_clear"] = {n: float(correct[batch.clear[:, i], i].float().mean())
+                                      for i, n in enumerate(SELECTABLE)}
+    return r
+
+
 def evaluate_model(model, data: dict, sample_rate: int) -> dict:
     results = {}
     for case, batch in data.items():
@@ -168,16 +184,7 @@ def evaluate_model(model, data: dict, sample_rate: int) -> dict:
             r[name] = float(d_est.mean())
             r[f"{name}_corrupt"] = float(d_in.mean())
             r[f"{name}_ratio"] = float(d_est.mean() / d_in.mean())
-        correct = selection_correct(pred.active, batch.chain.active)
-        r["selection_accuracy"] = float(correct.all(-1).float().mean())
-        r["per_effect_accuracy"] = {n: float(correct[:, i].float().mean()) for i, n in enumerate(SELECTABLE)}
-        # the examples whose ground truth is decidable: every effect clearly on (>= 2 dB) or off
-        # (< 1 dB or not drawn); the others sit on the labelling threshold, a coin flip either way
-        clear = batch.clear.all(-1)
-        r["n_clear"] = int(clear.sum())
-        r["selection_accuracy_clear"] = float(correct[clear].all(-1).float().mean()) if clear.any() else float("nan")
-        r["per_effect_accuracy_clear"] = {n: float(correct[batch.clear[:, i], i].float().mean())
-                                          for i, n in enumerate(SELECTABLE)}
+        r.update(selection_scores(pred.active, batch))
         if case == "chain":
             mask = param_mask(batch.chain.active)
             err = (pred.unit - batch.chain.unit).abs() * mask

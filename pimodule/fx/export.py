@@ -81,20 +81,22 @@ def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict 
     cfg = model.config
     window = analysis_samples(cfg, WINDOW_S)
     model.eval()
-    model.frontend.use_matmul_dft()
     wrapper = _Wrapper(model)
     wet = torch.zeros(1, window)
     args = (wet,) if cfg.conditioning == "blind" else (wet, torch.zeros(1, window))
     inputs = ["wet"] if cfg.conditioning == "blind" else ["wet", "other"]
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        torch.onnx.export(wrapper, args, str(raw), input_names=inputs,
-                          output_names=["active", "mode", "unit"], opset_version=opset,
-                          dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
-                          dynamo=False)
-        proto = onnx.load(str(raw))
+    model.export_form(True)  # DFTs as matmuls, dense histograms
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "raw.onnx"
+            torch.onnx.export(wrapper, args, str(raw), input_names=inputs,
+                              output_names=["active", "mode", "unit"], opset_version=opset,
+                              dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
+                              dynamo=False)
+            proto = onnx.load(str(raw))
+    finally:
+        model.export_form(False)
     share_constants(proto.graph)  # the frontend runs once per input: one DFT matrix, not two
-    model.frontend.dft = None
     info = ModelInfo(kind="fx", name=name, sample_rate=cfg.sample_rate, block_size=window,
                      controls=chain_controls(), state=(), version=FORMAT_VERSION, latency_samples=window,
                      provenance=provenance or {})

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from pimodule.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, Chain
+from pimodule.fx.pairfeat import BandGainCurve, CrossSpectral
+from pimodule.fx.spectral import Stft, mel_filterbank, soft_histogram
 
 CONDITIONING = ("blind", "dry", "reference")
 
@@ -34,60 +35,39 @@ class ModelConfig:
     # dry conditioning only: compare wet and dry frame by frame (they are time-aligned), not just
     # their pooled summaries; off in the runs trained before it existed
     paired: bool = False
+    # paired only: per-band wet/dry transfer function and coherence (pimodule/fx/pairfeat.py)
+    cross_spectral: bool = False
+    # paired only: frame gain vs absolute dry level per band, and its course after onsets/offsets
+    band_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {CONDITIONING}")
         if self.paired and self.conditioning != "dry":
             raise ValueError("paired needs conditioning = \"dry\" (a reference is not time-aligned)")
-
-
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 30.0) -> np.ndarray:
-    """Triangular filters on the HTK mel scale, ``(n_mels, n_fft // 2 + 1)``, area-normalised."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(sample_rate / 2), n_mels + 2))
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    fb = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-    return (fb / np.maximum(fb.sum(1, keepdims=True), 1e-9)).astype(np.float32)
+        if (self.cross_spectral or self.band_gain) and not self.paired:
+            raise ValueError("cross_spectral and band_gain need paired = true")
 
 
 class LogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.stft = Stft(n_fft, hop)
         self.register_buffer("fb", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)),
                              persistent=False)
 
-        self.dft: torch.Tensor | None = None
-
-    def use_matmul_dft(self) -> None:
+    def use_matmul_dft(self, on: bool = True) -> None:
         """Compute the power spectrum as a matmul with cos/sin (for ONNX export: no complex)."""
-        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
-        n = torch.arange(self.n_fft, dtype=torch.float64)
-        phase = 2 * math.pi * n[:, None] * k[None] / self.n_fft
-        self.dft = torch.cat([torch.cos(phase), -torch.sin(phase)], 1).float()
+        self.stft.use_matmul_dft(on)
+
+    def from_spectrum(self, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+        mel = (re.square() + im.square()) @ self.fb.T
+        return torch.log10(mel + 1e-8).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, samples)`` -> ``(batch, n_mels, frames)`` log power (dB / 10 scale)."""
-        n_frames = 1 + (x.shape[-1] - self.n_fft) // self.hop
-        if self.dft is None:
-            frames = x.unfold(-1, self.n_fft, self.hop)[:, :n_frames] * self.window
-            power = torch.view_as_real(torch.fft.rfft(frames)).square().sum(-1)
-        else:  # export: frames by a constant gather index (batch stays dynamic in ONNX)
-            idx = torch.arange(n_frames)[:, None] * self.hop + torch.arange(self.n_fft)[None]
-            frames = x[:, idx] * self.window
-            re_im = frames @ self.dft
-            n_bins = self.n_fft // 2 + 1
-            power = re_im[..., :n_bins].square() + re_im[..., n_bins:].square()
-        mel = power @ self.fb.T
-        return torch.log10(mel + 1e-8).transpose(1, 2)
+        return self.from_spectrum(*self.stft(x))
 
 
 class Encoder(nn.Module):
@@ -124,17 +104,15 @@ class WaveformStats(nn.Module):
                  n_crest_bins: int = 12):
         super().__init__()
         self.frame = frame
+        self.dense = False  # the export form of the histograms (no scatter), same values
         self.register_buffer("amp_centres", torch.linspace(0.0, 1.0, n_amp_bins), persistent=False)
         self.register_buffer("level_centres", torch.linspace(-60.0, 0.0, n_level_bins), persistent=False)
         self.register_buffer("crest_centres", torch.linspace(0.0, 22.0, n_crest_bins), persistent=False)
         self.out_dim = n_amp_bins + n_level_bins + n_crest_bins
 
-    @staticmethod
-    def _histogram(values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    def _histogram(self, values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """``(batch, n)`` values → ``(batch, bins)`` log share per triangular bin."""
-        width = centres[1] - centres[0]
-        weight = torch.relu(1.0 - (values[..., None] - centres).abs() / width)
-        return torch.log10(weight.mean(1) + 1e-4)
+        return torch.log10(soft_histogram(values, centres, dense=self.dense) + 1e-4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mag = x.abs()
@@ -192,6 +170,9 @@ class Estimator(nn.Module):
             self.pair = Encoder(3 * config.n_mels, config.channels, config.n_layers)
             self.gain_curve = GainCurve()
             n_in += self.pair.out_dim + self.gain_curve.out_dim
+        self.cross = CrossSpectral(config.sample_rate) if config.cross_spectral else None
+        self.band_gain = BandGainCurve(config.sample_rate) if config.band_gain else None
+        n_in += sum(m.out_dim for m in (self.cross, self.band_gain) if m is not None)
         hidden = 2 * config.channels
         self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                    nn.GELU())
@@ -203,11 +184,26 @@ class Estimator(nn.Module):
         e = self.encoder(self.frontend(x) if mel is None else mel)
         return e if self.stats is None else torch.cat([e, self.stats(x)], -1)
 
+    def export_form(self, on: bool = True) -> None:
+        """Switch to (or back from) the ONNX-exportable forms: DFTs as matmuls, dense histograms."""
+        for m in (self.frontend, self.cross, self.band_gain):
+            if m is not None:
+                m.use_matmul_dft(on)
+        if self.stats is not None:
+            self.stats.dense = on
+
     def _paired(self, wet: torch.Tensor, dry: torch.Tensor) -> torch.Tensor:
-        mel_w, mel_d = self.frontend(wet), self.frontend(dry)
+        spec_w, spec_d = self.frontend.stft(wet), self.frontend.stft(dry)
+        mel_w, mel_d = self.frontend.from_spectrum(*spec_w), self.frontend.from_spectrum(*spec_d)
         e, o = self.embed(wet, mel_w), self.embed(dry, mel_d)
         pair = self.pair(torch.cat([mel_w, mel_d, mel_w - mel_d], 1))
-        return torch.cat([e, o, e - o, pair, self.gain_curve(wet, dry)], -1)
+        feats = [e, o, e - o, pair, self.gain_curve(wet, dry)]
+        if self.cross is not None:  # the frontend's spectra serve the cross-spectra at its size
+            given = {(self.frontend.n_fft, self.frontend.hop): (spec_w, spec_d)}
+            feats.append(self.cross(wet, dry, given))
+        if self.band_gain is not None:
+            feats.append(self.band_gain(wet, dry))
+        return torch.cat(feats, -1)
 
     def forward(self, wet: torch.Tensor, other: torch.Tensor | None = None):
         e = self.embed(wet)

@@ -36,6 +36,11 @@ class TrainConfig:
     teacher_forcing: bool = False
     # weight of the chain-selection (on/off) term against the parameter and audio terms
     select_weight: float = 1.0
+    # every val_every steps (0: never) score chain selection on val_examples held-out chains
+    # (drawn as in `pimodule eval fx`, from val_seed; history.json "val")
+    val_every: int = 0
+    val_examples: int = 128
+    val_seed: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

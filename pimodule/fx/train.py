@@ -74,6 +74,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     corpus = DryCorpus.load(sr, "train", config.kinds, max_files=config.max_files or None)
     rng = np.random.default_rng([config.seed, start])
     generator = torch.Generator().manual_seed(config.seed * 100003 + start)
+    val = _validation_set(config, n_samples) if config.val_every else None
     log.info("estimator: %d parameters, %s/%s, %d-sample windows at %d Hz",
              model.n_parameters(), config.objective, config.model.conditioning, n_samples, sr)
 
@@ -108,6 +109,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         if bar is not None:
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
         last = step == config.steps - 1
+        if val is not None and ((step + 1) % config.val_every == 0 or last):
+            history.setdefault("val", []).append({"step": step + 1, **validate(model, val)})
+            log.info("step %d: selection %.3f (clear %.3f)", step + 1,
+                     history["val"][-1]["selection_accuracy"], history["val"][-1]["selection_accuracy_clear"])
         if (step + 1) % config.checkpoint_every == 0 or last:
             history["seconds_per_step"] = float(np.median(seconds))
             history["train_seconds"] = history.get("train_seconds", 0.0) + float(np.sum(seconds))
@@ -118,6 +123,27 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     plot_history(history, run_dir / "loss.png")
     plot_example(model, config, corpus, run_dir / "example.png")
     return history
+
+
+def _validation_set(config: TrainConfig, n_samples: int):
+    """Held-out chains drawn as `pimodule eval fx` draws its "chain" case (another seed)."""
+    from pimodule.fx.evaluate import make_cases
+
+    corpus = DryCorpus.load(config.model.sample_rate, "heldout", max_files=config.max_files or None)
+    return make_cases(corpus, config.val_examples, n_samples, config.val_seed, ["chain"])["chain"]
+
+
+def validate(model: Estimator, batch, chunk: int = 16) -> dict:
+    """Chain-selection scores of ``model`` on a validation batch (the model is left in train mode)."""
+    from pimodule.fx.evaluate import selection_scores
+
+    model.eval()
+    with torch.no_grad():
+        blind = model.config.conditioning == "blind"
+        active = torch.cat([model(batch.wet[s:s + chunk], None if blind else batch.other[s:s + chunk])[0].active
+                            for s in range(0, batch.wet.shape[0], chunk)])
+    model.train()
+    return selection_scores(active, batch)
 
 
 def plot_history(history: dict, path: Path) -> None:

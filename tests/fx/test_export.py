@@ -14,7 +14,8 @@ from pimodule.fx.twin.estimator import OnnxEstimator
 from pimodule.modelfile import ModelFileError
 
 
-@pytest.mark.parametrize("which", ["tiny_run", "tiny_reference_run", "tiny_paired_run"])
+@pytest.mark.parametrize("which", ["tiny_run", "tiny_reference_run", "tiny_paired_run",
+                                   "tiny_paired_xs_run"])
 def test_onnx_matches_torch(which, request, tmp_path):
     run = request.getfixturevalue(which)
     model, config, _ = load_run(run)

@@ -62,3 +62,13 @@ def test_cli_main_with_config_file_and_overrides(tmp_path, tiny_config, capsys):
     assert code == 0 and "s/step" in capsys.readouterr().out
     saved = load_config(out / "config.toml")
     assert saved.objective == "param" and saved.seed == 3 and saved.steps == 2
+
+
+def test_validation_scores_selection_during_training(tiny_paired_xs_run):
+    history = json.loads((tiny_paired_xs_run / "history.json").read_text())
+    assert [v["step"] for v in history["val"]] == [2, 3]  # every 2 steps and at the end
+    for v in history["val"]:
+        assert 0 <= v["selection_accuracy"] <= 1 and 0 <= v["n_clear"] <= 4
+        assert set(v["per_effect_accuracy"]) == {"eq", "compressor", "distortion", "reverb"}
+    model, config, _ = load_run(tiny_paired_xs_run)
+    assert config.model.cross_spectral and config.model.band_gain and config.val_every == 2
