@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pimodule.fx.chain import PARAM_SLICES, Chain, apply_effect, sample_chain
-from pimodule.fx.losses import mel_distance
+from pimodule.fx.losses import log_mel_db
 from pimodule.fx.sources import DryCorpus
 from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
 
@@ -49,13 +49,19 @@ def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torc
     changed the sound, ``(batch, N_EFFECTS)`` level-matched log-mel dB (0 where off)."""
     y = x[:, None]
     change = torch.zeros(x.shape[0], len(EFFECT_NAMES), dtype=x.dtype)
+    ref = None  # log-mel of the signal so far at unit RMS (each stage's output is the next's input)
     for i, name in enumerate(EFFECT_NAMES):
         on = chain.active[:, i] >= 0.5
         if not torch.any(on):
             continue
         wet = apply_effect(name, y[on], sample_rate, chain.rows(on))
-        if name != "gain":
-            change[on, i] = mel_distance(_unit_rms(wet[:, 0]), _unit_rms(y[on][:, 0]), sample_rate)
+        if name != "gain":  # = mel_distance(unit_rms(wet), unit_rms(input))
+            if ref is None:
+                ref = log_mel_db(_unit_rms(y[:, 0]), sample_rate)
+            out = log_mel_db(_unit_rms(wet[:, 0]), sample_rate)
+            change[on, i] = (out - ref[on]).abs().mean((-2, -1))
+            ref = ref.clone()
+            ref[on] = out
         y = y.clone()
         y[on] = wet
     return y[:, 0], change

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -22,8 +24,8 @@ FFT_SIZES = (256, 512, 1024, 2048)
 def _mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, dtype=x.dtype, device=x.device)
     spec = torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True)
-    re_im = torch.view_as_real(spec)
-    return (re_im.square().sum(-1) + 1e-14).sqrt().clamp_min(1e-7)  # faster than complex abs
+    # faster than complex abs, and than summing a trailing dimension of 2
+    return (spec.real.square() + spec.imag.square() + 1e-14).sqrt().clamp_min(1e-7)
 
 
 def mrstft(y_hat: torch.Tensor, y: torch.Tensor, fft_sizes=FFT_SIZES) -> torch.Tensor:
@@ -37,15 +39,22 @@ def mrstft(y_hat: torch.Tensor, y: torch.Tensor, fft_sizes=FFT_SIZES) -> torch.T
     return total / len(fft_sizes)
 
 
+@functools.lru_cache(maxsize=8)
+def _filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    return torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels))
+
+
+def log_mel_db(x: torch.Tensor, sample_rate: int, n_fft: int = 1024, n_mels: int = 64) -> torch.Tensor:
+    """``(batch, samples)`` -> ``(batch, frames, n_mels)`` log-mel power in dB (floor -80 dB)."""
+    fb = _filterbank(sample_rate, n_fft, n_mels).to(x.dtype)
+    return 10 * torch.log10((_mag(x, n_fft).square().transpose(1, 2) @ fb.T) + 1e-8)
+
+
 def mel_distance(y_hat: torch.Tensor, y: torch.Tensor, sample_rate: int, n_fft: int = 1024,
                  n_mels: int = 64) -> torch.Tensor:
     """Mean abs difference of log-mel spectra in dB (floor -80 dB), ``(batch,)``."""
-    fb = torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)).to(y.dtype)
-
-    def logmel(x):
-        return 10 * torch.log10((_mag(x, n_fft).square().transpose(1, 2) @ fb.T) + 1e-8)
-
-    return (logmel(y_hat) - logmel(y)).abs().mean((-2, -1))
+    return (log_mel_db(y_hat, sample_rate, n_fft, n_mels)
+            - log_mel_db(y, sample_rate, n_fft, n_mels)).abs().mean((-2, -1))
 
 
 def param_mask(active: torch.Tensor) -> torch.Tensor:
