@@ -160,7 +160,11 @@ def test_panel_controls_the_daemon_and_shows_status(rig):
     rig.drive("slider pitch_shift_semitones 20", lambda: ctl.values.get("drive_db") == 20.0)
     # The model list reached Pd; picking entry 1 of it ("violin") loads that model.
     assert rig.saw("pimodule models crusher violin")
-    rig.drive("pick 1", lambda: ctl.model == "violin")
+    # `pimodule flash` installed another model: the panel asks for the list again on its own.
+    ctl._models["cello"] = PANEL_CONTROLS
+    srv.broadcast("/pimodule/model/installed", "cello", "ddsp")
+    rig.drive("", lambda: rig.saw("pimodule models cello crusher violin"))
+    rig.drive("pick 2", lambda: ctl.model == "violin")
     assert srv.counters.refused_host == 0
     assert rig.proc.poll() is None
     assert rig.pd_errors() == []
