@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pimodule.ddsp.export", "export a trained run to one streaming ONNX file"),
     "render": ("pimodule.render", "offline timbre transfer of a recording or a MIDI line"),
     "eval": ("pimodule.eval_cli", "quality numbers on held-out data"),
+    "prune": ("pimodule.prune.prune", "cut a DDSP voice to fewer units per layer and fine-tune it"),
     "quantize": ("pimodule.prune.quantize", "int8-quantize an exported model"),
     "estimate": ("pimodule.fx.estimate", "estimate the effect chain of a recording"),
     "flash": ("pimodule.flash_cli", "send a model file to the module (network or serial)"),

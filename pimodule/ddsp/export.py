@@ -124,6 +124,8 @@ def main(args: argparse.Namespace) -> int:
         "metrics": meta.get("metrics", {}),
         "train_seconds": meta.get("train_seconds"),
     }
+    if (args.run / "pruned.json").is_file():  # a `pimodule prune` run: where it was cut from
+        provenance["pruned_from"] = json.loads((args.run / "pruned.json").read_text())["origin"]
     export_onnx(model, args.out, name=name, provenance=provenance)
     print(f"exported {args.run} -> {args.out}")
     print(json.dumps(provenance.get("metrics", {}), indent=1))

@@ -5,8 +5,8 @@ and call its ``forward`` on each block from the host's audio thread. :class:`Sta
 that module for our voice (the one-frame graph of pimodule.ddsp.frame, as in the ONNX file;
 traced, state in buffers updated in place); :func:`compare` times it
 per device block exactly where our engine would run a model frame, so `pimodule bench` can put
-the two side by side. Compute does not depend on the weights, so the architecture recorded in
-the model file's provenance is enough (a trained run's weights are used when the run exists).
+the two side by side. The weights are the run's when the run folder exists, else the file's own
+(rebuilt by pimodule.ddsp.recover), else random ones of the architecture in the provenance.
 """
 
 from __future__ import annotations
@@ -70,8 +70,14 @@ def voice_for(model_path: Path) -> DDSPVoice:
             return load_run(Path(run))[0]
         except (FileNotFoundError, RuntimeError, ValueError):
             pass
-    torch.manual_seed(0)
-    return DDSPVoice(config)
+    from pimodule.ddsp.recover import voice_from_onnx
+    from pimodule.modelfile import ModelFileError
+
+    try:  # the file's own weights, rebuilt from it
+        return voice_from_onnx(model_path)
+    except ModelFileError:
+        torch.manual_seed(0)
+        return DDSPVoice(config)
 
 
 def compare(model_path: Path, block_size: int, rate_hz: int, n_blocks: int) -> dict | None:
