@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -18,12 +19,27 @@ from pimodule.fx.losses import OBJECTIVES
 from pimodule.fx.model import Estimator, ModelConfig
 
 
+LR_DECAYS = ("constant", "cosine")
+
+
+def learning_rate_at(config: "TrainConfig", step: int) -> float:
+    """The learning rate of ``step`` (0-based) under ``config``'s schedule."""
+    if config.lr_decay == "constant" or config.steps == 1:
+        return config.learning_rate
+    t = min(step, config.steps - 1) / (config.steps - 1)
+    return config.learning_rate * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     objective: str = "audio"
     steps: int = 1500
     batch_size: int = 16
     learning_rate: float = 1e-3
+    # "constant", or "cosine": the rate falls along half a cosine to lr_final x learning_rate at
+    # the last step (the late, noisy steps of a constant rate average out; resumable: by step)
+    lr_decay: str = "constant"
+    lr_final: float = 0.05
     excerpt_s: float = 1.0
     p_active: float = 0.5
     seed: int = 0
@@ -48,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
         if self.steps < 1 or self.batch_size < 1 or not 0 < self.p_active <= 1:
             raise ValueError("steps and batch_size must be >= 1, p_active in (0, 1]")
+        if self.lr_decay not in LR_DECAYS or not 0 <= self.lr_final <= 1:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
 
 
 def _toml_value(v) -> str:

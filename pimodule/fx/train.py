@@ -19,8 +19,8 @@ import torch
 from pimodule.fx.batch import random_batch
 from pimodule.fx.losses import OBJECTIVES, estimator_loss
 from pimodule.fx.model import CONDITIONING, Estimator, analysis_samples
-from pimodule.fx.run import (TrainConfig, load_config, load_optimizer_state, load_run, save_run,
-                             with_overrides)
+from pimodule.fx.run import (TrainConfig, learning_rate_at, load_config, load_optimizer_state, load_run,
+                             save_run, with_overrides)
 from pimodule.fx.sources import DryCorpus
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     model.train()
     for step in steps:
         t0 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(config, step)
         batch = random_batch(corpus, rng, generator, config.model.conditioning, config.batch_size,
                              n_samples, config.p_active)
         pred, active_logits, mode_logits = model(batch.wet, batch.other)

@@ -72,3 +72,31 @@ def test_validation_scores_selection_during_training(tiny_paired_xs_run):
         assert set(v["per_effect_accuracy"]) == {"eq", "compressor", "distortion", "reverb"}
     model, config, _ = load_run(tiny_paired_xs_run)
     assert config.model.cross_spectral and config.model.band_gain and config.val_every == 2
+
+
+def test_cosine_schedule_falls_from_the_rate_to_its_final_fraction(tiny_config):
+    from pimodule.fx.run import learning_rate_at
+
+    config = tiny_config(steps=101, learning_rate=2e-3, lr_decay="cosine", lr_final=0.1)
+    rates = [learning_rate_at(config, s) for s in range(config.steps)]
+    assert rates[0] == pytest.approx(2e-3) and rates[-1] == pytest.approx(2e-4)
+    assert rates[50] == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    constant = tiny_config(steps=101, learning_rate=2e-3)
+    assert {learning_rate_at(constant, s) for s in range(101)} == {2e-3}
+    with pytest.raises(ValueError, match="lr_decay"):
+        tiny_config(lr_decay="step")
+
+
+def test_training_steps_with_the_scheduled_rate(tiny_config, tmp_path):
+    import torch
+
+    from pimodule.fx.run import learning_rate_at
+    from pimodule.fx.train import train
+
+    config = tiny_config(steps=4, lr_decay="cosine", lr_final=0.25)
+    train(config, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / "optimizer.pt", weights_only=True)
+    assert state["param_groups"][0]["lr"] == pytest.approx(learning_rate_at(config, 3))
+    assert learning_rate_at(config, 3) == pytest.approx(0.25e-3)
+    assert load_config(tmp_path / "run" / "config.toml").lr_decay == "cosine"
