@@ -38,6 +38,9 @@ class Batch:
     rendered: Chain | None = None  # the chain that made the audio (= chain unless kept as drawn)
     # (batch, len(SELECTABLE)): the effect is clearly on or clearly off (not between the two)
     clear: torch.Tensor | None = None
+    # (batch, N_EFFECTS): how much each labelled-on effect changes the sound (level-matched log-mel
+    # dB, the quantity the labels threshold; 0 where labelled off)
+    change: torch.Tensor | None = None
 
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +100,8 @@ def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
 
 
 def _audible(x, sample_rate, chain, generator, render_labelled):
-    """:func:`audible_chain` plus which selectable effects are clearly on or off."""
+    """:func:`audible_chain` plus which selectable effects are clearly on or off, and the labelled
+    chain's stage changes."""
     chain = _level_stage(chain)
     y, change = render_stages(x, sample_rate, chain)
     for _ in range(REDRAWS if generator is not None else 0):
@@ -114,13 +118,14 @@ def _audible(x, sample_rate, chain, generator, render_labelled):
     between = (chain.active >= 0.5) & (change > INAUDIBLE_DB) & (change < AUDIBLE_DB)
     clear = ~between[:, [EFFECT_NAMES.index(n) for n in SELECTABLE]]
     labelled = Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights)
+    change = change * labelled.active
     if not render_labelled:
-        return labelled, y, chain, clear
+        return labelled, y, chain, clear, change
     dropped = ((chain.active >= 0.5) & ~heard).any(-1)
     if torch.any(dropped):  # an inaudible effect may still change the level: render without it,
         y = y.clone()      # so the labelled chain reproduces the audio exactly
         y[dropped] = render_stages(x[dropped], sample_rate, labelled.rows(dropped))[0]
-    return labelled, y, labelled, clear
+    return labelled, y, labelled, clear, change
 
 
 def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,
@@ -133,12 +138,12 @@ def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, con
         if conditioning == "reference":
             a, b = dry[:, 0], dry[:, 1]
             # rendered separately: the compressor links channels, the parts must stay independent
-            chain, ref, rendered, clear = _audible(a, sample_rate, chain, generator, render_labelled)
+            chain, ref, rendered, clear, change = _audible(a, sample_rate, chain, generator, render_labelled)
             tgt, _ = render_stages(b, sample_rate, rendered)
-            return Batch(ref, b, b, tgt, chain, rendered, clear)
+            return Batch(ref, b, b, tgt, chain, rendered, clear, change)
         x = dry[:, 0]
-        chain, y, rendered, clear = _audible(x, sample_rate, chain, generator, render_labelled)
-    return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered, clear)
+        chain, y, rendered, clear, change = _audible(x, sample_rate, chain, generator, render_labelled)
+    return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered, clear, change)
 
 
 def random_batch(corpus: DryCorpus, rng: np.random.Generator, generator: torch.Generator,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pimodule.fx.chain import PARAM_SLICES, Chain, apply_chain
 from pimodule.fx.model import mel_filterbank
-from pimodule.fx.specs import EFFECT_NAMES
+from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE
 
 OBJECTIVES = ("param", "audio", "hybrid")
 FFT_SIZES = (256, 512, 1024, 2048)
@@ -64,17 +64,31 @@ def param_mask(active: torch.Tensor) -> torch.Tensor:
     return torch.cat(cols, 1)
 
 
+#: graded selection targets: logit = slope x (stage change - the on/off threshold), clamped
+CHANGE_SLOPE_PER_DB = 2.0
+CHANGE_LOGIT_MAX = 6.0
+
+
+def change_logits(change: torch.Tensor, threshold_db: float) -> torch.Tensor:
+    """The on/off logit a stage change (dB) asks for: 0 at the threshold, ±2 per dB, within ±6."""
+    return (CHANGE_SLOPE_PER_DB * (change - threshold_db)).clamp(-CHANGE_LOGIT_MAX, CHANGE_LOGIT_MAX)
+
+
 def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
                    mode_logits: torch.Tensor, target: Chain, source: torch.Tensor,
                    wet: torch.Tensor, sample_rate: int, teacher_forcing: bool = False,
-                   select_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+                   select_weight: float = 1.0, change: torch.Tensor | None = None,
+                   change_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch. ``source`` ``(batch, samples)`` is what the predicted chain is applied to
     for the audio loss and ``wet`` the target it should reproduce. Chain selection (which effects
     are on) and the distortion curve are classification terms in every objective; the parameter
     values are supervised only by ``param``/``hybrid``: the ``audio`` objective needs no
     ground-truth parameter values. With ``teacher_forcing`` the audio objective renders the
     predicted parameters with the true on/off decisions and curve (labels the data has anyway).
-    ``select_weight`` scales the chain-selection term."""
+    ``select_weight`` scales the chain-selection term. With ``change`` (each stage's change in dB,
+    :class:`pimodule.fx.batch.Batch`) and ``change_weight`` > 0 the selectable effects' logits are
+    also pulled (smooth L1) towards :func:`change_logits`: how far each effect is from the audibility
+    threshold, not only on which side."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}")
     parts = {}
@@ -83,6 +97,13 @@ def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
     ce = F.cross_entropy(mode_logits, target.mode_weights.argmax(-1), reduction="none")
     parts["mode"] = (ce * dist_on).sum() / dist_on.sum().clamp_min(1.0)
     total = select_weight * parts["select"] + 0.5 * parts["mode"]
+    if change is not None and change_weight > 0:
+        from pimodule.fx.batch import AUDIBLE_DB, INAUDIBLE_DB
+
+        cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+        goal = change_logits(change[:, cols], 0.5 * (INAUDIBLE_DB + AUDIBLE_DB))
+        parts["change"] = F.smooth_l1_loss(active_logits[:, cols], goal)
+        total = total + change_weight * parts["change"]
     if objective in ("param", "hybrid"):
         mask = param_mask(target.active)
         parts["param"] = ((pred.unit - target.unit).abs() * mask).sum() / mask.sum().clamp_min(1.0)

@@ -52,6 +52,9 @@ class TrainConfig:
     teacher_forcing: bool = False
     # weight of the chain-selection (on/off) term against the parameter and audio terms
     select_weight: float = 1.0
+    # weight of the graded selection term (logits towards how far each stage's change is from the
+    # audibility threshold, losses.change_logits); 0: off
+    change_weight: float = 0.0
     # every val_every steps (0: never) score chain selection on val_examples held-out chains
     # (drawn as in `pimodule eval fx`, from val_seed; history.json "val")
     val_every: int = 0

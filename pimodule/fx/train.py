@@ -97,7 +97,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         loss, parts = estimator_loss(config.objective, pred, active_logits, mode_logits,
                                      batch.chain, batch.source, batch.target, sr,
                                      teacher_forcing=config.teacher_forcing,
-                                     select_weight=config.select_weight)
+                                     select_weight=config.select_weight, change=batch.change,
+                                     change_weight=config.change_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {float(loss)} ({parts})")
         optimizer.zero_grad()

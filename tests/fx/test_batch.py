@@ -104,3 +104,22 @@ def test_clear_marks_exactly_the_effects_between_inaudible_and_audible():
     # training batches are redrawn until every effect is clear
     trained = from_dry(x[:, None], chain, SR, "dry", torch.Generator().manual_seed(0))
     assert float(trained.clear.float().mean()) > float(batch.clear.float().mean())
+
+
+def test_change_is_the_labelled_stage_change_the_labels_threshold():
+    x = _dry(32, seed=3)
+    chain = sample_chain(32, torch.Generator().manual_seed(6))
+    for batch in (from_dry(x[:, None], chain, SR, "dry", render_labelled=False),
+                  from_dry(x[:, None], chain, SR, "dry", torch.Generator().manual_seed(1))):
+        sel = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+        on = batch.chain.active[:, sel] >= 0.5
+        change = batch.change[:, sel]
+        assert batch.change.shape == (32, N_EFFECTS)
+        assert torch.all(change[~on] == 0)
+        assert torch.all(change[on] >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB))
+        assert bool(on.any()) and bool((~on).any())
+    # kept as drawn, the change is render_stages' own for every effect heard
+    kept = from_dry(x[:, None], chain, SR, "dry", render_labelled=False)
+    _, drawn_change = render_stages(x, SR, kept.rendered)
+    on = kept.chain.active >= 0.5
+    assert torch.allclose(kept.change[on], drawn_change[on])

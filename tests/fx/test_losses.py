@@ -61,3 +61,34 @@ def test_select_weight_scales_only_the_selection_term():
     three, _ = estimator_loss("hybrid", pred, *logits, truth, x, x, 16000, select_weight=3.0)
     assert math.isclose(parts["select"], math.log(2), rel_tol=1e-6)  # zero logits: BCE = ln 2
     assert math.isclose(float(three - one), 2 * parts["select"], rel_tol=1e-5)
+
+
+def test_change_logits_are_zero_at_the_threshold_and_clamped():
+    from pimodule.fx.losses import change_logits
+
+    got = change_logits(torch.tensor([0.0, 1.5, 2.5, 1.0, 20.0]), 1.5)
+    assert torch.equal(got, torch.tensor([-3.0, 0.0, 2.0, -1.0, 6.0]))
+
+
+def test_graded_selection_term_is_the_smooth_l1_to_the_change_logits():
+    import math
+
+    from pimodule.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, Chain
+    from pimodule.fx.losses import estimator_loss
+    from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE
+
+    g = torch.Generator().manual_seed(4)
+    x = 0.1 * torch.randn(1, 2000, generator=g)
+    truth = Chain(torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0]]), torch.rand(1, N_PARAMS, generator=g),
+                  torch.eye(N_MODES)[[0]])
+    change = torch.zeros(1, N_EFFECTS)
+    cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+    change[0, cols] = torch.tensor([1.5, 2.0, 4.0, 0.0])  # logits asked for: 0, 1, 5, -3
+    logits = torch.zeros(1, N_EFFECTS), torch.zeros(1, N_MODES)
+    args = ("param", Chain(*(torch.full_like(t, 0.5) for t in (truth.active, truth.unit, truth.mode_weights))),
+            *logits, truth, x, x, 16000)
+    base, parts = estimator_loss(*args)
+    graded, graded_parts = estimator_loss(*args, change=change, change_weight=2.0)
+    # smooth L1 (beta 1) of 0, 1, 5, 3: 0, 0.5, 4.5, 2.5 -> mean 1.875
+    assert "change" not in parts and math.isclose(graded_parts["change"], 1.875, rel_tol=1e-6)
+    assert math.isclose(float(graded - base), 2.0 * 1.875, rel_tol=1e-5)
