@@ -66,19 +66,17 @@ train-%: venv
 # parameter-loss baseline, dry-conditioned (plain and paired, the paired one with each objective)
 # and reference-conditioned models, all with waveform statistics; 35-85 min each on this 2-core
 # CPU, about 7 h in all. export/fx-dry.onnx: the paired audio-loss model with the cross-spectral
-# features, 8000 steps, then 3000 more with a cosine-decaying rate (resumed from a copy; about
-# 40 min). The runs are compared in $(OUT)/fx_eval_runs; the shipped files are scored by
+# features, a cosine-decaying rate and graded selection targets (11000 steps, about 40 min). The
+# runs are compared in $(OUT)/fx_eval_runs; the shipped files are scored by
 # `make fx-eval`. The session-2 runs (configs/fx_audio_tf.toml, fx_audio.toml, fx_param.toml,
 # fx_ref.toml) and the other configs/fx_dry_pair_*.toml experiments train the same way.
 FX_RUNS = fx_audio_tf_ws fx_param_ws fx_dry_ws fx_dry_pair fx_dry_pair_audio fx_dry_pair_hybrid fx_ref_ws \
-	fx_dry_pair_xs_audio
+	fx_dry_pair_xs_graded fx_dry_pair_xs_audio_graded
 fx-models: venv
 	for r in $(FX_RUNS); do $(BIN)/pimodule train fx --out $(RUNS)/$$r --config configs/$$r.toml || exit 1; done
-	rm -rf $(RUNS)/fx_dry_pair_xs_audio_anneal && cp -r $(RUNS)/fx_dry_pair_xs_audio $(RUNS)/fx_dry_pair_xs_audio_anneal
-	$(BIN)/pimodule train fx --out $(RUNS)/fx_dry_pair_xs_audio_anneal --config configs/fx_dry_pair_xs_audio_anneal.toml --resume
 	$(BIN)/pimodule export $(RUNS)/fx_audio_tf_ws --out export/fx.onnx
-	$(BIN)/pimodule export $(RUNS)/fx_dry_pair_xs_audio_anneal --out export/fx-dry.onnx
-	$(BIN)/pimodule eval fx $(addprefix $(RUNS)/,$(FX_RUNS) fx_dry_pair_xs_audio_anneal) --n-examples 256 --out $(OUT)/fx_eval_runs
+	$(BIN)/pimodule export $(RUNS)/fx_dry_pair_xs_audio_graded --out export/fx-dry.onnx
+	$(BIN)/pimodule eval fx $(addprefix $(RUNS)/,$(FX_RUNS)) --n-examples 256 --out $(OUT)/fx_eval_runs
 	$(MAKE) fx-eval
 
 # The shipped estimators as the module runs them (onnxruntime), on 256 held-out examples: a few minutes.
