@@ -24,6 +24,7 @@ from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
 
 INAUDIBLE_DB = 1.0  # level-matched log-mel change below which an effect counts as off
 AUDIBLE_DB = 2.0  # ... and from which it counts as on
+LABEL_DB = 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)  # the label's threshold where a drawn effect sits between
 REDRAWS = 4  # tries at drawing a chain without effects between the two
 _GAIN = EFFECT_NAMES.index("gain")
 
@@ -113,7 +114,7 @@ def _audible(x, sample_rate, chain, generator, render_labelled):
         chain = _take_rows(chain, unclear, new)
         y, change = y.clone(), change.clone()
         y[unclear], change[unclear] = fresh, fresh_change
-    heard = change >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
+    heard = change >= LABEL_DB
     heard[:, _GAIN] = True
     between = (chain.active >= 0.5) & (change > INAUDIBLE_DB) & (change < AUDIBLE_DB)
     clear = ~between[:, [EFFECT_NAMES.index(n) for n in SELECTABLE]]

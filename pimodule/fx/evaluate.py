@@ -127,7 +127,8 @@ class _Exported:
         return Chain(torch.from_numpy(active), torch.from_numpy(unit), torch.from_numpy(mode)), None
 
 
-def _predict(model, batch, chunk: int = 16) -> Chain:
+def predict(model, batch, chunk: int = 16) -> Chain:
+    """The estimate of a torch estimator or an exported one for every example of ``batch``."""
     outs = []
     cond = model.conditioning if isinstance(model, _Exported) else model.config.conditioning
     with torch.no_grad():
@@ -171,7 +172,7 @@ def selection_scores(active: torch.Tensor, batch) -> dict:
 def evaluate_model(model, data: dict, sample_rate: int) -> dict:
     results = {}
     for case, batch in data.items():
-        pred = _predict(model, batch).hard()
+        pred = predict(model, batch).hard()
         est = torch.cat([apply_chain(batch.source[s:s + 16, None], sample_rate,
                                      Chain(pred.active[s:s + 16], pred.unit[s:s + 16],
                                            pred.mode_weights[s:s + 16]))[:, 0]

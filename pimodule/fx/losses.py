@@ -98,10 +98,10 @@ def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
     parts["mode"] = (ce * dist_on).sum() / dist_on.sum().clamp_min(1.0)
     total = select_weight * parts["select"] + 0.5 * parts["mode"]
     if change is not None and change_weight > 0:
-        from pimodule.fx.batch import AUDIBLE_DB, INAUDIBLE_DB
+        from pimodule.fx.batch import LABEL_DB  # batch imports this module
 
         cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
-        goal = change_logits(change[:, cols], 0.5 * (INAUDIBLE_DB + AUDIBLE_DB))
+        goal = change_logits(change[:, cols], LABEL_DB)
         parts["change"] = F.smooth_l1_loss(active_logits[:, cols], goal)
         total = total + change_weight * parts["change"]
     if objective in ("param", "hybrid"):

@@ -136,15 +136,12 @@ def _validation_set(config: TrainConfig, n_samples: int):
     return make_cases(corpus, config.val_examples, n_samples, config.val_seed, ["chain"])["chain"]
 
 
-def validate(model: Estimator, batch, chunk: int = 16) -> dict:
+def validate(model: Estimator, batch) -> dict:
     """Chain-selection scores of ``model`` on a validation batch (the model is left in train mode)."""
-    from pimodule.fx.evaluate import selection_scores
+    from pimodule.fx.evaluate import predict, selection_scores
 
     model.eval()
-    with torch.no_grad():
-        blind = model.config.conditioning == "blind"
-        active = torch.cat([model(batch.wet[s:s + chunk], None if blind else batch.other[s:s + chunk])[0].active
-                            for s in range(0, batch.wet.shape[0], chunk)])
+    active = predict(model, batch).active
     model.train()
     return selection_scores(active, batch)
 

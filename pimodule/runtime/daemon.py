@@ -156,6 +156,7 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
     from pimodule.io.hardware import load_hardware
     from pimodule.runtime.audio import AudioRunner, Recorder
     from pimodule.runtime.control import DaemonController, PotMapper, SimulatedCV
+    from pimodule.runtime import fxmode
     from pimodule.runtime.engine import VoiceEngine
     from pimodule.runtime.models import ModelLoader, ModelStore
 
@@ -197,7 +198,7 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
                                     clock_s=lambda: engine.n_samples / audio.sample_rate_hz,
                                     gpio=gpio, gate_pin=hw.gpio.trigger_pins[0],
                                     **({"melody": melody} if melody is not None else {}))
-    daemon.fx = build_fx(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs),
+    daemon.fx = fxmode.build(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs),
                          on_error=lambda message: daemon.report_error(message, "/pimodule/fx/model"))
     controller.fx = daemon.fx
     controller.set_gain_db(cfg.engine.gain_db)
@@ -214,38 +215,6 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
 
         daemon.flash = daemon_receivers(cfg.flash, daemon, lambda msgs: _broadcast(daemon, msgs))
     return daemon
-
-
-def build_fx(cfg: config_mod.DaemonConfig, engine, store, max_block: int, publish, on_error=None):
-    """The fx-mode analyzer and matcher (pimodule.runtime.fxmode), or None without an estimator."""
-    if not cfg.fx.model:
-        return None
-    from pimodule.modelfile import ModelFileError
-    from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, osc_messages
-
-    try:
-        path = store.resolve(cfg.fx.model)
-        matcher = FxMatcher(cfg.audio.sample_rate_hz, max_block)
-        analyzer = FxAnalyzer(path, cfg.audio.sample_rate_hz, interval_s=cfg.fx.interval_s,
-                              smoothing=cfg.fx.smoothing, matcher=matcher,
-                              on_estimate=lambda est: publish(osc_messages(est)),
-                              is_active=lambda: engine.mode == "fx")
-    except (ModelFileError, ValueError, OSError) as err:
-        log.warning("fx mode without an estimator (input passes through): %s", err)
-        return None
-    matcher.matching = cfg.fx.match
-    engine.fx_matcher = matcher
-
-    def attach(history, other_history) -> None:  # the callback writes the new histories from now on
-        engine.fx_history, engine.fx_other_history = history, other_history
-
-    attach(analyzer.history, analyzer.other_history)
-    analyzer.on_histories = attach
-    analyzer.on_error = on_error
-    log.info("fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms", path.name,
-             analyzer.estimator.conditioning, analyzer.estimator.window / analyzer.estimator.sample_rate,
-             analyzer.estimator.sample_rate, 1e3 * analyzer.interval_s)
-    return analyzer
 
 
 def _broadcast(daemon: "Daemon", messages) -> None:

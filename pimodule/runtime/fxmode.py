@@ -266,3 +266,33 @@ def osc_messages(estimate: dict) -> list[tuple[str, tuple]]:
             out.append((f"{base}/mode", (str(item["mode"]),)))
         out += [(f"{base}/{name}", (float(value),)) for name, value in item["params"].items()]
     return out
+
+
+def build(cfg, engine, store, max_block: int, publish, on_error=None) -> "FxAnalyzer | None":
+    """The daemon's fx mode from its config (``DaemonConfig``): the analyzer and matcher wired to
+    ``engine``, or None without an estimator."""
+    if not cfg.fx.model:
+        return None
+    try:
+        path = store.resolve(cfg.fx.model)
+        matcher = FxMatcher(cfg.audio.sample_rate_hz, max_block)
+        analyzer = FxAnalyzer(path, cfg.audio.sample_rate_hz, interval_s=cfg.fx.interval_s,
+                              smoothing=cfg.fx.smoothing, matcher=matcher,
+                              on_estimate=lambda est: publish(osc_messages(est)),
+                              is_active=lambda: engine.mode == "fx")
+    except (ModelFileError, ValueError, OSError) as err:
+        log.warning("fx mode without an estimator (input passes through): %s", err)
+        return None
+    matcher.matching = cfg.fx.match
+    engine.fx_matcher = matcher
+
+    def attach(history, other_history) -> None:  # the callback writes the new histories from now on
+        engine.fx_history, engine.fx_other_history = history, other_history
+
+    attach(analyzer.history, analyzer.other_history)
+    analyzer.on_histories = attach
+    analyzer.on_error = on_error
+    log.info("fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms", path.name,
+             analyzer.estimator.conditioning, analyzer.estimator.window / analyzer.estimator.sample_rate,
+             analyzer.estimator.sample_rate, 1e3 * analyzer.interval_s)
+    return analyzer
