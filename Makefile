@@ -65,8 +65,8 @@ train-%: venv
 # The effect estimators (issue 4): audio-loss with teacher forcing (ships as export/fx.onnx), its
 # parameter-loss baseline, dry-conditioned (plain and paired, the paired one with each objective)
 # and reference-conditioned models, all with waveform statistics; 35-85 min each on this 2-core
-# CPU, about 7 h in all. export/fx-dry.onnx: the paired audio-loss model with the cross-spectral
-# features, a cosine-decaying rate and graded selection targets (11000 steps, about 40 min). The
+# CPU, about 8 h in all. export/fx-dry.onnx: the paired audio-loss model with the cross-spectral
+# features, a cosine-decaying rate and graded selection targets (20000 steps, about 60-90 min). The
 # runs are compared in $(OUT)/fx_eval_runs; the shipped files are scored by
 # `make fx-eval`. The session-2 runs (configs/fx_audio_tf.toml, fx_audio.toml, fx_param.toml,
 # fx_ref.toml) and the other configs/fx_dry_pair_*.toml experiments train the same way.
