@@ -8,6 +8,11 @@ between the two are drawn again (a few times, then labelled by the midpoint); th
 with the labelled chain, so an inaudible effect's level change does not linger. ``gain`` is the
 chain's level stage: always on, 0 dB when the random chain had it off (the same audio), so chain
 selection is about the four effects that colour the sound (:data:`SELECTABLE`).
+
+An effect's change is measured one of two ways (:data:`LABELS`): ``stage``, what the effect does
+to its own input (the default, what the shipped estimators learned), or ``removal``, how different
+the chain's output would be without it. They differ where a later effect masks an earlier one:
+a compressor before heavy clipping changes its input but hardly the output.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ AUDIBLE_DB = 2.0  # ... and from which it counts as on
 LABEL_DB = 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)  # the label's threshold where a drawn effect sits between
 REDRAWS = 4  # tries at drawing a chain without effects between the two
 _GAIN = EFFECT_NAMES.index("gain")
+LABELS = ("stage", "removal")
 
 
 @dataclass
@@ -42,6 +48,8 @@ class Batch:
     # (batch, N_EFFECTS): how much each labelled-on effect changes the sound (level-matched log-mel
     # dB, the quantity the labels threshold; 0 where labelled off)
     change: torch.Tensor | None = None
+    # (batch, N_EFFECTS) 0/1: the drawn chain labelled the other way, by removal (evaluation)
+    removal: torch.Tensor | None = None
 
 
 def _unit_rms(x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +79,42 @@ def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torc
     return y[:, 0], change
 
 
+def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor) -> torch.Tensor:
+    """How much the output ``y`` of hard ``chain`` on ``x`` differs from the chain's output without
+    each selectable effect, ``(batch, N_EFFECTS)`` level-matched log-mel dB (0 where off; the
+    gain stage is not measured)."""
+    change = torch.zeros(x.shape[0], len(EFFECT_NAMES), dtype=x.dtype)
+    ref = None
+    for name in SELECTABLE:
+        i = EFFECT_NAMES.index(name)
+        on = chain.active[:, i] >= 0.5
+        if not torch.any(on):
+            continue
+        if ref is None:
+            ref = log_mel_db(_unit_rms(y), sample_rate)
+        without = chain.rows(on)
+        without = Chain(without.active.clone(), without.unit, without.mode_weights)
+        without.active[:, i] = 0.0
+        alt = render_stages(x[on], sample_rate, without)[0]
+        change[on, i] = (log_mel_db(_unit_rms(alt), sample_rate) - ref[on]).abs().mean((-2, -1))
+    return change
+
+
+def removal_labels(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor) -> torch.Tensor:
+    """``chain``'s on/off labels by :func:`removal_change` (the gain stage stays as it is)."""
+    heard = removal_change(x, sample_rate, chain, y) >= LABEL_DB
+    heard[:, _GAIN] = True
+    return chain.active * heard.to(chain.active.dtype)
+
+
+def _changes(x, sample_rate, chain, labels):
+    """(audio, each effect's change) of hard ``chain`` on ``x`` under ``labels``."""
+    y, change = render_stages(x, sample_rate, chain)
+    if labels == "removal":
+        change = removal_change(x, sample_rate, chain, y)
+    return y, change
+
+
 def _take_rows(chain: Chain, rows: torch.Tensor, new: Chain) -> Chain:
     def put(a, b):
         a = a.clone()
@@ -91,26 +135,28 @@ def _level_stage(chain: Chain) -> Chain:
 
 
 def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
-                  generator: torch.Generator | None = None, render_labelled: bool = True
-                  ) -> tuple[Chain, torch.Tensor, Chain]:
+                  generator: torch.Generator | None = None, render_labelled: bool = True,
+                  labels: str = "stage") -> tuple[Chain, torch.Tensor, Chain]:
     """Label ``chain`` by what is audible on ``x`` (see the module doc); with a ``generator``, redraw
     the examples with effects between inaudible and audible. Returns (labelled chain, rendered x,
     the chain that rendered it): the labelled one, or with ``render_labelled=False`` the drawn one
     (every effect that was switched on, heard or not; evaluation keeps the drawn audio)."""
-    return _audible(x, sample_rate, chain, generator, render_labelled)[:3]
+    return _audible(x, sample_rate, chain, generator, render_labelled, labels)[:3]
 
 
-def _audible(x, sample_rate, chain, generator, render_labelled):
+def _audible(x, sample_rate, chain, generator, render_labelled, labels="stage"):
     """:func:`audible_chain` plus which selectable effects are clearly on or off, and the labelled
-    chain's stage changes."""
+    chain's changes."""
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, not {labels!r}")
     chain = _level_stage(chain)
-    y, change = render_stages(x, sample_rate, chain)
+    y, change = _changes(x, sample_rate, chain, labels)
     for _ in range(REDRAWS if generator is not None else 0):
         unclear = ((chain.active >= 0.5) & (change > INAUDIBLE_DB) & (change < AUDIBLE_DB)).any(-1)
         if not torch.any(unclear):
             break
         new = _level_stage(sample_chain(int(unclear.sum()), generator))
-        fresh, fresh_change = render_stages(x[unclear], sample_rate, new)
+        fresh, fresh_change = _changes(x[unclear], sample_rate, new, labels)
         chain = _take_rows(chain, unclear, new)
         y, change = y.clone(), change.clone()
         y[unclear], change[unclear] = fresh, fresh_change
@@ -130,29 +176,33 @@ def _audible(x, sample_rate, chain, generator, render_labelled):
 
 
 def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,
-             generator: torch.Generator | None = None, render_labelled: bool = True) -> Batch:
+             generator: torch.Generator | None = None, render_labelled: bool = True,
+             labels: str = "stage") -> Batch:
     """``dry`` ``(batch, n_parts, samples)``; reference mode needs two parts (a, b). The chain is
     relabelled by audibility (on the part the estimator hears); a ``generator`` redraws unclear
-    examples; see :func:`audible_chain` for ``render_labelled``."""
+    examples; see :func:`audible_chain` for ``render_labelled`` and ``labels``."""
     dry = torch.as_tensor(dry, dtype=torch.float32)
     with torch.no_grad():
         if conditioning == "reference":
             a, b = dry[:, 0], dry[:, 1]
             # rendered separately: the compressor links channels, the parts must stay independent
-            chain, ref, rendered, clear, change = _audible(a, sample_rate, chain, generator, render_labelled)
+            chain, ref, rendered, clear, change = _audible(a, sample_rate, chain, generator, render_labelled,
+                                                                labels)
             tgt, _ = render_stages(b, sample_rate, rendered)
             return Batch(ref, b, b, tgt, chain, rendered, clear, change)
         x = dry[:, 0]
-        chain, y, rendered, clear, change = _audible(x, sample_rate, chain, generator, render_labelled)
+        chain, y, rendered, clear, change = _audible(x, sample_rate, chain, generator, render_labelled,
+                                                     labels)
     return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered, clear, change)
 
 
 def random_batch(corpus: DryCorpus, rng: np.random.Generator, generator: torch.Generator,
-                 conditioning: str, batch: int, n_samples: int, p_active: float) -> Batch:
+                 conditioning: str, batch: int, n_samples: int, p_active: float,
+                 labels: str = "stage") -> Batch:
     parts = 2 if conditioning == "reference" else 1
     dry = corpus.excerpts(rng, batch, n_samples, parts)
     chain = sample_chain(batch, generator, p_active)
-    return from_dry(dry, chain, corpus.sample_rate, conditioning, generator)
+    return from_dry(dry, chain, corpus.sample_rate, conditioning, generator, labels=labels)
 
 
 def selection_correct(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

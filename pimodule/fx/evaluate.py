@@ -16,7 +16,10 @@ compressor, distortion and reverb all right; an effect counts as on when it is a
 :mod:`pimodule.fx.batch`), over all examples and over the "clear" ones, where no drawn effect sits
 between inaudible and audible (about a quarter of random chains have one; their label is a coin
 flip on the 1.5 dB midpoint, so all-example accuracy cannot reach 100 % even for a perfect model);
-parameter error in [0, 1] units on case 1. Writes results.json and results.md into ``--out``.
+chain selection also against the other label definition, what removing each effect changes in
+the output (``selection_accuracy_removal``, cases 1 and 2, labelled on the project chain's audio;
+see :mod:`pimodule.fx.batch`); parameter error in [0, 1] units on case 1. Writes results.json and
+results.md into ``--out``.
 
 Models are training run folders (torch) or exported ``.onnx`` files (onnxruntime, what the module
 runs): ``pimodule eval fx export/fx.onnx export/fx-dry.onnx`` scores the shipped estimators.
@@ -32,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pimodule.fx.batch import from_dry, selection_correct
+from pimodule.fx.batch import from_dry, removal_labels, selection_correct
 from pimodule.fx.chain import Chain, apply_chain, physical, sample_chain
 from pimodule.fx.infer import WINDOW_S
 from pimodule.fx.losses import mel_distance, mrstft, param_mask
@@ -102,14 +105,15 @@ def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> d
         dry = corpus.excerpts(rng, n, n_samples, 2)
         chain = sample_chain(n, gen)
         # the audio of every effect drawn on (heard or not), labels by audibility, no redraws
-        if case == "chain":
-            data[case] = from_dry(dry[:, :1], chain, sr, "dry", render_labelled=False)
-        elif case == "style":
+        if case == "style":
             data[case] = from_dry(dry, chain, sr, "reference", render_labelled=False)
-        else:
-            b = from_dry(dry[:, :1], chain, sr, "dry", render_labelled=False)
+            continue
+        b = from_dry(dry[:, :1], chain, sr, "dry", render_labelled=False)
+        with torch.no_grad():  # the other label definition, on the project chain's audio
+            b.removal = removal_labels(b.source, sr, b.rendered, b.target)
+        if case == "pedalboard":
             b.wet = b.target = torch.from_numpy(pedalboard_render(dry[:, 0], sr, b.rendered))
-            data[case] = b
+        data[case] = b
     return data
 
 
@@ -166,6 +170,11 @@ def selection_scores(active: torch.Tensor, batch) -> dict:
     r["selection_accuracy_clear"] = float(correct[clear].all(-1).float().mean()) if clear.any() else float("nan")
     r["per_effect_accuracy_clear"] = {n: float(correct[batch.clear[:, i], i].float().mean())
                                       for i, n in enumerate(SELECTABLE)}
+    if getattr(batch, "removal", None) is not None:  # labelled by removal (pimodule.fx.batch)
+        correct = selection_correct(active, batch.removal)
+        r["selection_accuracy_removal"] = float(correct.all(-1).float().mean())
+        r["per_effect_accuracy_removal"] = {n: float(correct[:, i].float().mean())
+                                            for i, n in enumerate(SELECTABLE)}
     return r
 
 
@@ -196,15 +205,16 @@ def evaluate_model(model, data: dict, sample_rate: int) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["| model | case | MRSTFT est / corrupt (ratio) | mel dB est / corrupt (ratio) | chain selection "
-             "(all / clear examples) | param MAE [0,1] |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "(all / clear examples) | selection, removal labels | param MAE [0,1] |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for model, cases in results["models"].items():
         for case, r in cases.items():
             pm = f"{r['param_mae_unit']:.3f}" if "param_mae_unit" in r else "–"
+            rm = f"{100 * r['selection_accuracy_removal']:.0f}%" if "selection_accuracy_removal" in r else "–"
             lines.append(f"| {model} | {case} | {r['mrstft']:.3f} / {r['mrstft_corrupt']:.3f} "
                          f"({r['mrstft_ratio']:.2f}) | {r['mel_db']:.2f} / {r['mel_db_corrupt']:.2f} "
                          f"({r['mel_db_ratio']:.2f}) | {100 * r['selection_accuracy']:.0f}% / "
-                         f"{100 * r['selection_accuracy_clear']:.0f}% of {r['n_clear']} | {pm} |")
+                         f"{100 * r['selection_accuracy_clear']:.0f}% of {r['n_clear']} | {rm} | {pm} |")
     return "\n".join(lines) + "\n"
 
 

@@ -118,6 +118,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="fx training run folder")
     parser.add_argument("--out", type=Path, required=True, help="output .onnx")
     parser.add_argument("--name", default=None)
+    add_calibration_args(parser)
+
+
+def add_calibration_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
+                        help="fx runs: fit the selection thresholds on N training-source chains "
+                             "and bake them into the file (0: keep 0.5)")
+    parser.add_argument("--calibrate-seed", type=int, default=7, dest="calibrate_seed")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -125,6 +133,10 @@ def main(args: argparse.Namespace) -> int:
     provenance = {"run": str(args.run), "objective": config.objective,
                   "steps": len(history.get("step", [])), "data": list(config.kinds),
                   "seconds_per_step": history.get("seconds_per_step")}
+    if getattr(args, "calibrate", 0):
+        from pimodule.fx.calibrate import calibrate
+
+        provenance["calibration"] = calibrate(model, config, args.calibrate, args.calibrate_seed)
     out = export_onnx(model, args.out, args.name or args.out.stem, provenance)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

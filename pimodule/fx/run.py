@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from pimodule.fx.batch import LABELS
 from pimodule.fx.losses import OBJECTIVES
 from pimodule.fx.model import Estimator, ModelConfig
 
@@ -55,6 +56,9 @@ class TrainConfig:
     # weight of the graded selection term (logits towards how far each stage's change is from the
     # audibility threshold, losses.change_logits); 0: off
     change_weight: float = 0.0
+    # what makes an effect "on" for the labels: its own stage's change ("stage") or what removing
+    # it changes in the output ("removal"), see pimodule.fx.batch
+    labels: str = "stage"
     # every val_every steps (0: never) score chain selection on val_examples held-out chains
     # (drawn as in `pimodule eval fx`, from val_seed; history.json "val")
     val_every: int = 0
@@ -67,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
         if self.steps < 1 or self.batch_size < 1 or not 0 < self.p_active <= 1:
             raise ValueError("steps and batch_size must be >= 1, p_active in (0, 1]")
+        if self.labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, not {self.labels!r}")
         if self.lr_decay not in LR_DECAYS or not 0 <= self.lr_final <= 1:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
 

@@ -92,7 +92,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(config, step)
         batch = random_batch(corpus, rng, generator, config.model.conditioning, config.batch_size,
-                             n_samples, config.p_active)
+                             n_samples, config.p_active, config.labels)
         pred, active_logits, mode_logits = model(batch.wet, batch.other)
         loss, parts = estimator_loss(config.objective, pred, active_logits, mode_logits,
                                      batch.chain, batch.source, batch.target, sr,
@@ -114,8 +114,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         last = step == config.steps - 1
         if val is not None and ((step + 1) % config.val_every == 0 or last):
             history.setdefault("val", []).append({"step": step + 1, **validate(model, val)})
-            log.info("step %d: selection %.3f (clear %.3f)", step + 1,
-                     history["val"][-1]["selection_accuracy"], history["val"][-1]["selection_accuracy_clear"])
+            v = history["val"][-1]
+            log.info("step %d: selection %.3f (clear %.3f, removal labels %.3f)", step + 1,
+                     v["selection_accuracy"], v["selection_accuracy_clear"], v["selection_accuracy_removal"])
         if (step + 1) % config.checkpoint_every == 0 or last:
             history["seconds_per_step"] = float(np.median(seconds))
             history["train_seconds"] = history.get("train_seconds", 0.0) + float(np.sum(seconds))

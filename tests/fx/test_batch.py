@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pimodule.fx.batch import (AUDIBLE_DB, INAUDIBLE_DB, audible_chain, from_dry, render_stages,
-                               selection_correct)
+from pimodule.fx.batch import (AUDIBLE_DB, INAUDIBLE_DB, audible_chain, from_dry, removal_change,
+                               removal_labels, render_stages, selection_correct)
 from pimodule.fx.chain import PARAM_SLICES, Chain, N_EFFECTS, N_MODES, N_PARAMS, apply_chain, sample_chain
 from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
 
@@ -123,3 +123,48 @@ def test_change_is_the_labelled_stage_change_the_labels_threshold():
     _, drawn_change = render_stages(x, SR, kept.rendered)
     on = kept.chain.active >= 0.5
     assert torch.allclose(kept.change[on], drawn_change[on])
+
+
+def test_removal_labels_threshold_what_removing_each_effect_changes_in_the_output():
+    """Kept as drawn, the removal labels are the drawn effects whose removal changes the output by
+    the labelling threshold; on this draw a reverb with a high mix hides a mild distortion, which
+    its own stage's change counts on."""
+    x = _dry(64, seed=5)
+    chain = sample_chain(64, torch.Generator().manual_seed(3))
+    stage = from_dry(x[:, None], chain, SR, "dry", render_labelled=False)
+    removal = from_dry(x[:, None], chain, SR, "dry", render_labelled=False, labels="removal")
+    assert torch.equal(stage.rendered.active, removal.rendered.active)  # the same audio
+    assert torch.equal(stage.target, removal.target)
+    change = removal_change(x, SR, removal.rendered, removal.target)
+    drawn = removal.rendered.active >= 0.5
+    sel = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+    expect = drawn[:, sel] & (change[:, sel] >= 0.5 * (INAUDIBLE_DB + AUDIBLE_DB))
+    assert torch.equal(removal.chain.active[:, sel] >= 0.5, expect)
+    assert torch.all(removal.chain.active[:, EFFECT_NAMES.index("gain")] == 1.0)
+    assert torch.equal(removal_labels(x, SR, stage.rendered, stage.target), removal.chain.active)
+    differ = (stage.chain.active[:, sel] >= 0.5) != expect
+    assert 0 < int(differ.sum()) < 16  # the two definitions mostly agree, not always
+    dist = EFFECT_NAMES.index("distortion")
+    masked = (stage.chain.active[:, dist] == 1) & (removal.chain.active[:, dist] == 0) \
+        & (removal.rendered.active[:, EFFECT_NAMES.index("reverb")] == 1)
+    assert bool(masked.any())
+
+
+def test_a_single_effect_changes_the_same_either_way():
+    x = _dry(16, seed=4)
+    active = torch.zeros(16, N_EFFECTS)
+    active[:, EFFECT_NAMES.index("eq")] = 1.0
+    active[:, EFFECT_NAMES.index("gain")] = 1.0
+    unit = torch.rand(16, N_PARAMS, generator=torch.Generator().manual_seed(2))
+    unit[:, PARAM_SLICES["gain"]] = float(SPECS["gain"]["gain_db"].to_unit(0.0))
+    chain = Chain(active, unit, torch.nn.functional.one_hot(torch.zeros(16, dtype=torch.long), N_MODES).float())
+    y, stage = render_stages(x, SR, chain)
+    assert torch.allclose(removal_change(x, SR, chain, y), stage, atol=1e-4)
+
+
+def test_unknown_label_definition_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="labels must be one of"):
+        from_dry(_dry(1)[:, None], sample_chain(1, torch.Generator().manual_seed(0)), SR, "dry",
+                 labels="loudness")

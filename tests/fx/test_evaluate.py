@@ -28,6 +28,9 @@ def test_eval_writes_json_and_markdown(tiny_run, tiny_reference_run, tmp_path, c
             assert r["mrstft_corrupt"] > 0 and np.isfinite(r["mrstft_ratio"])
             assert 0 <= r["selection_accuracy"] <= 1 and 0 <= r["n_clear"] <= r["n"]
             assert r["n_clear"] == 0 or 0 <= r["selection_accuracy_clear"] <= 1
+        for case in ("chain", "pedalboard"):  # also scored against the removal labels
+            assert 0 <= cases[case]["selection_accuracy_removal"] <= 1
+        assert "selection_accuracy_removal" not in cases["style"]
         assert 0 <= cases["chain"]["param_mae_unit"] <= 1
     assert "| chain |" in (out / "results.md").read_text()
 

@@ -44,6 +44,8 @@ def test_config_toml_round_trip_and_errors(tiny_config):
         config_from_dict({"objective": "vibes"})
     with pytest.raises(ValueError):
         config_from_dict({"learning_rat": 0.1})
+    with pytest.raises(ValueError, match="labels"):
+        config_from_dict({"labels": "loudness"})
 
 
 def test_cli_main_with_config_file_and_overrides(tmp_path, tiny_config, capsys):
@@ -100,3 +102,16 @@ def test_training_steps_with_the_scheduled_rate(tiny_config, tmp_path):
     assert state["param_groups"][0]["lr"] == pytest.approx(learning_rate_at(config, 3))
     assert learning_rate_at(config, 3) == pytest.approx(0.25e-3)
     assert load_config(tmp_path / "run" / "config.toml").lr_decay == "cosine"
+
+
+def test_training_on_removal_labels(tiny_config, tmp_path):
+    """A run labelled by what removing each effect changes in the output trains, records its
+    label definition and validates against both definitions."""
+    from pimodule.fx.train import train
+
+    config = tiny_config(steps=2, labels="removal", val_every=2, val_examples=4,
+                         conditioning="dry", paired=True, objective="param")
+    history = train(config, tmp_path / "run", progress=False)
+    assert load_config(tmp_path / "run" / "config.toml").labels == "removal"
+    v = history["val"][-1]
+    assert 0 <= v["selection_accuracy"] <= 1 and 0 <= v["selection_accuracy_removal"] <= 1
