@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,10 @@ def test_training_on_removal_labels(tiny_config, tmp_path):
     assert load_config(tmp_path / "run" / "config.toml").labels == "removal"
     v = history["val"][-1]
     assert 0 <= v["selection_accuracy"] <= 1 and 0 <= v["selection_accuracy_removal"] <= 1
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("fx_*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_fx_config_loads(path):
+    config = load_config(path)
+    assert config.steps >= 1000 and config.labels in ("stage", "removal")
