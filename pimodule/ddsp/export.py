@@ -105,9 +105,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="where to write NAME.onnx")
     parser.add_argument("--name", help="model name (default: the file's stem)")
     parser.add_argument("--checkpoint", help="checkpoint file in the run (default: the latest)")
-    from pimodule.fx.export import add_calibration_args
+    from pimodule.fx.calibrate import add_args as fx_calibration_args
 
-    add_calibration_args(parser)
+    fx_calibration_args(parser)
 
 
 def main(args: argparse.Namespace) -> int:

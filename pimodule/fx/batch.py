@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pimodule.fx.chain import PARAM_SLICES, Chain, apply_effect, sample_chain
-from pimodule.fx.losses import log_mel_db
+from pimodule.fx.losses import log_mel_db, mel_distance
 from pimodule.fx.sources import DryCorpus
 from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
 
@@ -84,19 +84,15 @@ def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Ten
     each selectable effect, ``(batch, N_EFFECTS)`` level-matched log-mel dB (0 where off; the
     gain stage is not measured)."""
     change = torch.zeros(x.shape[0], len(EFFECT_NAMES), dtype=x.dtype)
-    ref = None
     for name in SELECTABLE:
         i = EFFECT_NAMES.index(name)
         on = chain.active[:, i] >= 0.5
         if not torch.any(on):
             continue
-        if ref is None:
-            ref = log_mel_db(_unit_rms(y), sample_rate)
-        without = chain.rows(on)
-        without = Chain(without.active.clone(), without.unit, without.mode_weights)
+        without = chain.rows(on)  # boolean rows are copies: switching the effect off is local
         without.active[:, i] = 0.0
         alt = render_stages(x[on], sample_rate, without)[0]
-        change[on, i] = (log_mel_db(_unit_rms(alt), sample_rate) - ref[on]).abs().mean((-2, -1))
+        change[on, i] = mel_distance(_unit_rms(alt), _unit_rms(y[on]), sample_rate)
     return change
 
 

@@ -12,6 +12,7 @@ their 0.5 rule.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 
@@ -25,6 +26,14 @@ log = logging.getLogger(__name__)
 GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)  # candidate thresholds
 SWEEPS = 3  # coordinate-ascent passes over the effects
 _COLS = [EFFECT_NAMES.index(n) for n in SELECTABLE]
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """``pimodule export``'s options for fitting the thresholds of an fx run."""
+    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
+                        help="fx runs: fit the selection thresholds on N training-source chains "
+                             "and bake them into the file (0: keep 0.5)")
+    parser.add_argument("--calibrate-seed", type=int, default=7, dest="calibrate_seed")
 
 
 def chain_accuracy(prob: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> float:
@@ -73,24 +82,17 @@ def calibrate(model, config, n_examples: int, seed: int) -> dict:
     """Fit thresholds for the torch ``model`` of a run with ``config`` on ``n_examples`` chains
     from the training split (drawn as the evaluation draws them, labelled as the run was trained)
     and apply them. Returns what was found, for the model's provenance."""
-    from pimodule.fx.batch import from_dry
-    from pimodule.fx.chain import sample_chain
-    from pimodule.fx.evaluate import predict
+    from pimodule.fx.evaluate import make_cases, predict
     from pimodule.fx.infer import WINDOW_S
     from pimodule.fx.model import analysis_samples
     from pimodule.fx.sources import DryCorpus
 
-    sr = config.model.sample_rate
-    corpus = DryCorpus.load(sr, "train", config.kinds, max_files=config.max_files or None)
-    rng = np.random.default_rng(seed)
-    parts = 2 if config.model.conditioning == "reference" else 1
-    dry = corpus.excerpts(rng, n_examples, analysis_samples(config.model, WINDOW_S), parts)
-    chain = sample_chain(n_examples, torch.Generator().manual_seed(seed))
-    batch = from_dry(dry, chain, sr, config.model.conditioning, render_labelled=False,
-                     labels=config.labels)
+    corpus = DryCorpus.load(config.model.sample_rate, "train", config.kinds,
+                            max_files=config.max_files or None)
+    batch = make_cases(corpus, n_examples, analysis_samples(config.model, WINDOW_S), seed, ["chain"])["chain"]
     model.eval()
     prob = predict(model, batch).active.numpy()
-    labels = batch.chain.active.numpy()
+    labels = (batch.removal if config.labels == "removal" else batch.chain.active).numpy()
     thresholds = fit_thresholds(prob, labels)
     before = chain_accuracy(prob, labels, np.full(len(SELECTABLE), 0.5))
     after = chain_accuracy(prob, labels, thresholds)

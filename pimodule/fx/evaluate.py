@@ -170,7 +170,7 @@ def selection_scores(active: torch.Tensor, batch) -> dict:
     r["selection_accuracy_clear"] = float(correct[clear].all(-1).float().mean()) if clear.any() else float("nan")
     r["per_effect_accuracy_clear"] = {n: float(correct[batch.clear[:, i], i].float().mean())
                                       for i, n in enumerate(SELECTABLE)}
-    if getattr(batch, "removal", None) is not None:  # labelled by removal (pimodule.fx.batch)
+    if batch.removal is not None:  # labelled by removal (pimodule.fx.batch)
         correct = selection_correct(active, batch.removal)
         r["selection_accuracy_removal"] = float(correct.all(-1).float().mean())
         r["per_effect_accuracy_removal"] = {n: float(correct[:, i].float().mean())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from pimodule.fx.calibrate import add_args as calibration_args
 from pimodule.fx.chain import PARAM_SLICES
 from pimodule.fx.infer import WINDOW_S
 from pimodule.fx.model import Estimator, analysis_samples
@@ -118,14 +119,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="fx training run folder")
     parser.add_argument("--out", type=Path, required=True, help="output .onnx")
     parser.add_argument("--name", default=None)
-    add_calibration_args(parser)
-
-
-def add_calibration_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
-                        help="fx runs: fit the selection thresholds on N training-source chains "
-                             "and bake them into the file (0: keep 0.5)")
-    parser.add_argument("--calibrate-seed", type=int, default=7, dest="calibrate_seed")
+    calibration_args(parser)
 
 
 def main(args: argparse.Namespace) -> int:
