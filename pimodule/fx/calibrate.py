@@ -88,7 +88,8 @@ def calibrate(model, config, n_examples: int, seed: int) -> dict:
     from pimodule.fx.sources import DryCorpus
 
     corpus = DryCorpus.load(config.model.sample_rate, "train", config.kinds,
-                            max_files=config.max_files or None)
+                            max_files=config.max_files or None,
+                            instruments=config.instruments)
     batch = make_cases(corpus, n_examples, analysis_samples(config.model, WINDOW_S), seed, ["chain"])["chain"]
     model.eval()
     prob = predict(model, batch).active.numpy()

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from pimodule.fx.batch import LABELS
 from pimodule.fx.losses import OBJECTIVES
 from pimodule.fx.model import Estimator, ModelConfig
+from pimodule.fx.sources import INSTRUMENT_SETS
 
 
 LR_DECAYS = ("constant", "cosine")
@@ -47,6 +48,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     kinds: tuple[str, ...] = ("speech", "samples", "instruments")
     max_files: int = 0  # 0: all files of each kind (tests use a few)
+    # training instruments (sources.INSTRUMENT_SETS): "core", six GM programs; "wide", every
+    # melodic program outside the held-out programs' families
+    instruments: str = "core"
     threads: int = 1
     # audio objective: render the estimate with the true on/off decisions and distortion curve
     # (teacher forcing), so each effect's parameters get gradients of their own
@@ -73,6 +77,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1, p_active in (0, 1]")
         if self.labels not in LABELS:
             raise ValueError(f"labels must be one of {LABELS}, not {self.labels!r}")
+        if self.instruments not in INSTRUMENT_SETS:
+            raise ValueError(f"instruments must be one of {tuple(INSTRUMENT_SETS)}, not {self.instruments!r}")
         if self.lr_decay not in LR_DECAYS or not 0 <= self.lr_final <= 1:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
 

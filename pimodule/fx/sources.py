@@ -31,6 +31,16 @@ KINDS = ("speech", "samples", "instruments")
 SPLITS = ("train", "heldout")
 #: GM programs (0-based) rendered for each split: the held-out instruments are never trained on
 PROGRAMS = {"train": (0, 24, 33, 48, 19, 65), "heldout": (40, 73, 56, 4)}
+#: GM families (8 programs each, by first program) that hold a held-out program
+HELDOUT_FAMILIES = frozenset(p - p % 8 for p in PROGRAMS["heldout"])
+#: the training instruments a config can choose ("instruments" in TrainConfig): the six above, or
+#: every melodic GM program outside the held-out programs' families (and outside sound effects,
+#: 120-127), one phrase each
+INSTRUMENT_SETS = {
+    "core": PROGRAMS["train"],
+    "wide": tuple(sorted(set(PROGRAMS["train"]) | {
+        p for p in range(120) if p - p % 8 not in HELDOUT_FAMILIES})),
+}
 HELDOUT_SHARE = 0.2
 
 
@@ -72,7 +82,7 @@ def make_midi(path: Path, program: int, seed: int, n_notes: int = 24) -> None:
     track = mido.MidiTrack()
     mid.tracks.append(track)
     track.append(mido.Message("program_change", program=program, time=0))
-    low = 40 if program in (33, 32, 34) else 55
+    low = 40 if 32 <= program < 40 else 55  # the bass family plays an octave down
     pitch = int(rng.integers(low, low + 20))
     for _ in range(n_notes):
         pitch = int(np.clip(pitch + rng.integers(-5, 6), low - 5, low + 30))
@@ -123,15 +133,19 @@ class DryCorpus:
 
     @classmethod
     def load(cls, sample_rate: int, split: str, kinds=KINDS, cache_dir: Path | None = None,
-             max_files: int | None = None) -> "DryCorpus":
+             max_files: int | None = None, instruments: str = "core") -> "DryCorpus":
+        """``instruments`` names the training programs (INSTRUMENT_SETS); held-out is fixed."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")
+        if instruments not in INSTRUMENT_SETS:
+            raise ValueError(f"instruments must be one of {tuple(INSTRUMENT_SETS)}, not {instruments!r}")
+        programs = INSTRUMENT_SETS[instruments] if split == "train" else PROGRAMS["heldout"]
         cache_dir = Path(cache_dir or Path.home() / ".cache" / "pimodule" / "fx")
         clips: dict[str, list[np.ndarray]] = {}
         for kind in kinds:
             if kind == "instruments":
                 audio = [render_program(p, 1000 + p + (0 if split == "train" else 500), sample_rate,
-                                        cache_dir) for p in PROGRAMS[split][:max_files]]
+                                        cache_dir) for p in programs[:max_files]]
             else:
                 audio = [_load(p, sample_rate) for p in _files(kind, split)[:max_files]]
             clips[kind] = [a for a in (_trim(a, sample_rate) for a in audio) if len(a) > sample_rate // 4]

@@ -71,7 +71,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         start = history["step"][-1] + 1 if history.get("step") else 0
     sr = config.model.sample_rate
     n_samples = analysis_samples(config.model, config.excerpt_s)
-    corpus = DryCorpus.load(sr, "train", config.kinds, max_files=config.max_files or None)
+    corpus = DryCorpus.load(sr, "train", config.kinds, max_files=config.max_files or None,
+                            instruments=config.instruments)
     rng = np.random.default_rng([config.seed, start])
     generator = torch.Generator().manual_seed(config.seed * 100003 + start)
     val = _validation_set(config, n_samples) if config.val_every else None

@@ -47,6 +47,8 @@ def test_config_toml_round_trip_and_errors(tiny_config):
         config_from_dict({"learning_rat": 0.1})
     with pytest.raises(ValueError, match="labels"):
         config_from_dict({"labels": "loudness"})
+    with pytest.raises(ValueError, match="instruments"):
+        config_from_dict({"instruments": "everything"})
 
 
 def test_cli_main_with_config_file_and_overrides(tmp_path, tiny_config, capsys):
