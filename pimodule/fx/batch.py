@@ -79,10 +79,13 @@ def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torc
     return y[:, 0], change
 
 
-def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor) -> torch.Tensor:
+def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor,
+                   render=None) -> torch.Tensor:
     """How much the output ``y`` of hard ``chain`` on ``x`` differs from the chain's output without
     each selectable effect, ``(batch, N_EFFECTS)`` level-matched log-mel dB (0 where off; the
-    gain stage is not measured)."""
+    gain stage is not measured). ``render(x, sample_rate, chain) -> y`` makes the chain's audio:
+    the project's effects by default, another implementation's for audio that came from it."""
+    render = render or (lambda a, sr, c: render_stages(a, sr, c)[0])
     change = torch.zeros(x.shape[0], len(EFFECT_NAMES), dtype=x.dtype)
     for name in SELECTABLE:
         i = EFFECT_NAMES.index(name)
@@ -91,14 +94,15 @@ def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Ten
             continue
         without = chain.rows(on)  # boolean rows are copies: switching the effect off is local
         without.active[:, i] = 0.0
-        alt = render_stages(x[on], sample_rate, without)[0]
+        alt = render(x[on], sample_rate, without)
         change[on, i] = mel_distance(_unit_rms(alt), _unit_rms(y[on]), sample_rate)
     return change
 
 
-def removal_labels(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor) -> torch.Tensor:
+def removal_labels(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor,
+                   render=None) -> torch.Tensor:
     """``chain``'s on/off labels by :func:`removal_change` (the gain stage stays as it is)."""
-    heard = removal_change(x, sample_rate, chain, y) >= LABEL_DB
+    heard = removal_change(x, sample_rate, chain, y, render) >= LABEL_DB
     heard[:, _GAIN] = True
     return chain.active * heard.to(chain.active.dtype)
 

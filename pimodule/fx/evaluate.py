@@ -17,8 +17,8 @@ compressor, distortion and reverb all right; an effect counts as on when it is a
 between inaudible and audible (about a quarter of random chains have one; their label is a coin
 flip on the 1.5 dB midpoint, so all-example accuracy cannot reach 100 % even for a perfect model);
 chain selection also against the other label definition, what removing each effect changes in
-the output (``selection_accuracy_removal``, cases 1 and 2, labelled on the project chain's audio;
-see :mod:`pimodule.fx.batch`); parameter error in [0, 1] units on case 1. Writes results.json and
+the output (``selection_accuracy_removal``, cases 1 and 2, each labelled on the audio of the
+chain that made it: the project's effects, or pedalboard's; see :mod:`pimodule.fx.batch`); parameter error in [0, 1] units on case 1. Writes results.json and
 results.md into ``--out``.
 
 Models are training run folders (torch) or exported ``.onnx`` files (onnxruntime, what the module
@@ -96,6 +96,10 @@ def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarr
     return out
 
 
+def _pedalboard_torch(x: torch.Tensor, sample_rate: int, chain: Chain) -> torch.Tensor:
+    return torch.from_numpy(pedalboard_render(x.numpy(), sample_rate, chain))
+
+
 def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> dict:
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -109,10 +113,11 @@ def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> d
             data[case] = from_dry(dry, chain, sr, "reference", render_labelled=False)
             continue
         b = from_dry(dry[:, :1], chain, sr, "dry", render_labelled=False)
-        with torch.no_grad():  # the other label definition, on the project chain's audio
-            b.removal = removal_labels(b.source, sr, b.rendered, b.target)
         if case == "pedalboard":
             b.wet = b.target = torch.from_numpy(pedalboard_render(dry[:, 0], sr, b.rendered))
+        with torch.no_grad():  # the other label definition, on the audio of the chain that made it
+            b.removal = removal_labels(b.source, sr, b.rendered, b.target,
+                                       _pedalboard_torch if case == "pedalboard" else None)
         data[case] = b
     return data
 

@@ -70,3 +70,23 @@ def test_pedalboard_mapping_bypass_and_gain():
     loud = evaluate.pedalboard_render(x, 16000, _chain([0, 0, 0, 0, 1], gain=0.75))  # +12 dB
     ours = gain(torch.from_numpy(x)[:, None], 16000, gain_db=12.0)[:, 0].numpy()
     assert np.allclose(loud, ours, rtol=1e-4, atol=1e-6)
+
+
+def test_pedalboard_case_is_labelled_by_removal_on_pedalboards_own_audio():
+    """A flat EQ before heavy clipping: removing the EQ changes nothing, removing the clipper a lot,
+    measured between pedalboard renders (what the model hears in that case)."""
+    from pimodule.fx.batch import LABEL_DB, _unit_rms, removal_change, removal_labels
+    from pimodule.fx.losses import mel_distance
+
+    t = np.arange(8000) / 16000
+    x = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)[None]
+    chain = _chain([1, 0, 1, 0, 1], distortion=1.0)  # EQ gains 0 dB, drive 36 dB
+    render = evaluate._pedalboard_torch
+    y = render(torch.from_numpy(x), 16000, chain)
+    change = removal_change(torch.from_numpy(x), 16000, chain, y, render)
+    eq_only = _chain([1, 0, 0, 0, 1])
+    expect = mel_distance(_unit_rms(render(torch.from_numpy(x), 16000, eq_only)), _unit_rms(y), 16000)
+    assert torch.allclose(change[0, 2], expect[0], atol=1e-5) and change[0, 2] > 3 * LABEL_DB
+    assert change[0, 0] < LABEL_DB / 3
+    labels = removal_labels(torch.from_numpy(x), 16000, chain, y, render)
+    assert labels[0].tolist() == [0.0, 0.0, 1.0, 0.0, 1.0]
