@@ -18,8 +18,8 @@ between inaudible and audible (about a quarter of random chains have one; their 
 flip on the 1.5 dB midpoint, so all-example accuracy cannot reach 100 % even for a perfect model);
 chain selection also against the other label definition, what removing each effect changes in
 the output (``selection_accuracy_removal``, cases 1 and 2, each labelled on the audio of the
-chain that made it: the project's effects, or pedalboard's; see :mod:`pimodule.fx.batch`); parameter error in [0, 1] units on case 1. Writes results.json and
-results.md into ``--out``.
+chain that made it: the project's effects, or pedalboard's; see :mod:`pimodule.fx.batch`);
+parameter error in [0, 1] units on case 1. Writes results.json and results.md into ``--out``.
 
 Models are training run folders (torch) or exported ``.onnx`` files (onnxruntime, what the module
 runs): ``pimodule eval fx export/fx.onnx export/fx-dry.onnx`` scores the shipped estimators.

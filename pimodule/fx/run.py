@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from pimodule.fx.batch import LABELS
 from pimodule.fx.losses import OBJECTIVES
 from pimodule.fx.model import Estimator, ModelConfig
-from pimodule.fx.sources import INSTRUMENT_SETS
+from pimodule.fx.sources import instrument_programs
 
 
 LR_DECAYS = ("constant", "cosine")
@@ -77,8 +77,7 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1, p_active in (0, 1]")
         if self.labels not in LABELS:
             raise ValueError(f"labels must be one of {LABELS}, not {self.labels!r}")
-        if self.instruments not in INSTRUMENT_SETS:
-            raise ValueError(f"instruments must be one of {tuple(INSTRUMENT_SETS)}, not {self.instruments!r}")
+        instrument_programs(self.instruments, "train")  # refuses an unknown set
         if self.lr_decay not in LR_DECAYS or not 0 <= self.lr_final <= 1:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
 

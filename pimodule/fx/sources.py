@@ -44,6 +44,13 @@ INSTRUMENT_SETS = {
 HELDOUT_SHARE = 0.2
 
 
+def instrument_programs(instruments: str, split: str) -> tuple[int, ...]:
+    """The GM programs of ``split``: the named training set (INSTRUMENT_SETS), or the held-out ones."""
+    if instruments not in INSTRUMENT_SETS:
+        raise ValueError(f"instruments must be one of {tuple(INSTRUMENT_SETS)}, not {instruments!r}")
+    return INSTRUMENT_SETS[instruments] if split == "train" else PROGRAMS["heldout"]
+
+
 class SourceError(RuntimeError):
     """Dry material is missing (with the package to install)."""
 
@@ -137,9 +144,7 @@ class DryCorpus:
         """``instruments`` names the training programs (INSTRUMENT_SETS); held-out is fixed."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")
-        if instruments not in INSTRUMENT_SETS:
-            raise ValueError(f"instruments must be one of {tuple(INSTRUMENT_SETS)}, not {instruments!r}")
-        programs = INSTRUMENT_SETS[instruments] if split == "train" else PROGRAMS["heldout"]
+        programs = instrument_programs(instruments, split)
         cache_dir = Path(cache_dir or Path.home() / ".cache" / "pimodule" / "fx")
         clips: dict[str, list[np.ndarray]] = {}
         for kind in kinds:
