@@ -3,7 +3,9 @@
 Blind: the chain of ``--input``. With ``--dry``: the chain that turns the dry file into the input.
 With ``--reference`` (style transfer): the chain that makes ``--input`` sound like the reference.
 ``--apply-to x.wav --out y.wav`` renders the estimate on another file with the real-time twins
-(with ``--reference`` the input itself is restyled when ``--apply-to`` is not given).
+(with ``--reference`` the input itself is restyled when ``--apply-to`` is not given). ``--refine``
+(with ``--dry``) checks and fits the estimate against the audio (:mod:`pimodule.fx.refine`); the
+probabilities printed are then its decisions (0 or 1).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import soundfile as sf
 
 from pimodule.fx.chain import describe
-from pimodule.fx.infer import LoadedEstimator, apply_estimate, read_mono
+from pimodule.fx.infer import LoadedEstimator, apply_estimate, read_mono, refine_estimate
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apply-to", type=Path, dest="apply_to", help="render the estimate on this file")
     parser.add_argument("--out", type=Path, help="output wav for --apply-to / --reference")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--refine", action="store_true",
+                        help="with --dry: check and fit the estimate against the audio (analysis by "
+                             "synthesis, pimodule.fx.refine; slower, more often right)")
 
 
 def format_chain(desc: dict) -> str:
@@ -47,6 +52,9 @@ def main(args: argparse.Namespace) -> int:
     if args.apply_to and args.out is None:
         print("pimodule estimate: --apply-to needs --out")
         return 2
+    if args.refine and not args.dry:
+        print("pimodule estimate: --refine needs --dry (the estimate is checked by rendering the dry file)")
+        return 2
     try:
         est = LoadedEstimator(args.model)
         wet, sr = read_mono(args.input)
@@ -56,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
         elif args.dry:
             dry, dry_sr = read_mono(args.dry)
             chain = est.estimate(wet, sr, other=dry, other_rate=dry_sr)
+            if args.refine:
+                chain = refine_estimate(est, chain, wet, sr, dry, dry_sr)
         else:
             chain = est.estimate(wet, sr)
     except (ValueError, FileNotFoundError) as err:

@@ -28,8 +28,10 @@ runs): ``pimodule eval fx export/fx.onnx export/fx-dry.onnx`` scores the shipped
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,7 @@ from pimodule.fx.chain import Chain, apply_chain, physical, sample_chain
 from pimodule.fx.infer import WINDOW_S
 from pimodule.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.fx.model import analysis_samples
+from pimodule.fx.refine import RefineConfig, refine
 from pimodule.fx.run import load_run
 from pimodule.fx.sources import DryCorpus
 from pimodule.fx.specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
@@ -57,6 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--max-files", type=int, default=0, dest="max_files",
                         help="limit held-out files per kind (0: all)")
+    parser.add_argument("--refine", action="store_true",
+                        help="also score each dry-conditioned model's estimates refined by analysis by "
+                             "synthesis (pimodule.fx.refine; cases chain and pedalboard)")
 
 
 def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarray:
@@ -183,10 +189,17 @@ def selection_scores(active: torch.Tensor, batch) -> dict:
     return r
 
 
-def evaluate_model(model, data: dict, sample_rate: int) -> dict:
+def evaluate_model(model, data: dict, sample_rate: int, refine_config: RefineConfig | None = None) -> dict:
+    """Every case's scores; with ``refine_config``, of the estimates refined against the wet audio
+    with the dry one (a dry-conditioned model's cases chain and pedalboard)."""
     results = {}
     for case, batch in data.items():
-        pred = predict(model, batch).hard()
+        if refine_config is None:
+            pred = predict(model, batch).hard()
+        elif case == "style":  # the reference's own dry signal is not at hand
+            continue
+        else:
+            pred = refine(batch.source, batch.wet, sample_rate, predict(model, batch), refine_config)[0]
         est = torch.cat([apply_chain(batch.source[s:s + 16, None], sample_rate,
                                      Chain(pred.active[s:s + 16], pred.unit[s:s + 16],
                                            pred.mode_weights[s:s + 16]))[:, 0]
@@ -238,6 +251,13 @@ def main(args: argparse.Namespace) -> int:
         log.info("evaluating %s", name)
         results["models"][name] = evaluate_model(model, data, sr)
         results["training"][name] = facts
+        if args.refine and facts["conditioning"] == "dry":
+            log.info("evaluating %s, refined", name)
+            config, t0 = RefineConfig(), time.perf_counter()
+            results["models"][f"{name} +refine"] = evaluate_model(model, data, sr, config)
+            n = sum(b.wet.shape[0] for c, b in data.items() if c != "style")
+            results["training"][f"{name} +refine"] = {**facts, "refine": dataclasses.asdict(config),
+                                                      "refine_seconds_per_example": (time.perf_counter() - t0) / max(n, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)

@@ -21,6 +21,7 @@ from pimodule.fx.model import analysis_samples
 
 log = logging.getLogger(__name__)
 WINDOW_S = 1.0
+REFINE_S = 4.0  # seconds of wet and dry audio an estimate is refined on
 SILENCE_RMS = 10 ** (-60 / 20)
 
 
@@ -74,6 +75,27 @@ class LoadedEstimator:
                 chain, _, _ = self.model(torch.from_numpy(w), None if o is None else torch.from_numpy(o))
         return Chain(chain.active.mean(0, keepdim=True), chain.unit.mean(0, keepdim=True),
                      chain.mode_weights.mean(0, keepdim=True))
+
+
+def refine_estimate(estimator: LoadedEstimator, chain: Chain, wet: np.ndarray, sample_rate: int,
+                    dry: np.ndarray, dry_rate: int, config=None) -> Chain:
+    """``chain`` (the estimate of ``wet`` from ``dry``) refined by analysis by synthesis
+    (:mod:`pimodule.fx.refine`) on up to :data:`REFINE_S` seconds from the first loud window."""
+    from pimodule.fx.refine import RefineConfig, refine
+
+    rate = estimator.sample_rate
+    y, x = to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate)
+    n = min(len(x), len(y))
+    if n < rate // 10:
+        raise ValueError("--refine needs at least 0.1 s of aligned wet and dry audio")
+    x, y = x[:n], y[:n]
+    w = min(estimator.window, n)
+    loud = np.flatnonzero(np.sqrt(np.mean(y[: n // w * w].reshape(-1, w) ** 2, 1)) > SILENCE_RMS)
+    start = int(loud[0]) * w if loud.size else 0
+    seg = slice(start, start + max(w, int(REFINE_S * rate)))
+    refined, _ = refine(torch.from_numpy(x[seg].copy())[None], torch.from_numpy(y[seg].copy())[None], rate,
+                        chain, config or RefineConfig())
+    return refined
 
 
 def to_rate(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
