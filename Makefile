@@ -15,7 +15,7 @@ help:
 	@echo "make test    the test suite"
 	@echo "make models  render data, train, export export/violin.onnx and export/flute.onnx"
 	@echo "make bench   real-time benchmark of the models in export/"
-	@echo "make fx-eval score the shipped effect estimators on held-out material (~30 min)"
+	@echo "make fx-eval score the shipped effect estimators on held-out material (~2 h)"
 
 $(BIN)/pimodule: pyproject.toml
 	@command -v fluidsynth >/dev/null && command -v jackd >/dev/null || $(MAKE) system-deps
@@ -85,7 +85,7 @@ fx-models: venv
 	$(MAKE) fx-eval
 
 # The shipped estimators as the module runs them (onnxruntime), on 256 held-out examples, and
-# fx-dry.onnx refined by analysis by synthesis on the laptop (--refine): about 30 min.
+# fx-dry.onnx refined by analysis by synthesis on the laptop (--refine): about 2 h on 2 cores.
 fx-eval: venv
 	$(BIN)/pimodule eval fx export/fx.onnx export/fx-dry.onnx --n-examples 256 --refine --out $(OUT)/fx_eval
 	cp $(OUT)/fx_eval/results.json export/fx_eval.json
