@@ -99,11 +99,18 @@ def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Ten
     return change
 
 
+def heard_effects(change: torch.Tensor) -> torch.Tensor:
+    """``(batch, N_EFFECTS)`` bool: the effects whose measured ``change`` (dB) makes them count as
+    on, at least :data:`LABEL_DB`; the gain stage always."""
+    heard = change >= LABEL_DB
+    heard[:, _GAIN] = True
+    return heard
+
+
 def removal_labels(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor,
                    render=None) -> torch.Tensor:
     """``chain``'s on/off labels by :func:`removal_change` (the gain stage stays as it is)."""
-    heard = removal_change(x, sample_rate, chain, y, render) >= LABEL_DB
-    heard[:, _GAIN] = True
+    heard = heard_effects(removal_change(x, sample_rate, chain, y, render))
     return chain.active * heard.to(chain.active.dtype)
 
 
@@ -160,8 +167,7 @@ def _audible(x, sample_rate, chain, generator, render_labelled, labels="stage"):
         chain = _take_rows(chain, unclear, new)
         y, change = y.clone(), change.clone()
         y[unclear], change[unclear] = fresh, fresh_change
-    heard = change >= LABEL_DB
-    heard[:, _GAIN] = True
+    heard = heard_effects(change)
     between = (chain.active >= 0.5) & (change > INAUDIBLE_DB) & (change < AUDIBLE_DB)
     clear = ~between[:, [EFFECT_NAMES.index(n) for n in SELECTABLE]]
     labelled = Chain(chain.active * heard.to(chain.active.dtype), chain.unit, chain.mode_weights)

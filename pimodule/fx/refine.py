@@ -13,7 +13,7 @@ fitted, the auto-encoder objective run at test time:
 3. the candidate with the smallest distance (less ``choice_prior`` times its log-likelihood) wins;
 4. its effects are labelled as the training data was (:data:`pimodule.fx.batch.LABELS`): one that
    changes the sound by less than :data:`pimodule.fx.batch.LABEL_DB` with the fitted parameters
-   is switched off.
+   is switched off (:func:`pimodule.fx.batch.heard_effects`).
 
 Laptop side (torch): ``pimodule estimate --dry ... --refine`` and ``pimodule eval fx --refine``.
 The module keeps the network's estimate (the device never imports torch). Deterministic: no
@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import torch
 
-from pimodule.fx.batch import LABEL_DB, LABELS, _changes, _unit_rms, render_stages
+from pimodule.fx.batch import _GAIN, LABELS, _changes, _unit_rms, heard_effects, render_stages
 from pimodule.fx.chain import Chain, apply_chain
 from pimodule.fx.losses import log_mel_db, mel_distance, mrstft
 from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE
 
 _COLS = [EFFECT_NAMES.index(n) for n in SELECTABLE]
-_GAIN = EFFECT_NAMES.index("gain")
 #: every on/off combination of the selectable effects, (16, 4)
 SUBSETS = torch.tensor(list(itertools.product((0.0, 1.0), repeat=len(SELECTABLE))))
 MEL_WEIGHT = 0.05  # of the mel L1 (dB) next to the MRSTFT distance in the fitting loss
@@ -132,7 +131,5 @@ def refine(x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain,
     with torch.no_grad():
         change = torch.cat([_changes(x[s:s + config.chunk], sample_rate, chosen.rows(slice(s, s + config.chunk)),
                                      config.labels)[1] for s in range(0, n, config.chunk)])
-    heard = change >= LABEL_DB
-    heard[:, _GAIN] = True
-    final = Chain(chosen.active * heard.to(chosen.active.dtype), chosen.unit, chosen.mode_weights)
+    final = Chain(chosen.active * heard_effects(change).to(chosen.active.dtype), chosen.unit, chosen.mode_weights)
     return final, distance(x, y, sample_rate, final, config.chunk)
