@@ -5,7 +5,8 @@ With ``--reference`` (style transfer): the chain that makes ``--input`` sound li
 ``--apply-to x.wav --out y.wav`` renders the estimate on another file with the real-time twins
 (with ``--reference`` the input itself is restyled when ``--apply-to`` is not given). ``--refine``
 (with ``--dry``) checks and fits the estimate against the audio (:mod:`pimodule.fx.refine`); the
-probabilities printed are then its decisions (0 or 1).
+probabilities printed are then its decisions (0 or 1). ``--send HOST[:PORT]`` pushes the estimate
+to a running module, where it is held and matched on input R (:mod:`pimodule.fx.push`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import soundfile as sf
 
 from pimodule.fx.chain import describe
 from pimodule.fx.infer import LoadedEstimator, apply_estimate, read_mono, refine_estimate
+from pimodule.fx.push import parse_target, push
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apply-to", type=Path, dest="apply_to", help="render the estimate on this file")
     parser.add_argument("--out", type=Path, help="output wav for --apply-to / --reference")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--send", metavar="HOST[:PORT]",
+                        help="push the estimate to a running module over OSC (port 9000 by default): "
+                             "held there and matched on input R (pimodule.fx.push)")
     parser.add_argument("--refine", action="store_true",
                         help="with --dry: check and fit the estimate against the audio (analysis by "
                              "synthesis, pimodule.fx.refine; slower, more often right)")
@@ -54,6 +59,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.refine and not args.dry:
         print("pimodule estimate: --refine needs --dry (the estimate is checked by rendering the dry file)")
+        return 2
+    try:
+        target_host = parse_target(args.send) if args.send else None
+    except ValueError as err:
+        print(f"pimodule estimate: {err}")
         return 2
     try:
         est = LoadedEstimator(args.model)
@@ -79,4 +89,15 @@ def main(args: argparse.Namespace) -> int:
         rendered = apply_estimate(desc, audio, rate)
         sf.write(str(args.out), rendered, rate, subtype="FLOAT")
         log.info("wrote %s", args.out)
+    if target_host is not None:
+        try:
+            refused = push(desc, *target_host)
+        except (TimeoutError, OSError) as err:
+            print(f"pimodule estimate: the module at {args.send} did not take the chain: {err}")
+            return 1
+        for line in refused:
+            print(f"pimodule estimate: the module refused {line}")
+        if refused:
+            return 1
+        print(f"sent to {target_host[0]}:{target_host[1]}: held and matched on input R")
     return 0

@@ -33,7 +33,9 @@ from typing import Any, Mapping
 from pythonosc.osc_packet import ParseError
 
 from pimodule.io.controller import CV_VOLTS, GAIN_SPEC, Controller
+from pimodule.io.osc_args import Refused, no_args, one_number, one_port, one_string
 from pimodule.io.osc_client import OscClient, decode, encode, is_loopback
+from pimodule.io.osc_fx import FX_PATHS, dispatch_fx
 from pimodule.io.worker import BackgroundThread
 
 __all__ = ["OscClient", "OscConfig", "OscServer", "decode", "encode"]
@@ -194,7 +196,7 @@ class OscServer(BackgroundThread):
             self.counters.messages += 1
             try:
                 self._dispatch(address, args, src)
-            except _Refused as err:
+            except Refused as err:
                 self._error(src, address, str(err))
             except (KeyError, ValueError) as err:
                 self._error(src, address, str(err.args[0] if err.args else err))
@@ -204,73 +206,52 @@ class OscServer(BackgroundThread):
 
     def _dispatch(self, address: str, args: list, src: tuple[str, int]) -> None:
         if not address.startswith(PREFIX):
-            raise _Refused("unknown address (everything lives under /pimodule/)")
+            raise Refused("unknown address (everything lives under /pimodule/)")
         path = address[len(PREFIX):]
         reply = self._reply_to(src)
         c = self.controller
         if path.startswith("control/"):
             name = path[len("control/"):]
             if name not in c.controls():
-                raise _Refused(f"unknown control {name!r}")
-            value = _one_number(args)
+                raise Refused(f"unknown control {name!r}")
+            value = one_number(args)
             applied = c.set_control(name, value)
             if applied != value:
                 self.counters.clamped += 1
                 self._send(reply, address, float(applied))
         elif path.startswith("cv/"):
-            volts = _one_number(args)
+            volts = one_number(args)
             applied = min(max(volts, CV_VOLTS[0]), CV_VOLTS[1])
             set_cv = getattr(c, "set_cv", None)
             if set_cv is None:
-                raise _Refused("this daemon reads its CV itself (no external CV)")
+                raise Refused("this daemon reads its CV itself (no external CV)")
             set_cv(path[len("cv/"):], applied)
             if applied != volts:
                 self.counters.clamped += 1
                 self._send(reply, address, float(applied))
         elif path == "gain":
-            value = _one_number(args)
+            value = one_number(args)
             applied = c.set_gain_db(GAIN_SPEC.clamp(value))
             if applied != value:
                 self.counters.clamped += 1
                 self._send(reply, address, float(applied))
         elif path == "mute":
-            c.set_mute(bool(_one_number(args)))
-            self._send(reply, address, int(bool(_one_number(args))))
-        elif path == "fx/match":
-            on = bool(_one_number(args))
-            if getattr(c, "set_fx_match", None) is None:
-                raise _Refused("this daemon has no fx mode")
-            c.set_fx_match(on)
-            self._send(reply, address, int(on))
-        elif path == "fx/model":
-            name = _one_string(args)
-            if getattr(c, "set_fx_model", None) is None:
-                raise _Refused("this daemon has no fx mode")
-            c.set_fx_model(name)
-            self._send(reply, "/pimodule/fx/loading", name)
-        elif path == "fx/list":
-            _no_args(args)
-            if getattr(c, "list_fx_models", None) is None:
-                raise _Refused("this daemon has no fx mode")
-            self._send(reply, "/pimodule/fx/models", *c.list_fx_models())
-        elif path == "fx/estimate":
-            _no_args(args)
-            if getattr(c, "fx_messages", None) is None:
-                raise _Refused("this daemon has no fx mode")
-            for fx_address, fx_args in c.fx_messages():
-                self._send(reply, fx_address, *fx_args)
+            c.set_mute(bool(one_number(args)))
+            self._send(reply, address, int(bool(one_number(args))))
+        elif path in FX_PATHS:
+            dispatch_fx(path, address, args, c, lambda *msg: self._send(reply, *msg))
         elif path == "mode":
-            c.set_mode(_one_string(args))
-            self._send(reply, address, _one_string(args))
+            c.set_mode(one_string(args))
+            self._send(reply, address, one_string(args))
         elif path == "model/load":
-            name = _one_string(args)
+            name = one_string(args)
             c.load_model(name)
             self._send(reply, "/pimodule/model/loading", name)
         elif path == "model/list":
-            _no_args(args)
+            no_args(args)
             self._send(reply, "/pimodule/models", *c.list_models())
         elif path == "controls":
-            _no_args(args)
+            no_args(args)
             table = c.controls()
             for s in table:
                 self._send(reply, "/pimodule/controls/spec", s.name, s.unit, float(s.min),
@@ -279,29 +260,29 @@ class OscServer(BackgroundThread):
         elif path == "ping":
             self._send(reply, "/pimodule/pong", *[a for a in args if isinstance(a, (int, float, str))])
         elif path == "reply/port":
-            port = _one_port(args)
+            port = one_port(args)
             self._reply_ports[src] = port
             self._send((src[0], port), address, port)
         elif path == "status/subscribe":
             self._subscribe(src, args)
         elif path == "status/unsubscribe":
-            port = _one_port(args) if args else self._reply_to(src)[1]
+            port = one_port(args) if args else self._reply_to(src)[1]
             self._subs.pop((src[0], port), None)
             self._send((src[0], port), address, port)
         else:
-            raise _Refused("unknown address")
+            raise Refused("unknown address")
 
     def _subscribe(self, src: tuple[str, int], args: list) -> None:
         if len(args) > 2:
-            raise _Refused("expected [port i] [rate f]")
-        port = _one_port(args[:1]) if args else self._reply_to(src)[1]
+            raise Refused("expected [port i] [rate f]")
+        port = one_port(args[:1]) if args else self._reply_to(src)[1]
         rate = DEFAULT_STATUS_RATE_HZ
         if len(args) == 2:
-            rate = _one_number(args[1:])
+            rate = one_number(args[1:])
             rate = min(max(rate, STATUS_RATE_HZ[0]), STATUS_RATE_HZ[1])
         key = (src[0], port)
         if key not in self._subs and len(self._subs) >= self.config.max_subscribers:
-            raise _Refused(f"too many subscribers (max {self.config.max_subscribers})")
+            raise Refused(f"too many subscribers (max {self.config.max_subscribers})")
         now = self._clock()
         old = self._subs.get(key)
         first_due = now if old is None else min(old.next_due, now + 1.0 / rate)  # renewal: keep pace
@@ -330,39 +311,6 @@ class OscServer(BackgroundThread):
     @property
     def subscribers(self) -> list[tuple[str, int]]:
         return list(self._subs)
-
-
-class _Refused(Exception):
-    pass
-
-
-def _one_number(args: list) -> float:
-    if len(args) != 1:
-        raise _Refused(f"expected one number, got {len(args)} arguments")
-    a = args[0]
-    if isinstance(a, bool) or not isinstance(a, (int, float)):
-        raise _Refused(f"expected a number, got {type(a).__name__}")
-    if not math.isfinite(a):
-        raise _Refused(f"{a} is not a finite number")
-    return float(a)
-
-
-def _one_string(args: list) -> str:
-    if len(args) != 1 or not isinstance(args[0], str):
-        raise _Refused("expected one string")
-    return args[0]
-
-
-def _one_port(args: list) -> int:
-    port = _one_number(args)
-    if port != int(port) or not 1 <= port <= 65535:
-        raise _Refused("port must be an integer 1..65535")
-    return int(port)
-
-
-def _no_args(args: list) -> None:
-    if args:
-        raise _Refused("expected no arguments")
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -167,13 +167,15 @@ class AudioRunner:
     def run_offline(self, duration_s: float, *, block_size: int = 128, realtime: bool = True,
                     input_signal: np.ndarray | None = None, should_stop=lambda: False) -> None:
         """Call the callback block by block for ``duration_s`` of audio (``inf``: until
-        ``should_stop()``), paced like a device when ``realtime``, with ``input_signal`` (mono,
-        device rate) or silence as input."""
+        ``should_stop()``), paced like a device when ``realtime``, with ``input_signal`` (device
+        rate; mono: input L, ``(samples, 2)``: inputs L and R) or silence as input."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.backend = "offline (simulated clock)"
         self.rt_status = "off (offline)"
         n_total = int(round(duration_s * self.sample_rate_hz)) if math.isfinite(duration_s) else None
-        indata = np.zeros((block_size, max(1, self.input_channel + 1)), dtype=np.float32)
+        stereo = input_signal is not None and np.ndim(input_signal) == 2
+        aux = 1 - min(self.input_channel, 1)  # the channel the callback reads as input R
+        indata = np.zeros((block_size, max(2 if stereo else 1, self.input_channel + 1)), dtype=np.float32)
         outdata = np.zeros((block_size, self.n_output_channels), dtype=np.float32)
         period_s = block_size / self.sample_rate_hz
         t_start = time.monotonic()
@@ -183,7 +185,11 @@ class AudioRunner:
             indata.fill(0.0)
             if input_signal is not None and done < len(input_signal):
                 k = min(n, len(input_signal) - done)
-                indata[:k, self.input_channel] = input_signal[done : done + k]
+                if stereo:
+                    indata[:k, self.input_channel] = input_signal[done : done + k, 0]
+                    indata[:k, aux] = input_signal[done : done + k, 1]
+                else:
+                    indata[:k, self.input_channel] = input_signal[done : done + k]
             self.callback(indata[:n], outdata[:n], n, None, None)
             done += n
             if realtime:

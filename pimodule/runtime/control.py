@@ -61,10 +61,31 @@ class DaemonController:
 
     def set_fx_match(self, on: bool) -> None:
         """Matching mode: apply the estimated chain to input R (fx mode)."""
+        self._matcher().matching = bool(on)
+
+    def _matcher(self):
         matcher = self.engine.fx_matcher
         if matcher is None:
             raise KeyError("no effect estimator installed (models dir has no fx model)")
-        matcher.matching = bool(on)
+        return matcher
+
+    def set_fx_hold(self, on: bool) -> None:
+        """Hold the matched chain as it is (True) or let it follow the estimates again (False)."""
+        self._matcher().hold(on)
+
+    def set_fx_value(self, effect: str, name: str, value: float | str) -> float | str:
+        """One value of the matched chain (``active``, ``mode`` or a parameter in its unit); the
+        chain then holds. Returns what was applied (clamped to the spec)."""
+        return self._matcher().set_value(effect, name, value)
+
+    def fx_matched_messages(self) -> list[tuple[str, tuple]]:
+        """The matched chain's targets as OSC messages under ``/pimodule/fx/matched``, then
+        ``/pimodule/fx/matched/hold i``."""
+        from pimodule.runtime.fxmode import osc_messages
+
+        matcher = self._matcher()
+        return [*osc_messages(matcher.matched(), "/pimodule/fx/matched"),
+                ("/pimodule/fx/matched/hold", (int(matcher.held),))]
 
     def list_fx_models(self) -> list[str]:
         return self.loader.store.list("fx")
@@ -116,6 +137,7 @@ class DaemonController:
             "cv": {k: round(v, 4) for k, v in self.cv_snapshot().items()},
             "analysis_underruns": engine.analysis.n_underruns,
             "fx_match": int(bool(engine.fx_matcher is not None and engine.fx_matcher.matching)),
+            "fx_hold": int(bool(engine.fx_matcher is not None and engine.fx_matcher.held)),
             "fx_model": self.fx.name if self.fx is not None else "",
             "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
             "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,

@@ -1,6 +1,7 @@
 """firmware/pd_patches/pimodule_fx.pd in real headless Pd: fx estimates from the daemon reach
-its displays (and its `pm-fx` send), its matching toggle sends /pimodule/fx/match and its
-estimator choice /pimodule/fx/model."""
+its displays (and its `pm-fx` send), its matching toggle sends /pimodule/fx/match, its
+estimator choice /pimodule/fx/model, its hold toggle /pimodule/fx/hold and `pm-fx-set`
+/pimodule/fx/set."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ HARNESS = """#N canvas 0 50 600 400 10;
 #X obj 200 140 netreceive -u {ctrl2};
 #X obj 200 165 s pm-fx-model;
 #X connect 13 0 14 0;
+#X obj 200 190 netreceive -u {ctrl3};
+#X obj 200 215 s pm-fx-hold;
+#X connect 15 0 16 0;
+#X obj 200 240 netreceive -u {ctrl4};
+#X obj 200 265 s pm-fx-set;
+#X connect 17 0 18 0;
 """
 
 
@@ -77,9 +84,10 @@ def _daemon_gets(daemon: socket.socket, sender: socket.socket, payload: bytes, p
 
 def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
     daemon, fwd, sender = _udp(), _udp(), _udp()
-    inport, ctrl, ctrl2 = _port(), _port(), _port()
+    inport, ctrl, ctrl2, ctrl3, ctrl4 = _port(), _port(), _port(), _port(), _port()
     harness = tmp_path / "fx_harness.pd"
     harness.write_text(HARNESS.format(dport=daemon.getsockname()[1], inport=inport, ctrl=ctrl, ctrl2=ctrl2,
+                                      ctrl3=ctrl3, ctrl4=ctrl4,
                                       fwd=fwd.getsockname()[1]))
     log_path = tmp_path / "pd.log"
     with log_path.open("w") as log:
@@ -98,6 +106,9 @@ def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
             sender.sendto(encode("/pimodule/fx/compressor/threshold_db", -18.5), ("127.0.0.1", inport))
             assert _daemon_gets(daemon, sender, b"1;\n", ctrl, "/pimodule/fx/match") == [1]
             assert _daemon_gets(daemon, sender, b"fx-dry;\n", ctrl2, "/pimodule/fx/model") == ["fx-dry"]
+            assert _daemon_gets(daemon, sender, b"1;\n", ctrl3, "/pimodule/fx/hold") == [1]
+            assert _daemon_gets(daemon, sender, b"reverb mix_pct 30;\n", ctrl4, "/pimodule/fx/set") == ["reverb", "mix_pct", 30.0]
+            assert _daemon_gets(daemon, sender, b"distortion mode hard;\n", ctrl4, "/pimodule/fx/set") == ["distortion", "mode", "hard"]
         finally:
             stop_process(proc)
             for s in (daemon, fwd, sender):
