@@ -25,11 +25,8 @@ import torch
 from pimodule.fx.chain import PARAM_SLICES, Chain, apply_effect, sample_chain
 from pimodule.fx.losses import log_mel_db, mel_distance
 from pimodule.fx.sources import DryCorpus
-from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.fx.specs import AUDIBLE_DB, EFFECT_NAMES, INAUDIBLE_DB, LABEL_DB, SELECTABLE, SPECS
 
-INAUDIBLE_DB = 1.0  # level-matched log-mel change below which an effect counts as off
-AUDIBLE_DB = 2.0  # ... and from which it counts as on
-LABEL_DB = 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)  # the label's threshold where a drawn effect sits between
 REDRAWS = 4  # tries at drawing a chain without effects between the two
 _GAIN = EFFECT_NAMES.index("gain")
 LABELS = ("stage", "removal")

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from pimodule.fx.batch import from_dry, removal_labels, selection_correct
-from pimodule.fx.chain import Chain, apply_chain, physical, sample_chain
+from pimodule.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
 from pimodule.fx.infer import WINDOW_S
 from pimodule.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.fx.model import analysis_samples
@@ -46,6 +46,7 @@ from pimodule.fx.refine import RefineConfig, refine
 from pimodule.fx.run import load_run
 from pimodule.fx.sources import DryCorpus
 from pimodule.fx.specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.fx.twin.check import CheckConfig, SubsetCheck
 
 log = logging.getLogger(__name__)
 CASES = ("chain", "pedalboard", "style")
@@ -60,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--max-files", type=int, default=0, dest="max_files",
                         help="limit held-out files per kind (0: all)")
+    parser.add_argument("--check", action="store_true",
+                        help="also score each dry-conditioned model's estimates checked as the module "
+                             "checks them (pimodule.fx.twin.check; cases chain and pedalboard)")
     parser.add_argument("--refine", action="store_true",
                         help="also score each dry-conditioned model's estimates refined by analysis by "
                              "synthesis (pimodule.fx.refine; cases chain and pedalboard)")
@@ -189,15 +193,34 @@ def selection_scores(active: torch.Tensor, batch) -> dict:
     return r
 
 
-def evaluate_model(model, data: dict, sample_rate: int, refine_config: RefineConfig | None = None) -> dict:
+def checked(x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain,
+            config: CheckConfig = CheckConfig()) -> Chain:
+    """The module's check (:mod:`pimodule.fx.twin.check`, numpy twins) of each example's
+    ``estimate`` for dry ``x`` and wet ``y`` ``(batch, samples)``, as a hard chain."""
+    check = SubsetCheck(sample_rate, config)
+    active, unit = estimate.hard().active.clone(), estimate.unit.clone()
+    for i in range(x.shape[0]):
+        out = check(x[i].numpy(), y[i].numpy(), describe(estimate, i))
+        for k, name in enumerate(EFFECT_NAMES):
+            active[i, k] = float(out[name]["active"]) if name in SELECTABLE else active[i, k]
+            for j, spec in enumerate(SPECS[name]):
+                unit[i, PARAM_SLICES[name].start + j] = float(spec.to_unit(out[name]["params"][spec.name]))
+    return Chain(active, unit, estimate.hard().mode_weights)
+
+
+def evaluate_model(model, data: dict, sample_rate: int, refine_config: RefineConfig | None = None,
+                   check_config: CheckConfig | None = None) -> dict:
     """Every case's scores; with ``refine_config``, of the estimates refined against the wet audio
-    with the dry one (a dry-conditioned model's cases chain and pedalboard)."""
+    with the dry one (a dry-conditioned model's cases chain and pedalboard); with
+    ``check_config``, of the estimates checked as the module does (the same cases)."""
     results = {}
     for case, batch in data.items():
-        if refine_config is None:
+        if refine_config is None and check_config is None:
             pred = predict(model, batch).hard()
         elif case == "style":  # the reference's own dry signal is not at hand
             continue
+        elif check_config is not None:
+            pred = checked(batch.source, batch.wet, sample_rate, predict(model, batch), check_config)
         else:
             pred = refine(batch.source, batch.wet, sample_rate, predict(model, batch), refine_config)[0]
         est = torch.cat([apply_chain(batch.source[s:s + 16, None], sample_rate,
@@ -251,6 +274,13 @@ def main(args: argparse.Namespace) -> int:
         log.info("evaluating %s", name)
         results["models"][name] = evaluate_model(model, data, sr)
         results["training"][name] = facts
+        if args.check and facts["conditioning"] == "dry":
+            log.info("evaluating %s, checked as on the module", name)
+            check_config, t0 = CheckConfig(), time.perf_counter()
+            results["models"][f"{name} +check"] = evaluate_model(model, data, sr, check_config=check_config)
+            n = sum(b.wet.shape[0] for c, b in data.items() if c != "style")
+            results["training"][f"{name} +check"] = {**facts, "check": dataclasses.asdict(check_config),
+                                                     "check_seconds_per_example": (time.perf_counter() - t0) / max(n, 1)}
         if args.refine and facts["conditioning"] == "dry":
             log.info("evaluating %s, refined", name)
             config, t0 = RefineConfig(), time.perf_counter()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pimodule.fx.chain import PARAM_SLICES, Chain, apply_chain
 from pimodule.fx.model import mel_filterbank
-from pimodule.fx.specs import EFFECT_NAMES, SELECTABLE
+from pimodule.fx.specs import EFFECT_NAMES, LABEL_DB, SELECTABLE
 
 OBJECTIVES = ("param", "audio", "hybrid")
 FFT_SIZES = (256, 512, 1024, 2048)
@@ -98,8 +98,6 @@ def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
     parts["mode"] = (ce * dist_on).sum() / dist_on.sum().clamp_min(1.0)
     total = select_weight * parts["select"] + 0.5 * parts["mode"]
     if change is not None and change_weight > 0:
-        from pimodule.fx.batch import LABEL_DB  # batch imports this module
-
         cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
         goal = change_logits(change[:, cols], LABEL_DB)
         parts["change"] = F.smooth_l1_loss(active_logits[:, cols], goal)

@@ -85,6 +85,11 @@ SPECS: dict[str, ParamTable] = {
 EFFECT_NAMES: tuple[str, ...] = tuple(SPECS)
 #: The effects chain selection decides on; ``gain`` is the always-on level stage.
 SELECTABLE: tuple[str, ...] = ("eq", "compressor", "distortion", "reverb")
+#: What counts as heard (pimodule.fx.batch): an effect that changes the sound by less than
+#: INAUDIBLE_DB (level-matched log-mel) is off, from AUDIBLE_DB on; LABEL_DB decides in between.
+INAUDIBLE_DB = 1.0
+AUDIBLE_DB = 2.0
+LABEL_DB = 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
 
 # Fixed constants of the effects' structure (not parameters).
 COMPRESSOR_RMS_MS = 5.0  # RMS detector time constant

@@ -13,24 +13,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
+from pimodule.fx.melscale import mel_filterbank
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 30.0) -> np.ndarray:
-    """Triangular filters on the HTK mel scale, ``(n_mels, n_fft // 2 + 1)``, area-normalised."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(sample_rate / 2), n_mels + 2))
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    fb = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-    return (fb / np.maximum(fb.sum(1, keepdims=True), 1e-9)).astype(np.float32)
+__all__ = ["Stft", "mel_filterbank", "soft_histogram"]
 
 
 class Stft(nn.Module):

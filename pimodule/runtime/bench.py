@@ -138,25 +138,30 @@ def format_table(rows: list[dict]) -> str:
 def bench_fx(path: Path, block_sizes, rate_hz: int, n_blocks: int) -> list[dict]:
     """fx mode's two costs: the estimator per analysis window (off the audio thread) and the
     twin chain with every effect on, per device block (in the callback)."""
-    from pimodule.fx.twin.bench import bench_chain, bench_estimator
+    from pimodule.fx.twin.bench import bench_chain, bench_check, bench_estimator
 
     est = bench_estimator(path)
+    check = bench_check(path)  # a dry model's check (its own thread, every fx.check_interval_s)
     rows = []
     for block in block_sizes:
         chain = bench_chain(rate_hz, block, n_blocks)
         rows.append({"model": path.stem, "block_size": block, "rate_hz": rate_hz,
                      "estimator_ms_per_window": est["median_ms"], "estimator_max_ms": est["max_ms"],
-                     "window_s": est["window"] / est["sample_rate"], "chain_p50_us": chain["p50_us"],
+                     "window_s": est["window"] / est["sample_rate"],
+                     "check_ms_per_window": check["median_ms"] if check else float("nan"),
+                     "chain_p50_us": chain["p50_us"],
                      "chain_p99_us": chain["p99_us"], "chain_p99_percent_of_period": 100 * chain["p99_share"]})
     return rows
 
 
 def format_fx_table(rows: list[dict]) -> str:
-    head = (f"{'fx model':<16} {'block':>5} {'estimator ms/window':>20} {'chain p50 us':>13} "
+    head = (f"{'fx model':<16} {'block':>5} {'estimator ms/window':>20} {'check ms':>9} {'chain p50 us':>13} "
             f"{'chain p99 us':>13} {'p99 %':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model'][:16]:<16} {r['block_size']:>5} {r['estimator_ms_per_window']:>20.2f} "
+        check = r.get("check_ms_per_window", float("nan"))
+        check = f"{check:>9.0f}" if check == check else f"{'–':>9}"
+        lines.append(f"{r['model'][:16]:<16} {r['block_size']:>5} {r['estimator_ms_per_window']:>20.2f} {check} "
                      f"{r['chain_p50_us']:>13.0f} {r['chain_p99_us']:>13.0f} {r['chain_p99_percent_of_period']:>6.1f}")
     return "\n".join(lines)
 

@@ -68,6 +68,8 @@ class FxConfig:
     interval_s: float = 0.25  # how often the estimator runs in fx mode (at most every 250 ms)
     smoothing: float = 0.5  # weight of each new estimate in the running average
     match: bool = False  # apply the estimated chain to input R (matching mode)
+    check: bool = True  # a dry model's estimates checked against the audio (pimodule.runtime.fxcheck)
+    check_interval_s: float = 1.0  # how often (each check takes about a second of one core here)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError("models.crossfade_ms and models.sample_rate_hz must be positive")
     if not 0.0 < cfg.fx.interval_s <= 0.25 or not 0.0 < cfg.fx.smoothing <= 1.0:
         raise ConfigError("fx.interval_s must be in (0, 0.25] and fx.smoothing in (0, 1]")
+    if not 0.05 <= cfg.fx.check_interval_s <= 60.0:
+        raise ConfigError("fx.check_interval_s must be in [0.05, 60]")
     for section in ("osc", "flash"):
         sub = getattr(cfg, section)
         if sub.host not in ("127.0.0.1", "localhost", "::1") and not sub.allow_hosts:

@@ -116,6 +116,7 @@ class DaemonController:
         stats = self.runner.stats.summary(self.runner.sample_rate_hz)
         engine = self.engine
         session = engine.session
+        checker = getattr(self.fx, "checker", None)
         return {
             "cpu_percent": round(stats["cpu_percent"], 2),
             "callback_p50_us": round(stats["p50_us"], 1),
@@ -141,6 +142,8 @@ class DaemonController:
             "fx_model": self.fx.name if self.fx is not None else "",
             "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
             "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,
+            "fx_checks": checker.n_checks if checker is not None else 0,
+            "fx_check_ms": round(checker.last_check_ms, 1) if checker is not None else 0.0,
         }
 
 

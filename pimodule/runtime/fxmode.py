@@ -14,6 +14,9 @@
   noise); otherwise R passes through. The chain follows the estimates unless it is held
   (``/pimodule/fx/hold``): then it keeps what a laptop pushed (``pimodule estimate --send``, e.g.
   an estimate refined by analysis by synthesis) or what was set by hand (``/pimodule/fx/set``).
+- A dry model's estimates are also checked against the audio on a slower thread
+  (pimodule.runtime.fxcheck, ``fx.check``); from the first check on, the checked chain is the
+  one matching follows.
 - Another estimator (``/pimodule/fx/model``) is loaded and checked by the analyzer's own thread
   and then replaces the current one with fresh input histories; a file that fails (unreadable,
   not kind ``fx``, non-finite output) is refused and the current estimator goes on.
@@ -187,8 +190,11 @@ class FxAnalyzer(BackgroundThread):
 
     def __init__(self, estimator_path: Path, device_rate_hz: int, *, interval_s: float = 0.25,
                  smoothing: float = 0.5, matcher: FxMatcher | None = None,
-                 on_estimate: Callable[[dict], None] | None = None, is_active: Callable[[], bool] = lambda: True):
+                 on_estimate: Callable[[dict], None] | None = None, is_active: Callable[[], bool] = lambda: True,
+                 checker=None):
         super().__init__("pimodule-fx")
+        #: checks a dry model's estimates against the audio (pimodule.runtime.fxcheck.FxChecker)
+        self.checker = checker
         self.device_rate_hz = int(device_rate_hz)
         self.interval_s = min(float(interval_s), 0.25)
         self.smoothing = float(smoothing)
@@ -218,6 +224,8 @@ class FxAnalyzer(BackgroundThread):
         self.other_history = InputHistory(n_history) if estimator.conditioning != "blind" else None
         self.latest: dict = {}
         self._smoothed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if self.checker is not None:
+            self.checker.reset()
         if self.on_histories is not None:
             self.on_histories(self.history, self.other_history)
         self.estimator = estimator
@@ -283,11 +291,24 @@ class FxAnalyzer(BackgroundThread):
         estimate = self.estimator.describe(*self._smoothed)
         self.latest = estimate
         self.n_runs += 1
-        if self.matcher is not None:
+        checker = self.checker if self.estimator.conditioning == "dry" else None
+        if checker is not None:  # the check decides the chain from its first result on
+            checker.offer(self.estimator.sample_rate, y[0], other[0], estimate)
+        if self.matcher is not None and not (checker is not None and checker.driving):
             self.matcher.follow(estimate)
         if self.on_estimate is not None:
             self.on_estimate(estimate)
         return estimate
+
+    def start(self) -> None:
+        super().start()
+        if self.checker is not None:
+            self.checker.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        if self.checker is not None:
+            self.checker.stop(timeout_s)
+        super().stop(timeout_s)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -352,10 +373,16 @@ def build(cfg, engine, store, max_block: int, publish, on_error=None) -> "FxAnal
     try:
         path = store.resolve(cfg.fx.model)
         matcher = FxMatcher(cfg.audio.sample_rate_hz, max_block)
+        checker = None
+        if cfg.fx.check:
+            from pimodule.runtime.fxcheck import FxChecker
+
+            checker = FxChecker(cfg.fx.check_interval_s, follow=matcher.follow,
+                                publish=lambda est: publish(osc_messages(est, "/pimodule/fx/checked")))
         analyzer = FxAnalyzer(path, cfg.audio.sample_rate_hz, interval_s=cfg.fx.interval_s,
                               smoothing=cfg.fx.smoothing, matcher=matcher,
                               on_estimate=lambda est: publish(osc_messages(est)),
-                              is_active=lambda: engine.mode == "fx")
+                              is_active=lambda: engine.mode == "fx", checker=checker)
     except (ModelFileError, ValueError, OSError) as err:
         log.warning("fx mode without an estimator (input passes through): %s", err)
         return None

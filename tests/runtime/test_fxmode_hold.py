@@ -149,7 +149,8 @@ def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(tmp_path, c
             runs = d.fx.n_runs
             while time.monotonic() < deadline + 30 and d.fx.n_runs < runs + 2:
                 time.sleep(0.05)
-            latest = d.fx.latest
+            checker = d.fx.checker  # from its first check on, matching follows the checks
+            latest = checker.latest if checker is not None and checker.driving else d.fx.latest
             now = _matched(c)
             assert now["/pimodule/fx/matched/hold"] == [0]
             assert now["/pimodule/fx/matched/reverb/mix_pct"][0] == pytest.approx(

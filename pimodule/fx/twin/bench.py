@@ -49,3 +49,34 @@ def bench_estimator(path: Path, n_runs: int = 20, seed: int = 0) -> dict:
     ms = np.array(times) * 1e3
     return {"window": est.window, "sample_rate": est.sample_rate, "median_ms": float(np.median(ms)),
             "max_ms": float(ms.max())}
+
+
+def bench_check(path: Path, n_runs: int = 3, seed: int = 0) -> dict | None:
+    """Median and max ms of the module's check of one estimate (pimodule.fx.twin.check) of a
+    dry-conditioned estimator, on a tone clipped and reverberated by the twins; None if blind."""
+    from pimodule.fx.twin.check import SubsetCheck
+    from pimodule.fx.twin.estimator import OnnxEstimator
+
+    est = OnnxEstimator(path)
+    if est.conditioning != "dry":
+        return None
+    rng = np.random.default_rng(seed)
+    t = np.arange(est.window) / est.sample_rate
+    dry = 0.25 * np.sin(2 * np.pi * 196 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t))
+    dry += 0.005 * rng.standard_normal(t.shape)
+    chain = ChainTwin(est.sample_rate, channels=1, distortion_mode="soft")
+    for name in ("eq", "compressor"):
+        chain.set_active(name, False, immediate=True)
+    chain.set_params("distortion", immediate=True, drive_db=18.0)
+    wet = dry[None].copy()
+    chain.process(wet)
+    active, mode, unit = est.run(wet.astype(np.float32), dry[None].astype(np.float32))
+    estimate = est.describe(active[0], mode[0], unit[0])
+    check = SubsetCheck(est.sample_rate)
+    times = []
+    for _ in range(n_runs):
+        t0 = time.perf_counter()
+        check(dry, wet[0], estimate)
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1e3
+    return {"median_ms": float(np.median(ms)), "max_ms": float(ms.max())}
