@@ -15,7 +15,7 @@ help:
 	@echo "make test    the test suite"
 	@echo "make models  render data, train, export export/violin.onnx and export/flute.onnx"
 	@echo "make bench   real-time benchmark of the models in export/"
-	@echo "make fx-eval score the shipped effect estimators on held-out material (~2 h)"
+	@echo "make fx-eval score the shipped effect estimators on held-out material (~30 min)"
 
 $(BIN)/pimodule: pyproject.toml
 	@command -v fluidsynth >/dev/null && command -v jackd >/dev/null || $(MAKE) system-deps
@@ -84,10 +84,11 @@ fx-models: venv
 	$(BIN)/pimodule eval fx $(addprefix $(RUNS)/,$(FX_RUNS) fx_dry_pair_xs_audio_graded_more_wide) --n-examples 256 --out $(OUT)/fx_eval_runs
 	$(MAKE) fx-eval
 
-# The shipped estimators as the module runs them (onnxruntime), on 256 held-out examples, and
-# fx-dry.onnx refined by analysis by synthesis on the laptop (--refine): about 2 h on 2 cores.
+# The shipped estimators as the module runs them (onnxruntime), on 256 held-out examples;
+# fx-dry.onnx also checked as the daemon checks it (--check, numpy twins) and refined by analysis
+# by synthesis on the laptop (--refine, torch): about 30 min on 2 cores.
 fx-eval: venv
-	$(BIN)/pimodule eval fx export/fx.onnx export/fx-dry.onnx --n-examples 256 --refine --out $(OUT)/fx_eval
+	$(BIN)/pimodule eval fx export/fx.onnx export/fx-dry.onnx --n-examples 256 --check --refine --out $(OUT)/fx_eval
 	cp $(OUT)/fx_eval/results.json export/fx_eval.json
 
 demo: venv export/violin.onnx export/flute.onnx

@@ -1,20 +1,27 @@
-"""The module's check of a dry-conditioned estimate: which effects are on (numpy, no torch).
+"""The module's check of a dry-conditioned estimate against the audio (numpy twins, no torch).
 
-The estimator's parameters sound close, but its on/off decisions are a classifier's. With the
-dry signal at hand the decisions can be checked against the audio, as the laptop's refinement
-(:mod:`pimodule.fx.refine`) does, without its gradient fitting:
+The estimator's parameters sound close but leave the re-rendered chain about 2 dB (level-matched
+log-mel) from the wet signal, more than the 1.5 dB that decides whether an effect is heard, so
+its on/off decisions cannot simply be re-scored. With the dry signal at hand the module does a
+small version of the laptop's analysis by synthesis (:mod:`pimodule.fx.refine`), with a
+gradient-free search in place of the gradient fitting:
 
-1. every on/off combination of the four selectable effects is rendered on the dry window with
-   the estimated parameters by the real-time twins (15 single-effect renders: combinations share
-   their prefixes) and ranked by its level-matched log-mel distance to the wet window, less
-   ``prior`` times the estimator's log-likelihood of that combination;
-2. in the best one, an effect that changes the sound by less than :data:`~pimodule.fx.specs.LABEL_DB`
-   is switched off: the definition of heard the estimator was trained on (:mod:`pimodule.fx.batch`).
+1. every on/off combination of the four selectable effects is rendered on the dry window with the
+   estimated parameters (15 single-effect renders: the combinations share their prefixes) and
+   ranked by its level-matched log-mel distance to the wet window, less ``prior`` times the
+   estimator's log-likelihood of the combination;
+2. the ``n_candidates`` best get their :data:`SEARCHED` parameters fitted by a coordinate search
+   (each step size in turn, each parameter a step up or down in its [0, 1] position, kept when the
+   distance drops; the effects before the changed one are not rendered again);
+3. the closest candidate (less ``choice_prior`` times its log-likelihood) wins, and an effect whose
+   fitted stage changes the sound by less than :data:`~pimodule.fx.specs.LABEL_DB` is switched
+   off: the definition of heard the estimator was trained on (:mod:`pimodule.fx.batch`).
 
-The result equals ``refine`` with ``steps=0, n_candidates=1`` up to the twins' parity with the
-torch effects (tests/fx/test_twin_check.py). The daemon runs it on the analyzer's thread after
-each estimate of a dry model (``fx.check``); ``pimodule eval fx --check`` scores it; ``pimodule
-bench`` times it.
+With ``n_candidates = 0`` it decides on the estimate's own values, and equals ``refine`` with
+``steps=0, n_candidates=1`` (tests/fx/test_twin_check.py: the same decisions). The daemon runs it
+on its own thread (pimodule.runtime.fxcheck, ``fx.check``); ``pimodule eval fx --check`` scores
+it; ``pimodule bench`` times it. The filterbank sum avoids BLAS, whose threads would compete with
+the audio callback.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 import scipy.fft
 
 from pimodule.fx.melscale import log_mel_db, unit_rms
@@ -32,19 +38,21 @@ from pimodule.fx.specs import DISTORTION_MODES, LABEL_DB, SELECTABLE, SPECS
 from pimodule.fx.twin import core
 from pimodule.fx.twin.effects import make_twin
 
+#: every on/off combination of SELECTABLE, in itertools.product order, (16, 4)
+SUBSETS = np.array(list(itertools.product((0, 1), repeat=len(SELECTABLE))), dtype=bool)
+_BLOCK = 4096
 PRIOR = 0.3  # weight of the estimator's log-likelihood of a combination (refine's search_prior)
-#: the parameters the search adjusts: those that shape what is heard (the level-only ones, such as
-#: makeup and output gains, do not move a level-matched distance)
-SEARCHED = {"eq": ("low_shelf_gain_db", "peak1_gain_db", "peak2_gain_db", "peak3_gain_db", "high_shelf_gain_db"),
-            "compressor": ("threshold_db", "ratio"), "distortion": ("drive_db",),
-            "reverb": ("mix_pct", "decay_s")}
+LEVEL_ONLY = ("makeup_db", "output_gain_db")  # gains after an effect: a level-matched distance ignores them
+#: the parameters the search adjusts: every one of the selectable effects except the level-only ones
+#: (only the gains, threshold, ratio, drive, mix and decay: 4 points less selection on training sources)
+SEARCHED = {name: tuple(s.name for s in SPECS[name] if s.name not in LEVEL_ONLY) for name in SELECTABLE}
 
 
 @dataclass(frozen=True)
 class CheckConfig:
     prior: float = PRIOR  # of the estimator's log-likelihood when ranking the combinations
     n_candidates: int = 3  # best-ranked combinations searched (0: decide on the estimate's values)
-    steps: tuple[float, ...] = (0.12, 0.04)  # step sizes of the search, in [0, 1] positions
+    steps: tuple[float, ...] = (0.2, 0.08, 0.03)  # step sizes of the search, in [0, 1] positions
     choice_prior: float = 0.1  # ... of the log-likelihood when choosing among the searched ones
 
     def __post_init__(self):
@@ -52,9 +60,7 @@ class CheckConfig:
             raise ValueError("prior, choice_prior and steps must be finite numbers >= 0")
         if not 0 <= self.n_candidates <= len(SUBSETS):
             raise ValueError(f"n_candidates must be 0..{len(SUBSETS)}")
-#: every on/off combination of SELECTABLE, in itertools.product order, (16, 4)
-SUBSETS = np.array(list(itertools.product((0, 1), repeat=len(SELECTABLE))), dtype=bool)
-_BLOCK = 4096
+
 
 
 def subset_log_likelihood(probability: np.ndarray) -> np.ndarray:
