@@ -52,7 +52,7 @@ SEARCHED = {name: tuple(s.name for s in SPECS[name] if s.name not in LEVEL_ONLY)
 class CheckConfig:
     prior: float = PRIOR  # of the estimator's log-likelihood when ranking the combinations
     n_candidates: int = 3  # best-ranked combinations searched (0: decide on the estimate's values)
-    steps: tuple[float, ...] = (0.2, 0.08, 0.03)  # step sizes of the search, in [0, 1] positions
+    steps: tuple[float, ...] = (0.3, 0.15, 0.08, 0.04, 0.02)  # step sizes of the search, in [0, 1] positions
     choice_prior: float = 0.1  # ... of the log-likelihood when choosing among the searched ones
 
     def __post_init__(self):
