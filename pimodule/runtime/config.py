@@ -69,7 +69,7 @@ class FxConfig:
     smoothing: float = 0.5  # weight of each new estimate in the running average
     match: bool = False  # apply the estimated chain to input R (matching mode)
     check: bool = True  # a dry model's estimates checked against the audio (pimodule.runtime.fxcheck)
-    check_interval_s: float = 1.0  # how often (each check takes about a second of one core here)
+    check_interval_s: float = 1.0  # pause between checks (each takes about 0.5 s of one core here)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ takes the newest offer and checks it with the twins (:class:`pimodule.fx.twin.ch
 the on/off combinations rendered and ranked against the wet window, the best ones' main
 parameters searched, effects that are not heard switched off). The checked chain is published
 under ``/pimodule/fx/checked/…`` and, from the first check on, it is what matching plays: the
-analyzer's estimates keep coming every ≤ 250 ms, the slower check (about a second of work per
+analyzer's estimates keep coming every ≤ 250 ms, the slower check (about half a second of work per
 window on this machine) decides the chain. Numpy only; never in the audio callback.
 """
 

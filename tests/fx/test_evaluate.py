@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from pimodule.fx import evaluate
 from pimodule.fx.chain import Chain, N_EFFECTS, N_MODES, N_PARAMS, PARAM_SLICES
 from pimodule.fx.effects import gain
+from pimodule.fx.refine import RefineConfig
+from pimodule.fx.twin.check import CheckConfig
 
 
 def test_eval_writes_json_and_markdown(tiny_run, tiny_reference_run, tmp_path, capsys):
@@ -90,3 +94,20 @@ def test_pedalboard_case_is_labelled_by_removal_on_pedalboards_own_audio():
     assert change[0, 0] < LABEL_DB / 3
     labels = removal_labels(torch.from_numpy(x), 16000, chain, y, render)
     assert labels[0].tolist() == [0.0, 0.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("flag, config", [("--refine", RefineConfig()), ("--check", CheckConfig())])
+def test_eval_scores_refined_or_checked_estimates_of_a_dry_model(tiny_paired_run, tiny_run, tmp_path, flag, config):
+    """Laptop refinement and the module's check: extra rows for the dry model only, cases with a dry signal."""
+    parser = argparse.ArgumentParser()
+    evaluate.configure(parser)
+    out = tmp_path / "eval"
+    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(tiny_run), "--out", str(out), "--n-examples", "2",
+                                            "--max-files", "2", "--cases", "chain", "style", flag])) == 0
+    results = json.loads((out / "results.json").read_text())
+    name = f"{tiny_paired_run.name} +{flag[2:]}"
+    assert set(results["models"]) == {tiny_paired_run.name, tiny_run.name, name}  # blind: no extra row
+    assert set(results["models"][name]) == {"chain"}  # no dry for the style case's reference
+    r = results["models"][name]["chain"]
+    assert 0 <= r["selection_accuracy"] <= 1 and np.isfinite(r["mrstft_ratio"]) and np.isfinite(r["param_mae_unit"])
+    assert results["training"][name][flag[2:]] == json.loads(json.dumps(dataclasses.asdict(config)))

@@ -1,5 +1,5 @@
 """Analysis by synthesis (pimodule.fx.refine): a wrong estimate is corrected, fitting never makes
-an estimate worse, the CLI and the evaluation use it, bad input is refused."""
+an estimate worse, the CLI uses it (the evaluation: tests/fx/test_evaluate.py), bad input is refused."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from pimodule.fx import estimate, evaluate
+from pimodule.fx import estimate
 from pimodule.fx.batch import render_stages
 from pimodule.fx.chain import N_MODES, N_PARAMS, PARAM_SLICES, Chain
 from pimodule.fx.refine import RefineConfig, distance, fit_parameters, refine, subset_log_likelihood
@@ -129,18 +129,3 @@ def test_estimate_cli_refines_with_the_dry_file(tiny_paired_run, tmp_path, capsy
     code, out = _run_estimate([str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--dry",
                                str(tmp_path / "short.wav"), "--refine"], capsys)
     assert code == 2 and "at least 0.1 s" in out
-
-
-def test_eval_scores_refined_estimates_of_a_dry_model(tiny_paired_run, tiny_run, tmp_path):
-    parser = argparse.ArgumentParser()
-    evaluate.configure(parser)
-    out = tmp_path / "eval"
-    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(tiny_run), "--out", str(out), "--n-examples", "2",
-                                            "--max-files", "2", "--cases", "chain", "style", "--refine"])) == 0
-    results = json.loads((out / "results.json").read_text())
-    name = f"{tiny_paired_run.name} +refine"
-    assert set(results["models"]) == {tiny_paired_run.name, tiny_run.name, name}  # blind: not refined
-    assert set(results["models"][name]) == {"chain"}  # no dry for the style case's reference
-    r = results["models"][name]["chain"]
-    assert 0 <= r["selection_accuracy"] <= 1 and np.isfinite(r["mrstft_ratio"])
-    assert results["training"][name]["refine"]["steps"] == RefineConfig().steps

@@ -156,26 +156,6 @@ def test_the_check_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_eval_scores_checked_estimates_of_a_dry_model(tiny_paired_run, tiny_run, tmp_path):
-    import argparse
-    import json
-
-    from pimodule.fx import evaluate
-
-    parser = argparse.ArgumentParser()
-    evaluate.configure(parser)
-    out = tmp_path / "eval"
-    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(tiny_run), "--out", str(out), "--n-examples", "2",
-                                            "--max-files", "2", "--cases", "chain", "style", "--check"])) == 0
-    results = json.loads((out / "results.json").read_text())
-    name = f"{tiny_paired_run.name} +check"
-    assert set(results["models"]) == {tiny_paired_run.name, tiny_run.name, name}  # blind: not checked
-    assert set(results["models"][name]) == {"chain"}
-    r = results["models"][name]["chain"]
-    assert 0 <= r["selection_accuracy"] <= 1 and np.isfinite(r["mrstft_ratio"]) and np.isfinite(r["param_mae_unit"])
-    assert results["training"][name]["check"]["n_candidates"] == CheckConfig().n_candidates
-
-
 def test_bench_times_the_check_of_a_dry_model_only():
     from pathlib import Path
 

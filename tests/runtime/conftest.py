@@ -3,6 +3,8 @@ and bad variants (corrupt, wrong kind, wrong rate, NaN output) derived from them
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +74,39 @@ def model_dir(tmp_path_factory) -> Path:
     _edit_metadata(a, d / "bad_rate.onnx", **{"pimodule.sample_rate": "22050"})
     _nan_output(a, d / "bad_nan.onnx")
     return d
+
+
+@contextlib.contextmanager
+def _fx_daemon(tmp_path: Path, model: Path, signal: np.ndarray, seconds: float, **fx):
+    """A daemon in fx mode with ``model`` as its only estimator (``fx`` overrides the ``[fx]``
+    table), playing ``signal`` (mono: L; ``(samples, 2)``: L and R) offline in real time, its OSC
+    server and fx threads running; stopped and closed on exit."""
+    import threading
+
+    from pimodule.runtime import daemon as daemon_mod
+    from pimodule.runtime.config import parse_config
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / model.name).symlink_to(model)
+    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(models), "default": ""},
+                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
+                        "fx": {"model": model.stem, "interval_s": 0.1, **fx}}, "test")
+    d = daemon_mod.build(cfg)
+    thread = threading.Thread(target=lambda: d.runner.run_offline(
+        seconds, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set))
+    d.fx.start()
+    d.osc.start()
+    thread.start()
+    try:
+        yield d
+    finally:
+        d.stop_event.set()
+        thread.join(30)
+        d.close()
+
+
+@pytest.fixture(name="fx_daemon")
+def fx_daemon_fixture(tmp_path):
+    """``with fx_daemon(model, signal, seconds, **fx) as d:`` a running fx-mode daemon (above)."""
+    return functools.partial(_fx_daemon, tmp_path)

@@ -4,7 +4,6 @@ refused and change nothing, the daemon publishes the checks."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -13,8 +12,6 @@ import pytest
 
 from pimodule.fx.specs import SELECTABLE
 from pimodule.fx.twin.check import CheckConfig
-from pimodule.runtime import daemon as daemon_mod
-from pimodule.runtime.config import parse_config
 from pimodule.runtime.fxcheck import FxChecker
 from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher
 
@@ -86,26 +83,13 @@ def test_another_estimator_forgets_the_checks():
     assert not checker.driving and checker.check_once() is None
 
 
-def test_the_daemon_publishes_checks_and_counts_them(tmp_path):
+def test_the_daemon_publishes_checks_and_counts_them(fx_daemon):
     from pimodule.io.osc import OscClient
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "fx-dry.onnx").symlink_to(FX_DRY_MODEL)
-    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(models), "default": ""},
-                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
-                        "fx": {"model": "fx-dry", "interval_s": 0.1, "check_interval_s": 0.2}}, "test")
-    d = daemon_mod.build(cfg)
-    assert d.fx.checker is not None
     dry = np.tile(_dry(2.0), 15)
-    signal = np.stack([_clipped(dry), dry], 1)
-    thread = threading.Thread(target=lambda: d.runner.run_offline(
-        30.0, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set))
-    d.fx.start()
-    d.osc.start()
-    thread.start()
     got = {}
-    try:
+    with fx_daemon(FX_DRY_MODEL, np.stack([_clipped(dry), dry], 1), 30.0, check_interval_s=0.2) as d:
+        assert d.fx.checker is not None
         with OscClient("127.0.0.1", d.osc.port) as c:
             c.request("/pimodule/status/subscribe", c.port, 2.0, expect="/pimodule/status/subscribed", timeout_s=20)
             deadline = time.monotonic() + 40
@@ -114,10 +98,6 @@ def test_the_daemon_publishes_checks_and_counts_them(tmp_path):
                 if msg:
                     got[msg[0]] = msg[1]
             status = c.request("/pimodule/status", expect="/pimodule/status/fx_checks", timeout_s=10)
-    finally:
-        d.stop_event.set()
-        thread.join(30)
-        d.close()
     assert got.get("/pimodule/fx/checked/distortion/active") == [1]
     assert "/pimodule/fx/checked/distortion/drive_db" in got and status[1][0] >= 1
     assert d.fx.checker.n_failed == 0 and d.runner.stats.n_exceptions == 0

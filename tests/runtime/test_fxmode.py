@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 from pimodule.fx.twin.chain import ChainTwin
-from pimodule.runtime import daemon as daemon_mod
-from pimodule.runtime.config import parse_config
 from pimodule.runtime.engine import VoiceEngine
 from pimodule.runtime.fxmode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
 
@@ -205,25 +203,12 @@ def test_fx_mode_passes_input_r_or_applies_the_estimated_chain():
     np.testing.assert_array_equal(engine.fx_history.snapshot()[-128:], left[2432:2560])  # L was recorded
 
 
-def test_daemon_fx_mode_sends_estimates_over_osc_and_toggles_matching(tmp_path):
+def test_daemon_fx_mode_sends_estimates_over_osc_and_toggles_matching(fx_daemon):
     from pimodule.io.osc import OscClient
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "fx.onnx").symlink_to(FX_MODEL)
-    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(models), "default": ""},
-                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
-                        "fx": {"interval_s": 0.1}}, "test")
-    d = daemon_mod.build(cfg)
-    assert d.fx is not None and d.engine.fx_matcher is not None
-    signal = np.tile(_signal(2.0), 10)
-    thread = threading.Thread(target=lambda: d.runner.run_offline(
-        20.0, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set))
-    d.fx.start()
-    d.osc.start()
-    thread.start()
     got = {}
-    try:
+    with fx_daemon(FX_MODEL, np.tile(_signal(2.0), 10), 20.0) as d:
+        assert d.fx is not None and d.engine.fx_matcher is not None
         with OscClient("127.0.0.1", d.osc.port) as c:
             c.request("/pimodule/status/subscribe", c.port, 2.0, expect="/pimodule/status/subscribed", timeout_s=20)
             deadline = time.monotonic() + 20
@@ -238,10 +223,6 @@ def test_daemon_fx_mode_sends_estimates_over_osc_and_toggles_matching(tmp_path):
             deadline = time.monotonic() + 20  # the analyser keeps going (it ran once so far, maybe)
             while time.monotonic() < deadline and d.fx.n_runs < 2:
                 time.sleep(0.05)
-    finally:
-        d.stop_event.set()
-        thread.join(20)
-        d.close()
     assert "/pimodule/fx/reverb/mix_pct" in got and "/pimodule/fx/eq/active" in got
     assert d.fx.n_runs >= 2 and d.runner.stats.n_exceptions == 0
 

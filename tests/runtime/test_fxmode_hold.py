@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -14,8 +14,6 @@ import pytest
 import soundfile as sf
 
 from pimodule.fx.specs import DISTORTION_MODES, SPECS
-from pimodule.runtime import daemon as daemon_mod
-from pimodule.runtime.config import parse_config
 from pimodule.runtime.fxmode import FxMatcher
 
 FX_DRY_MODEL = Path(__file__).resolve().parents[2] / "export" / "fx-dry.onnx"
@@ -93,26 +91,14 @@ def _matched(client) -> dict:
     raise AssertionError(f"no /pimodule/fx/matched/hold after {sorted(out)}")
 
 
-def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(tmp_path, capsys):
+def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(fx_daemon, tmp_path, capsys):
     from pimodule.fx import estimate
     from pimodule.io.osc import OscClient
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "fx-dry.onnx").symlink_to(FX_DRY_MODEL)
-    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(models), "default": ""},
-                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
-                        "fx": {"model": "fx-dry", "interval_s": 0.1}}, "test")
-    d = daemon_mod.build(cfg)
     rng = np.random.default_rng(0)
     dry_in = (0.2 * rng.standard_normal(int(30 * RATE_HZ))).astype(np.float32)
     signal = np.stack([np.tanh(4.0 * dry_in) * 0.4, dry_in], 1)  # L wet, R its dry source
-    thread = threading.Thread(target=lambda: d.runner.run_offline(
-        30.0, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set))
-    d.fx.start()
-    d.osc.start()
-    thread.start()
-    try:
+    with fx_daemon(FX_DRY_MODEL, signal, 30.0) as d:
         wet, dry = _wavs(tmp_path)
         parser = argparse.ArgumentParser()
         estimate.configure(parser)
@@ -121,8 +107,6 @@ def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(tmp_path, c
         assert estimate.main(args) == 0
         out = capsys.readouterr().out
         assert "held and matched" in out
-        import json
-
         desc = json.loads(out[:out.rindex("}") + 1])
         with OscClient("127.0.0.1", d.osc.port) as c:
             got = _matched(c)
@@ -146,19 +130,15 @@ def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(tmp_path, c
                 assert reply[1][0] == "/pimodule/fx/set" and reply[1][1]
             assert _matched(c)["/pimodule/fx/matched/reverb/mix_pct"] == [top]
             assert c.request("/pimodule/fx/hold", 0, expect="/pimodule/fx/hold")[1] == [0]
-            runs = d.fx.n_runs
-            while time.monotonic() < deadline + 30 and d.fx.n_runs < runs + 2:
-                time.sleep(0.05)
             checker = d.fx.checker  # from its first check on, matching follows the checks
-            latest = checker.latest if checker is not None and checker.driving else d.fx.latest
+            runs, checks = d.fx.n_runs, checker.n_checks
+            while time.monotonic() < deadline + 30 and (d.fx.n_runs < runs + 2 or checker.n_checks < checks + 1):
+                time.sleep(0.05)
+            latest = checker.latest if checker.driving else d.fx.latest
             now = _matched(c)
             assert now["/pimodule/fx/matched/hold"] == [0]
             assert now["/pimodule/fx/matched/reverb/mix_pct"][0] == pytest.approx(
                 latest["reverb"]["params"]["mix_pct"], rel=0.2, abs=2.0)  # following again
-    finally:
-        d.stop_event.set()
-        thread.join(30)
-        d.close()
     assert d.runner.stats.n_exceptions == 0
 
 
