@@ -198,31 +198,39 @@ def checked(x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain,
     """The module's check (:mod:`pimodule.fx.twin.check`, numpy twins) of each example's
     ``estimate`` for dry ``x`` and wet ``y`` ``(batch, samples)``, as a hard chain."""
     check = SubsetCheck(sample_rate, config)
-    active, unit = estimate.hard().active.clone(), estimate.unit.clone()
+    hard = estimate.hard()
+    active, unit = hard.active.clone(), estimate.unit.clone()
     for i in range(x.shape[0]):
         out = check(x[i].numpy(), y[i].numpy(), describe(estimate, i))
-        for k, name in enumerate(EFFECT_NAMES):
-            active[i, k] = float(out[name]["active"]) if name in SELECTABLE else active[i, k]
+        for name in SELECTABLE:
+            active[i, EFFECT_NAMES.index(name)] = float(out[name]["active"])
+        for name in EFFECT_NAMES:
             for j, spec in enumerate(SPECS[name]):
                 unit[i, PARAM_SLICES[name].start + j] = float(spec.to_unit(out[name]["params"][spec.name]))
-    return Chain(active, unit, estimate.hard().mode_weights)
+    return Chain(active, unit, hard.mode_weights)
 
 
-def evaluate_model(model, data: dict, sample_rate: int, refine_config: RefineConfig | None = None,
-                   check_config: CheckConfig | None = None) -> dict:
-    """Every case's scores; with ``refine_config``, of the estimates refined against the wet audio
-    with the dry one (a dry-conditioned model's cases chain and pedalboard); with
-    ``check_config``, of the estimates checked as the module does (the same cases)."""
+#: what a dry-conditioned model's estimates can be improved by, with the dry signal at hand:
+#: option and row suffix -> (config, (dry, wet, sample rate, estimate, config) -> hard chain)
+IMPROVEMENTS = {
+    "check": (CheckConfig(), checked),  # as the module does (numpy twins)
+    "refine": (RefineConfig(), lambda x, y, sr, est, config: refine(x, y, sr, est, config)[0]),  # laptop, torch
+}
+
+
+def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = None) -> dict:
+    """Every case's scores; with ``improve`` (a key of :data:`IMPROVEMENTS`), of the estimates
+    checked or refined against the wet audio with the dry one (a dry-conditioned model's cases
+    chain and pedalboard)."""
     results = {}
     for case, batch in data.items():
-        if refine_config is None and check_config is None:
+        if improve is None:
             pred = predict(model, batch).hard()
         elif case == "style":  # the reference's own dry signal is not at hand
             continue
-        elif check_config is not None:
-            pred = checked(batch.source, batch.wet, sample_rate, predict(model, batch), check_config)
         else:
-            pred = refine(batch.source, batch.wet, sample_rate, predict(model, batch), refine_config)[0]
+            config, fn = IMPROVEMENTS[improve]
+            pred = fn(batch.source, batch.wet, sample_rate, predict(model, batch), config)
         est = torch.cat([apply_chain(batch.source[s:s + 16, None], sample_rate,
                                      Chain(pred.active[s:s + 16], pred.unit[s:s + 16],
                                            pred.mode_weights[s:s + 16]))[:, 0]
@@ -274,20 +282,15 @@ def main(args: argparse.Namespace) -> int:
         log.info("evaluating %s", name)
         results["models"][name] = evaluate_model(model, data, sr)
         results["training"][name] = facts
-        if args.check and facts["conditioning"] == "dry":
-            log.info("evaluating %s, checked as on the module", name)
-            check_config, t0 = CheckConfig(), time.perf_counter()
-            results["models"][f"{name} +check"] = evaluate_model(model, data, sr, check_config=check_config)
+        for improve, (config, _) in IMPROVEMENTS.items():
+            if not getattr(args, improve) or facts["conditioning"] != "dry":
+                continue
+            log.info("evaluating %s, %s", name, improve)
+            t0, row = time.perf_counter(), f"{name} +{improve}"
+            results["models"][row] = evaluate_model(model, data, sr, improve)
             n = sum(b.wet.shape[0] for c, b in data.items() if c != "style")
-            results["training"][f"{name} +check"] = {**facts, "check": dataclasses.asdict(check_config),
-                                                     "check_seconds_per_example": (time.perf_counter() - t0) / max(n, 1)}
-        if args.refine and facts["conditioning"] == "dry":
-            log.info("evaluating %s, refined", name)
-            config, t0 = RefineConfig(), time.perf_counter()
-            results["models"][f"{name} +refine"] = evaluate_model(model, data, sr, config)
-            n = sum(b.wet.shape[0] for c, b in data.items() if c != "style")
-            results["training"][f"{name} +refine"] = {**facts, "refine": dataclasses.asdict(config),
-                                                      "refine_seconds_per_example": (time.perf_counter() - t0) / max(n, 1)}
+            results["training"][row] = {**facts, improve: dataclasses.asdict(config),
+                                        f"{improve}_seconds_per_example": (time.perf_counter() - t0) / max(n, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)
