@@ -11,8 +11,6 @@ silently. ``/pimodule/fx/hold 0`` on the module lets the chain follow its own es
 
 from __future__ import annotations
 
-import time
-
 from pimodule.io.osc_client import OscClient
 
 DEFAULT_PORT = 9000
@@ -47,25 +45,17 @@ def push(description: dict, host: str, port: int = DEFAULT_PORT, match: bool = T
     refused = []
     with OscClient(host, port) as client:
         for address, args in chain_messages(description, match):
-            reply = _request(client, address, args, timeout_s)
+            reply = client.request(address, *args, timeout_s=timeout_s, accept=_reply_to(address, args))
             if reply[0] == "/pimodule/error":
                 refused.append(f"{' '.join([address, *map(str, args)])}: {reply[1][-1] if reply[1] else ''}")
     return refused
 
 
-def _request(client: OscClient, address: str, args: tuple, timeout_s: float) -> tuple[str, list]:
-    """The reply to one request: its echo (for a set, of the same effect and name), or the error
-    it caused."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        client.send(address, *args)
-        resend_at = min(end, time.monotonic() + 0.25)
-        while (left := resend_at - time.monotonic()) > 0:
-            msg = client.receive(left)
-            if msg is None:
-                continue
-            if msg[0] == "/pimodule/error" and msg[1][:1] == [address]:
-                return msg
-            if msg[0] == address and (address != "/pimodule/fx/set" or msg[1][:2] == list(args[:2])):
-                return msg
-    raise TimeoutError(f"no reply from the module to {address} within {timeout_s:.0f} s")
+def _reply_to(address: str, args: tuple):
+    """Accepts the reply to one request: its echo (for a set, of the same effect and name), or
+    the error it caused."""
+    def accept(msg: tuple[str, list]) -> bool:
+        if msg[0] == "/pimodule/error":
+            return msg[1][:1] == [address]
+        return msg[0] == address and (address != "/pimodule/fx/set" or msg[1][:2] == list(args[:2]))
+    return accept

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
@@ -82,15 +82,19 @@ class OscClient:
         return decode(data)[0]
 
     def request(self, address: str, *args: Any, expect: str | None = None, timeout_s: float = 5.0,
-                resend_s: float = 0.25) -> tuple[str, list]:
+                resend_s: float = 0.25, accept: Callable[[tuple[str, list]], bool] | None = None
+                ) -> tuple[str, list]:
         """Send, resending every ``resend_s`` until a message whose address starts with ``expect``
-        arrives (other messages are skipped). TimeoutError after ``timeout_s``."""
+        (or, given ``accept``, one it accepts) arrives; other messages are skipped. TimeoutError
+        after ``timeout_s``."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             self.send(address, *args)
-            resend_at = time.monotonic() + resend_s
+            resend_at = min(end, time.monotonic() + resend_s)
             while (left := resend_at - time.monotonic()) > 0:
                 msg = self.receive(left)
-                if msg is not None and (expect is None or msg[0].startswith(expect)):
+                if msg is None:
+                    continue
+                if accept(msg) if accept is not None else (expect is None or msg[0].startswith(expect)):
                     return msg
-        raise TimeoutError(f"no reply to {address} (expected {expect})")
+        raise TimeoutError(f"no reply to {address} (expected {expect or 'an accepted reply'})")
