@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from pimodule.fx.twin.check import CheckConfig, SubsetCheck
 from pimodule.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
@@ -27,14 +28,12 @@ class FxChecker(BackgroundThread):
     def __init__(self, interval_s: float = 1.0, *, follow: Callable[[dict], object] | None = None,
                  publish: Callable[[dict], None] | None = None, config=None):
         super().__init__("pimodule-fx-check")
-        from pimodule.fx.twin.check import CheckConfig
-
         self.interval_s = max(float(interval_s), 0.05)
         self.config = config if config is not None else CheckConfig()
         self.follow = follow
         self.publish = publish
         self._offer: tuple | None = None  # (sample rate, wet, dry, estimate), newest wins
-        self._checks: dict[int, object] = {}  # SubsetCheck per sample rate
+        self._checks: dict[int, SubsetCheck] = {}  # one per sample rate
         self.latest: dict = {}
         self.n_checks = 0
         self.n_failed = 0
@@ -62,8 +61,6 @@ class FxChecker(BackgroundThread):
             return None
         rate, wet, dry, estimate = offer
         if rate not in self._checks:
-            from pimodule.fx.twin.check import SubsetCheck
-
             self._checks[rate] = SubsetCheck(rate, self.config)
         t0 = time.perf_counter()
         try:

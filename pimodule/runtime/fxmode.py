@@ -10,8 +10,8 @@
   parameters and of the probabilities), publishes it (``latest``; OSC ``/pimodule/fx/...``) and
   hands it to the matcher's twin chain as new targets.
 - :class:`FxMatcher` (pimodule.runtime.fxmatch): in matching mode the callback runs input R
-  through the torch-free twin chain (pimodule.fx.twin), which ramps every parameter towards its target block by block (no zipper
-  noise); otherwise R passes through. The chain follows the estimates unless it is held
+  through the torch-free twin chain (pimodule.fx.twin), which ramps every parameter towards its
+  target block by block (no zipper noise); otherwise R passes through. The chain follows the estimates unless it is held
   (``/pimodule/fx/hold``): then it keeps what a laptop pushed (``pimodule estimate --send``, e.g.
   an estimate refined by analysis by synthesis) or what was set by hand (``/pimodule/fx/set``).
 - A dry model's estimates are also checked against the audio on a slower thread
