@@ -92,7 +92,7 @@ fx-eval: venv
 	cp $(OUT)/fx_eval/results.json export/fx_eval.json
 
 demo: venv export/violin.onnx export/flute.onnx
-	$(BIN)/python -m pimodule.demo --out $(OUT)
+	$(BIN)/python -m pimodule.laptop.demo --out $(OUT)
 
 bench: venv
 	$(BIN)/pimodule bench --out $(OUT)/bench.json

@@ -14,18 +14,18 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("pimodule.data.cli", "render soundfont phrases or prepare your own recordings"),
-    "train": ("pimodule.train_cli", "train a DDSP voice (ddsp) or an effect estimator (fx)"),
-    "export": ("pimodule.ddsp.export", "export a trained run to one streaming ONNX file"),
-    "render": ("pimodule.render", "offline timbre transfer of a recording or a MIDI line"),
-    "eval": ("pimodule.eval_cli", "quality numbers on held-out data"),
-    "prune": ("pimodule.prune.prune", "cut a DDSP voice to fewer units per layer and fine-tune it"),
-    "quantize": ("pimodule.prune.quantize", "int8-quantize an exported model"),
-    "estimate": ("pimodule.fx.estimate", "estimate the effect chain of a recording"),
-    "flash": ("pimodule.flash_cli", "send a model file to the module (network or serial)"),
-    "run": ("pimodule.runtime.daemon", "the module's daemon: audio + CV in, model, audio out, OSC"),
-    "bench": ("pimodule.runtime.bench", "real-time headroom of each model"),
-    "calibrate": ("pimodule.runtime.calibrate", "two-point 1 V/oct calibration of CV1"),
+    "data": ("pimodule.laptop.data.cli", "render soundfont phrases or prepare your own recordings"),
+    "train": ("pimodule.laptop.train_cli", "train a DDSP voice (ddsp) or an effect estimator (fx)"),
+    "export": ("pimodule.laptop.ddsp.export", "export a trained run to one streaming ONNX file"),
+    "render": ("pimodule.laptop.render", "offline timbre transfer of a recording or a MIDI line"),
+    "eval": ("pimodule.laptop.eval_cli", "quality numbers on held-out data"),
+    "prune": ("pimodule.laptop.ddsp.prune", "cut a DDSP voice to fewer units per layer and fine-tune it"),
+    "quantize": ("pimodule.laptop.quantize", "int8-quantize an exported model"),
+    "estimate": ("pimodule.laptop.fx.estimate", "estimate the effect chain of a recording"),
+    "flash": ("pimodule.laptop.flash_cli", "send a model file to the module (network or serial)"),
+    "run": ("pimodule.device.daemon", "the module's daemon: audio + CV in, model, audio out, OSC"),
+    "bench": ("pimodule.device.bench", "real-time headroom of each model"),
+    "calibrate": ("pimodule.device.cv_calibrate", "two-point 1 V/oct calibration of CV1"),
 }
 
 

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from pimodule import features
-from pimodule.runtime.jackdummy import dummy_jack_server, stop_process
+from pimodule.core import features
+from pimodule.device.jackdummy import dummy_jack_server, stop_process
 
 JACK_RATE_HZ = 48000
 JACK_PERIOD = 128

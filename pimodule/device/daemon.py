@@ -1,0 +1,371 @@
+"""``pimodule run``: the module's daemon.
+
+Audio + CV in, the DDSP voice in the callback, audio out, OSC to and from PureData, sd_notify
+READY/WATCHDOG for systemd. Off the Pi, the CV comes from a clearly announced simulated source
+(a CV melody through a fake MCP3208 that speaks the real SPI encoding) and the GPIO from a fake;
+when no audio device can be opened the same callback runs on a simulated clock (``--offline``,
+or automatically, announced in the log). ``--duration`` and ``--record`` are for demos and tests.
+No torch is imported here or below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pimodule.device import config as config_mod
+
+log = logging.getLogger("pimodule.daemon")
+
+CONTROL_LOOP_HZ = 50.0  # pots, watchdog, status log
+STATUS_LOG_S = 10.0
+RECORD_MAX_S = 600.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="daemon config TOML (default: configs/default.toml)")
+    parser.add_argument("--device", help="audio device name (fragment) or index")
+    parser.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    parser.add_argument("--block-size", type=int, help="frames per audio callback")
+    parser.add_argument("--sample-rate", type=int, help="device sample rate in Hz")
+    parser.add_argument("--mode", choices=config_mod.MODES, help="start in this mode")
+    parser.add_argument("--model", help="model name in the models dir, or a path to an .onnx file")
+    parser.add_argument("--models-dir", type=Path, help="the models directory")
+    parser.add_argument("--offline", action="store_true",
+                        help="no audio device: run the callback on a simulated clock")
+    parser.add_argument("--jack-dummy", action="store_true",
+                        help="start a private JACK server (dummy backend) and play through it "
+                             "(falls back to --offline when jackd is missing)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--record", type=Path, help="write what was played to this wav file")
+    parser.add_argument("--osc-port", type=int, help="OSC port to listen on (0 = any free port)")
+    parser.add_argument("--no-osc", action="store_true", help="no OSC server")
+    parser.add_argument("--cv", choices=config_mod.CV_BACKENDS, help="CV source (default: config)")
+    parser.add_argument("--flash-port", type=int, help="TCP port for `pimodule flash` (0 = any free port)")
+    parser.add_argument("--no-flash", action="store_true", help="do not receive model files")
+
+
+def _device(value: str | None):
+    if value is None or value == "":
+        return None
+    return int(value) if value.strip().isdigit() else value
+
+
+def config_from_args(args: argparse.Namespace) -> config_mod.DaemonConfig:
+    cfg = config_mod.load_config(args.config)
+    audio = {}
+    if args.device is not None:
+        audio["device"] = _device(args.device)
+    if args.block_size is not None:
+        audio["block_size"] = args.block_size
+    if args.sample_rate is not None:
+        audio["sample_rate_hz"] = args.sample_rate
+    if audio:
+        cfg = config_mod.override(cfg, "audio", **audio)
+    if args.mode is not None:
+        cfg = config_mod.override(cfg, "engine", mode=args.mode)
+    if args.osc_port is not None or args.no_osc:
+        osc = {"enabled": False} if args.no_osc else {"port": args.osc_port}
+        cfg = config_mod.override(cfg, "osc", **osc)
+    if args.models_dir is not None:
+        cfg = config_mod.override(cfg, "models", dir=str(args.models_dir.resolve()))
+    if args.cv is not None:
+        cfg = config_mod.override(cfg, "cv", backend=args.cv)
+    if args.flash_port is not None or args.no_flash:
+        flash = {"enabled": False} if args.no_flash else {"port": args.flash_port}
+        cfg = config_mod.override(cfg, "flash", **flash)
+    return cfg
+
+
+def on_a_pi() -> bool:
+    return platform.machine() in ("aarch64", "armv7l") and Path("/dev/spidev0.1").exists()
+
+
+@dataclass
+class Daemon:
+    """Everything the daemon runs, built by :func:`build` and torn down by :meth:`close`."""
+
+    cfg: config_mod.DaemonConfig
+    engine: object
+    runner: object
+    loader: object
+    controller: object
+    reader: object
+    sim_cv: object | None = None
+    pots: object | None = None
+    gpio: object | None = None
+    osc: object | None = None
+    notifier: object | None = None
+    buttons: object | None = None
+    outputs: object | None = None
+    fx: object | None = None  # the effect-estimation thread (fx mode), when an estimator is installed
+    flash: list = field(default_factory=list)  # model-file receivers (TCP server, serial listener)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def report_error(self, message: str, address: str = "/pimodule/model/load") -> None:
+        if self.osc is not None:
+            self.osc.notify_error(address, message)
+
+    def on_button(self, event) -> None:
+        """Front-panel buttons: 1 = next model, 2 = next mode, 3 = mute on/off (short presses)."""
+        from pimodule.device.config import MODES
+
+        if event.kind != "short":
+            return
+        if event.index == 0:
+            names = self.loader.store.list("ddsp")
+            if names:
+                current = Path(str(getattr(self.engine.latest_session, "path", ""))).stem
+                nxt = names[(names.index(current) + 1) % len(names)] if current in names else names[0]
+                self.loader.request(nxt)
+        elif event.index == 1:
+            self.engine.set_mode(MODES[(MODES.index(self.engine.mode) + 1) % len(MODES)])
+        elif event.index == 2:
+            self.controller.set_mute(not self.controller.mute)
+        log.info("button %s: model %s, mode %s, mute %s", event.name, self.loader.current_name,
+                 self.engine.mode, self.controller.mute)
+
+    def close(self) -> None:
+        if self.outputs is not None:
+            self.outputs.set_led(False)
+        analysis = getattr(self.engine, "analysis", None)
+        analysis = analysis if hasattr(analysis, "stop") else None
+        for part in (*self.flash, self.osc, self.fx, analysis, self.buttons, self.sim_cv, self.reader,
+                     self.loader):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # noqa: BLE001 - keep tearing down
+                    log.exception("stopping %s failed", type(part).__name__)
+        if self.gpio is not None:
+            self.gpio.cleanup()
+
+
+def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: float | None = None,
+          melody=None) -> Daemon:
+    """Wire CV, GPIO, engine, model store/loader, audio runner and OSC (nothing started yet but OSC)."""
+    from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
+    from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Triggers
+    from pimodule.device.io.hardware import load_hardware
+    from pimodule.device.audio import AudioRunner, Recorder
+    from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
+    from pimodule.device.fx import mode as fxmode
+    from pimodule.device.engine import VoiceEngine
+    from pimodule.device.models import ModelLoader, ModelStore
+
+    hw = load_hardware()
+    calibrations = {c.name: Calibration.nominal(hw.adc) for c in hw.adc.channels}
+    for name, cal in cfg.cv.calibration:
+        calibrations[name] = Calibration(cal.scale_v_per_step, cal.offset_v)
+    use_spi = cfg.cv.backend == "spi" or (cfg.cv.backend == "auto" and on_a_pi())
+    if use_spi:
+        chip, gpio = MCP3208(SpidevBus.open(hw.adc)), RpiGpio()
+        log.info("CV: MCP3208 on %s; GPIO: RPi.GPIO", hw.adc.spi_device)
+    else:
+        fake_adc, gpio = FakeMCP3208(), FakeGpio()
+        chip = MCP3208(fake_adc)
+        log.warning("CV: SIMULATED CV source (a CV melody through a fake MCP3208); GPIO: fake")
+    reader = CVReader(chip, hw.adc, cfg.cv.poll_rate_hz, calibrations)
+    triggers = Triggers(gpio, hw.gpio)
+
+    audio = cfg.audio
+    max_block = max(audio.block_size, 4096)
+    engine = VoiceEngine(device_rate_hz=audio.sample_rate_hz, max_block=max_block, config=cfg.engine,
+                         model_rate_hz=cfg.models.sample_rate_hz, crossfade_ms=cfg.models.crossfade_ms,
+                         cv_values=reader.values, cv_names=[c.name for c in reader.channels],
+                         gate_values=triggers.active, gate_index=0, analysis_thread=True)
+    recorder = Recorder(audio.sample_rate_hz, record_s) if record_s else None
+    runner = AudioRunner(engine, sample_rate_hz=audio.sample_rate_hz, n_output_channels=audio.n_output_channels,
+                         input_channel=audio.input_channel, recorder=recorder)
+    store = ModelStore(cfg.models_dir())
+    loader = ModelLoader(engine, store)
+    controller = DaemonController(engine, loader, runner, cv_snapshot=reader.snapshot)
+    pots = PotMapper(engine, reader.values, [c.name for c in reader.channels], cfg.engine.pots,
+                     volts_range=(hw.adc.volts_at_min, hw.adc.volts_at_max), pickup=cfg.engine.pot_pickup)
+    daemon = Daemon(cfg, engine, runner, loader, controller, reader, pots=pots, gpio=gpio)
+    loader.on_error = daemon.report_error
+    daemon.buttons = Buttons(gpio, hw.gpio, on_event=daemon.on_button)
+    daemon.outputs = Outputs(gpio, hw.gpio)
+    if not use_spi:
+        daemon.sim_cv = SimulatedCV(fake_adc, hw.adc, calibrations,
+                                    clock_s=lambda: engine.n_samples / audio.sample_rate_hz,
+                                    gpio=gpio, gate_pin=hw.gpio.trigger_pins[0],
+                                    **({"melody": melody} if melody is not None else {}))
+    daemon.fx = fxmode.build(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs),
+                         on_error=lambda message: daemon.report_error(message, "/pimodule/fx/model"))
+    controller.fx = daemon.fx
+    controller.set_gain_db(cfg.engine.gain_db)
+    name = model or cfg.models.default
+    if not loader.load(name):
+        log.error("starting without a voice (silence until a model loads): %s", loader.last_error)
+    if cfg.osc.enabled:
+        from pimodule.device.io.osc import OscServer
+
+        daemon.osc = OscServer(controller, cfg.osc.server_config())
+        log.info("OSC on %s:%d", cfg.osc.host, daemon.osc.port)
+    if cfg.flash.enabled:
+        from pimodule.device.flash import daemon_receivers
+
+        daemon.flash = daemon_receivers(cfg.flash, daemon, lambda msgs: _broadcast(daemon, msgs))
+    return daemon
+
+
+def _broadcast(daemon: "Daemon", messages) -> None:
+    if daemon.osc is not None:
+        for address, args in messages:
+            daemon.osc.broadcast(address, *args)
+
+
+class _Health:
+    """The watchdog's question: has the audio callback run since the last ping?"""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.last = -1
+
+    def __call__(self) -> bool:
+        n = self.stats.n_callbacks
+        healthy, self.last = n != self.last, n
+        return healthy
+
+
+def control_loop(d: Daemon, deadline: float | None) -> None:
+    """Pots, watchdog and a status line now and then, until stopped (any non-audio thread)."""
+    period = 1.0 / CONTROL_LOOP_HZ
+    next_log = time.monotonic() + STATUS_LOG_S
+    rt_logged = False
+    while not d.stop_event.wait(period):
+        if deadline is not None and time.monotonic() >= deadline:
+            d.stop_event.set()
+            break
+        d.pots.poll()
+        d.engine.collect_retired()
+        if not rt_logged and d.runner.rt_status != "not tried":
+            rt_logged = True
+            log.info("audio thread priority: %s", d.runner.rt_status)
+        if time.monotonic() >= next_log:
+            next_log += STATUS_LOG_S
+            s = d.controller.status()
+            log.info("status: cpu %.1f%% p99 %.0f us xruns %d model %s mode %s", s["cpu_percent"],
+                     s["callback_p99_us"], s["xruns"], s["model"], s["mode"])
+
+
+def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
+    """Start everything, play until the duration ends or a signal arrives; returns the backend."""
+    d.reader.start()
+    if d.sim_cv is not None:
+        d.sim_cv.start()
+    d.loader.start()
+    d.buttons.start()
+    if d.fx is not None:
+        d.fx.start()
+    d.engine.analysis.start()  # transfer mode's f0/loudness analysis, off the audio thread
+    if d.osc is not None:
+        d.osc.start()
+    for part in d.flash:
+        part.start()
+    stream = None
+    if not offline:
+        try:
+            stream = d.runner.open_stream(device=d.cfg.audio.device, block_size=d.cfg.audio.block_size,
+                                          n_input_channels=d.cfg.audio.n_input_channels,
+                                          latency=d.cfg.audio.latency)
+        except Exception as err:  # noqa: BLE001 - PortAudio raises several kinds
+            log.warning("no audio device could be opened (%s): running OFFLINE on a simulated clock", err)
+    from pimodule.device.io.notify import Notifier, Watchdog
+
+    d.notifier = Notifier()
+    watchdog = Watchdog(d.notifier, is_healthy=_Health(d.runner.stats))
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    if stream is not None:
+        stream.start()
+        log.info("playing on %s at %d Hz, block %s", d.runner.backend, d.cfg.audio.sample_rate_hz,
+                 d.cfg.audio.block_size or "host's")
+        _ready(d, watchdog)
+        try:
+            control_loop(d, deadline)
+        finally:
+            d.notifier.stopping()
+            watchdog.stop()
+            stream.stop()
+            stream.close()
+    else:
+        log.warning("OFFLINE: simulated clock, %d Hz, block %d (no audio device in use)",
+                    d.cfg.audio.sample_rate_hz, d.cfg.audio.block_size or 128)
+        _ready(d, watchdog)
+        worker = threading.Thread(target=control_loop, args=(d, None), name="pimodule-control", daemon=True)
+        worker.start()
+        try:
+            d.runner.run_offline(duration_s if duration_s is not None else float("inf"),
+                                 block_size=d.cfg.audio.block_size or 128, should_stop=d.stop_event.is_set)
+        finally:
+            d.stop_event.set()
+            worker.join(2.0)
+            d.notifier.stopping()
+            watchdog.stop()
+    return d.runner.backend
+
+
+def _ready(d: Daemon, watchdog) -> None:
+    d.outputs.set_led(True)
+    model = d.loader.current_name or "no model"
+    d.notifier.ready(f"{model}, {d.engine.mode} mode, on {d.runner.backend}")
+    watchdog.start()
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        import sounddevice as sd
+
+        print(sd.query_devices())
+        return 0
+    try:
+        cfg = config_from_args(args)
+    except config_mod.ConfigError as err:
+        log.error("%s", err)
+        return 2
+    record_s = None
+    if args.record is not None:
+        record_s = args.duration if args.duration is not None else RECORD_MAX_S
+    with contextlib.ExitStack() as stack:
+        offline = args.offline
+        if args.jack_dummy and not offline:
+            from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
+
+            try:
+                server = stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))
+                cfg = config_mod.override(cfg, "audio", device=jack_device_index(server))
+            except JackUnavailable as err:
+                log.warning("no JACK dummy server (%s): falling back to the simulated clock", err)
+                offline = True
+        d = build(cfg, model=args.model, record_s=record_s)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: d.stop_event.set())
+        try:
+            backend = run(d, offline=offline, duration_s=args.duration)
+        finally:
+            d.close()
+            if args.jack_dummy and not offline:
+                import sounddevice as sd
+
+                sd._terminate()  # before the server goes away
+    if args.jack_dummy and not offline:
+        import sounddevice as sd
+
+        sd._initialize()  # PortAudio usable again in this process (the server has gone)
+    s = d.controller.status()
+    print(f"played on {backend}: {d.engine.n_samples / cfg.audio.sample_rate_hz:.2f} s, model "
+          f"{s['model'] or '(none)'}, mode {s['mode']}, callback p50 {s['callback_p50_us']:.0f} us "
+          f"p99 {s['callback_p99_us']:.0f} us, xruns {s['xruns']}, exceptions {s['exceptions']}")
+    if d.runner.recorder is not None:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        d.runner.recorder.save(args.record)
+        print(f"recorded {len(d.runner.recorder.audio) / cfg.audio.sample_rate_hz:.2f} s to {args.record}")
+    return 0 if s["exceptions"] == 0 else 1

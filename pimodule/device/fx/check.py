@@ -1,0 +1,206 @@
+"""The module's check of a dry-conditioned estimate against the audio (numpy twins, no torch).
+
+The estimator's parameters sound close but leave the re-rendered chain about 2 dB (level-matched
+log-mel) from the wet signal, more than the 1.5 dB that decides whether an effect is heard, so
+its on/off decisions cannot simply be re-scored. With the dry signal at hand the module does a
+small version of the laptop's analysis by synthesis (:mod:`pimodule.laptop.fx.refine`), with a
+gradient-free search in place of the gradient fitting:
+
+1. every on/off combination of the four selectable effects is rendered on the dry window with the
+   estimated parameters (15 single-effect renders: the combinations share their prefixes) and
+   ranked by its level-matched log-mel distance to the wet window, less ``prior`` times the
+   estimator's log-likelihood of the combination;
+2. the ``n_candidates`` best get their :data:`SEARCHED` parameters fitted by a coordinate search
+   (each step size in turn, each parameter a step up or down in its [0, 1] position, kept when the
+   distance drops; the effects before the changed one are not rendered again);
+3. the closest candidate (less ``choice_prior`` times its log-likelihood) wins, and an effect whose
+   fitted stage changes the sound by less than :data:`~pimodule.core.fx_specs.LABEL_DB` is switched
+   off: the definition of heard the estimator was trained on (:mod:`pimodule.laptop.fx.batch`).
+
+With ``n_candidates = 0`` it decides on the estimate's own values, and equals ``refine`` with
+``steps=0, n_candidates=1`` (tests/fx/test_twin_check.py: the same decisions). The daemon runs it
+on its own thread (pimodule.device.fx.check_thread, ``fx.check``); ``pimodule eval fx --check`` scores
+it; ``pimodule bench`` times it. The filterbank sum avoids BLAS, whose threads would compete with
+the audio callback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from pimodule.core.melscale import log_mel_db, unit_rms
+from pimodule.core.fx_specs import DISTORTION_MODES, LABEL_DB, SELECTABLE, SPECS
+from pimodule.device.fx import twin_core as core
+from pimodule.device.fx.twin_effects import make_twin
+
+#: every on/off combination of SELECTABLE, in itertools.product order, (16, 4)
+SUBSETS = np.array(list(itertools.product((0, 1), repeat=len(SELECTABLE))), dtype=bool)
+_BLOCK = 4096
+PRIOR = 0.3  # weight of the estimator's log-likelihood of a combination (refine's search_prior)
+LEVEL_ONLY = ("makeup_db", "output_gain_db")  # gains after an effect: a level-matched distance ignores them
+#: the parameters the search adjusts: every one of the selectable effects except the level-only ones
+#: (only the gains, threshold, ratio, drive, mix and decay: 4 points less selection on training sources)
+SEARCHED = {name: tuple(s.name for s in SPECS[name] if s.name not in LEVEL_ONLY) for name in SELECTABLE}
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    prior: float = PRIOR  # of the estimator's log-likelihood when ranking the combinations
+    n_candidates: int = 3  # best-ranked combinations searched (0: decide on the estimate's values)
+    steps: tuple[float, ...] = (0.3, 0.15, 0.08, 0.04, 0.02)  # step sizes of the search, in [0, 1] positions
+    choice_prior: float = 0.1  # ... of the log-likelihood when choosing among the searched ones
+
+    def __post_init__(self):
+        if not all(math.isfinite(v) and v >= 0 for v in (self.prior, self.choice_prior, *self.steps)):
+            raise ValueError("prior, choice_prior and steps must be finite numbers >= 0")
+        if not 0 <= self.n_candidates <= len(SUBSETS):
+            raise ValueError(f"n_candidates must be 0..{len(SUBSETS)}")
+
+
+
+def subset_log_likelihood(probability: np.ndarray) -> np.ndarray:
+    """The four selectable effects' probabilities -> the log-likelihood of each combination, (16,)."""
+    p = np.clip(np.asarray(probability, np.float64), 1e-4, 1 - 1e-4)
+    return np.where(SUBSETS, np.log(p), np.log1p(-p)).sum(-1)
+
+
+class SubsetCheck:
+    """Checks estimates at one sample rate; keeps one twin per effect (reset for every render)."""
+
+    def __init__(self, sample_rate: int, config: CheckConfig = CheckConfig()):
+        self.sample_rate = int(sample_rate)
+        self.config = config
+        self._twins = {name: make_twin(name, self.sample_rate, 1) for name in ("eq", "compressor")}
+        self._twins.update({f"distortion/{m}": make_twin("distortion", self.sample_rate, 1, mode=m)
+                            for m in DISTORTION_MODES})
+        self._bands = core.reverb_bands(self.sample_rate)
+        self._ir: tuple | None = None  # (key, its spectrum)
+        #: of the last check: each combination's distance (dB), score and effects' changes (dB), the best
+        self.last: dict = {}
+
+    def _reverb(self, x: np.ndarray, params: dict) -> np.ndarray:
+        """The reverb as one FFT convolution with the twin's impulse response (its partitioned
+        convolution computes the same sum in steps of a partition)."""
+        p = {s.name: s.clamp(params.get(s.name, s.default)) for s in SPECS["reverb"]}
+        n_ir = self._bands.shape[-1] + core.reverb_predelay(self.sample_rate)
+        n_fft = scipy.fft.next_fast_len(x.shape[-1] + n_ir - 1, real=True)
+        key = (p["decay_s"], p["damping_pct"], n_fft)
+        if self._ir is None or self._ir[0] != key:
+            ir = core.reverb_ir(np, self._bands, self.sample_rate, p["decay_s"], p["damping_pct"])
+            ir = np.concatenate([np.zeros(core.reverb_predelay(self.sample_rate)), ir])
+            self._ir = (key, np.fft.rfft(ir, n_fft))
+        wet = np.fft.irfft(np.fft.rfft(x, n_fft) * self._ir[1], n_fft)[: x.shape[-1]]
+        mix = p["mix_pct"] / 100.0
+        return (1.0 - mix) * x + mix * wet
+
+    def _render(self, name: str, x: np.ndarray, item: dict) -> np.ndarray:
+        if name == "reverb":
+            return self._reverb(x, item["params"])
+        key = f"distortion/{item.get('mode', 'tanh')}" if name == "distortion" else name
+        twin = self._twins[key]
+        twin.set_params(ramp=False, **item["params"])
+        twin.reset()
+        y = x[None].copy()
+        for s in range(0, y.shape[-1], _BLOCK):
+            twin.process(y[:, s:s + _BLOCK])
+        return y[0]
+
+    def _mel(self, x: np.ndarray) -> np.ndarray:
+        return log_mel_db(unit_rms(x), self.sample_rate)
+
+    def _fit(self, dry: np.ndarray, target: np.ndarray, bits: np.ndarray, estimate: dict):
+        """Coordinate search of the :data:`SEARCHED` parameters of combination ``bits``, from the
+        estimate's values: each step size in turn, each parameter tried a step up and down in its
+        [0, 1] position, kept where the distance to ``target`` (log-mel) drops. Returns (items,
+        distance dB, each effect's change dB)."""
+        items = {n: {"params": dict(estimate[n]["params"]), "mode": estimate[n].get("mode", "tanh")}
+                 for n in SELECTABLE}
+        on = [n for k, n in enumerate(SELECTABLE) if bits[k]]
+
+        def run_from(i: int, x: np.ndarray) -> list[np.ndarray]:
+            outs = []
+            for name in on[i:]:
+                x = self._render(name, x, items[name])
+                outs.append(x if np.all(np.isfinite(x)) else np.zeros_like(x))
+            return outs
+
+        outs = run_from(0, dry)
+        best = np.abs(self._mel(outs[-1] if outs else dry) - target).mean()
+        for step in self.config.steps:
+            for i, name in enumerate(on):
+                x_in = dry if i == 0 else outs[i - 1]
+                for pname in SEARCHED[name]:
+                    spec = SPECS[name][pname]
+                    u0 = float(spec.to_unit(items[name]["params"][pname]))
+                    for u in (min(1.0, u0 + step), max(0.0, u0 - step)):
+                        if u == u0:
+                            continue
+                        items[name]["params"][pname] = float(spec.from_unit(u))
+                        trial = run_from(i, x_in)
+                        d = np.abs(self._mel(trial[-1]) - target).mean()
+                        if d < best:
+                            best, outs[i:] = d, trial
+                            break
+                        items[name]["params"][pname] = float(spec.from_unit(u0))
+        change = np.zeros(len(SELECTABLE))
+        x_in = dry
+        for name, out in zip(on, outs):
+            change[SELECTABLE.index(name)] = np.abs(self._mel(out) - self._mel(x_in)).mean()
+            x_in = out
+        return items, float(best), change
+
+    def __call__(self, dry: np.ndarray, wet: np.ndarray, estimate: dict) -> dict:
+        """``estimate`` (``{effect: {"active", "probability", "params", ("mode")}}``, as the
+        estimator describes it) checked against ``wet``, the chain's output for ``dry`` (1-D, the
+        same length, at this check's rate): its selectable effects' ``active`` decided, and with
+        a search (``n_candidates`` > 0) their searched parameters fitted."""
+        dry = np.asarray(dry, np.float64).reshape(-1)
+        wet = np.asarray(wet, np.float64).reshape(-1)
+        if dry.shape != wet.shape or dry.shape[0] < 1024:
+            raise ValueError(f"dry {dry.shape} and wet {wet.shape} must be equal and >= 1024 samples")
+        if not (np.all(np.isfinite(dry)) and np.all(np.isfinite(wet))):
+            raise ValueError("dry and wet must be finite")
+        missing = [n for n in SELECTABLE if n not in estimate]
+        if missing:
+            raise KeyError(f"the estimate has no {', '.join(missing)}")
+        target = self._mel(wet)
+        # (audio, its log-mel, the changes of the effects switched on so far), level by level
+        nodes = [(dry, self._mel(dry), np.zeros(len(SELECTABLE)))]
+        for k, name in enumerate(SELECTABLE):
+            grown = []
+            for audio, mel, change in nodes:
+                grown.append((audio, mel, change))
+                out = self._render(name, audio, estimate[name])
+                if not np.all(np.isfinite(out)):
+                    out = np.zeros_like(out)
+                out_mel = self._mel(out)
+                on = change.copy()
+                on[k] = np.abs(out_mel - mel).mean()
+                grown.append((out, out_mel, on))
+            nodes = grown
+        distance = np.array([np.abs(mel - target).mean() for _, mel, _ in nodes])
+        ll = subset_log_likelihood([estimate[n]["probability"] for n in SELECTABLE])
+        score = distance - self.config.prior * ll
+        changes = np.stack([c for _, _, c in nodes])
+        out = {name: dict(item) for name, item in estimate.items()}
+        self.last = {"distance_db": distance, "score": score, "change_db": changes}
+        if self.config.n_candidates == 0:
+            best = int(np.argmin(score))
+            heard = SUBSETS[best] & (changes[best] >= LABEL_DB)
+        else:
+            fits = [(self._fit(dry, target, SUBSETS[c], estimate), c)
+                    for c in np.argsort(score, kind="stable")[: self.config.n_candidates]]
+            (items, _, change), best = min(fits, key=lambda f: f[0][1] - self.config.choice_prior * ll[f[1]])
+            heard = SUBSETS[best] & (change >= LABEL_DB)
+            for name in SELECTABLE:
+                out[name]["params"] = items[name]["params"]
+            self.last["fitted_db"] = {int(c): f[1] for f, c in fits}
+        self.last["best"] = int(best)
+        for k, name in enumerate(SELECTABLE):
+            out[name]["active"] = bool(heard[k])
+        return out

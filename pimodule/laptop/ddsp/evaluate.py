@@ -1,0 +1,111 @@
+"""Held-out quality of a DDSP voice: spectral loss, loudness error (dB), f0 error (cents).
+
+The f0 and loudness of the *output* are measured with the same trackers that made the training
+features (pimodule.core.features), on frames where the target is voiced and audible.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pimodule.core import features
+from pimodule.laptop.data import dataset
+from pimodule.laptop.ddsp.checkpoint import latest_checkpoint, load_run
+from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
+
+AUDIBLE_DB = -60.0  # frames quieter than this (target) are not scored
+VOICED = 0.7  # periodicity above which a target frame counts as voiced
+
+
+def frame_errors(output: np.ndarray, target_f0_hz: np.ndarray, target_loudness_db: np.ndarray,
+                 target_periodicity: np.ndarray, sample_rate: int, hop_size: int,
+                 tracker: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame |loudness error| (dB, audible frames) and |f0 error| (cents, voiced audible
+    frames), measuring the output with the tracker settings the targets were made with."""
+    tracker = dict(tracker or {})
+    n_fft = tracker.pop("n_fft", None)
+    out_ld = features.a_weighted_loudness_db(output, sample_rate, hop_size=hop_size, n_fft=n_fft)
+    out_f0, _ = features.yin_f0(output, sample_rate, hop_size=hop_size, **tracker)
+    n = min(len(out_ld), len(target_loudness_db))
+    audible = target_loudness_db[:n] > AUDIBLE_DB
+    voiced = audible & (target_periodicity[:n] > VOICED)
+    ld_err = np.abs(out_ld[:n] - target_loudness_db[:n])[audible]
+    err = np.abs(features.cents(np.maximum(out_f0[:n], 1e-3), np.maximum(target_f0_hz[:n], 1e-3)))
+    return ld_err, err[voiced]
+
+
+def summarize(spectral: list[float], ld_errs: list[np.ndarray], f0_errs: list[np.ndarray]) -> dict:
+    ld = np.concatenate(ld_errs) if ld_errs else np.zeros(0)
+    f0 = np.concatenate(f0_errs) if f0_errs else np.zeros(0)
+    return {
+        "spectral_loss": float(np.mean(spectral)),
+        "loudness_error_db": float(np.mean(ld)) if ld.size else float("nan"),
+        "f0_error_cents_median": float(np.median(f0)) if f0.size else float("nan"),
+        "n_examples": len(spectral),
+        "n_scored_frames": int(ld.size),
+    }
+
+
+def evaluate_arrays(render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int,
+                    tracker: dict | None = None) -> dict:
+    """``render(f0_hz, loudness_db) -> audio`` for each held-out example; the summary metrics."""
+    loss_fn = multiscale_spectral_loss()
+    spectral, ld_errs, f0_errs = [], [], []
+    for i in range(len(data["audio"])):
+        out = np.asarray(render(data["f0_hz"][i], data["loudness_db"][i]), np.float32)
+        target = data["audio"][i][: len(out)]
+        with torch.no_grad():
+            spectral.append(float(loss_fn(torch.from_numpy(out)[None, None], torch.from_numpy(target)[None, None])))
+        ld, f0 = frame_errors(out, data["f0_hz"][i], data["loudness_db"][i], data["periodicity"][i],
+                              sample_rate, hop_size, tracker)
+        ld_errs.append(ld)
+        f0_errs.append(f0)
+    return summarize(spectral, ld_errs, f0_errs)
+
+
+def torch_renderer(model):
+    def render(f0_hz, loudness_db):
+        with torch.no_grad():
+            f0 = torch.from_numpy(np.asarray(f0_hz, np.float32))[None]
+            ld = torch.from_numpy(np.asarray(loudness_db, np.float32))[None]
+            return model(f0, ld, model.controls_tensor(1), *model.initial_state(1))[0][0].numpy()
+    return render
+
+
+def onnx_renderer(session):
+    def render(f0_hz, loudness_db):
+        session.reset()
+        return session.process(f0_hz, loudness_db)
+    return render
+
+
+def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
+    """Evaluate a run's latest checkpoint on the held-out split; writes RUN/metrics.json and adds
+    the metrics to the checkpoint's metadata (so `pimodule export` records them)."""
+    model, meta = load_run(run_dir)
+    data = dataset.load_dataset(data_dir, "held_out")
+    metrics = evaluate_arrays(torch_renderer(model), data, model.config.sample_rate, model.config.hop_size,
+                              features.tracker_settings(dataset.load_info(data_dir)))
+    metrics["step"] = meta.get("step")
+    metrics["train_minutes"] = round(meta.get("train_seconds", 0.0) / 60, 2)
+    Path(run_dir, "metrics.json").write_text(json.dumps(metrics, indent=1))
+    weights = latest_checkpoint(Path(run_dir))
+    meta_path = Path(str(weights).replace("model-", "meta-").replace(".safetensors", ".json"))
+    if meta_path.is_file():
+        meta["metrics"] = metrics
+        meta_path.write_text(json.dumps(meta, indent=1))
+    return metrics
+
+
+def evaluate_model_file(model_path: Path, data_dir: Path) -> dict:
+    """Evaluate an exported ONNX model with the device runtime (what ships)."""
+    from pimodule.device.session import ModelSession
+
+    session = ModelSession(model_path)
+    data = dataset.load_dataset(data_dir, "held_out")
+    return evaluate_arrays(onnx_renderer(session), data, session.info.sample_rate, session.info.block_size,
+                           features.tracker_settings(dataset.load_info(data_dir)))

@@ -1,0 +1,145 @@
+"""Export a trained estimator to one ONNX file (kind ``fx``, fixed analysis window).
+
+``pimodule export``-style entry (``configure``/``main``): ``RUN --out NAME.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pimodule.laptop.fx.calibrate import add_args as calibration_args
+from pimodule.laptop.fx.chain import PARAM_SLICES
+from pimodule.laptop.fx.infer import WINDOW_S
+from pimodule.laptop.fx.model import Estimator, analysis_samples
+from pimodule.laptop.fx.run import load_run
+from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
+from pimodule.device.fx.estimator import KEY_CHAIN, KEY_CONDITIONING, OnnxEstimator
+from pimodule.core.modelfile import FORMAT_VERSION, MIN_OPSET, ModelInfo
+from pimodule.core.params import ParamSpec, ParamTable
+
+log = logging.getLogger(__name__)
+
+
+class _Wrapper(torch.nn.Module):
+    def __init__(self, model: Estimator):
+        super().__init__()
+        self.model = model
+
+    def forward(self, wet: torch.Tensor, other: torch.Tensor | None = None):
+        chain, _, _ = self.model(wet, other)
+        return chain.active, chain.mode_weights, chain.unit
+
+
+def chain_controls() -> ParamTable:
+    """All chain parameters as one table, names ``effect.param``, in the ``unit`` vector's order."""
+    specs = []
+    for name in EFFECT_NAMES:
+        for s in SPECS[name]:
+            specs.append(ParamSpec(f"{name}.{s.name}", s.unit, s.min, s.max, s.default, s.scale, s.doc))
+    return ParamTable(specs)
+
+
+def chain_layout() -> list[dict]:
+    return [{"effect": n, "params": SPECS[n].names, "start": PARAM_SLICES[n].start,
+             "modes": list(DISTORTION_MODES) if n == "distortion" else []} for n in EFFECT_NAMES]
+
+
+def share_constants(graph) -> int:
+    """Keep one of each set of equal ``Constant`` nodes (tracing a module called twice writes its
+    constants twice); uses of the others read the first. Returns how many were dropped."""
+    from onnx import numpy_helper
+
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in graph.node:
+        attrs = list(node.attribute)
+        if node.op_type == "Constant" and len(attrs) == 1 and attrs[0].name == "value":
+            t = attrs[0].t
+            key = (t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes())
+            if key in first:
+                rename[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        keep.append(node)
+    for node in keep:
+        node.input[:] = [rename.get(name, name) for name in node.input]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return len(rename)
+
+
+def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict | None = None,
+                opset: int = MIN_OPSET) -> Path:
+    import onnx
+
+    cfg = model.config
+    window = analysis_samples(cfg, WINDOW_S)
+    model.eval()
+    wrapper = _Wrapper(model)
+    wet = torch.zeros(1, window)
+    args = (wet,) if cfg.conditioning == "blind" else (wet, torch.zeros(1, window))
+    inputs = ["wet"] if cfg.conditioning == "blind" else ["wet", "other"]
+    model.export_form(True)  # DFTs as matmuls, dense histograms
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "raw.onnx"
+            torch.onnx.export(wrapper, args, str(raw), input_names=inputs,
+                              output_names=["active", "mode", "unit"], opset_version=opset,
+                              dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
+                              dynamo=False)
+            proto = onnx.load(str(raw))
+    finally:
+        model.export_form(False)
+    share_constants(proto.graph)  # the frontend runs once per input: one DFT matrix, not two
+    info = ModelInfo(kind="fx", name=name, sample_rate=cfg.sample_rate, block_size=window,
+                     controls=chain_controls(), state=(), version=FORMAT_VERSION, latency_samples=window,
+                     provenance=provenance or {})
+    meta = info.to_metadata()
+    meta[KEY_CHAIN] = json.dumps(chain_layout())
+    meta[KEY_CONDITIONING] = cfg.conditioning
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(proto)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(out), save_as_external_data=False)
+    OnnxEstimator(out)  # validates the metadata round trip
+    return out
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="fx training run folder")
+    parser.add_argument("--out", type=Path, required=True, help="output .onnx")
+    parser.add_argument("--name", default=None)
+    calibration_args(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    model, config, history = load_run(args.run)
+    provenance = {"run": str(args.run), "objective": config.objective,
+                  "steps": len(history.get("step", [])), "data": list(config.kinds),
+                  "seconds_per_step": history.get("seconds_per_step")}
+    if getattr(args, "calibrate", 0):
+        from pimodule.laptop.fx.calibrate import calibrate
+
+        provenance["calibration"] = calibrate(model, config, args.calibrate, args.calibrate_seed)
+    out = export_onnx(model, args.out, args.name or args.out.stem, provenance)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":  # python -m pimodule.laptop.fx.export RUN --out FILE.onnx
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    _parser = argparse.ArgumentParser(prog="python -m pimodule.laptop.fx.export", description=__doc__)
+    configure(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -1,0 +1,157 @@
+"""A training run's folder: config (TOML), weights (safetensors), optimizer state, history.
+
+``RUN/config.toml``, ``RUN/model.safetensors``, ``RUN/optimizer.pt`` (loaded with
+``weights_only=True``), ``RUN/history.json``, plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pimodule.laptop.fx.batch import LABELS
+from pimodule.laptop.fx.losses import OBJECTIVES
+from pimodule.laptop.fx.model import Estimator, ModelConfig
+from pimodule.laptop.fx.sources import instrument_programs
+
+
+LR_DECAYS = ("constant", "cosine")
+
+
+def learning_rate_at(config: "TrainConfig", step: int) -> float:
+    """The learning rate of ``step`` (0-based) under ``config``'s schedule."""
+    if config.lr_decay == "constant" or config.steps == 1:
+        return config.learning_rate
+    t = min(step, config.steps - 1) / (config.steps - 1)
+    return config.learning_rate * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str = "audio"
+    steps: int = 1500
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    # "constant", or "cosine": the rate falls along half a cosine to lr_final x learning_rate at
+    # the last step (the late, noisy steps of a constant rate average out; resumable: by step)
+    lr_decay: str = "constant"
+    lr_final: float = 0.05
+    excerpt_s: float = 1.0
+    p_active: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 250
+    kinds: tuple[str, ...] = ("speech", "samples", "instruments")
+    max_files: int = 0  # 0: all files of each kind (tests use a few)
+    # training instruments (sources.INSTRUMENT_SETS): "core", six GM programs; "wide", every
+    # melodic program outside the held-out programs' families
+    instruments: str = "core"
+    threads: int = 1
+    # audio objective: render the estimate with the true on/off decisions and distortion curve
+    # (teacher forcing), so each effect's parameters get gradients of their own
+    teacher_forcing: bool = False
+    # weight of the chain-selection (on/off) term against the parameter and audio terms
+    select_weight: float = 1.0
+    # weight of the graded selection term (logits towards how far each stage's change is from the
+    # audibility threshold, losses.change_logits); 0: off
+    change_weight: float = 0.0
+    # what makes an effect "on" for the labels: its own stage's change ("stage") or what removing
+    # it changes in the output ("removal"), see pimodule.laptop.fx.batch
+    labels: str = "stage"
+    # every val_every steps (0: never) score chain selection on val_examples held-out chains
+    # (drawn as in `pimodule eval fx`, from val_seed; history.json "val")
+    val_every: int = 0
+    val_examples: int = 128
+    val_seed: int = 1
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
+        if self.steps < 1 or self.batch_size < 1 or not 0 < self.p_active <= 1:
+            raise ValueError("steps and batch_size must be >= 1, p_active in (0, 1]")
+        if self.labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, not {self.labels!r}")
+        instrument_programs(self.instruments, "train")  # refuses an unknown set
+        if self.lr_decay not in LR_DECAYS or not 0 <= self.lr_final <= 1:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(i) for i in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def config_to_toml(config: TrainConfig) -> str:
+    data = asdict(config)
+    model = data.pop("model")
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()]
+    lines += ["", "[model]"] + [f"{k} = {_toml_value(v)}" for k, v in model.items()]
+    return "\n".join(lines) + "\n"
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    data = dict(data)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}")
+    model = ModelConfig(**data.pop("model", {}))
+    if "kinds" in data:
+        data["kinds"] = tuple(data["kinds"])
+    return TrainConfig(model=model, **data)
+
+
+def load_config(path: Path) -> TrainConfig:
+    with Path(path).open("rb") as f:
+        return config_from_dict(tomllib.load(f))
+
+
+def save_run(run_dir: Path, config: TrainConfig, model: Estimator,
+             optimizer: torch.optim.Optimizer | None, history: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(config_to_toml(config))
+    tmp = run_dir / "model.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(run_dir / "model.safetensors")
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), run_dir / "optimizer.pt")
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def load_run(run_dir: Path) -> tuple[Estimator, TrainConfig, dict]:
+    """The trained estimator (eval mode), its config and history."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.safetensors").exists():
+        raise FileNotFoundError(f"{run_dir}: no model.safetensors (not an fx training run)")
+    config = load_config(run_dir / "config.toml")
+    model = Estimator(config.model)
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    model.eval()
+    history_path = run_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else {}
+    return model, config, history
+
+
+def load_optimizer_state(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "optimizer.pt"
+    return torch.load(path, weights_only=True) if path.exists() else None
+
+
+def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    model_keys = {f.name for f in fields(ModelConfig)}
+    model_over = {k: v for k, v in overrides.items() if k in model_keys and v is not None}
+    top = {k: v for k, v in overrides.items() if k not in model_keys and v is not None}
+    return replace(config, model=replace(config.model, **model_over), **top)

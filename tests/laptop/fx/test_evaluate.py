@@ -1,0 +1,113 @@
+"""``pimodule eval fx`` on a tiny run: all cases, metrics present and sane, files written."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pimodule.laptop.fx import evaluate
+from pimodule.laptop.fx.chain import Chain, N_EFFECTS, N_MODES, N_PARAMS, PARAM_SLICES
+from pimodule.laptop.fx.effects import gain
+from pimodule.laptop.fx.refine import RefineConfig
+from pimodule.device.fx.check import CheckConfig
+
+
+def test_eval_writes_json_and_markdown(tiny_run, tiny_reference_run, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    evaluate.configure(parser)
+    out = tmp_path / "eval"
+    code = evaluate.main(parser.parse_args([str(tiny_run), str(tiny_reference_run), "--out", str(out),
+                                            "--n-examples", "3", "--max-files", "2"]))
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {tiny_run.name, tiny_reference_run.name}
+    for cases in results["models"].values():
+        assert set(cases) == set(evaluate.CASES)
+        for r in cases.values():
+            assert r["mrstft_corrupt"] > 0 and np.isfinite(r["mrstft_ratio"])
+            assert 0 <= r["selection_accuracy"] <= 1 and 0 <= r["n_clear"] <= r["n"]
+            assert r["n_clear"] == 0 or 0 <= r["selection_accuracy_clear"] <= 1
+        for case in ("chain", "pedalboard"):  # also scored against the removal labels
+            assert 0 <= cases[case]["selection_accuracy_removal"] <= 1
+        assert "selection_accuracy_removal" not in cases["style"]
+        assert 0 <= cases["chain"]["param_mae_unit"] <= 1
+    assert "| chain |" in (out / "results.md").read_text()
+
+
+def test_eval_of_an_exported_file_scores_as_its_run(tiny_paired_run, tmp_path):
+    """The shipped .onnx is evaluated by onnxruntime and scores what its training run scores."""
+    from pimodule.laptop.fx.export import export_onnx
+    from pimodule.laptop.fx.run import load_run
+
+    onnx_path = export_onnx(load_run(tiny_paired_run)[0], tmp_path / "paired.onnx", provenance={"test": 1})
+    parser = argparse.ArgumentParser()
+    evaluate.configure(parser)
+    out = tmp_path / "eval"
+    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(onnx_path), "--out", str(out),
+                                            "--n-examples", "4", "--max-files", "2"])) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["paired.onnx"]["conditioning"] == "dry"
+    torch_scores, onnx_scores = results["models"][tiny_paired_run.name], results["models"]["paired.onnx"]
+    for case in evaluate.CASES:
+        for key in ("mrstft", "mel_db", "mrstft_corrupt"):
+            assert np.isclose(onnx_scores[case][key], torch_scores[case][key], rtol=1e-3), (case, key)
+        assert onnx_scores[case]["selection_accuracy"] == torch_scores[case]["selection_accuracy"]
+
+
+def _chain(active: list[int], **unit_values) -> Chain:
+    unit = torch.full((1, N_PARAMS), 0.5)
+    for key, v in unit_values.items():
+        unit[0, PARAM_SLICES[key].start] = v
+    return Chain(torch.tensor([active], dtype=torch.float32), unit, torch.eye(N_MODES)[:1])
+
+
+def test_pedalboard_mapping_bypass_and_gain():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 4000)) * 0.1).astype(np.float32)
+    same = evaluate.pedalboard_render(x, 16000, _chain([0] * N_EFFECTS))
+    assert np.allclose(same, x)
+    loud = evaluate.pedalboard_render(x, 16000, _chain([0, 0, 0, 0, 1], gain=0.75))  # +12 dB
+    ours = gain(torch.from_numpy(x)[:, None], 16000, gain_db=12.0)[:, 0].numpy()
+    assert np.allclose(loud, ours, rtol=1e-4, atol=1e-6)
+
+
+def test_pedalboard_case_is_labelled_by_removal_on_pedalboards_own_audio():
+    """A flat EQ before heavy clipping: removing the EQ changes nothing, removing the clipper a lot,
+    measured between pedalboard renders (what the model hears in that case)."""
+    from pimodule.laptop.fx.batch import LABEL_DB, _unit_rms, removal_change, removal_labels
+    from pimodule.laptop.fx.losses import mel_distance
+
+    t = np.arange(8000) / 16000
+    x = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)[None]
+    chain = _chain([1, 0, 1, 0, 1], distortion=1.0)  # EQ gains 0 dB, drive 36 dB
+    render = evaluate._pedalboard_torch
+    y = render(torch.from_numpy(x), 16000, chain)
+    change = removal_change(torch.from_numpy(x), 16000, chain, y, render)
+    eq_only = _chain([1, 0, 0, 0, 1])
+    expect = mel_distance(_unit_rms(render(torch.from_numpy(x), 16000, eq_only)), _unit_rms(y), 16000)
+    assert torch.allclose(change[0, 2], expect[0], atol=1e-5) and change[0, 2] > 3 * LABEL_DB
+    assert change[0, 0] < LABEL_DB / 3
+    labels = removal_labels(torch.from_numpy(x), 16000, chain, y, render)
+    assert labels[0].tolist() == [0.0, 0.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("flag, config", [("--refine", RefineConfig()), ("--check", CheckConfig())])
+def test_eval_scores_refined_or_checked_estimates_of_a_dry_model(tiny_paired_run, tiny_run, tmp_path, flag, config):
+    """Laptop refinement and the module's check: extra rows for the dry model only, cases with a dry signal."""
+    parser = argparse.ArgumentParser()
+    evaluate.configure(parser)
+    out = tmp_path / "eval"
+    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(tiny_run), "--out", str(out), "--n-examples", "2",
+                                            "--max-files", "2", "--cases", "chain", "style", flag])) == 0
+    results = json.loads((out / "results.json").read_text())
+    name = f"{tiny_paired_run.name} +{flag[2:]}"
+    assert set(results["models"]) == {tiny_paired_run.name, tiny_run.name, name}  # blind: no extra row
+    assert set(results["models"][name]) == {"chain"}  # no dry for the style case's reference
+    r = results["models"][name]["chain"]
+    assert 0 <= r["selection_accuracy"] <= 1 and np.isfinite(r["mrstft_ratio"]) and np.isfinite(r["param_mae_unit"])
+    assert results["training"][name][flag[2:]] == json.loads(json.dumps(dataclasses.asdict(config)))
