@@ -62,26 +62,16 @@ train-%: venv
 	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$* --config configs/ddsp.toml --max-minutes $(TRAIN_MINUTES)
 	$(BIN)/pimodule export $(RUNS)/$* --out export/$*.onnx
 
-# The effect estimators (issue 4): audio-loss with teacher forcing (ships as export/fx.onnx), its
-# parameter-loss baseline, dry-conditioned (plain and paired, the paired one with each objective)
-# and reference-conditioned models, all with waveform statistics; 35-85 min each on this 2-core
-# CPU, about 8 h in all. export/fx-dry.onnx: the paired audio-loss model with the cross-spectral
-# features, a cosine-decaying rate and graded selection targets (20000 steps, about 60-90 min),
-# continued 6000 steps on the wide instrument set (89 GM programs; about 35 min). The
-# runs are compared in $(OUT)/fx_eval_runs; the shipped files are scored by
-# `make fx-eval`. The session-2 runs (configs/fx_audio_tf.toml, fx_audio.toml, fx_param.toml,
-# fx_ref.toml) and the other configs/fx_dry_pair_*.toml experiments train the same way.
-FX_RUNS = fx_audio_tf_ws fx_param_ws fx_dry_ws fx_dry_pair fx_dry_pair_audio fx_dry_pair_hybrid fx_ref_ws \
-	fx_dry_pair_xs_graded fx_dry_pair_xs_audio_graded
+# The effect estimators: the recipes in configs/fx_*.toml (what ships and the runs it is compared
+# with: audio vs parameter loss, blind / dry / reference conditioning); about 8 h on 2 cores.
+FX_RUNS = fx_blind fx_blind_param fx_dry fx_dry_param fx_ref
 fx-models: venv
 	for r in $(FX_RUNS); do $(BIN)/pimodule train fx --out $(RUNS)/$$r --config configs/$$r.toml || exit 1; done
-	$(BIN)/pimodule export $(RUNS)/fx_audio_tf_ws --out export/fx.onnx
-	rm -rf $(RUNS)/fx_dry_pair_xs_audio_graded_more_wide
-	cp -r $(RUNS)/fx_dry_pair_xs_audio_graded $(RUNS)/fx_dry_pair_xs_audio_graded_more_wide
-	$(BIN)/pimodule train fx --out $(RUNS)/fx_dry_pair_xs_audio_graded_more_wide --resume \
-		--config configs/fx_dry_pair_xs_audio_graded_more_wide.toml
-	$(BIN)/pimodule export $(RUNS)/fx_dry_pair_xs_audio_graded_more_wide --out export/fx-dry.onnx
-	$(BIN)/pimodule eval fx $(addprefix $(RUNS)/,$(FX_RUNS) fx_dry_pair_xs_audio_graded_more_wide) --n-examples 256 --out $(OUT)/fx_eval_runs
+	$(BIN)/pimodule export $(RUNS)/fx_blind --out export/fx.onnx
+	rm -rf $(RUNS)/fx_dry_wide && cp -r $(RUNS)/fx_dry $(RUNS)/fx_dry_wide
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_dry_wide --resume --config configs/fx_dry_wide.toml
+	$(BIN)/pimodule export $(RUNS)/fx_dry_wide --out export/fx-dry.onnx
+	$(BIN)/pimodule eval fx $(addprefix $(RUNS)/,$(FX_RUNS) fx_dry_wide) --n-examples 256 --out $(OUT)/fx_eval_runs
 	$(MAKE) fx-eval
 
 # The shipped estimators as the module runs them (onnxruntime), on 256 held-out examples;
@@ -92,7 +82,7 @@ fx-eval: venv
 	cp $(OUT)/fx_eval/results.json export/fx_eval.json
 
 demo: venv export/violin.onnx export/flute.onnx
-	$(BIN)/python -m pimodule.laptop.demo --out $(OUT)
+	$(BIN)/pimodule demo --out $(OUT)
 
 bench: venv
 	$(BIN)/pimodule bench --out $(OUT)/bench.json

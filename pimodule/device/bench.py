@@ -1,4 +1,4 @@
-"""``pimodule bench``: real-time headroom of each model on this machine.
+"""Real-time headroom of each model on this machine (run it on the module itself).
 
 For every model (``export/*.onnx`` or the given paths) and device block size (64, 128, 256 at
 48 kHz by default) it runs the daemon's own callback (:class:`AudioRunner.callback` over a
@@ -8,23 +8,25 @@ the real-time factor (mean processing time / block duration; < 1 is faster than 
 also from the thread's CPU time alone (``rtf_cpu``: robust on a busy machine, where wall-clock
 percentiles include preemption by other processes).
 Also the bare model: one onnxruntime frame, p50 µs. Printed as a table, written as JSON (--out).
-
-Comparison columns (e.g. the same model run as TorchScript, the way nn~ and ddsp~ run models)
-plug in through :data:`COMPARISONS`: see :func:`compare_torchscript`, the hook for it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import platform
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from pimodule.device.audio import AudioRunner
+from pimodule.core.controls import CV_NAMES
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.models import load_session
+from pimodule.device.fx.cost import bench_chain, bench_check, bench_estimator
+from pimodule.device.session import ModelSession
+from pimodule.device import floor
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +37,16 @@ N_WARMUP_BLOCKS = 20
 EXPORT_DIR = Path(__file__).resolve().parents[2] / "export"
 
 
-def compare_torchscript(model_path: Path, block_size: int, rate_hz: int, n_blocks: int) -> dict | None:
-    """HOOK: the same model driven the way nn~/ddsp~ drive models (TorchScript, streaming).
-
-    Return ``{"p50_us": …, "p99_us": …, "max_us": …, "rtf": …}`` measured on the same block size,
-    or None when not available. It lives outside pimodule/runtime (torch is a laptop dependency):
-    register an implementation in :data:`COMPARISONS` (e.g. from pimodule.laptop.ddsp) and ``bench``
-    adds its columns and the ratios to ours (``<name>_p99_ratio``). Not implemented here.
-    """
-    return None
-
-
-# name -> function(model_path, block_size, rate_hz, n_blocks) -> dict | None
-COMPARISONS: dict[str, Callable[[Path, int, int, int], dict | None]] = {}
+EXAMPLES = (
+    "pimodule bench",
+    "pimodule bench export/violin.onnx --block-sizes 128 --n-blocks 3000 --out out/bench.json",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", type=Path, help="model files (default: export/*.onnx)")
-    parser.add_argument("--block-sizes", type=int, nargs="+", default=list(DEFAULT_BLOCK_SIZES))
+    parser.add_argument("--block-sizes", type=int, nargs="+", default=list(DEFAULT_BLOCK_SIZES),
+                        help="device blocks (frames per callback) to time")
     parser.add_argument("--sample-rate", type=int, default=DEFAULT_RATE_HZ, help="device rate in Hz")
     parser.add_argument("--n-blocks", type=int, default=DEFAULT_N_BLOCKS, help="timed callbacks per case")
     parser.add_argument("--modes", nargs="+", default=["synth"], choices=["synth", "transfer"],
@@ -60,8 +54,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--floor", action="store_true",
                         help="also time the callback without a model and onnxruntime's cost per run and node")
-    parser.add_argument("--no-torchscript", action="store_true",
-                        help="skip the TorchScript (nn~/ddsp~-style) comparison even where torch is installed")
 
 
 def _percentiles(times_us: np.ndarray) -> dict:
@@ -72,9 +64,6 @@ def _percentiles(times_us: np.ndarray) -> dict:
 def bench_model(path: Path, block_size: int, rate_hz: int, n_blocks: int, mode: str = "synth") -> dict:
     """Time the daemon's callback on one model, block size and mode (moving CV; transfer mode
     analyses a 220 Hz sine at the input)."""
-    from pimodule.device.audio import AudioRunner
-    from pimodule.device.engine import CV_NAMES, VoiceEngine
-    from pimodule.device.models import load_session
 
     engine = VoiceEngine(device_rate_hz=rate_hz, max_block=block_size)
     session = load_session(path, engine)
@@ -113,11 +102,6 @@ def bench_model(path: Path, block_size: int, rate_hz: int, n_blocks: int, mode: 
     row["rtf_cpu"] = row["cpu_mean_us"] / period_us
     row["model_frame_p50_us"] = float(np.percentile(frame_us, 50))
     row["exceptions"] = runner.stats.n_exceptions
-    for name, compare in COMPARISONS.items():
-        other = compare(path, block_size, rate_hz, n_blocks)
-        if other:
-            row[name] = other
-            row[f"{name}_p99_ratio"] = other["p99_us"] / row["p99_us"]
     return row
 
 
@@ -138,7 +122,6 @@ def format_table(rows: list[dict]) -> str:
 def bench_fx(path: Path, block_sizes, rate_hz: int, n_blocks: int) -> list[dict]:
     """fx mode's two costs: the estimator per analysis window (off the audio thread) and the
     twin chain with every effect on, per device block (in the callback)."""
-    from pimodule.device.fx.cost import bench_chain, bench_check, bench_estimator
 
     est = bench_estimator(path)
     check = bench_check(path)  # a dry model's check (its own thread, every fx.check_interval_s)
@@ -166,28 +149,11 @@ def format_fx_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def register_torchscript() -> bool:
-    """On a laptop with torch installed, add the TorchScript (nn~/ddsp~-style) column. The module
-    has no torch: then the column is skipped (the import is lazy and optional, never the daemon's)."""
-    if "torchscript" in COMPARISONS:
-        return True
-    try:
-        module = importlib.import_module("pimodule.laptop.ddsp.torchscript")
-    except ImportError as err:
-        log.info("no TorchScript comparison (%s)", err)
-        return False
-    COMPARISONS["torchscript"] = module.compare
-    return True
-
-
 def main(args: argparse.Namespace) -> int:
-    if not args.no_torchscript:
-        register_torchscript()
     paths = list(args.models) or sorted(EXPORT_DIR.glob("*.onnx"))
     if not paths:
         log.error("no models: give paths or build export/*.onnx (make models)")
         return 2
-    from pimodule.device.session import ModelSession
 
     rows, fx_rows = [], []
     for path in paths:
@@ -206,7 +172,6 @@ def main(args: argparse.Namespace) -> int:
         print(format_fx_table(fx_rows))
     floor_rows = []
     if getattr(args, "floor", False):
-        from pimodule.device import floor
 
         floor_rows = floor.measure(args.block_sizes, args.sample_rate, args.n_blocks)
         print()

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-MODES = ("synth", "transfer", "fx")
+from pimodule.core.controls import MODES
+from pimodule.device.io.osc import OscConfig as ServerConfig
+
 LOUDNESS_SOURCES = ("cv2", "envelope")
 CV_BACKENDS = ("auto", "spi", "simulated")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.toml"
@@ -49,7 +51,6 @@ class OscConfig:
     error_replies_per_s: float = 20.0
 
     def server_config(self):
-        from pimodule.device.io.osc import OscConfig as ServerConfig
 
         return ServerConfig(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"})
 

@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from pimodule.device.io.controller import GAIN_SPEC
+from pimodule.core.controls import GAIN_SPEC
 from pimodule.core.modelfile import ModelFileError
 from pimodule.core.params import ParamTable
+from pimodule.device.fx.mode import osc_messages
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ class DaemonController:
     def fx_matched_messages(self) -> list[tuple[str, tuple]]:
         """The matched chain's targets as OSC messages under ``/pimodule/fx/matched``, then
         ``/pimodule/fx/matched/hold i``."""
-        from pimodule.device.fx.mode import osc_messages
 
         matcher = self._matcher()
         return [*osc_messages(matcher.matched(), "/pimodule/fx/matched"),
@@ -108,7 +108,6 @@ class DaemonController:
 
     def fx_messages(self) -> list[tuple[str, tuple]]:
         """The latest effect estimate as OSC messages (empty before the first estimate)."""
-        from pimodule.device.fx.mode import osc_messages
 
         return osc_messages(self.fx.latest) if self.fx is not None else []
 

@@ -1,4 +1,4 @@
-"""``pimodule calibrate``: two-point 1 V/oct calibration of CV1, written into the config TOML.
+"""Two-point 1 V/oct calibration of CV1, written into your config file.
 
 Patch a known voltage (say 1.000 V, measured with a meter) into CV1, press Enter; then a second
 one (3.000 V). The averaged ADC values at both points give the channel's scale and offset
@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Callable
 
 from pimodule.device.config import DEFAULT_CONFIG_PATH, CvCalibration, write_calibration
+from pimodule.device.io.cv import Calibration
+from pimodule.device.io.cv import MCP3208, CVReader, FakeMCP3208, SpidevBus
+from pimodule.device.io.hardware import load_hardware
 
 log = logging.getLogger(__name__)
 
 # The simulated board of --fake: its true input stage (what calibration should find).
 FAKE_TRUE_SCALE_V_PER_STEP = 0.00247
 FAKE_TRUE_OFFSET_V = -4.93
+
+
+EXAMPLES = (
+    "pimodule calibrate --config /etc/pimodule/config.toml",
+    "pimodule calibrate --fake --config /tmp/test.toml",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +50,6 @@ def average_value(read_value: Callable[[], float], n_reads: int) -> float:
 def calibrate(read_value: Callable[[], float], ask: Callable[[float], None], low_v: float, high_v: float,
               n_reads: int) -> CvCalibration:
     """Ask for each reference voltage, average the inverted ADC values, fit the line."""
-    from pimodule.device.io.cv import Calibration
 
     if not abs(high_v - low_v) >= 0.5:
         raise ValueError("the two reference voltages should be at least 0.5 V apart")
@@ -54,8 +62,6 @@ def calibrate(read_value: Callable[[], float], ask: Callable[[float], None], low
 
 
 def main(args: argparse.Namespace) -> int:
-    from pimodule.device.io.cv import MCP3208, CVReader, FakeMCP3208, SpidevBus
-    from pimodule.device.io.hardware import load_hardware
 
     hw = load_hardware()
     channel = hw.adc.channel(args.channel)

@@ -1,4 +1,4 @@
-"""``pimodule run``: the module's daemon.
+"""The module's daemon: audio and CV in, the voice or the effect estimator, audio out, OSC.
 
 Audio + CV in, the DDSP voice in the callback, audio out, OSC to and from PureData, sd_notify
 READY/WATCHDOG for systemd. Off the Pi, the CV comes from a clearly announced simulated source
@@ -21,6 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pimodule.device import config as config_mod
+from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
+from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Triggers
+from pimodule.device.io.hardware import load_hardware
+from pimodule.device.audio import AudioRunner, Recorder
+from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
+from pimodule.device.fx import mode as fxmode
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.models import ModelLoader, ModelStore
+from pimodule.device.io.osc import OscServer
+from pimodule.device.flash import daemon_receivers
+from pimodule.device.io.notify import Notifier, Watchdog
+from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
+from pimodule.core.controls import MODES
 
 log = logging.getLogger("pimodule.daemon")
 
@@ -29,13 +42,20 @@ STATUS_LOG_S = 10.0
 RECORD_MAX_S = 600.0
 
 
+EXAMPLES = (
+    "pimodule run --config /etc/pimodule/config.toml",
+    "pimodule run --jack-dummy --duration 6 --record out/demo.wav",
+    "pimodule run --offline --mode transfer --model flute",
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="daemon config TOML (default: configs/default.toml)")
     parser.add_argument("--device", help="audio device name (fragment) or index")
     parser.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     parser.add_argument("--block-size", type=int, help="frames per audio callback")
     parser.add_argument("--sample-rate", type=int, help="device sample rate in Hz")
-    parser.add_argument("--mode", choices=config_mod.MODES, help="start in this mode")
+    parser.add_argument("--mode", choices=MODES, help="start in this mode")
     parser.add_argument("--model", help="model name in the models dir, or a path to an .onnx file")
     parser.add_argument("--models-dir", type=Path, help="the models directory")
     parser.add_argument("--offline", action="store_true",
@@ -115,7 +135,6 @@ class Daemon:
 
     def on_button(self, event) -> None:
         """Front-panel buttons: 1 = next model, 2 = next mode, 3 = mute on/off (short presses)."""
-        from pimodule.device.config import MODES
 
         if event.kind != "short":
             return
@@ -151,14 +170,6 @@ class Daemon:
 def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: float | None = None,
           melody=None) -> Daemon:
     """Wire CV, GPIO, engine, model store/loader, audio runner and OSC (nothing started yet but OSC)."""
-    from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
-    from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Triggers
-    from pimodule.device.io.hardware import load_hardware
-    from pimodule.device.audio import AudioRunner, Recorder
-    from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
-    from pimodule.device.fx import mode as fxmode
-    from pimodule.device.engine import VoiceEngine
-    from pimodule.device.models import ModelLoader, ModelStore
 
     hw = load_hardware()
     calibrations = {c.name: Calibration.nominal(hw.adc) for c in hw.adc.channels}
@@ -206,12 +217,10 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
     if not loader.load(name):
         log.error("starting without a voice (silence until a model loads): %s", loader.last_error)
     if cfg.osc.enabled:
-        from pimodule.device.io.osc import OscServer
 
         daemon.osc = OscServer(controller, cfg.osc.server_config())
         log.info("OSC on %s:%d", cfg.osc.host, daemon.osc.port)
     if cfg.flash.enabled:
-        from pimodule.device.flash import daemon_receivers
 
         daemon.flash = daemon_receivers(cfg.flash, daemon, lambda msgs: _broadcast(daemon, msgs))
     return daemon
@@ -279,7 +288,6 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
                                           latency=d.cfg.audio.latency)
         except Exception as err:  # noqa: BLE001 - PortAudio raises several kinds
             log.warning("no audio device could be opened (%s): running OFFLINE on a simulated clock", err)
-    from pimodule.device.io.notify import Notifier, Watchdog
 
     d.notifier = Notifier()
     watchdog = Watchdog(d.notifier, is_healthy=_Health(d.runner.stats))
@@ -337,7 +345,6 @@ def main(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         offline = args.offline
         if args.jack_dummy and not offline:
-            from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
 
             try:
                 server = stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))

@@ -36,13 +36,14 @@ from pimodule.core.modelfile import ModelFileError
 from pimodule.core.params import ParamTable
 from pimodule.device.analysis import InlineAnalysis, ThreadedAnalysis
 from pimodule.device.ring import FrameQueue, SampleRing
-from pimodule.device.config import MODES, EngineConfig
+from pimodule.core.controls import CV_NAMES, MODES
+from pimodule.device.config import EngineConfig
 from pimodule.device.guard import Crossfade, Fader, OutputGuard
 from pimodule.device.resample import StreamingResampler
+from pimodule.core.streaming_features import StreamingFeatures
 
 MODE_SWITCH_FADE_MS = 5.0
 SILENCE_DB = -100.0
-CV_NAMES = ("cv1", "cv2", "cv3", "pot1", "pot2", "pot3")  # the default hand-off layout
 
 
 class VoiceEngine:
@@ -83,7 +84,6 @@ class VoiceEngine:
         self._down = StreamingResampler(self.device_rate_hz, self.model_rate_hz, max_block_in=self.max_block)
         self._down_out = np.zeros(self._down.max_out(self.max_block) + 1, np.float32)
         if features_factory is None:
-            from pimodule.core.streaming_features import StreamingFeatures
 
             features_factory = StreamingFeatures
         self._features = features_factory(self.model_rate_hz, self.model_block)

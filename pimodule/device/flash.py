@@ -27,6 +27,9 @@ from pimodule.device.io.flashlink import LinkClosed
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.io.worker import BackgroundThread
 from pimodule.core.modelfile import ModelFileError
+from pimodule.device.fx.mode import checked_estimator
+from pimodule.device.models import load_session
+from pimodule.device.session import open_model
 
 log = logging.getLogger(__name__)
 
@@ -304,9 +307,6 @@ def daemon_validator(engine) -> Callable[[Path], str]:
     """What the daemon accepts: a voice the engine can play (loaded, checked, warmed: finite
     output) or an effect estimator whose outputs check out on a test window."""
     def validate(path: Path) -> str:
-        from pimodule.device.fx.mode import checked_estimator
-        from pimodule.device.models import load_session
-        from pimodule.device.session import open_model
 
         kind = open_model(path)[1].kind  # ModelFileError: not loadable / no pimodule metadata
         if kind == "ddsp":

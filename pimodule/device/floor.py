@@ -17,6 +17,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from pimodule.device.audio import AudioRunner
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.session import session_options
 
 N_TIMED = 3000
 
@@ -29,8 +32,6 @@ def _percentiles(t_ns: np.ndarray) -> dict:
 
 def callback_without_model(block_size: int, rate_hz: int = 48000, n_blocks: int = N_TIMED) -> dict:
     """The daemon's callback (synth mode, moving CV) with no model: everything but onnxruntime."""
-    from pimodule.device.audio import AudioRunner
-    from pimodule.device.engine import VoiceEngine
 
     engine = VoiceEngine(device_rate_hz=rate_hz, max_block=block_size)
     runner = AudioRunner(engine, sample_rate_hz=rate_hz, realtime_priority=False)
@@ -63,7 +64,6 @@ def _chain_model(n_nodes: int, size: int) -> bytes:
 def _time_chain(n_nodes: int, size: int, n_runs: int) -> np.ndarray:
     import onnxruntime as ort
 
-    from pimodule.device.session import session_options
 
     opts = session_options()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node

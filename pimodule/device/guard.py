@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from pimodule.device.io.controller import GAIN_SPEC
+from pimodule.core.controls import GAIN_SPEC
 
 GAIN_RANGE_DB = (GAIN_SPEC.min, GAIN_SPEC.max)  # the output gain's range lives in GAIN_SPEC
 DEFAULT_CEILING = 0.98  # limiter ceiling (linear, just under full scale)

@@ -11,6 +11,7 @@ from typing import Callable
 
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.io.worker import BackgroundThread
+from pimodule.device.session import ModelSession
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ class ModelStore:
 
     def kind_of(self, path: Path) -> str | None:
         """The kind a file declares (cached per modification time; None if unreadable)."""
-        from pimodule.device.session import ModelSession
 
         mtime = path.stat().st_mtime
         cached = self._kinds.get(path)
@@ -61,7 +61,6 @@ class ModelStore:
 
 def load_session(path: Path, engine) -> object:
     """Load, check against the engine and warm a model (any thread but the audio thread)."""
-    from pimodule.device.session import ModelSession
 
     session = ModelSession(path, expect_kind="ddsp")
     engine.check_compatible(session)

@@ -1,4 +1,4 @@
-"""``make demo``: the main jobs on embedded defaults, no Pi and no sound card needed.
+"""Hear what the module does, with the shipped voices, no Pi and no sound card needed.
 
 1. A "recording" to transfer: a clarinet phrase rendered from the GM soundfont at 44.1 kHz (the
    voices never heard a clarinet), or a synthetic sawtooth line when fluidsynth is missing.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +22,13 @@ import soundfile as sf
 
 from pimodule.laptop.render import transfer
 from pimodule.device.session import ModelSession
+from pimodule.laptop.data.midi import program_number
+from pimodule.laptop.data.soundfont import RenderConfig, render_phrases
 
+EXAMPLES = (
+    "pimodule demo",
+    "pimodule demo --out /tmp/demo --seconds 10",
+)
 log = logging.getLogger("pimodule.laptop.demo")
 EXPORT = Path(__file__).resolve().parents[2] / "export"
 INPUT_RATE = 44100
@@ -31,8 +38,6 @@ def demo_input(out_dir: Path) -> tuple[Path, str]:
     """Write the input recording; returns its path and what it is."""
     path = out_dir / "input.wav"
     try:
-        from pimodule.laptop.data.midi import program_number
-        from pimodule.laptop.data.soundfont import RenderConfig, render_phrases
 
         tmp = out_dir / "input_render"
         wav = render_phrases(program_number("clarinet"), [4242], tmp,
@@ -55,19 +60,19 @@ def demo_input(out_dir: Path) -> tuple[Path, str]:
 def run_daemon(model: Path, out_wav: Path, seconds: float) -> int:
     """A few seconds of `pimodule run` in synth mode with the simulated CV melody, on a private
     JACK dummy server (or the simulated clock when jackd cannot start), recorded to out_wav."""
-    from pimodule.cli import main as cli_main
 
-    return cli_main(["run", "--model", str(model), "--mode", "synth", "--cv", "simulated", "--jack-dummy",
-                     "--no-osc", "--duration", str(seconds), "--record", str(out_wav)])
+    cmd = [sys.executable, "-m", "pimodule.cli", "run", "--model", str(model), "--mode", "synth", "--cv",
+           "simulated", "--jack-dummy", "--no-osc", "--duration", str(seconds), "--record", str(out_wav)]
+    return subprocess.run(cmd, check=False).returncode
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pimodule.laptop.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    parser.add_argument("--models", type=Path, default=EXPORT)
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("out"), help="where the wav files go")
+    parser.add_argument("--models", type=Path, default=EXPORT, help="folder of DDSP voices")
     parser.add_argument("--seconds", type=float, default=4.0, help="how long the daemon plays")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     models = sorted(p for p in args.models.glob("*.onnx") if ModelSession.peek_kind(p) == "ddsp")
     if not models:
@@ -89,6 +94,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"daemon recording: {daemon_wav.resolve()}")
     return status
 
-
-if __name__ == "__main__":
-    sys.exit(main())

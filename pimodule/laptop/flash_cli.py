@@ -1,4 +1,4 @@
-"""``pimodule flash MODEL.onnx --to HOST[:PORT] | --serial PORT``: send a model file to the module.
+"""Send a model file to the module: checked, installed atomically, and played.
 
 The module verifies it (size, SHA-256), validates it (onnxruntime loads it; a voice the engine
 can play, warmed to a finite output, or an effect estimator), installs it atomically in its
@@ -14,6 +14,14 @@ import sys
 from pathlib import Path
 
 from pimodule.device.io import flashlink
+from pimodule.device.session import open_model
+
+
+EXAMPLES = (
+    "pimodule flash export/flute.onnx --to pi@pimodule.local",
+    "pimodule flash export/flute.onnx --to 127.0.0.1:9100",
+    "pimodule flash export/flute.onnx --serial /dev/ttyACM0",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,10 +48,6 @@ def precheck(path: Path) -> str:
     """A clear error here, before sending, for a file the module would refuse anyway; the kind."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    try:
-        from pimodule.device.session import open_model
-    except ImportError:  # no onnxruntime on this machine: the module checks everything anyway
-        return "?"
     return open_model(path)[1].kind  # ModelFileError (a ValueError) with the reason
 
 

@@ -1,4 +1,4 @@
-"""``pimodule quantize``: an int8 variant of an exported model (onnxruntime dynamic quantization).
+"""An int8 variant of an exported model (onnxruntime dynamic quantization), with its error.
 
 Weights of MatMul/Gemm nodes become int8 (activations are quantized on the fly), the metadata is
 kept and marked, and the variant is checked against the original on a test signal: the report
@@ -56,6 +56,12 @@ def compare(reference: Path, variant: Path, n_frames: int = 500) -> dict:
     sig = np.sqrt(np.mean(ref**2))
     return {"snr_db": float(20 * np.log10(sig / max(err, 1e-12))),
             "bytes": {"fp32": reference.stat().st_size, "int8": variant.stat().st_size}}
+
+
+EXAMPLES = (
+    "pimodule quantize export/violin.onnx",
+    "pimodule quantize export/violin.onnx --out out/violin-int8.onnx",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,6 @@
-"""Offline rendering with a DDSP model file (``pimodule render``): timbre transfer of a recording,
-or a MIDI line played by the voice. No torch: the same runtime as the module.
+"""Play a recording or a MIDI line through a voice, offline (timbre transfer), with the module's runtime.
+
+No torch: the same runtime as the module.
 
 Timbre transfer streams the input in chunks (any length, any sample rate): resample to the
 model's rate, streaming f0/loudness (pimodule.core.streaming_features.StreamingFeatures), one model frame at a
@@ -115,6 +116,13 @@ def midi_controls(path: Path, frame_rate: float, *, attack_ms: float = 30.0, rel
         level += (target - level) * (up if target > level else down)
         loudness[i] = level
     return f0, loudness
+
+
+EXAMPLES = (
+    "pimodule render export/violin.onnx --input voice.wav --out out/violin.wav",
+    "pimodule render export/flute.onnx --input speech.wav --out out/flute.wav --pitch-shift 12",
+    "pimodule render export/flute.onnx --midi line.mid --out out/line.wav",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

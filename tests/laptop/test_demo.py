@@ -1,11 +1,11 @@
 import numpy as np
 import soundfile as sf
 
-from pimodule.laptop.demo import main
+from pimodule.cli import main
 
 
 def test_demo_writes_transfers_and_a_daemon_recording(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--seconds", "1.5"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--seconds", "1.5"]) == 0
     said = capsys.readouterr().out
     for name in ("transfer_violin.wav", "transfer_flute.wav", "daemon_violin.wav"):
         path = tmp_path / name

@@ -10,6 +10,8 @@ import numpy as np
 
 from pimodule.core.fx_specs import EFFECT_NAMES
 from pimodule.device.fx.twin_chain import ChainTwin
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.device.fx.check import SubsetCheck
 
 
 def bench_chain(sample_rate: int = 48000, block_size: int = 128, n_blocks: int = 1000,
@@ -34,7 +36,6 @@ def bench_chain(sample_rate: int = 48000, block_size: int = 128, n_blocks: int =
 
 def bench_estimator(path: Path, n_runs: int = 20, seed: int = 0) -> dict:
     """Median and max ms per analysis window of an exported estimator (one thread)."""
-    from pimodule.device.fx.estimator import OnnxEstimator
 
     est = OnnxEstimator(path)
     rng = np.random.default_rng(seed)
@@ -54,8 +55,6 @@ def bench_estimator(path: Path, n_runs: int = 20, seed: int = 0) -> dict:
 def bench_check(path: Path, n_runs: int = 3, seed: int = 0) -> dict | None:
     """Median and max ms of the module's check of one estimate (pimodule.device.fx.check) of a
     dry-conditioned estimator, on a tone clipped and reverberated by the twins; None if blind."""
-    from pimodule.device.fx.check import SubsetCheck
-    from pimodule.device.fx.estimator import OnnxEstimator
 
     est = OnnxEstimator(path)
     if est.conditioning != "dry":

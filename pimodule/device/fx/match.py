@@ -10,6 +10,8 @@ import math
 import threading
 
 import numpy as np
+from pimodule.device.fx.twin_chain import ChainTwin
+from pimodule.core.fx_specs import DISTORTION_MODES
 
 
 class FxMatcher:
@@ -20,7 +22,6 @@ class FxMatcher:
     The control side (analyzer, OSC) takes a lock; the callback never does."""
 
     def __init__(self, device_rate_hz: int, max_block: int, effects=None):
-        from pimodule.device.fx.twin_chain import ChainTwin
 
         kwargs = {} if effects is None else {"effects": effects}
         self.chain = ChainTwin(device_rate_hz, channels=1, max_block=max_block, **kwargs)
@@ -61,7 +62,6 @@ class FxMatcher:
         """One value of the matched chain by hand, which then holds: ``active`` (0/1), ``mode``
         (a distortion curve) or a parameter in its physical unit (clamped to its spec). Returns
         what was applied; KeyError/ValueError (nothing changed) for an unknown name or bad value."""
-        from pimodule.core.fx_specs import DISTORTION_MODES
 
         stage = self.chain._stage(effect)
         with self._lock:

@@ -36,6 +36,8 @@ from scipy.signal import resample_poly
 from pimodule.device.io.worker import BackgroundThread
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.fx.match import FxMatcher
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.device.fx.check_thread import FxChecker
 
 __all__ = ["FxAnalyzer", "FxMatcher", "InputHistory", "build", "checked_estimator", "consistent_snapshots",
            "osc_messages"]
@@ -233,7 +235,6 @@ class FxAnalyzer(BackgroundThread):
 def checked_estimator(path: Path):
     """An :class:`OnnxEstimator` whose outputs on a test window have the chain's shapes, are
     finite and lie in [0, 1]; ModelFileError otherwise."""
-    from pimodule.device.fx.estimator import OnnxEstimator
 
     estimator = OnnxEstimator(path)
     rng = np.random.default_rng(0)
@@ -276,7 +277,6 @@ def build(cfg, engine, store, max_block: int, publish, on_error=None) -> "FxAnal
         matcher = FxMatcher(cfg.audio.sample_rate_hz, max_block)
         checker = None
         if cfg.fx.check:
-            from pimodule.device.fx.check_thread import FxChecker
 
             checker = FxChecker(cfg.fx.check_interval_s, follow=matcher.follow,
                                 publish=lambda est: publish(osc_messages(est, "/pimodule/fx/checked")))

@@ -8,7 +8,6 @@ through ``OscServer.notify_error``. Errors are raised as ``KeyError`` (unknown c
 
 :class:`MemoryController` is a small, real controller over a :class:`~pimodule.core.params.ParamTable`
 (state in memory, no audio): tests, ``python -m pimodule.device.io.osc --serve`` and Pd patch work.
-``PANEL_CONTROLS`` is the DDSP voice's control table the Pd panel's fixed sliders mirror.
 """
 
 from __future__ import annotations
@@ -17,20 +16,9 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from pimodule.core.params import ParamSpec, ParamTable
+from pimodule.core.controls import CV_NAMES, DDSP_CONTROLS, GAIN_SPEC, MODES
+from pimodule.core.params import ParamTable
 
-MODES = ("synth", "transfer", "fx")
-CV_NAMES = ("cv1", "cv2", "cv3", "pot1", "pot2", "pot3")  # as in hardware/terminal_tedium.toml
-CV_VOLTS = (-10.0, 10.0)  # accepted range of /pimodule/cv/<name> (clamped)
-# Output gain of the module (the one place its range is written).
-GAIN_SPEC = ParamSpec("gain_db", "dB", -60.0, 12.0, 0.0, "lin", "output gain")
-
-PANEL_CONTROLS = ParamTable([
-    ParamSpec("pitch_shift_semitones", "st", -24.0, 24.0, 0.0, "lin", "transpose the voice"),
-    ParamSpec("loudness_offset_db", "dB", -20.0, 20.0, 0.0, "lin", "offset added to loudness"),
-    ParamSpec("harmonic_gain_db", "dB", -40.0, 12.0, 0.0, "lin", "harmonic part level"),
-    ParamSpec("noise_gain_db", "dB", -40.0, 12.0, 0.0, "lin", "noise part level"),
-])
 
 
 class Controller(Protocol):
@@ -68,7 +56,7 @@ class Controller(Protocol):
 class MemoryController:
     """A real controller with its state in memory (no audio): values, mode, model, gain, mute."""
 
-    def __init__(self, table: ParamTable = PANEL_CONTROLS, models: dict[str, ParamTable] | None = None,
+    def __init__(self, table: ParamTable = DDSP_CONTROLS, models: dict[str, ParamTable] | None = None,
                  model_dir: Path | None = None):
         self._models = dict(models or {"default": table})
         self.model_dir = model_dir

@@ -32,7 +32,8 @@ from typing import Any, Mapping
 
 from pythonosc.osc_packet import ParseError
 
-from pimodule.device.io.controller import CV_VOLTS, GAIN_SPEC, Controller
+from pimodule.core.controls import CV_VOLTS, GAIN_SPEC
+from pimodule.device.io.controller import Controller
 from pimodule.device.io.osc_args import Refused, no_args, one_number, one_port, one_string
 from pimodule.device.io.osc_client import OscClient, decode, encode, is_loopback
 from pimodule.device.io.osc_fx import FX_PATHS, dispatch_fx

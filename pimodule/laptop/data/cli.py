@@ -1,4 +1,9 @@
-"""``pimodule data``: render soundfont phrases (``render``) or prepare recordings (``prepare``)."""
+"""Make a training set: your own recordings (prepare) or phrases rendered from a soundfont (render).
+
+prepare: a folder of recordings (wav, flac, ogg, aiff, mp3) becomes training examples with their
+pitch (f0) and loudness; a few files are held out to score the voice on. render: seeded MIDI
+phrases played by a General MIDI instrument through fluidsynth, dry.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,21 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from pimodule.laptop.data.soundfont import DEFAULT_SOUNDFONT
+from pimodule.laptop.data.midi import program_number, program_slug
+from pimodule.laptop.data.prepare import NoUsableAudioError, prepare
+from pimodule.laptop.data.soundfont import RenderConfig, RenderError, render_dataset
 
 log = logging.getLogger(__name__)
+EXAMPLES = (
+    "pimodule data prepare ~/recordings/cello --out data/cello",
+    "pimodule data render --program violin --out data/violin --n-phrases 80",
+    "pimodule data render --program flute --program oboe --out data/winds",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pimodule.laptop.data.soundfont import DEFAULT_SOUNDFONT  # noqa: PLC0415
-
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, help="prepare your recordings, or render phrases")
     r = sub.add_parser("render", help="render GM phrases with fluidsynth into a dataset")
     r.add_argument("--program", action="append", required=True,
                    help="GM program, 0-based number or name (violin, flute, cello…); repeatable")
@@ -21,27 +33,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="dataset folder (one program) or parent of one folder per program")
     r.add_argument("--n-phrases", type=int, default=40, help="training phrases per program")
     r.add_argument("--n-held-out", type=int, default=8, help="held-out phrases (other seeds)")
-    r.add_argument("--phrase-seconds", type=float, default=8.0)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)
+    r.add_argument("--phrase-seconds", type=float, default=8.0, help="length of each phrase")
+    r.add_argument("--seed", type=int, default=0, help="random seed of the phrases (held-out ones use others)")
+    r.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT, help="GM soundfont (.sf2) to play them with")
     _common(r)
 
     p = sub.add_parser("prepare", help="turn a folder of recordings into a dataset")
     p.add_argument("src", type=Path, help="folder (with train/ and held_out/ subfolders, or not) "
                                           "or a single audio file")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     p.add_argument("--held-out", type=float, default=0.15,
                    help="fraction of files held out when src has no train/ held_out/ folders")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the held-out choice")
     p.add_argument("--fmin-hz", type=float, default=40.0, help="lowest f0 the tracker looks for")
     p.add_argument("--fmax-hz", type=float, default=2000.0, help="highest f0 the tracker looks for")
     _common(p)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--hop-size", type=int, default=64)
-    p.add_argument("--example-seconds", type=float, default=4.0)
+    p.add_argument("--sample-rate", type=int, default=16000, help="the voice's sample rate in Hz")
+    p.add_argument("--hop-size", type=int, default=64, help="samples per f0/loudness frame (the voice's frame)")
+    p.add_argument("--example-seconds", type=float, default=4.0, help="length of each training example")
 
 
 def _report(out: Path, info: dict, seconds: float) -> None:
@@ -56,9 +68,6 @@ def _report(out: Path, info: dict, seconds: float) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pimodule.laptop.data.midi import program_number, program_slug  # noqa: PLC0415
-    from pimodule.laptop.data.prepare import NoUsableAudioError, prepare  # noqa: PLC0415
-    from pimodule.laptop.data.soundfont import RenderConfig, RenderError, render_dataset  # noqa: PLC0415
 
     t0 = time.perf_counter()
     try:

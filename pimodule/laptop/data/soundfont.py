@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from pimodule.laptop.data.midi import PhraseConfig, phrases_midi, playable_range, program_slug
+from pimodule.laptop.data.prepare import prepare
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,6 @@ def render_dataset(program: int, out_dir: Path | str, *, n_phrases: int = 40, n_
                    example_seconds: float = 4.0) -> dict:
     """Render train and held-out phrases into ``out_dir/wav/{train,held_out}/`` and prepare the
     dataset (``train.npz``, ``held_out.npz``, ``dataset.json``) in ``out_dir``. Returns the info."""
-    from pimodule.laptop.data.prepare import prepare  # noqa: PLC0415 (keeps import cycles out)
 
     if n_phrases < 1 or n_held_out < 1:
         raise ValueError("need at least one training and one held-out phrase")

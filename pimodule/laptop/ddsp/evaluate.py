@@ -6,6 +6,7 @@ features (pimodule.core.features), on frames where the target is voiced and audi
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import torch
 
 from pimodule.core import features
 from pimodule.laptop.data import dataset
-from pimodule.laptop.ddsp.checkpoint import latest_checkpoint, load_run
+from pimodule.laptop import runs
+from pimodule.laptop.ddsp.recipe import load_run
 from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
+from pimodule.device.session import ModelSession
 
 AUDIBLE_DB = -60.0  # frames quieter than this (target) are not scored
 VOICED = 0.7  # periodicity above which a target frame counts as voiced
@@ -92,20 +95,48 @@ def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
                               features.tracker_settings(dataset.load_info(data_dir)))
     metrics["step"] = meta.get("step")
     metrics["train_minutes"] = round(meta.get("train_seconds", 0.0) / 60, 2)
-    Path(run_dir, "metrics.json").write_text(json.dumps(metrics, indent=1))
-    weights = latest_checkpoint(Path(run_dir))
-    meta_path = Path(str(weights).replace("model-", "meta-").replace(".safetensors", ".json"))
-    if meta_path.is_file():
+    runs.write_metrics(run_dir, metrics)
+    found = runs.checkpoint(run_dir)
+    if found is not None and (found / "meta.json").is_file():
         meta["metrics"] = metrics
-        meta_path.write_text(json.dumps(meta, indent=1))
+        (found / "meta.json").write_text(json.dumps(meta, indent=1))
     return metrics
 
 
 def evaluate_model_file(model_path: Path, data_dir: Path) -> dict:
     """Evaluate an exported ONNX model with the device runtime (what ships)."""
-    from pimodule.device.session import ModelSession
 
     session = ModelSession(model_path)
     data = dataset.load_dataset(data_dir, "held_out")
     return evaluate_arrays(onnx_renderer(session), data, session.info.sample_rate, session.info.block_size,
                            features.tracker_settings(dataset.load_info(data_dir)))
+
+
+EXAMPLES = (
+    "pimodule eval ddsp export/violin.onnx --data data/violin",
+    "pimodule eval ddsp export/violin.onnx export/flute.onnx --data data/violin data/flute --json out/ddsp_eval.json",
+    "pimodule eval ddsp runs/mine --data data/mine",
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, nargs="+", help="exported .onnx files or training run folders")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="dataset folder per model (one for all, or one each)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def main(args: argparse.Namespace) -> int:
+    data_dirs = args.data if len(args.data) == len(args.model) else args.data[:1] * len(args.model)
+    results = {}
+    for model, data in zip(args.model, data_dirs):
+        metrics = evaluate_run(model, data) if model.is_dir() else evaluate_model_file(model, data)
+        results[str(model)] = metrics
+    print("| model | spectral loss | loudness error (dB) | f0 error (cents, median) |")
+    print("| --- | --- | --- | --- |")
+    for name, m in results.items():
+        print(f"| {name} | {m['spectral_loss']:.3f} | {m['loudness_error_db']:.2f} | "
+              f"{m['f0_error_cents_median']:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0

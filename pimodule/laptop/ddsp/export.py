@@ -21,7 +21,10 @@ import torch
 
 from pimodule.core import modelfile
 from pimodule.laptop.ddsp.frame import FrameVoice
-from pimodule.laptop.ddsp.model import DDSP_CONTROLS, DDSPConfig, DDSPVoice
+from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
+from pimodule.laptop.ddsp.recipe import load_run
+from pimodule.laptop.ddsp.train import summarize_info
 
 log = logging.getLogger(__name__)
 OPSET = 18  # onnxscript's exporter emits 18; the contract asks for >= 17
@@ -100,23 +103,7 @@ def build_test_model(path: str | Path, seed: int = 0, config: DDSPConfig | None 
     return export_onnx(model, path, name=f"test-{seed}", provenance={"data": "none (untrained test model)"})
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="training run folder (pimodule train ddsp --out RUN)")
-    parser.add_argument("--out", type=Path, required=True, help="where to write NAME.onnx")
-    parser.add_argument("--name", help="model name (default: the file's stem)")
-    parser.add_argument("--checkpoint", help="checkpoint file in the run (default: the latest)")
-    from pimodule.laptop.fx.calibrate import add_args as fx_calibration_args
-
-    fx_calibration_args(parser)
-
-
 def main(args: argparse.Namespace) -> int:
-    if not (args.run / "checkpoints").is_dir() and (args.run / "model.safetensors").is_file():
-        from pimodule.laptop.fx import export as fx_export  # an effect-estimator run
-
-        return fx_export.main(args)
-    from pimodule.laptop.ddsp.checkpoint import load_run
-    from pimodule.laptop.ddsp.train import summarize_info
 
     model, meta = load_run(args.run, args.checkpoint)
     name = args.name or args.out.stem

@@ -15,16 +15,8 @@ from torch import nn
 
 from pimodule.laptop.ddsp import synth
 from pimodule.core.modelfile import StateSpec
-from pimodule.core.params import ParamSpec, ParamTable
+from pimodule.core.controls import DDSP_CONTROLS
 
-DDSP_CONTROLS = ParamTable(
-    [
-        ParamSpec("pitch_shift_semitones", "st", -24.0, 24.0, 0.0, "lin", "transpose the played f0"),
-        ParamSpec("loudness_offset_db", "dB", -20.0, 20.0, 0.0, "lin", "shift the loudness the decoder sees"),
-        ParamSpec("harmonic_gain_db", "dB", -40.0, 12.0, 0.0, "lin", "level of the harmonic part"),
-        ParamSpec("noise_gain_db", "dB", -40.0, 12.0, 0.0, "lin", "level of the filtered-noise part"),
-    ]
-)
 
 LOUDNESS_FLOOR_DB = -100.0
 NOISE_TABLE_LENGTHS = (8191, 8179)  # coprime (both prime)

@@ -1,12 +1,18 @@
-"""Training plots: loss curve and a target-vs-resynthesis spectrogram (PNG, in RUN/plots/)."""
+"""Training plots and sound: the loss curve, a held-out phrase against its resynthesis as
+spectrograms (RUN/plots/) and as two wav files at the same gain (RUN/listen/)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import soundfile as sf
 import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the non-interactive backend)
 
 
 def _spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 128) -> np.ndarray:
@@ -15,12 +21,9 @@ def _spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 128) -> np.
     return 20 * np.log10(spec.numpy() + 1e-6)
 
 
-def write_plots(run_dir: Path, model, sampler, seed: int = 0) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_plots(run_dir: Path, model, held_out: dict | None, sample_rate: int, seconds: float = 4.0) -> None:
+    """RUN/plots/loss.png, and for the first held-out phrase RUN/plots/spectrogram.png (target
+    against resynthesis) and RUN/listen/heldout_{target,resynthesis}.wav, overwritten each time."""
     out = Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     entries = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines() if line]
@@ -36,23 +39,30 @@ def write_plots(run_dir: Path, model, sampler, seed: int = 0) -> None:
         fig.tight_layout()
         fig.savefig(out / "loss.png", dpi=100)
         plt.close(fig)
-    # One fixed example, start of the first training example, resynthesised from zero state.
-    sr = model.config.sample_rate
-    frames = min(sampler.f0.shape[1], 2 * sr // model.config.hop_size)
-    f0 = torch.from_numpy(sampler.f0[:1, :frames]).float()
-    ld = torch.from_numpy(sampler.loudness[:1, :frames]).float()
-    target = sampler.audio[0, : frames * model.config.hop_size]
+    if held_out is None or len(held_out["f0_hz"]) == 0:
+        return
+    hop = model.config.hop_size
+    frames = min(held_out["f0_hz"].shape[1], int(seconds * sample_rate) // hop)
+    f0 = torch.from_numpy(held_out["f0_hz"][:1, :frames]).float()
+    ld = torch.from_numpy(held_out["loudness_db"][:1, :frames]).float()
+    target = held_out["audio"][0, : frames * hop]
     was_training = model.training
     model.eval()
     with torch.no_grad():
         audio = model(f0, ld, model.controls_tensor(1), *model.initial_state(1))[0][0].numpy()
     model.train(was_training)
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    extent = (0, len(target) / sr, 0, sr / 2000)
-    for ax, x, title in zip(axes, (target, audio), ("target", "resynthesis")):
+    extent = (0, len(target) / sample_rate, 0, sample_rate / 2000)
+    for ax, x, title in zip(axes, (target, audio), ("held-out target", "resynthesis")):
         ax.imshow(_spectrogram_db(x), origin="lower", aspect="auto", extent=extent, vmin=-80, vmax=20, cmap="magma")
         ax.set(ylabel="kHz", title=title)
     axes[-1].set_xlabel("s")
     fig.tight_layout()
     fig.savefig(out / "spectrogram.png", dpi=100)
     plt.close(fig)
+    listen = Path(run_dir) / "listen"
+    listen.mkdir(exist_ok=True)
+    peak = max(float(np.max(np.abs(target))), float(np.max(np.abs(audio))), 1e-9)
+    scale = min(1.0, 0.99 / peak)  # one gain for both: A/B at the same level, never clipped
+    sf.write(str(listen / "heldout_target.wav"), target * scale, sample_rate, subtype="PCM_16")
+    sf.write(str(listen / "heldout_resynthesis.wav"), audio * scale, sample_rate, subtype="PCM_16")

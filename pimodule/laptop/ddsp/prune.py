@@ -22,7 +22,14 @@ from pathlib import Path
 
 import torch
 
+from pimodule.laptop import runs
+from pimodule.laptop.data import dataset
+from pimodule.laptop.ddsp import export
+from pimodule.laptop.ddsp.evaluate import evaluate_run
 from pimodule.laptop.ddsp.model import DDSPVoice
+from pimodule.laptop.ddsp.recipe import FAMILY, RunConfig, TrainConfig, load_run
+from pimodule.laptop.ddsp.recover import voice_from_onnx
+from pimodule.laptop.ddsp.train import CropSampler, dataset_info, train
 
 log = logging.getLogger(__name__)
 MLPS = ("f0_mlp", "loudness_mlp")
@@ -110,13 +117,17 @@ def prune_voice(voice: DDSPVoice, hidden: int, f0_hz: torch.Tensor, loudness_db:
 def load_source(path: Path) -> tuple[DDSPVoice, dict]:
     """A voice to prune: a run folder (its latest checkpoint) or an exported .onnx voice."""
     if path.suffix == ".onnx":
-        from pimodule.laptop.ddsp.recover import voice_from_onnx
 
         return voice_from_onnx(path), {"from": str(path)}
-    from pimodule.laptop.ddsp.checkpoint import load_run
 
     voice, meta = load_run(path)
     return voice.eval(), {"from": str(path), "step": meta.get("step")}
+
+
+EXAMPLES = (
+    "pimodule prune export/violin.onnx --hidden 64 --data data/violin --out runs/violin_p64 --max-minutes 10",
+    "pimodule prune runs/violin --hidden 96 --data data/violin --out runs/violin_p96 --export out/violin-p96.onnx",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -127,14 +138,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="fine-tuning steps (0: none)")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop fine-tuning after this long")
     parser.add_argument("--config", type=Path, help="TOML [train] section for fine-tuning (default: configs/ddsp.toml's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the calibration batch and fine-tuning")
     parser.add_argument("--export", type=Path, help="also export the pruned voice to this .onnx file")
 
 
 def main(args: argparse.Namespace) -> int:
-    from pimodule.laptop.data import dataset
-    from pimodule.laptop.ddsp import checkpoint as ckpt
-    from pimodule.laptop.ddsp.train import CropSampler, RunConfig, TrainConfig, dataset_info, train
 
     voice, origin = load_source(args.source)
     base = RunConfig.from_toml(args.config or Path(__file__).resolve().parents[3] / "configs" / "ddsp.toml")
@@ -149,25 +157,23 @@ def main(args: argparse.Namespace) -> int:
     n_after = sum(p.numel() for p in pruned.parameters())
     log.info("pruned %s: hidden %d -> %d, %d -> %d weights", args.source, before, args.hidden, n_before, n_after)
     config = RunConfig(pruned.config, tc)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.toml").write_text(config.to_toml())
+    runs.write_config(args.out, FAMILY, config.model, config.train)
     info = dataset_info(args.data)
     origin |= {"hidden_before": before, "hidden_after": args.hidden, "weights_before": n_before,
                "weights_after": n_after}
     (args.out / "pruned.json").write_text(json.dumps({"origin": origin, "kept_units": keep}))
     optimizer = torch.optim.Adam(pruned.parameters(), lr=tc.learning_rate)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, tc.lr_decay_per_1000 ** (1 / 1000))
-    meta = {"step": 0, "train_seconds": 0.0, "data": {"dir": str(args.data), **info}, "pruned_from": origin}
-    ckpt.save_checkpoint(args.out, 0, pruned, optimizer, scheduler, meta)
+    meta = {"train_seconds": 0.0, "data": {"dir": str(args.data), **info}, "pruned_from": origin}
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": 0}
+    runs.save_checkpoint(args.out, 0, pruned, state, meta)
     if args.steps > 0:
         meta = train(args.data, args.out, config, resume=True)
         print(f"fine-tuned {meta['step']} steps in {meta['train_seconds'] / 60:.1f} min, loss {meta['loss']:.3f}")
     if (args.data / "held_out.npz").is_file():
-        from pimodule.laptop.ddsp.evaluate import evaluate_run
 
         print(json.dumps(evaluate_run(args.out, args.data), indent=1))
     if args.export is not None:
-        from pimodule.laptop.ddsp import export
 
         export.main(argparse.Namespace(run=args.out, out=args.export, name=None, checkpoint=None))
     print(f"pruned voice: {args.out} (hidden {before} -> {args.hidden}, weights {n_before} -> {n_after})")

@@ -20,6 +20,7 @@ import torch
 
 from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 from pimodule.core.modelfile import KEY_PROVENANCE, ModelFileError
+from pimodule.device.session import ModelSession
 
 
 def _initializers(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -100,7 +101,6 @@ def _check(voice: DDSPVoice, path: Path) -> None:
     """The rebuilt voice must play what the file plays (onnxruntime) on a pitch and level sweep."""
     import numpy as np
 
-    from pimodule.device.session import ModelSession
 
     f0 = np.geomspace(60.0, 2000.0, 48).astype(np.float32)
     ld = np.linspace(-80.0, 0.0, 48).astype(np.float32)

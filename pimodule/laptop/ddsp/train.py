@@ -1,7 +1,10 @@
-"""Train a DDSP voice (``pimodule train ddsp``); runs unchanged under torchrun (DDP, gloo on CPU).
+"""Train a DDSP voice on a prepared dataset (your recordings or rendered phrases).
 
-The run folder gets ``config.toml``, ``log.jsonl``, ``checkpoints/``, ``plots/`` and, at the end,
-``metrics.json`` with held-out quality numbers.
+The run folder (pimodule.laptop.runs) gets run.toml, log.jsonl, checkpoints/, plots/ and listen/
+(pictures and a held-out resynthesis to listen to, every few minutes) and, at the end,
+metrics.json with held-out quality numbers; a run whose numbers are not finite is refused.
+--max-minutes bounds the time (the progress bar's total and ETA follow it); Ctrl-C saves a
+checkpoint and prints the command that resumes. Runs unchanged under torchrun (DDP, gloo).
 """
 
 from __future__ import annotations
@@ -11,55 +14,23 @@ import json
 import logging
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
+from pimodule.laptop import runs
 from pimodule.laptop.data import dataset
-from pimodule.laptop.ddsp import checkpoint as ckpt
-from pimodule.laptop.ddsp.loss import FFT_SIZES, multiscale_spectral_loss
-from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
+from pimodule.laptop.ddsp.evaluate import evaluate_run
+from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
+from pimodule.laptop.ddsp.model import DDSPVoice
+from pimodule.laptop.ddsp.plots import write_plots
+from pimodule.laptop.ddsp.recipe import FAMILY, RunConfig, TrainConfig
+from pimodule.laptop.loop import Budget, Interrupted
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    batch_size: int = 8
-    crop_frames: int = 250  # 1 s at 250 frames/s
-    steps: int = 3000
-    learning_rate: float = 2e-3
-    lr_decay_per_1000: float = 0.5
-    grad_clip: float = 2.0
-    seed: int = 0
-    checkpoint_every: int = 500
-    plot_every: int = 500
-    max_minutes: float = 0.0  # 0: no time limit
-    fft_sizes: tuple[int, ...] = FFT_SIZES
-    threads: int = 0  # 0: torch's default
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    model: DDSPConfig = field(default_factory=DDSPConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    @classmethod
-    def from_toml(cls, path: Path | None) -> "RunConfig":
-        data = ckpt.read_toml(path) if path else {}
-        unknown = set(data) - {"model", "train"}
-        if unknown:
-            raise ValueError(f"{path}: unknown sections {sorted(unknown)}")
-        return cls(ckpt.config_from_dict(DDSPConfig, data.get("model", {})),
-                   ckpt.config_from_dict(TrainConfig, data.get("train", {})))
-
-    def to_toml(self) -> str:
-        return ckpt.to_toml({"model": asdict(self.model), "train": asdict(self.train)})
 
 
 def dataset_info(data_dir: Path) -> dict:
@@ -115,13 +86,15 @@ def _dist_setup() -> tuple[int, int]:
 
 
 def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train; returns the final metadata (step, losses, held-out metrics on rank 0)."""
+    """Train; returns the final metadata (step, loss, seconds). Ctrl-C saves a checkpoint first
+    and raises :class:`pimodule.laptop.loop.Interrupted` with the command that resumes."""
     rank, world = _dist_setup()
     tc = config.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     run_dir = Path(run_dir)
     data = dataset.load_dataset(data_dir, "train")
+    held_out = dataset.load_dataset(data_dir, "held_out") if dataset.split_path(data_dir, "held_out").is_file() else None
     info = dataset_info(data_dir)
     info = {**info, "stats": data_stats(data, config.model.sample_rate)}
     if info.get("sample_rate", config.model.sample_rate) != config.model.sample_rate:
@@ -132,89 +105,93 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
     gamma = tc.lr_decay_per_1000 ** (1 / 1000)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
     step, elapsed_before = 0, 0.0
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(config.to_toml())
-    if resume and (weights := ckpt.latest_checkpoint(run_dir)) is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(weights)))
-        state = ckpt.load_training_state(weights)
+    found = runs.checkpoint(run_dir) if resume else None
+    if found is not None:
+        weights, saved, _ = runs.load_checkpoint(run_dir)
+        model.load_state_dict(weights)
+        state = runs.load_training_state(found)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        meta_path = Path(str(weights).replace("model-", "meta-").replace(".safetensors", ".json"))
-        elapsed_before = json.loads(meta_path.read_text()).get("train_seconds", 0.0) if meta_path.is_file() else 0.0
+        step, elapsed_before = int(saved["step"]), float(saved.get("train_seconds", 0.0))
         log.info("resumed %s at step %d", run_dir, step)
+    if rank == 0:
+        runs.write_config(run_dir, FAMILY, config.model, config.train)
+        runs.truncate_log(run_dir, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler = CropSampler(data, config.model.hop_size, tc.crop_frames, tc.seed + 1000 * rank + step)
     gen = torch.Generator().manual_seed(tc.seed + 7919 * rank + step)
     loss_fn = multiscale_spectral_loss(tc.fft_sizes)
     losses: list[float] = []
-    t0 = time.monotonic()
-    bar = tqdm(total=tc.steps, initial=step, disable=not progress or rank != 0, desc="train ddsp", unit="step")
-    meta: dict = {}
-    log_file = open(run_dir / "log.jsonl", "a") if rank == 0 else None
+    budget = Budget(steps=tc.steps, start=step, max_minutes=tc.max_minutes, elapsed_s=elapsed_before,
+                    desc="train ddsp", progress=progress and rank == 0)
+
+    def meta_now() -> dict:
+        return {"train_seconds": budget.elapsed_s, "data": {"dir": str(data_dir), **info},
+                "loss": float(np.mean(losses[-50:])) if losses else None, "world_size": world}
+
+    def checkpoint_now() -> None:
+        runs.save_checkpoint(run_dir, budget.step, model, {"optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "step": budget.step}, meta_now())
+
     try:
-        while step < tc.steps:
+        for _ in budget:
             f0, ld, target = sampler.batch(tc.batch_size)
             state = model.initial_state(tc.batch_size, generator=gen)
             audio = net(f0, ld, model.controls_tensor(tc.batch_size), *state)[0]
             loss = loss_fn(audio.unsqueeze(1), target.unsqueeze(1))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} at step {budget.step + 1}: lower the learning "
+                                         f"rate or check the data (pimodule data prepare prints its summary)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            step += 1
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {value} at step {step}")
             losses.append(value)
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}")
-            seconds = elapsed_before + time.monotonic() - t0
-            if log_file:
-                log_file.write(json.dumps({"step": step, "loss": value, "seconds": round(seconds, 2)}) + "\n")
-            out_of_time = tc.max_minutes > 0 and seconds > tc.max_minutes * 60
-            done = step >= tc.steps or out_of_time
-            meta = {"step": step, "train_seconds": seconds, "data": {"dir": str(data_dir), **info},
-                    "loss": float(np.mean(losses[-50:])), "world_size": world}
-            if rank == 0 and (step % tc.checkpoint_every == 0 or done):
-                ckpt.save_checkpoint(run_dir, step, model, optimizer, scheduler, meta)
-            if rank == 0 and (step % tc.plot_every == 0 or done):
-                log_file.flush()
-                from pimodule.laptop.ddsp.plots import write_plots
-
-                write_plots(run_dir, model, sampler)
-            if out_of_time:
-                log.info("time limit of %.1f min reached at step %d", tc.max_minutes, step)
-                break
+            budget.done(loss=value)
+            if rank == 0:
+                runs.append_log(run_dir, {"step": budget.step, "loss": value, "seconds": round(budget.elapsed_s, 2)})
+                if budget.step % tc.checkpoint_every == 0 or budget.last:
+                    checkpoint_now()
+                if budget.every("listen", tc.listen_every_minutes) or budget.last:
+                    write_plots(run_dir, model, held_out, config.model.sample_rate)
+        if budget.out_of_time:
+            log.info("time limit of %.1f min reached at step %d", tc.max_minutes, budget.step)
+    except KeyboardInterrupt:
+        if rank == 0 and budget.step > step:
+            checkpoint_now()
+        raise Interrupted(f"stopped at step {budget.step}; checkpoint saved in {run_dir}. Resume with: "
+                          f"pimodule train ddsp --data {data_dir} --out {run_dir} --resume") from None
     finally:
-        bar.close()
-        if log_file:
-            log_file.close()
-        if world > 1:
+        budget.close()
+        if world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
-    return meta
+    return {"step": budget.step, **meta_now()}
+
+
+EXAMPLES = (
+    "pimodule train ddsp --data data/mine --out runs/mine --max-minutes 30",
+    "pimodule train ddsp --data data/violin --out runs/violin --config configs/ddsp.toml",
+    "pimodule train ddsp --data data/mine --out runs/mine --resume",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder (train.npz, held_out.npz)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder")
-    parser.add_argument("--config", type=Path, help="TOML with [model] and [train] sections")
-    parser.add_argument("--steps", type=int, help="override train.steps")
-    parser.add_argument("--max-minutes", type=float, help="override train.max_minutes")
-    parser.add_argument("--seed", type=int, help="override train.seed")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder made by pimodule data")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
+    parser.add_argument("--config", type=Path, help="recipe TOML (family, [model], [train]), e.g. configs/ddsp.toml")
+    parser.add_argument("--steps", type=int, help="number of training steps (overrides the recipe)")
+    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
+    parser.add_argument("--seed", type=int, help="random seed (same seed, same data: same weights)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
 
 
 def main(args: argparse.Namespace) -> int:
-    config = RunConfig.from_toml(args.config)
-    if args.resume and args.config is None and (args.out / "config.toml").is_file():
-        config = RunConfig.from_toml(args.out / "config.toml")
+    saved = args.out / runs.CONFIG_FILE
+    config = RunConfig.from_toml(args.config if args.config or not (args.resume and saved.is_file()) else saved)
     overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.max_minutes), ("seed", args.seed))
                  if v is not None}
     if overrides:
@@ -223,10 +200,14 @@ def main(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"trained {meta['step']} steps in {meta['train_seconds'] / 60:.1f} min, loss {meta['loss']:.3f}")
-    if not args.no_eval and (Path(args.data) / "held_out.npz").is_file():
-        from pimodule.laptop.ddsp.evaluate import evaluate_run
-
+    if not args.no_eval and dataset.split_path(args.data, "held_out").is_file():
         metrics = evaluate_run(args.out, args.data)
+        bad = [k for k in ("spectral_loss", "loudness_error_db", "f0_error_cents_median")
+               if not math.isfinite(metrics.get(k, float("nan")))]
+        if bad:
+            raise ValueError(f"held-out {', '.join(bad)} not finite: the held-out set has no audible voiced frames "
+                             f"({metrics.get('n_scored_frames', 0)} scored). Record more, with the instrument "
+                             f"playing; see pimodule data prepare --help")
         print(json.dumps(metrics, indent=1))
-    print(f"run folder: {args.out}")
+    print(f"run folder: {args.out}   next: pimodule export {args.out} --out export/NAME.onnx")
     return 0

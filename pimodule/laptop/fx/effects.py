@@ -17,6 +17,7 @@ from torchlpc import sample_wise_lpc
 
 from pimodule.core.fx_specs import COMPRESSOR_RMS_MS
 from pimodule.device.fx import twin_core as core
+from pimodule.core.fx_specs import DISTORTION_MODES
 
 Tensor = torch.Tensor
 
@@ -141,7 +142,6 @@ def distortion_mix(x: Tensor, sample_rate: int, *, drive_db: Any, output_gain_db
                    mode_weights: Tensor) -> Tensor:
     """All curves weighted by ``mode_weights`` ``(batch, 3)`` (DISTORTION_MODES order): a
     differentiable stand-in for the mode choice when the estimator's choice is soft."""
-    from pimodule.core.fx_specs import DISTORTION_MODES
 
     drive = _col(db_to_amp(_per_example(drive_db, x)))
     u = x * drive

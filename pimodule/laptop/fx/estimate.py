@@ -1,4 +1,4 @@
-"""``pimodule estimate MODEL --input wet.wav [--dry dry.wav | --reference ref.wav]``.
+"""Estimate which effects (EQ, compressor, distortion, reverb) shaped a recording, and how set.
 
 Blind: the chain of ``--input``. With ``--dry``: the chain that turns the dry file into the input.
 With ``--reference`` (style transfer): the chain that makes ``--input`` sound like the reference.
@@ -23,6 +23,13 @@ from pimodule.laptop.fx.infer import LoadedEstimator, apply_estimate, read_mono,
 from pimodule.laptop.fx.push import parse_target, push
 
 log = logging.getLogger(__name__)
+
+
+EXAMPLES = (
+    "pimodule estimate export/fx-dry.onnx --input wet.wav --dry dry.wav",
+    "pimodule estimate export/fx.onnx --input wet.wav --apply-to guitar.wav --out guitar_fx.wav",
+    "pimodule estimate export/fx-dry.onnx --input wet.wav --dry dry.wav --refine --send pimodule.local",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""``pimodule eval fx``: estimation quality on held-out dry material.
+"""Effect-estimation quality on held-out material (the project's chain, pedalboard's effects, style transfer).
 
 Cases (the same examples for every model; random chains as drawn, every effect switched on is in
 the audio; the labels for chain selection say which of them are audible, see
@@ -39,7 +39,7 @@ import torch
 
 from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
-from pimodule.laptop.fx.infer import WINDOW_S
+from pimodule.laptop.fx.model import WINDOW_S
 from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.laptop.fx.model import analysis_samples
 from pimodule.laptop.fx.refine import RefineConfig, refine
@@ -47,18 +47,25 @@ from pimodule.laptop.fx.run import load_run
 from pimodule.laptop.fx.sources import DryCorpus
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
+from pimodule.device.fx.estimator import OnnxEstimator
 
 log = logging.getLogger(__name__)
 CASES = ("chain", "pedalboard", "style")
+
+
+EXAMPLES = (
+    "pimodule eval fx export/fx.onnx export/fx-dry.onnx --n-examples 256 --out out/fx_eval",
+    "pimodule eval fx runs/fx_dry --cases chain --check",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", type=Path,
                         help="fx training run folders or exported .onnx estimators")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md")
-    parser.add_argument("--n-examples", type=int, default=64, dest="n_examples")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--n-examples", type=int, default=64, dest="n_examples", help="examples per case")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the examples (same seed, same examples)")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), help="which cases to score")
     parser.add_argument("--max-files", type=int, default=0, dest="max_files",
                         help="limit held-out files per kind (0: all)")
     parser.add_argument("--check", action="store_true",
@@ -136,7 +143,6 @@ class _Exported:
     """An exported estimator behind the call the evaluation makes of a torch one."""
 
     def __init__(self, path: Path):
-        from pimodule.device.fx.estimator import OnnxEstimator
 
         self.onnx = OnnxEstimator(path)
         self.conditioning = self.onnx.conditioning
@@ -164,10 +170,10 @@ def _load(path: Path) -> tuple[object, int, int, dict]:
         facts = {"file": str(path), "conditioning": model.conditioning,
                  "provenance": model.onnx.info.provenance}
         return model, model.onnx.sample_rate, model.onnx.window, facts
-    model, config, history = load_run(path)
+    model, config, meta = load_run(path)
     facts = {"objective": config.objective, "conditioning": config.model.conditioning,
-             "steps": len(history.get("step", [])), "seconds_per_step": history.get("seconds_per_step"),
-             "train_seconds": history.get("train_seconds")}
+             "steps": meta.get("step"), "seconds_per_step": meta.get("seconds_per_step"),
+             "train_seconds": meta.get("train_seconds")}
     # the window the model is used with (estimate, export), 1 s as in training by default
     return model, config.model.sample_rate, analysis_samples(config.model, WINDOW_S), facts
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from pimodule.laptop.fx.calibrate import add_args as calibration_args
 from pimodule.laptop.fx.chain import PARAM_SLICES
-from pimodule.laptop.fx.infer import WINDOW_S
+from pimodule.laptop.fx.model import WINDOW_S
 from pimodule.laptop.fx.model import Estimator, analysis_samples
 from pimodule.laptop.fx.run import load_run
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
@@ -115,31 +114,11 @@ def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict 
     return out
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="fx training run folder")
-    parser.add_argument("--out", type=Path, required=True, help="output .onnx")
-    parser.add_argument("--name", default=None)
-    calibration_args(parser)
-
-
 def main(args: argparse.Namespace) -> int:
-    model, config, history = load_run(args.run)
-    provenance = {"run": str(args.run), "objective": config.objective,
-                  "steps": len(history.get("step", [])), "data": list(config.kinds),
-                  "seconds_per_step": history.get("seconds_per_step")}
-    if getattr(args, "calibrate", 0):
-        from pimodule.laptop.fx.calibrate import calibrate
-
-        provenance["calibration"] = calibrate(model, config, args.calibrate, args.calibrate_seed)
+    model, config, meta = load_run(args.run, args.checkpoint)
+    provenance = {"run": str(args.run), "objective": config.objective, "conditioning": config.model.conditioning,
+                  "steps": meta.get("step"), "data": list(config.kinds),
+                  "seconds_per_step": meta.get("seconds_per_step"), "train_seconds": meta.get("train_seconds")}
     out = export_onnx(model, args.out, args.name or args.out.stem, provenance)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
-
-
-if __name__ == "__main__":  # python -m pimodule.laptop.fx.export RUN --out FILE.onnx
-    import sys
-
-    logging.basicConfig(level=logging.INFO)
-    _parser = argparse.ArgumentParser(prog="python -m pimodule.laptop.fx.export", description=__doc__)
-    configure(_parser)
-    sys.exit(main(_parser.parse_args()))

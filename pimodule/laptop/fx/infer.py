@@ -17,10 +17,13 @@ import soxr
 import torch
 
 from pimodule.laptop.fx.chain import Chain
-from pimodule.laptop.fx.model import analysis_samples
+from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
+from pimodule.laptop.fx.refine import RefineConfig, refine
+from pimodule.device.fx.twin_chain import ChainTwin
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.laptop.fx.run import load_run
 
 log = logging.getLogger(__name__)
-WINDOW_S = 1.0
 REFINE_S = 4.0  # seconds of wet and dry audio an estimate is refined on
 SILENCE_RMS = 10 ** (-60 / 20)
 
@@ -29,14 +32,12 @@ class LoadedEstimator:
     def __init__(self, path: Path):
         path = Path(path)
         if path.suffix == ".onnx":
-            from pimodule.laptop.fx.export import OnnxEstimator
 
             self.backend = OnnxEstimator(path)
             self.sample_rate = self.backend.sample_rate
             self.window = self.backend.window
             self.conditioning = self.backend.conditioning
         else:
-            from pimodule.laptop.fx.run import load_run
 
             self.model, self.config, _ = load_run(path)
             self.backend = None
@@ -81,7 +82,6 @@ def refine_estimate(estimator: LoadedEstimator, chain: Chain, wet: np.ndarray, s
                     dry: np.ndarray, dry_rate: int, config=None) -> Chain:
     """``chain`` (the estimate of ``wet`` from ``dry``) refined by analysis by synthesis
     (:mod:`pimodule.laptop.fx.refine`) on up to :data:`REFINE_S` seconds from the first loud window."""
-    from pimodule.laptop.fx.refine import RefineConfig, refine
 
     rate = estimator.sample_rate
     y, x = to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate)
@@ -119,7 +119,6 @@ def apply_estimate(description: dict, audio: np.ndarray, sample_rate: int,
                    block_size: int = 4096) -> np.ndarray:
     """Render an estimate (:func:`pimodule.laptop.fx.chain.describe`) on ``(samples, channels)`` audio with
     the real-time twin chain, as the module would."""
-    from pimodule.device.fx.twin_chain import ChainTwin
 
     audio = np.asarray(audio, dtype=np.float64)
     x = audio.T.copy() if audio.ndim == 2 else audio[None].copy()

@@ -18,6 +18,7 @@ from pimodule.laptop.fx.pairfeat import BandGainCurve, CrossSpectral
 from pimodule.laptop.fx.spectral import Stft, mel_filterbank, soft_histogram
 
 CONDITIONING = ("blind", "dry", "reference")
+WINDOW_S = 1.0  # seconds of audio per analysis window (the exported file fixes it in samples)
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,17 @@
-"""A training run's folder: config (TOML), weights (safetensors), optimizer state, history.
-
-``RUN/config.toml``, ``RUN/model.safetensors``, ``RUN/optimizer.pt`` (loaded with
-``weights_only=True``), ``RUN/history.json``, plots.
+"""An effect estimator's recipe (``TrainConfig`` with its ``ModelConfig``) and reading a trained
+run back. Run folders are :mod:`pimodule.laptop.runs`'s, the same for every family; a recipe is
+``family = "fx"`` with a ``[model]`` and a ``[train]`` table.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+
+from pimodule.laptop import runs
 
 from pimodule.laptop.fx.batch import LABELS
 from pimodule.laptop.fx.losses import OBJECTIVES
@@ -82,72 +80,54 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(i) for i in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+FAMILY = "fx"
 
 
 def config_to_toml(config: TrainConfig) -> str:
     data = asdict(config)
     model = data.pop("model")
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()]
-    lines += ["", "[model]"] + [f"{k} = {_toml_value(v)}" for k, v in model.items()]
-    return "\n".join(lines) + "\n"
+    return runs.to_toml({"family": FAMILY, "model": model, "train": data})
 
 
-def config_from_dict(data: dict) -> TrainConfig:
-    data = dict(data)
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}")
-    model = ModelConfig(**data.pop("model", {}))
-    if "kinds" in data:
-        data["kinds"] = tuple(data["kinds"])
-    return TrainConfig(model=model, **data)
+def config_from_tables(tables: dict, where: str = "config") -> TrainConfig:
+    model = runs.from_dict(ModelConfig, tables.get("model", {}), f"{where} [model]")
+    train = dict(tables.get("train", {}))
+    if "model" in train:
+        raise ValueError(f"{where}: [model] is a table of its own, not a key of [train]")
+    return replace(runs.from_dict(TrainConfig, train, f"{where} [train]"), model=model)
 
 
 def load_config(path: Path) -> TrainConfig:
-    with Path(path).open("rb") as f:
-        return config_from_dict(tomllib.load(f))
+    return config_from_tables(runs.read_recipe(path, FAMILY), str(path))
 
 
-def save_run(run_dir: Path, config: TrainConfig, model: Estimator,
-             optimizer: torch.optim.Optimizer | None, history: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(config_to_toml(config))
-    tmp = run_dir / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(run_dir / "model.safetensors")
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), run_dir / "optimizer.pt")
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
-
-
-def load_run(run_dir: Path) -> tuple[Estimator, TrainConfig, dict]:
-    """The trained estimator (eval mode), its config and history."""
+def save_run(run_dir: Path, config: TrainConfig, model: Estimator, optimizer: torch.optim.Optimizer | None,
+             step: int, meta: dict) -> None:
+    """The config and a checkpoint of ``step`` (steps done) with ``meta`` (seconds, losses...)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "model.safetensors").exists():
-        raise FileNotFoundError(f"{run_dir}: no model.safetensors (not an fx training run)")
-    config = load_config(run_dir / "config.toml")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / runs.CONFIG_FILE).write_text(config_to_toml(config))
+    state = {"optimizer": optimizer.state_dict() if optimizer is not None else {}, "step": step}
+    runs.save_checkpoint(run_dir, step, model, state, meta)
+
+
+def load_run(run_dir: Path, checkpoint: str | int | None = None) -> tuple[Estimator, TrainConfig, dict]:
+    """The trained estimator (eval mode), its config and the checkpoint's metadata (step,
+    seconds_per_step, train_seconds)."""
+    run_dir = Path(run_dir)
+    if runs.family(run_dir) != FAMILY:
+        raise ValueError(f"{run_dir}: not an effect-estimator run")
+    config = load_config(run_dir / runs.CONFIG_FILE)
+    weights, meta, _ = runs.load_checkpoint(run_dir, checkpoint)
     model = Estimator(config.model)
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    model.load_state_dict(weights)
     model.eval()
-    history_path = run_dir / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.exists() else {}
-    return model, config, history
+    return model, config, meta
 
 
 def load_optimizer_state(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "optimizer.pt"
-    return torch.load(path, weights_only=True) if path.exists() else None
+    found = runs.checkpoint(run_dir)
+    return runs.load_training_state(found)["optimizer"] if found is not None else None
 
 
 def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:

@@ -42,7 +42,6 @@ def test_input_history_keeps_the_last_samples_in_order(block):
 def test_paired_snapshots_stay_aligned_while_the_callback_writes():
     """L and R written block by block from another thread (as the callback does): every pair the
     analyzer gets is from the same blocks, never one block apart or torn mid-write."""
-    import threading
 
     wet, dry = InputHistory(4096), InputHistory(4096)
     wrap = 1 << 16  # sample values count up modulo 2**16, exact in float32 however long it runs

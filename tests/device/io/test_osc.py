@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from pimodule.device.io.controller import PANEL_CONTROLS, MemoryController
+from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscClient, OscConfig, OscServer, decode, encode
 from pimodule.core.params import ParamSpec, ParamTable
 
@@ -16,7 +17,7 @@ from pimodule.core.params import ParamSpec, ParamTable
 @pytest.fixture()
 def ctl():
     other = ParamTable([ParamSpec("drive_db", "dB", 0.0, 30.0, 6.0)])
-    return MemoryController(PANEL_CONTROLS, models={"violin": PANEL_CONTROLS, "crusher": other})
+    return MemoryController(DDSP_CONTROLS, models={"violin": DDSP_CONTROLS, "crusher": other})
 
 
 @pytest.fixture()
@@ -111,8 +112,8 @@ def test_controls_table_reply_round_trips(client):
         specs.append(ParamSpec(*msg[1][:6]))
     assert msg[1] == [4]
     got = ParamTable(specs)
-    assert got.names == PANEL_CONTROLS.names
-    assert [s.min for s in got] == [s.min for s in PANEL_CONTROLS]
+    assert got.names == DDSP_CONTROLS.names
+    assert [s.min for s in got] == [s.min for s in DDSP_CONTROLS]
 
 
 def test_status_subscription_to_another_port(client, ctl):

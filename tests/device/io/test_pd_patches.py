@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pimodule.device.io.controller import PANEL_CONTROLS, MemoryController
+from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscConfig, OscServer
 from pimodule.core.params import ParamSpec, ParamTable
 from pimodule.device.jackdummy import stop_process
@@ -74,7 +75,7 @@ def _free_udp_port() -> int:
 class PdRig:
     def __init__(self, tmp_path: Path, harness_text: str = HARNESS):
         crusher = ParamTable([ParamSpec("drive_db", "dB", 0.0, 30.0, 6.0)])
-        self.ctl = MemoryController(PANEL_CONTROLS, models={"violin": PANEL_CONTROLS, "crusher": crusher})
+        self.ctl = MemoryController(DDSP_CONTROLS, models={"violin": DDSP_CONTROLS, "crusher": crusher})
         self.server = OscServer(self.ctl, OscConfig(port=0))
         self.fwd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.fwd.bind(("127.0.0.1", 0))
@@ -161,7 +162,7 @@ def test_panel_controls_the_daemon_and_shows_status(rig):
     # The model list reached Pd; picking entry 1 of it ("violin") loads that model.
     assert rig.saw("pimodule models crusher violin")
     # `pimodule flash` installed another model: the panel asks for the list again on its own.
-    ctl._models["cello"] = PANEL_CONTROLS
+    ctl._models["cello"] = DDSP_CONTROLS
     srv.broadcast("/pimodule/model/installed", "cello", "ddsp")
     rig.drive("", lambda: rig.saw("pimodule models cello crusher violin"))
     rig.drive("pick 2", lambda: ctl.model == "violin")

@@ -8,7 +8,8 @@ import torch
 
 from pimodule.core import modelfile
 from pimodule.laptop.ddsp.export import export_onnx
-from pimodule.laptop.ddsp.model import DDSP_CONTROLS, DDSPConfig, DDSPVoice
+from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.session import ModelSession
 

@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from pimodule.laptop.ddsp.checkpoint import latest_checkpoint, load_run, load_training_state
+from pimodule.laptop import runs
 from pimodule.laptop.ddsp.model import DDSPConfig
-from pimodule.laptop.ddsp.train import RunConfig, TrainConfig, train
+from pimodule.laptop.ddsp.recipe import RunConfig, TrainConfig, load_run
+from pimodule.laptop.ddsp.train import train
 
 TINY = RunConfig(DDSPConfig(hidden_size=16), TrainConfig(batch_size=4, crop_frames=100, steps=40, learning_rate=5e-3,
-                                                          checkpoint_every=10, plot_every=1000, seed=3))
+                                                          checkpoint_every=10, seed=3))
 
 
 def test_config_round_trips_through_toml(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(TINY.to_toml())
     assert RunConfig.from_toml(path) == TINY
-    path.write_text("[train]\nbogus = 1\n")
+    path.write_text('family = "ddsp"\n[train]\nbogus = 1\n')
     with pytest.raises(ValueError, match="bogus"):
         RunConfig.from_toml(path)
 
@@ -32,9 +33,11 @@ def test_training_lowers_the_loss_and_writes_a_run(tone_data, tmp_path):
     assert len(losses) == 40 and all(np.isfinite(losses))
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
     assert (run / "plots" / "loss.png").stat().st_size > 0
-    assert (run / "plots" / "spectrogram.png").stat().st_size > 0
+    assert (run / "plots" / "spectrogram.png").stat().st_size > 0  # drawn from held-out audio
+    for name in ("heldout_target.wav", "heldout_resynthesis.wav"):
+        assert (run / "listen" / name).stat().st_size > 0
     assert meta["step"] == 40 and meta["data"]["stats"]["f0_midi_mean"] > 40
-    state = load_training_state(latest_checkpoint(run))  # weights_only=True load
+    state = runs.load_training_state(runs.checkpoint(run))  # weights_only=True load
     assert state["step"] == 40
     model, loaded_meta = load_run(run)
     assert loaded_meta["step"] == 40 and model.config == TINY.model
@@ -74,7 +77,7 @@ def test_torchrun_with_two_processes(tone_data, tmp_path):
          "--config", str(config), "--no-eval"],
         check=True, env=env, timeout=300, capture_output=True,
     )
-    meta = json.loads((run / "checkpoints" / "meta-0000006.json").read_text())
+    meta = json.loads((run / "checkpoints" / "0000006" / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["step"] == 6
     model, _ = load_run(run)
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pimodule.laptop.fx.export import export_onnx
-from pimodule.laptop.fx.infer import WINDOW_S
+from pimodule.laptop.fx.model import WINDOW_S
 from pimodule.laptop.fx.model import analysis_samples
 from pimodule.laptop.fx.run import load_run
 from pimodule.device.fx.estimator import OnnxEstimator
@@ -59,30 +59,3 @@ def test_non_fx_or_broken_files_are_refused(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError):
         OnnxEstimator(bad)
-
-
-def test_cli_export_bakes_fitted_thresholds_into_the_file(tiny_paired_run, tmp_path):
-    """``pimodule export RUN --calibrate N``: the file says on (p >= 0.5) exactly where the run's
-    probability reaches the fitted threshold, and records what was fitted."""
-    import argparse
-
-    from pimodule.laptop.ddsp import export as cli_export
-    from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE
-
-    parser = argparse.ArgumentParser()
-    cli_export.configure(parser)
-    out = tmp_path / "cal.onnx"
-    assert cli_export.main(parser.parse_args([str(tiny_paired_run), "--out", str(out),
-                                              "--calibrate", "16", "--calibrate-seed", "3"])) == 0
-    est = OnnxEstimator(out)
-    found = est.info.provenance["calibration"]
-    assert found["n_examples"] == 16 and found["selection_after"] >= found["selection_before"]
-    t = np.array([found["thresholds"][n] for n in SELECTABLE])
-    model, _, _ = load_run(tiny_paired_run)
-    wet, other = (np.random.default_rng(2).standard_normal((2, 6, est.window)) * 0.1).astype(np.float32)
-    with torch.no_grad():
-        p = model(torch.from_numpy(wet), torch.from_numpy(other))[0].active.numpy()
-    cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
-    got = est.run(wet, other)[0]
-    near = np.abs(p[:, cols] - t) < 1e-4  # float noise right at a threshold may go either way
-    assert np.array_equal((got[:, cols] >= 0.5)[~near], (p[:, cols] >= t)[~near])

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from pimodule.laptop.fx.run import config_from_dict, config_to_toml, load_config, load_run
+from pimodule.laptop import runs
+from pimodule.laptop.fx.run import config_from_tables, config_to_toml, load_config, load_run
+
+
+def config_from_dict(data: dict):
+    """A flat dict of [train] keys (and a nested model dict) as a recipe would hold them."""
+    data = dict(data)
+    return config_from_tables({"model": data.pop("model", {}), "train": data})
 
 
 def test_run_folder_has_everything(tiny_run, tiny_config):
-    for name in ("config.toml", "model.safetensors", "optimizer.pt", "history.json", "loss.png",
-                 "example.png"):
+    for name in ("run.toml", "log.jsonl", "checkpoints/latest", "checkpoints/0000003/model.safetensors",
+                 "checkpoints/0000003/train.pt", "plots/loss.png", "plots/example.png"):
         assert (tiny_run / name).exists(), name
-    history = json.loads((tiny_run / "history.json").read_text())
-    assert history["step"] == [0, 1, 2]
-    assert history["seconds_per_step"] > 0
-    assert set(history["parts"][0]) == {"select", "mode", "param", "audio"}
-    model, config, _ = load_run(tiny_run)
+    assert runs.family(tiny_run) == "fx"
+    records = runs.read_log(tiny_run)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert set(records[0]["parts"]) == {"select", "mode", "param", "audio"}
+    model, config, meta = load_run(tiny_run)
     assert config == tiny_config()
+    assert meta["step"] == 3 and meta["seconds_per_step"] > 0
     assert not model.training
 
 
@@ -31,16 +38,17 @@ def test_resume_continues_from_the_last_step(tiny_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    history = train(with_overrides(load_config(run / "config.toml"), steps=5), run, resume=True,
-                    progress=False)
-    assert history["step"] == [0, 1, 2, 3, 4]
+    meta = train(with_overrides(load_config(run / "run.toml"), steps=5), run, resume=True, progress=False)
+    assert meta["step"] == 5
+    assert [r["step"] for r in runs.read_log(run)] == [1, 2, 3, 4, 5]
 
 
 def test_config_toml_round_trip_and_errors(tiny_config):
     import tomllib
 
     config = tiny_config(seed=7)
-    assert config_from_dict(tomllib.loads(config_to_toml(config))) == config
+    tables = tomllib.loads(config_to_toml(config))
+    assert tables.pop("family") == "fx" and config_from_tables(tables) == config
     with pytest.raises(ValueError):
         config_from_dict({"objective": "vibes"})
     with pytest.raises(ValueError):
@@ -65,14 +73,14 @@ def test_cli_main_with_config_file_and_overrides(tmp_path, tiny_config, capsys):
     code = train_cmd.main(parser.parse_args(["--out", str(out), "--config", str(cfg), "--objective",
                                              "param", "--seed", "3", "--no-progress"]))
     assert code == 0 and "s/step" in capsys.readouterr().out
-    saved = load_config(out / "config.toml")
+    saved = load_config(out / "run.toml")
     assert saved.objective == "param" and saved.seed == 3 and saved.steps == 2
 
 
 def test_validation_scores_selection_during_training(tiny_paired_xs_run):
-    history = json.loads((tiny_paired_xs_run / "history.json").read_text())
-    assert [v["step"] for v in history["val"]] == [2, 3]  # every 2 steps and at the end
-    for v in history["val"]:
+    vals = [r for r in runs.read_log(tiny_paired_xs_run) if "val" in r]
+    assert [r["step"] for r in vals] == [2, 3]  # every 2 steps and at the end
+    for v in (r["val"] for r in vals):
         assert 0 <= v["selection_accuracy"] <= 1 and 0 <= v["n_clear"] <= 4
         assert set(v["per_effect_accuracy"]) == {"eq", "compressor", "distortion", "reverb"}
     model, config, _ = load_run(tiny_paired_xs_run)
@@ -94,17 +102,16 @@ def test_cosine_schedule_falls_from_the_rate_to_its_final_fraction(tiny_config):
 
 
 def test_training_steps_with_the_scheduled_rate(tiny_config, tmp_path):
-    import torch
 
     from pimodule.laptop.fx.run import learning_rate_at
     from pimodule.laptop.fx.train import train
 
     config = tiny_config(steps=4, lr_decay="cosine", lr_final=0.25)
     train(config, tmp_path / "run", progress=False)
-    state = torch.load(tmp_path / "run" / "optimizer.pt", weights_only=True)
+    state = runs.load_training_state(runs.checkpoint(tmp_path / "run"))["optimizer"]
     assert state["param_groups"][0]["lr"] == pytest.approx(learning_rate_at(config, 3))
     assert learning_rate_at(config, 3) == pytest.approx(0.25e-3)
-    assert load_config(tmp_path / "run" / "config.toml").lr_decay == "cosine"
+    assert load_config(tmp_path / "run" / "run.toml").lr_decay == "cosine"
 
 
 def test_training_on_removal_labels(tiny_config, tmp_path):
@@ -114,9 +121,9 @@ def test_training_on_removal_labels(tiny_config, tmp_path):
 
     config = tiny_config(steps=2, labels="removal", val_every=2, val_examples=4,
                          conditioning="dry", paired=True, objective="param")
-    history = train(config, tmp_path / "run", progress=False)
-    assert load_config(tmp_path / "run" / "config.toml").labels == "removal"
-    v = history["val"][-1]
+    meta = train(config, tmp_path / "run", progress=False)
+    assert load_config(tmp_path / "run" / "run.toml").labels == "removal"
+    v = meta["val"]
     assert 0 <= v["selection_accuracy"] <= 1 and 0 <= v["selection_accuracy_removal"] <= 1
 
 

@@ -1,0 +1,504 @@
+"""Recognise the exported ``FrameVoice`` graph in an ONNX file and read its weights and constants.
+
+The compiled kernel reproduces one specific function (``pimodule.laptop.ddsp.frame.FrameVoice``).
+A file is accepted only if it *is* that function: pimodule ``ddsp`` metadata with the expected
+state, the expected graph inputs and outputs, exactly the expected multiset of operators (an int8
+file made by ``pimodule quantize`` has ``DynamicQuantizeLinear``/``MatMulInteger`` instead of
+``MatMul``, an fx estimator other operators altogether), every named weight consumed by the
+expected operator in the expected input slot, shapes consistent with one hidden size, and the
+scalar constants (LeakyReLU slopes, LayerNorm epsilons, clamps, the scaled sigmoid's exponent,
+table lengths, pads) read from the graph itself. Anything else raises :class:`UnsupportedVoice`
+with the reason, and the engine plays that file through onnxruntime instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pimodule.core import modelfile
+
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+STATE_DTYPES = {"gru_h": "float32", "phase": "float64", "prev_f0_hz": "float32",
+                "prev_amplitudes": "float32", "noise_tail": "float32", "noise_position": "int64",
+                "reverb_history": "float32"}
+FRAME_INPUTS = ("f0_hz", "loudness_db", "controls")
+OPS = Counter({"Add": 21, "Mul": 18, "Reshape": 14, "MatMul": 6, "Split": 5, "Slice": 5,
+               "LayerNormalization": 4, "LeakyRelu": 4, "Mod": 4, "Sub": 3, "Clip": 2, "Concat": 2,
+               "Sigmoid": 2, "Gemm": 2, "Less": 2, "Where": 2, "ReduceSum": 2, "Cast": 2,
+               "Gather": 2, "Pad": 2, "Exp": 1, "Log": 1, "Tanh": 1, "Pow": 1, "Div": 1,
+               "CumSum": 1, "Sin": 1, "Conv": 1})
+REVERB_OPS = Counter({"Add": 1, "Slice": 1, "Concat": 1, "Conv": 1, "Unsqueeze": 1, "Squeeze": 1})
+class UnsupportedVoice(Exception):
+    """The file is not a FrameVoice graph this kernel reproduces (``reason`` says why)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+class Graph:
+    """An ONNX graph indexed for the checks: producers, consumers and initializer values."""
+
+    def __init__(self, proto):
+        from onnx import numpy_helper
+
+        g = proto.graph
+        self.nodes = list(g.node)
+        self.inits = {}
+        for init in g.initializer:
+            if init.data_location == 1 or len(init.external_data):
+                raise UnsupportedVoice(f"initializer {init.name!r} has external data")
+            self.inits[init.name] = numpy_helper.to_array(init)
+        self.consumers: dict[str, list[tuple[object, int]]] = {}
+        self.producer = {}
+        for node in self.nodes:
+            for slot, name in enumerate(node.input):
+                self.consumers.setdefault(name, []).append((node, slot))
+            for name in node.output:
+                self.producer[name] = node
+
+    def const(self, name: str, what: str) -> np.ndarray:
+        if name not in self.inits:
+            raise UnsupportedVoice(f"{what}: {name!r} is not a constant")
+        return self.inits[name]
+
+    def scalar(self, name: str, what: str) -> float:
+        value = self.const(name, what)
+        if value.size != 1:
+            raise UnsupportedVoice(f"{what}: expected one value, got shape {value.shape}")
+        return float(value.reshape(()))
+
+    def use(self, tensor: str, op: str, what: str):
+        """The one consumer of ``tensor`` that is an ``op`` node."""
+        users = [n for n, _ in self.consumers.get(tensor, []) if n.op_type == op]
+        if len(users) != 1:
+            found = [n.op_type for n, _ in self.consumers.get(tensor, [])]
+            raise UnsupportedVoice(f"{what}: expected {tensor!r} to feed one {op}, it feeds {found}")
+        return users[0]
+
+    def after(self, node, op: str, what: str):
+        return self.use(node.output[0], op, what)
+
+    def operand(self, node, known: str, what: str) -> str:
+        """The other input of a two-input ``node`` of which ``known`` is one."""
+        if len(node.input) != 2 or known not in node.input:
+            raise UnsupportedVoice(f"{what}: {node.op_type} reads {list(node.input)}, not {known!r}")
+        return node.input[1] if node.input[0] == known else node.input[0]
+
+    def weight(self, node, known: str, what: str, shape: tuple, dtype=np.float32) -> np.ndarray:
+        """The constant input of ``node`` beside ``known``, checked for shape and dtype."""
+        value = self.const(self.operand(node, known, what), what)
+        if value.shape != tuple(shape) or value.dtype != dtype:
+            raise UnsupportedVoice(f"{what}: {value.dtype} {value.shape}, expected {np.dtype(dtype)} {tuple(shape)}")
+        return value
+
+    def ints(self, name: str, what: str) -> list[int]:
+        return [int(v) for v in np.asarray(self.const(name, what)).reshape(-1)]
+
+    def expect(self, node, inputs: list[str], what: str) -> None:
+        if list(node.input) != inputs:
+            raise UnsupportedVoice(f"{what}: {node.op_type} reads {list(node.input)}, expected {inputs}")
+
+
+def load(path: str | Path):
+    """The ONNX protobuf, refusing oversized files, unparsable ones and external data."""
+    import onnx
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise UnsupportedVoice(f"cannot read {path}: {err}") from err
+    if not 0 < size <= MAX_MODEL_BYTES:
+        raise UnsupportedVoice(f"implausible model size ({size} bytes)")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf raises DecodeError and others
+        raise UnsupportedVoice(f"not a readable ONNX file ({type(err).__name__}: {err})") from err
+    return proto
+
+
+def check_signature(proto, info: modelfile.ModelInfo) -> bool:
+    """Metadata, graph inputs/outputs and operators; returns whether the voice has a reverb."""
+    if info.kind != "ddsp":
+        raise UnsupportedVoice(f"a {info.kind!r} model, not a ddsp voice")
+    names = [s.name for s in info.state]
+    has_reverb = "reverb_history" in names
+    expected = list(STATE_DTYPES)[: 7 if has_reverb else 6]
+    if names != expected:
+        raise UnsupportedVoice(f"state {names}, expected {expected}")
+    for spec in info.state:
+        if spec.dtype != STATE_DTYPES[spec.name]:
+            raise UnsupportedVoice(f"state {spec.name} has dtype {spec.dtype}")
+    g = proto.graph
+    want_in = list(FRAME_INPUTS) + names
+    want_out = ["audio"] + [n + modelfile.NEXT_SUFFIX for n in names]
+    if [i.name for i in g.input] != want_in or [o.name for o in g.output] != want_out:
+        raise UnsupportedVoice(f"graph inputs/outputs {[i.name for i in g.input]} -> "
+                               f"{[o.name for o in g.output]} are not FrameVoice's")
+    for node in g.node:
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedVoice(f"operator {node.op_type} from domain {node.domain!r}")
+    ops = Counter(n.op_type for n in g.node)
+    want_ops = OPS + REVERB_OPS if has_reverb else OPS
+    if ops != want_ops:
+        extra = dict(ops - want_ops)
+        missing = dict(want_ops - ops)
+        raise UnsupportedVoice(f"not the FrameVoice graph: operators {extra} unexpected, {missing} missing")
+    return has_reverb
+
+
+def read_tensors(g: Graph, info: modelfile.ModelInfo, has_reverb: bool) -> tuple[dict, dict]:
+    """Walk the graph as FrameVoice.forward computes it and read every weight and constant from
+    the node that uses it (not by name: the exporter merges equal initializers, e.g. an untrained
+    voice's LayerNorm weights). Returns (weights, constants); any mismatch is UnsupportedVoice."""
+    t: dict = {}
+    c: dict = {"slope": [], "eps": []}
+    # controls -> [2^(shift/12), -, harmonic gain, noise gain]; f0 and loudness clamps
+    m = g.use("controls", "Mul", "controls")
+    t["control_scale"] = g.weight(m, "controls", "control scale", (1, 4)).reshape(-1)
+    gains = g.after(g.after(m, "Exp", "controls"), "Split", "controls").output
+    if len(gains) != 4:
+        raise UnsupportedVoice("controls are not split into four gains")
+    m = g.use("f0_hz", "Mul", "pitch shift")
+    g.operand(m, gains[0], "pitch shift")
+    clip = g.after(m, "Clip", "f0 clamp")
+    f0 = clip.output[0]
+    if f0 != "prev_f0_hz_next" or len(clip.input) != 3:
+        raise UnsupportedVoice("prev_f0_hz_next is not the clamped, shifted f0")
+    c["f0_min"], c["f0_max"] = g.scalar(clip.input[1], "f0 clamp"), g.scalar(clip.input[2], "f0 clamp")
+    sl = g.use("controls", "Slice", "loudness offset")
+    if [g.ints(n, "loudness offset") for n in sl.input[1:]] != [[1], [2], [1], [1]]:
+        raise UnsupportedVoice("the loudness offset is not controls[:, 1]")
+    add = g.use("loudness_db", "Add", "loudness")
+    g.operand(add, sl.output[0], "loudness")
+    clip_ld = g.after(add, "Clip", "loudness clamp")
+    c["ld_min"], c["ld_max"] = g.scalar(clip_ld.input[1], "loudness clamp"), g.scalar(clip_ld.input[2], "loudness clamp")
+    # the two input MLPs as one batch of two
+    log = g.use(f0, "Log", "decoder input")
+    cat = g.after(log, "Concat", "decoder input")
+    g.expect(cat, [log.output[0], clip_ld.output[0]], "decoder input")
+    x = g.after(cat, "Reshape", "decoder input").output[0]
+    x = _affine(g, x, t, "in_scale", "in_shift")
+    x = _affine(g, x, t, "w1", "b1")
+    h = t["w1"].shape[-1]
+    for layer in (1, 2):
+        if layer == 2:
+            mm = g.use(x, "MatMul", "w2")
+            g.expect(mm, [x, mm.input[1]], "w2")
+            t["w2"] = g.const(mm.input[1], "w2")
+            x = _affine(g, mm.output[0], t, None, "b2")
+        x = _layer_norm(g, x, c, h, None)
+        x = _leaky(g, _affine(g, x, t, f"g{layer}", f"be{layer}"), c)
+    ab = g.use(x, "Reshape", "GRU input").output[0]
+    # GRU step: gates from [a, b] (with out_mlp's [a, b] part) and from h
+    mm = g.use(ab, "MatMul", "GRU input")
+    g.expect(mm, [ab, mm.input[1]], "GRU input")
+    t["w_ab"] = g.const(mm.input[1], "w_ab")
+    add = g.after(mm, "Add", "GRU input")
+    t["b_ab"] = g.weight(add, mm.output[0], "b_ab", (1, 4 * h))
+    gi_rz, gi_n, out_ab = _split(g, add, [2 * h, h, h], "GRU input")
+    hv = g.use("gru_h", "Reshape", "GRU state").output[0]
+    mm = g.use(hv, "MatMul", "GRU recurrence")
+    g.expect(mm, [hv, mm.input[1]], "GRU recurrence")
+    t["w_hh"] = g.const(mm.input[1], "w_hh")
+    gh_rz, gh_n = _split(g, mm, [2 * h, h], "GRU recurrence")
+    add = g.use(gi_rz, "Add", "GRU r z")
+    g.expect(add, [gi_rz, gh_rz], "GRU r z")
+    r, z = g.after(g.after(add, "Sigmoid", "GRU r z"), "Split", "GRU r z").output
+    add = g.use(gh_n, "Add", "GRU n")
+    t["b_hn"] = g.weight(add, gh_n, "b_hn", (1, h))
+    mul = g.use(r, "Mul", "GRU n")
+    g.expect(mul, [r, add.output[0]], "GRU n")
+    add = g.use(gi_n, "Add", "GRU n")
+    g.expect(add, [gi_n, mul.output[0]], "GRU n")
+    n = g.after(add, "Tanh", "GRU n").output[0]
+    sub = g.use(hv, "Sub", "GRU update")
+    g.expect(sub, [hv, n], "GRU update")
+    mul = g.use(z, "Mul", "GRU update")
+    g.expect(mul, [z, sub.output[0]], "GRU update")
+    add = g.after(mul, "Add", "GRU update")
+    g.expect(add, [n, mul.output[0]], "GRU update")
+    hn = add.output[0]
+    if g.use(hn, "Reshape", "GRU state").output[0] != "gru_h_next":
+        raise UnsupportedVoice("gru_h_next is not the GRU's new state")
+    # out MLP on [h, a, b] and the projection
+    mm = g.use(hn, "MatMul", "out MLP")
+    g.expect(mm, [hn, mm.input[1]], "out MLP")
+    t["w_x"] = g.const(mm.input[1], "w_x")
+    add = g.after(mm, "Add", "out MLP")
+    g.expect(add, [mm.output[0], out_ab], "out MLP")
+    x = _leaky(g, _layer_norm(g, add.output[0], c, h, t, "ln_out1"), c)
+    x = _leaky(g, _layer_norm(g, _gemm(g, x, t, "lin_out2"), c, h, t, "ln_out2"), c)
+    sig = g.use(_gemm(g, x, t, "proj"), "Sigmoid", "scaled sigmoid")
+    pw = g.after(sig, "Pow", "scaled sigmoid")
+    c["pow"] = g.scalar(g.operand(pw, sig.output[0], "scaled sigmoid"), "scaled sigmoid exponent")
+    mul = g.after(pw, "Mul", "scaled sigmoid")
+    c["sig_scale"] = g.scalar(g.operand(mul, pw.output[0], "scaled sigmoid"), "scaled sigmoid")
+    add = g.after(mul, "Add", "scaled sigmoid")
+    c["sig_offset"] = g.scalar(g.operand(add, mul.output[0], "scaled sigmoid"), "scaled sigmoid")
+    sizes = g.ints(g.after(add, "Split", "decoder outputs").input[1], "decoder outputs")
+    if len(sizes) != 3 or sizes[0] != 1 or sum(sizes) != t["proj.weight"].shape[0]:
+        raise UnsupportedVoice(f"decoder outputs split as {sizes}, not [amplitude, harmonics, bands]")
+    amp, dist, mags = _split(g, add, sizes, "decoder outputs")
+    _synth(g, t, c, f0, gains, amp, dist, mags)
+    _check_shapes(t, c, info, has_reverb)
+    if has_reverb:
+        _read_reverb(g, t, c)
+    return t, c
+
+
+def _affine(g: Graph, x: str, t: dict, scale: str | None, shift: str) -> str:
+    """x * t[scale] + t[shift] (element-wise, constants read from the nodes)."""
+    if scale is not None:
+        mul = g.use(x, "Mul", scale)
+        t[scale] = g.const(g.operand(mul, x, scale), scale)
+        x = mul.output[0]
+    add = g.use(x, "Add", shift)
+    t[shift] = g.const(g.operand(add, x, shift), shift)
+    return add.output[0]
+
+
+def _layer_norm(g: Graph, x: str, c: dict, h: int, t: dict | None, name: str = "") -> str:
+    """A LayerNormalization over the last axis: unit scale without bias (input MLPs, whose
+    affine part follows as Mul/Add) or with ``name``.weight/.bias; its epsilon is recorded."""
+    ln = g.use(x, "LayerNormalization", "layer norm")
+    a = _attrs(ln)
+    if ln.input[0] != x or a.get("axis", -1) != -1 or a.get("stash_type", 1) != 1:
+        raise UnsupportedVoice(f"LayerNormalization with attributes {a}")
+    scale = g.const(ln.input[1], "layer norm scale")
+    if t is None:
+        if len(ln.input) != 2 or scale.shape != (h,) or not np.all(scale == 1):
+            raise UnsupportedVoice("input MLP LayerNorm with a scale or bias of its own")
+    else:
+        if len(ln.input) != 3:
+            raise UnsupportedVoice("out MLP LayerNorm without a bias")
+        t[name + ".weight"], t[name + ".bias"] = scale, g.const(ln.input[2], "layer norm bias")
+    c["eps"].append(float(a.get("epsilon", 1e-5)))
+    return ln.output[0]
+
+
+def _leaky(g: Graph, x: str, c: dict) -> str:
+    node = g.use(x, "LeakyRelu", "LeakyReLU")
+    c["slope"].append(float(_attrs(node).get("alpha", 0.01)))
+    return node.output[0]
+
+
+def _gemm(g: Graph, x: str, t: dict, name: str) -> str:
+    gemm = g.use(x, "Gemm", name)
+    a = _attrs(gemm)
+    if len(gemm.input) != 3 or gemm.input[0] != x or \
+            (a.get("transA", 0), a.get("transB", 0), a.get("alpha", 1.0), a.get("beta", 1.0)) != (0, 1, 1.0, 1.0):
+        raise UnsupportedVoice(f"{name}: Gemm with attributes {a}")
+    t[name + ".weight"], t[name + ".bias"] = g.const(gemm.input[1], name), g.const(gemm.input[2], name)
+    return gemm.output[0]
+
+
+def _split(g: Graph, node, sizes: list[int], what: str) -> list[str]:
+    split = g.after(node, "Split", what)
+    if len(split.input) != 2 or g.ints(split.input[1], what) != sizes or _attrs(split).get("axis") != 1:
+        raise UnsupportedVoice(f"{what}: not split into {sizes}")
+    return list(split.output)
+
+
+def _synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, dist: str, mags: str) -> None:
+    """Harmonic amplitudes, harmonic synth, table noise, noise FIR and overlap-add."""
+    f64, i64 = np.float64, np.int64
+    # harmonic amplitudes: harmonics at or above Nyquist dropped, renormalised, harmonic gain
+    mk = g.use(f0, "Mul", "Nyquist mask")
+    t["k"] = g.const(g.operand(mk, f0, "Nyquist mask"), "harmonic numbers")
+    less = g.after(mk, "Less", "Nyquist mask")
+    c["nyquist"] = g.scalar(g.operand(less, mk.output[0], "Nyquist mask"), "Nyquist")
+    where = g.after(less, "Where", "Nyquist mask")
+    g.expect(where, [less.output[0], dist, where.input[2]], "Nyquist mask")
+    if g.scalar(where.input[2], "Nyquist mask") != 0:
+        raise UnsupportedVoice("masked harmonics are not zero")
+    rsum = g.use(where.output[0], "ReduceSum", "distribution sum")
+    if g.ints(rsum.input[1], "distribution sum") != [-1] or _attrs(rsum).get("keepdims", 1) != 1:
+        raise UnsupportedVoice("the distribution is not summed over harmonics")
+    add = g.after(rsum, "Add", "distribution sum")
+    c["dist_eps"] = g.scalar(g.operand(add, rsum.output[0], "distribution sum"), "distribution sum")
+    mul = g.use(amp, "Mul", "harmonic gain")
+    g.operand(mul, gains[2], "harmonic gain")
+    div = g.after(mul, "Div", "harmonic amplitudes")
+    g.expect(div, [mul.output[0], add.output[0]], "harmonic amplitudes")
+    mul = g.use(where.output[0], "Mul", "harmonic amplitudes")
+    g.expect(mul, [where.output[0], div.output[0]], "harmonic amplitudes")
+    amps = mul.output[0]
+    if g.use(amps, "Reshape", "amplitudes").output[0] != "prev_amplitudes_next":
+        raise UnsupportedVoice("prev_amplitudes_next is not the harmonic amplitudes")
+    # f0 ramp, float64 phase, sines with the per-sample Nyquist mask, amplitude ramp
+    sub = g.use(f0, "Sub", "f0 ramp")
+    g.expect(sub, [f0, "prev_f0_hz"], "f0 ramp")
+    mul = g.after(sub, "Mul", "f0 ramp")
+    t["ramp"] = g.const(g.operand(mul, sub.output[0], "f0 ramp"), "ramp")
+    add = g.after(mul, "Add", "f0 ramp")
+    g.expect(add, ["prev_f0_hz", mul.output[0]], "f0 ramp")
+    f0s = add.output[0]
+    cast = g.use(f0s, "Cast", "phase")
+    mul = g.after(cast, "Mul", "phase")
+    t["phase_step"] = g.weight(mul, cast.output[0], "phase step", (), f64)
+    cs = g.after(mul, "CumSum", "phase")
+    a = _attrs(cs)
+    if _attrs(cast).get("to") != 11 or a.get("exclusive", 0) or a.get("reverse", 0) or g.ints(cs.input[1], "phase") != [1]:
+        raise UnsupportedVoice("the phase is not a float64 forward cumulative sum over samples")
+    add = g.after(cs, "Add", "phase")
+    g.expect(add, ["phase", cs.output[0]], "phase")
+    mod = g.after(add, "Mod", "phase")
+    t["two_pi"] = g.weight(mod, add.output[0], "phase wrap", (), f64)
+    if _attrs(mod).get("fmod") != 1 or g.use(mod.output[0], "Slice", "phase").output[0] != "phase_next":
+        raise UnsupportedVoice("the phase is not wrapped with fmod into phase_next")
+    cast = g.use(mod.output[0], "Cast", "sines")
+    mul = g.after(cast, "Mul", "sines")
+    t["k_col"] = g.const(g.operand(mul, cast.output[0], "sines"), "harmonic numbers")
+    sin = g.after(mul, "Sin", "sines")
+    mk = g.use(f0s, "Mul", "sample Nyquist mask")
+    k_col = g.const(g.operand(mk, f0s, "sample Nyquist mask"), "harmonic numbers")
+    less = g.after(mk, "Less", "sample Nyquist mask")
+    where = g.after(less, "Where", "sample Nyquist mask")
+    g.expect(where, [less.output[0], sin.output[0], where.input[2]], "sample Nyquist mask")
+    if _attrs(cast).get("to") != 1 or not np.array_equal(k_col, t["k_col"]) or \
+            g.scalar(g.operand(less, mk.output[0], "mask"), "mask") != c["nyquist"] or \
+            g.scalar(where.input[2], "mask") != 0:
+        raise UnsupportedVoice("the per-sample Nyquist mask differs from the frame's")
+    prev = g.use("prev_amplitudes", "Reshape", "amplitude ramp").output[0]
+    sub = g.use(amps, "Sub", "amplitude ramp")
+    g.expect(sub, [amps, prev], "amplitude ramp")
+    cat = g.use(prev, "Concat", "amplitude ramp")
+    g.expect(cat, [prev, sub.output[0]], "amplitude ramp")
+    mm = g.after(cat, "MatMul", "harmonic sum")
+    g.expect(mm, [cat.output[0], where.output[0]], "harmonic sum")
+    mul = g.after(mm, "Mul", "harmonic sum")
+    t["ramp_pair"] = g.const(g.operand(mul, mm.output[0], "harmonic sum"), "ramp pair")
+    rsum = g.after(mul, "ReduceSum", "harmonic sum")
+    if g.ints(rsum.input[1], "harmonic sum") != [0]:
+        raise UnsupportedVoice("the harmonic ramp is not summed over its two rows")
+    harmonic = rsum.output[0]
+    # table noise
+    adds = [n for n, _ in g.consumers.get("noise_position", []) if n.op_type == "Add"]
+    idx = [n for n in adds if g.const(g.operand(n, "noise_position", "noise"), "noise").size > 1]
+    step = [n for n in adds if n not in idx]
+    if len(idx) != 1 or len(step) != 1:
+        raise UnsupportedVoice("noise position not read as position + 0..hop-1 and advanced")
+    t["hop_index"] = g.weight(idx[0], "noise_position", "hop index", (1, t["ramp"].shape[-1]), i64)
+    flat = g.after(idx[0], "Reshape", "noise index").output[0]
+    tables, gathered = [], []
+    for mod in (n for n, _ in g.consumers.get(flat, []) if n.op_type == "Mod"):
+        gather = g.after(g.after(mod, "Reshape", "noise index"), "Gather", "noise table")
+        table = g.const(gather.input[0], "noise table")
+        if _attrs(mod).get("fmod", 0) != 0 or table.dtype != np.float32 or table.ndim != 1 or \
+                g.scalar(mod.input[1], "noise index") != table.size or _attrs(gather).get("axis", 0) != 0:
+            raise UnsupportedVoice("a noise table is not indexed by position modulo its length")
+        tables.append(table)
+        gathered.append(gather.output[0])
+    if len(tables) != 2:
+        raise UnsupportedVoice("not two noise tables")
+    t["noise_a"], t["noise_b"] = tables
+    add = g.use(gathered[0], "Add", "white noise")
+    g.expect(add, gathered if add.input[0] == gathered[0] else gathered[::-1], "white noise")
+    mod = g.after(step[0], "Mod", "noise position")
+    if mod.output[0] != "noise_position_next" or _attrs(mod).get("fmod", 0) != 0:
+        raise UnsupportedVoice("noise_position_next is not the advanced position")
+    c["pos_step"] = int(g.scalar(g.operand(step[0], "noise_position", "noise"), "noise position"))
+    c["period"] = int(g.scalar(mod.input[1], "noise period"))
+    pad = g.after(add, "Pad", "noise padding")
+    c["noise_pad"] = g.ints(pad.input[1], "noise padding")
+    if len(pad.input) != 2 or _attrs(pad).get("mode", b"constant") not in (b"constant", "constant"):
+        raise UnsupportedVoice("noise not zero-padded")
+    padded = g.after(pad, "Reshape", "noise padding").output[0]
+    # FIR from the band magnitudes (noise gain), one correlation, overlap-add with the tail
+    mul = g.use(mags, "Mul", "noise gain")
+    g.operand(mul, gains[3], "noise gain")
+    mm = g.after(mul, "MatMul", "noise FIR")
+    g.expect(mm, [mul.output[0], mm.input[1]], "noise FIR")
+    t["fir_basis"] = g.const(mm.input[1], "noise FIR basis")
+    conv = g.after(g.after(mm, "Reshape", "noise FIR"), "Conv", "noise FIR")
+    a = _attrs(conv)
+    if conv.input[0] != padded or len(conv.input) != 2 or a.get("group", 1) != 1 or \
+            a.get("strides", [1]) != [1] or a.get("dilations", [1]) != [1] or a.get("pads", [0, 0]) != [0, 0]:
+        raise UnsupportedVoice(f"noise FIR convolution with attributes {a}")
+    sl = g.after(conv, "Slice", "noise segments")
+    c["noise_slice"] = [g.ints(n, "noise segments") for n in sl.input[1:]]
+    segs = g.after(sl, "Reshape", "noise segments").output[0]
+    tail = g.after(g.use("noise_tail", "Reshape", "noise tail"), "Pad", "noise tail")
+    c["tail_pad"] = g.ints(tail.input[1], "noise tail")
+    add = g.use(segs, "Add", "overlap-add")
+    g.expect(add, [segs, tail.output[0]], "overlap-add")
+    slices = {tuple(g.ints(s.input[1], "overlap-add")): s for s, _ in g.consumers[add.output[0]] if s.op_type == "Slice"}
+    if set(slices) != {(0,), (1,)} or g.after(slices[(1,)], "Reshape", "noise tail").output[0] != "noise_tail_next":
+        raise UnsupportedVoice("noise_tail_next is not the overlap-add's remainder")
+    out = g.use(harmonic, "Add", "dry audio")
+    g.expect(out, [harmonic, slices[(0,)].output[0]], "dry audio")
+    c["dry_audio"] = out.output[0]
+
+
+def _check_shapes(t: dict, c: dict, info: modelfile.ModelInfo, has_reverb: bool) -> None:
+    h, k = t["w1"].shape[-1], t["k"].shape[-1]
+    nb, taps = t["fir_basis"].shape
+    hop = t["ramp"].shape[-1]
+    n_seg = -(-(hop + taps - 1) // hop)
+    c.update(hidden=h, harmonics=k, bands=nb, taps=taps, hop=hop, n_seg=n_seg)
+    shapes = {"w1": (2, 1, h), "b1": (2, 1, h), "g1": (2, 1, h), "be1": (2, 1, h), "w2": (2, h, h),
+              "b2": (2, 1, h), "g2": (2, 1, h), "be2": (2, 1, h), "w_ab": (2 * h, 4 * h),
+              "b_ab": (1, 4 * h), "w_hh": (h, 3 * h), "b_hn": (1, h), "w_x": (h, h),
+              "ln_out1.weight": (h,), "ln_out1.bias": (h,), "lin_out2.weight": (h, h),
+              "lin_out2.bias": (h,), "ln_out2.weight": (h,), "ln_out2.bias": (h,),
+              "proj.weight": (1 + k + nb, h), "proj.bias": (1 + k + nb,), "control_scale": (4,),
+              "in_scale": (2, 1, 1), "in_shift": (2, 1, 1), "k": (1, k), "k_col": (k, 1),
+              "ramp": (1, hop), "ramp_pair": (2, hop), "fir_basis": (nb, taps)}
+    for name, shape in shapes.items():
+        if t[name].shape != shape or t[name].dtype != np.float32:
+            raise UnsupportedVoice(f"weight {name} is {t[name].dtype} {t[name].shape}, expected float32 {shape}")
+    harmonics = np.arange(1, k + 1, dtype=np.float32)
+    ramp = np.arange(1, hop + 1, dtype=np.float32) / np.float32(hop)
+    if not (np.array_equal(t["k"][0], harmonics) and np.array_equal(t["k_col"][:, 0], harmonics)
+            and np.array_equal(t["ramp"][0], ramp) and np.array_equal(t["ramp_pair"][0], np.ones(hop))
+            and np.array_equal(t["ramp_pair"][1], ramp) and np.array_equal(t["hop_index"][0], np.arange(hop))):
+        raise UnsupportedVoice("harmonic numbers, ramp or hop index are not 1..K, (n+1)/hop, 0..hop-1")
+    if info.block_size != hop or taps != 2 * (nb - 1) or not 1 <= hop <= 4096 or not 1 <= k <= 256:
+        raise UnsupportedVoice(f"block {info.block_size}, hop {hop}, {nb} bands, {taps} taps, {k} harmonics")
+    la, lb = t["noise_a"].size, t["noise_b"].size
+    if c["pos_step"] != hop or c["period"] != la * lb or c["noise_pad"] != [taps - 1, n_seg * hop - hop + 1] \
+            or c["noise_slice"] != [[0], [n_seg * hop], [2], [1]] or c["tail_pad"] != [0, 0, 1, 0]:
+        raise UnsupportedVoice("noise position step, period, padding or overlap-add not as FrameVoice's")
+    if c["dry_audio"] != ("audio" if not has_reverb else c["dry_audio"]):
+        raise UnsupportedVoice("audio is not harmonic + noise")
+    c["noise_len"] = (la, lb)
+    shapes = {"gru_h": (1, 1, h), "phase": (1, 1), "prev_f0_hz": (1, 1), "prev_amplitudes": (1, 1, k),
+              "noise_tail": (1, n_seg - 1, hop), "noise_position": (1, 1)}
+    for spec in info.state:
+        if spec.name in shapes and spec.shape != shapes[spec.name]:
+            raise UnsupportedVoice(f"state {spec.name} has shape {spec.shape}, expected {shapes[spec.name]}")
+
+
+def _read_reverb(g: Graph, t: dict, c: dict) -> None:
+    """The learned reverb: Conv of [history, dry audio] with a constant kernel (the exporter
+    folds ``cat([0], ir).flip(0)`` into one initializer, whatever its name)."""
+    cat = g.use("reverb_history", "Concat", "reverb")
+    g.expect(cat, ["reverb_history", c["dry_audio"]], "reverb")
+    conv = g.after(g.after(cat, "Unsqueeze", "reverb"), "Conv", "reverb")
+    kernel = g.const(conv.input[1], "reverb impulse response")
+    a = _attrs(conv)
+    if kernel.dtype != np.float32 or kernel.ndim != 3 or kernel.shape[:2] != (1, 1) or len(conv.input) != 2 \
+            or a.get("group", 1) != 1 or a.get("strides", [1]) != [1] or a.get("dilations", [1]) != [1] \
+            or a.get("pads", [0, 0]) != [0, 0]:
+        raise UnsupportedVoice("the reverb is not a plain convolution with a constant impulse response")
+    add = g.after(g.after(conv, "Squeeze", "reverb"), "Add", "reverb")
+    g.expect(add, [c["dry_audio"], add.input[1]], "reverb")
+    hist = g.use(cat.output[0], "Slice", "reverb history")
+    n_rev = kernel.shape[-1]
+    spec = [g.ints(n, "reverb history") for n in hist.input[1:]]
+    if add.output[0] != "audio" or hist.output[0] != "reverb_history_next" or spec[0] != [c["hop"]] \
+            or spec[2:] != [[1], [1]] or spec[1][0] < n_rev - 1 + c["hop"]:
+        raise UnsupportedVoice("the reverb output is not dry + wet with the history's last samples")
+    t["reverb_kernel"] = kernel.reshape(-1)
+    c["reverb_taps"] = n_rev

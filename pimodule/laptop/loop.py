@@ -1,0 +1,77 @@
+"""What every training loop shares: a step budget with an optional time limit, a progress bar
+whose total and ETA follow whichever ends first, periodic tasks by minutes, and a clear ending.
+
+``Budget`` is driven by the trainer (``for step in budget:`` ... ``budget.done(loss=...)``); a
+trainer catches ``KeyboardInterrupt`` around its loop, saves a checkpoint and raises
+:class:`Interrupted` with the resume command, which the CLI prints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from tqdm import tqdm
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by the user after saving a checkpoint; the message says how to resume."""
+
+
+class Budget:
+    """Steps ``start .. steps-1``, stopped early once ``max_minutes`` of training have passed
+    (counting ``elapsed_s`` from earlier sessions of the run)."""
+
+    def __init__(self, *, steps: int, start: int = 0, max_minutes: float = 0.0, elapsed_s: float = 0.0,
+                 desc: str = "train", progress: bool = True):
+        self.steps, self.start, self.step = int(steps), int(start), int(start)
+        self.limit_s = max_minutes * 60.0 if max_minutes and max_minutes > 0 else math.inf
+        self.elapsed_before_s = float(elapsed_s)
+        self._t0 = time.monotonic()
+        self.out_of_time = False
+        self._timers: dict[str, float] = {}
+        self.bar = tqdm(total=self.steps, initial=self.start, desc=desc, unit="step", disable=not progress,
+                        dynamic_ncols=True)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before_s + time.monotonic() - self._t0
+
+    def __iter__(self):
+        while self.step < self.steps and not self.out_of_time:
+            yield self.step
+
+    def done(self, **postfix: float) -> None:
+        """One step finished: advance the bar (its total shrinks to what the time limit allows)."""
+        self.step += 1
+        elapsed = self.elapsed_s
+        if elapsed >= self.limit_s:
+            self.out_of_time = True
+        if math.isfinite(self.limit_s) and self.step > self.start:
+            per_step = (time.monotonic() - self._t0) / (self.step - self.start)
+            reachable = self.step + max(0.0, self.limit_s - elapsed) / max(per_step, 1e-9)
+            total = self.step if self.out_of_time else min(self.steps, int(reachable))
+            if total != self.bar.total:
+                self.bar.total = max(total, self.step)
+        self.bar.update(1)
+        if postfix:
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
+
+    @property
+    def last(self) -> bool:
+        """The step just done is the last one (by count or by time)."""
+        return self.step >= self.steps or self.out_of_time
+
+    def every(self, name: str, minutes: float) -> bool:
+        """True once per ``minutes`` of training (and never at the first call)."""
+        if minutes <= 0:
+            return False
+        now = time.monotonic()
+        due = self._timers.setdefault(name, now + minutes * 60.0)
+        if now >= due:
+            self._timers[name] = now + minutes * 60.0
+            return True
+        return False
+
+    def close(self) -> None:
+        self.bar.close()
