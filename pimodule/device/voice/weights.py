@@ -101,6 +101,9 @@ def read_voice(path: str | Path) -> VoiceWeights:
     has_reverb = check_signature(proto, info)
     tensors, consts = read_tensors(Graph(proto), info, has_reverb)
     weights, lay = _pack(tensors, consts)
+    for spec in info.state:  # the metadata's shapes are the graph's
+        if int(np.prod(spec.shape)) != L.segment(lay, STATE_SEGMENTS[spec.name])[1]:
+            raise UnsupportedVoice(f"state {spec.name} of shape {spec.shape} does not fit the graph")
     return VoiceWeights(str(path), info, weights, lay, consts)
 
 
@@ -130,8 +133,8 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
 
     const = np.zeros(L.N_CONST, np.float32)
     const[L.C_CTRL_SCALE: L.C_CTRL_SCALE + 4] = t["control_scale"]
-    const[L.C_IN_SCALE: L.C_IN_SCALE + 2] = t["in_scale"]
-    const[L.C_IN_SHIFT: L.C_IN_SHIFT + 2] = t["in_shift"]
+    const[L.C_IN_SCALE: L.C_IN_SCALE + 2] = t["in_scale"].reshape(-1)
+    const[L.C_IN_SHIFT: L.C_IN_SHIFT + 2] = t["in_shift"].reshape(-1)
     for name, idx in (("f0_min", L.C_F0_MIN), ("f0_max", L.C_F0_MAX), ("ld_min", L.C_LD_MIN),
                       ("ld_max", L.C_LD_MAX), ("nyquist", L.C_NYQUIST), ("pow", L.C_POW),
                       ("sig_scale", L.C_SIG_SCALE), ("sig_offset", L.C_SIG_OFFSET),
