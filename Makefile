@@ -8,14 +8,19 @@ OUT     ?= out
 # Minutes of training per instrument for `make models` (the DDSP issue's budget is 15).
 TRAIN_MINUTES ?= 14
 
-.PHONY: demo test models small-models fx-models fx-eval venv system-deps clean-venv bench eval help
+.PHONY: help demo test lint format results models small-models fx-models fx-eval bench venv system-deps clean-venv
 
 help:
-	@echo "make demo    set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
-	@echo "make test    the test suite"
-	@echo "make models  render data, train, export export/violin.onnx and export/flute.onnx"
-	@echo "make bench   real-time benchmark of the models in export/"
-	@echo "make fx-eval score the shipped effect estimators on held-out material (~30 min)"
+	@echo "make demo          set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
+	@echo "make test          lint (ruff), the results page up to date, and the test suite"
+	@echo "make lint          ruff check and ruff format --check"
+	@echo "make format        ruff format and the safe fixes"
+	@echo "make results       docs/results.md from docs/results/*.json"
+	@echo "make models        render data, train, export export/violin.onnx and export/flute.onnx (about 30 min)"
+	@echo "make small-models  the GRU-64 voices export/*-small.onnx"
+	@echo "make fx-models     train and export the effect estimators (about 8 h)"
+	@echo "make fx-eval       score the shipped effect estimators on held-out material (about 30 min)"
+	@echo "make bench         real-time response of the models in export/ on this machine"
 
 $(BIN)/pimodule: pyproject.toml
 	@command -v fluidsynth >/dev/null && command -v jackd >/dev/null || $(MAKE) system-deps
@@ -36,8 +41,20 @@ system-deps:
 	  echo "install these Debian packages first: $$(grep -v '^#' apt-packages.txt | tr '\n' ' ')"; \
 	fi
 
-test: venv
+test: venv lint
+	$(BIN)/python -m pimodule.laptop.results_page --check
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check pimodule tests
+	$(BIN)/ruff format --check pimodule tests
+
+format: venv
+	$(BIN)/ruff check --fix pimodule tests
+	$(BIN)/ruff format pimodule tests
+
+results: venv
+	$(BIN)/python -m pimodule.laptop.results_page
 
 export/violin.onnx export/flute.onnx: | venv
 	$(MAKE) models
@@ -47,12 +64,16 @@ models: venv
 	$(BIN)/pimodule data render --program flute --out $(DATA)/flute --seed 100 --n-phrases 80
 	# both voices train at once, one thread each (configs/ddsp.toml): the two cores are used fully
 	$(MAKE) -j2 train-violin train-flute
-	$(BIN)/pimodule eval ddsp export/violin.onnx export/flute.onnx --data $(DATA)/violin $(DATA)/flute --json export/ddsp_eval.json
+	$(BIN)/pimodule eval ddsp export/violin.onnx export/flute.onnx --data $(DATA)/violin $(DATA)/flute --json docs/results/ddsp_eval.json
+	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/ddsp_eval.json --kind ddsp_eval \
+		--title "DDSP voices: held-out resynthesis" --command "make models"
 
 # Smaller voices (GRU 64 instead of 128) for tight real-time budgets: export/<voice>-small.onnx
 small-models: venv
 	$(MAKE) -j2 small-violin small-flute
-	$(BIN)/pimodule eval ddsp export/violin-small.onnx export/flute-small.onnx --data $(DATA)/violin $(DATA)/flute --json export/ddsp_small_eval.json
+	$(BIN)/pimodule eval ddsp export/violin-small.onnx export/flute-small.onnx --data $(DATA)/violin $(DATA)/flute --json docs/results/ddsp_small_eval.json
+	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/ddsp_small_eval.json --kind ddsp_eval \
+		--title "DDSP voices, GRU 64 (-small)" --command "make small-models"
 
 small-%: venv
 	$(BIN)/pimodule train ddsp --data $(DATA)/$* --out $(RUNS)/$*_small --config configs/ddsp_small.toml --max-minutes 12
@@ -79,7 +100,9 @@ fx-models: venv
 # by synthesis on the laptop (--refine, torch): about 30 min on 2 cores.
 fx-eval: venv
 	$(BIN)/pimodule eval fx export/fx.onnx export/fx-dry.onnx --n-examples 256 --check --refine --out $(OUT)/fx_eval
-	cp $(OUT)/fx_eval/results.json export/fx_eval.json
+	cp $(OUT)/fx_eval/results.json docs/results/fx_eval.json
+	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/fx_eval.json --kind fx_eval \
+		--title "Effect estimators on the project's held-out cases" --command "make fx-eval"
 
 demo: venv export/violin.onnx export/flute.onnx
 	$(BIN)/pimodule demo --out $(OUT)

@@ -1,2 +1,3 @@
 """pimodule: neural Eurorack module."""
+
 __version__ = "0.1.0"

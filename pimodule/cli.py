@@ -63,8 +63,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def _usage() -> str:
-    lines = ["usage: pimodule COMMAND [options]   (pimodule COMMAND --help for its options and examples)",
-             "", "commands:"]
+    lines = [
+        "usage: pimodule COMMAND [options]   (pimodule COMMAND --help for its options and examples)",
+        "",
+        "commands:",
+    ]
     for name, target in COMMANDS.items():
         families = f" {'|'.join(target)}" if isinstance(target, dict) else ""
         lines.append(f"  {name + families:<12} {SUMMARIES[name]}")
@@ -78,8 +81,11 @@ def _import(name: str, module_name: str):
     except ModuleNotFoundError as err:
         if err.name and err.name.startswith("pimodule"):
             raise
-        print(f"pimodule {name}: needs a package that is not installed ({err.name}); install the "
-              f"matching extra, e.g. pip install 'pimodule[train]'", file=sys.stderr)
+        print(
+            f"pimodule {name}: needs a package that is not installed ({err.name}); install the "
+            f"matching extra, e.g. pip install 'pimodule[train]'",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -119,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         family = rest[0] if rest else None
         if family not in target:
             if family in ("-h", "--help"):
-                print(f"usage: {prog} {{{','.join(target)}}} [options]\n\n{SUMMARIES[name]}; "
-                      f"{prog} FAMILY --help for each")
+                print(
+                    f"usage: {prog} {{{','.join(target)}}} [options]\n\n{SUMMARIES[name]}; "
+                    f"{prog} FAMILY --help for each"
+                )
                 return 0
             print(f"usage: {prog} {{{','.join(target)}}} ...: say which ({', '.join(target)})", file=sys.stderr)
             return 2
@@ -132,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = _parser(prog, module).parse_args(rest)
     args.verbose = args.verbose or verbose
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:

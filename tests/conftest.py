@@ -46,8 +46,11 @@ def pty_pair(tmp_path):
     if shutil.which("socat") is None:
         pytest.skip("socat not installed")
     a, b = tmp_path / "ttyA", tmp_path / "ttyB"
-    proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while not (a.exists() and b.exists()):
@@ -57,7 +60,6 @@ def pty_pair(tmp_path):
         yield str(a), str(b)
     finally:
         stop_process(proc)
-
 
 
 def _tone_dataset(n_examples: int, seed: int, seconds: float = 1.5, sr: int = 16000, hop: int = 64):

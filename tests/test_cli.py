@@ -6,8 +6,11 @@ import pytest
 
 from pimodule.cli import COMMANDS, main
 
-LEAVES = [(name, None) if isinstance(t, str) else (name, family)
-          for name, t in COMMANDS.items() for family in ([None] if isinstance(t, str) else t)]
+LEAVES = [
+    (name, None) if isinstance(t, str) else (name, family)
+    for name, t in COMMANDS.items()
+    for family in ([None] if isinstance(t, str) else t)
+]
 
 
 def _module(name, family):

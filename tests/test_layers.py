@@ -19,8 +19,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pimodule"
 # third-party packages each layer may import (the standard library is always allowed)
 CORE_THIRD_PARTY = {"numpy", "scipy", "soundfile"}
 DEVICE_THIRD_PARTY = CORE_THIRD_PARTY | {
-    "onnx", "onnxruntime", "numba", "llvmlite", "sounddevice", "pythonosc", "serial", "sdnotify",
-    "spidev", "RPi", "cffi",
+    "onnx",
+    "onnxruntime",
+    "numba",
+    "llvmlite",
+    "sounddevice",
+    "pythonosc",
+    "serial",
+    "sdnotify",
+    "spidev",
+    "RPi",
+    "cffi",
 }
 FORBIDDEN_ON_DEVICE = {"torch", "torchaudio", "auraloss", "torchcomp", "torchlpc", "pedalboard", "matplotlib"}
 
@@ -67,8 +76,12 @@ def _is_stdlib(name: str) -> bool:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_each_module_imports_only_what_its_layer_may(module):
     layer = _layer(module)
-    allowed_own = {"core": {"core"}, "device": {"core", "device"}, "laptop": {"core", "device", "laptop"},
-                   "top": {"core", "device", "laptop", "top"}}[layer]
+    allowed_own = {
+        "core": {"core"},
+        "device": {"core", "device"},
+        "laptop": {"core", "device", "laptop"},
+        "top": {"core", "device", "laptop", "top"},
+    }[layer]
     for name, _ in _imports(MODULES[module]):
         root = name.split(".")[0]
         if root == "pimodule":
@@ -81,8 +94,9 @@ def test_each_module_imports_only_what_its_layer_may(module):
 
 
 def test_pimodule_imports_sit_at_the_top_of_each_file():
-    inner = [(m, name) for m, p in MODULES.items() for name, top in _imports(p)
-             if name.startswith("pimodule") and not top]
+    inner = [
+        (m, name) for m, p in MODULES.items() for name, top in _imports(p) if name.startswith("pimodule") and not top
+    ]
     assert inner == []
 
 
@@ -96,7 +110,7 @@ def test_no_import_circles():
         stack.append(m)
         for n in graph[m]:
             if state.get(n) == 1:
-                cycle = stack[stack.index(n):] + [n]
+                cycle = stack[stack.index(n) :] + [n]
                 raise AssertionError("import circle: " + " -> ".join(cycle))
             if n not in state:
                 visit(n)

@@ -66,8 +66,7 @@ def _check_sizes(hop_size: int, window_size: int) -> None:
         raise ValueError(f"window size {window_size} must be >= hop_size {hop_size}")
 
 
-def _frames(audio: np.ndarray, window_size: int, left: int, hop_size: int, start: int,
-            stop: int) -> np.ndarray:
+def _frames(audio: np.ndarray, window_size: int, left: int, hop_size: int, start: int, stop: int) -> np.ndarray:
     """Windows of frames ``start..stop-1`` (copied, float64), zero-padded at the edges.
 
     Frame i's window starts ``left`` samples before its centre ``i*hop + hop//2``.
@@ -78,7 +77,7 @@ def _frames(audio: np.ndarray, window_size: int, left: int, hop_size: int, start
     seg = np.zeros(hi - lo, dtype=np.float64)
     a, b = max(lo, 0), min(hi, len(audio))
     if b > a:
-        seg[a - lo:b - lo] = audio[a:b]
+        seg[a - lo : b - lo] = audio[a:b]
     view = np.lib.stride_tricks.sliding_window_view(seg, window_size)[::hop_size]
     return np.array(view[: stop - start])
 
@@ -107,8 +106,9 @@ def default_oversample(sample_rate: int, fmax_hz: float) -> int:
     return int(min(4, max(1, math.ceil(12.0 * fmax_hz / sample_rate))))
 
 
-def _yin_setup(sample_rate: int, window_size: int, fmin_hz: float, fmax_hz: float,
-               oversample: int | None) -> tuple[int, int, int, int]:
+def _yin_setup(
+    sample_rate: int, window_size: int, fmin_hz: float, fmax_hz: float, oversample: int | None
+) -> tuple[int, int, int, int]:
     """(min_lag, max_lag) in oversampled units, the window's ``left`` and the oversampling."""
     os_ = oversample or default_oversample(sample_rate, fmax_hz)
     if os_ < 1:
@@ -122,7 +122,7 @@ def _upsample(spec: np.ndarray, n: int, factor: int) -> tuple[np.ndarray, np.nda
     """Band-limited upsampling of rows from their rfft ``spec`` (length ``n``): zero-padded
     spectrum. Returns (upsampled rows, their rfft)."""
     up = np.zeros((spec.shape[0], n * factor // 2 + 1), dtype=spec.dtype)
-    up[:, :spec.shape[1]] = spec * factor
+    up[:, : spec.shape[1]] = spec * factor
     if n % 2 == 0:
         up[:, spec.shape[1] - 1] *= 0.5  # split the old Nyquist bin between +/- frequencies
     up[:, 0] = up[:, 0].real
@@ -140,8 +140,9 @@ def _yin_left(window_size: int, max_lag: int) -> int:
     return (window_size - max_lag) // 2
 
 
-def _yin_on_frames(frames: np.ndarray, sample_rate: int, min_lag: int, max_lag: int,
-                   threshold: float, oversample: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _yin_on_frames(
+    frames: np.ndarray, sample_rate: int, min_lag: int, max_lag: int, threshold: float, oversample: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw YIN per frame: (f0_hz, periodicity, voiced) — no holding of unvoiced frames.
 
     ``min_lag``/``max_lag`` are in units of the ``oversample``-times finer lag grid.
@@ -168,9 +169,9 @@ def _yin_on_frames(frames: np.ndarray, sample_rate: int, min_lag: int, max_lag: 
 
     # first lag in [min_lag, max_lag] that is below threshold and a local minimum
     # (equivalent to YIN's "first dip below threshold, then walk down to its bottom")
-    seg = cmnd[:, min_lag:max_lag + 1]
-    left = cmnd[:, min_lag - 1:max_lag]
-    right = np.concatenate([cmnd[:, min_lag + 1:max_lag + 1], np.full((n_frames, 1), np.inf)], axis=1)
+    seg = cmnd[:, min_lag : max_lag + 1]
+    left = cmnd[:, min_lag - 1 : max_lag]
+    right = np.concatenate([cmnd[:, min_lag + 1 : max_lag + 1], np.full((n_frames, 1), np.inf)], axis=1)
     cand = (seg < threshold) & (seg <= left) & (seg < right)
     has = cand.any(axis=1)
     tau = np.where(has, cand.argmax(axis=1), seg.argmin(axis=1)) + min_lag
@@ -203,10 +204,17 @@ def _hold_unvoiced(f0_hz: np.ndarray, voiced: np.ndarray, last_f0_hz: float | No
     return out
 
 
-def yin_f0(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
-           hop_size: int = DEFAULT_HOP_SIZE, fmin_hz: float = 40.0, fmax_hz: float = 2000.0,
-           window_size: int | None = None, threshold: float = 0.15,
-           oversample: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def yin_f0(
+    audio: np.ndarray,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    *,
+    hop_size: int = DEFAULT_HOP_SIZE,
+    fmin_hz: float = 40.0,
+    fmax_hz: float = 2000.0,
+    window_size: int | None = None,
+    threshold: float = 0.15,
+    oversample: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """f0 (Hz) and periodicity (0..1) per frame of a mono signal, by YIN.
 
     ``window_size`` is the whole analysis window (lags up to ``sample_rate / fmin_hz`` plus the
@@ -217,8 +225,7 @@ def yin_f0(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
     audio = _as_mono(audio)
     window_size = window_size or default_yin_window_size(sample_rate, fmin_hz)
     _check_sizes(hop_size, window_size)
-    min_lag, max_lag, left, oversample = _yin_setup(sample_rate, window_size, fmin_hz, fmax_hz,
-                                                    oversample)
+    min_lag, max_lag, left, oversample = _yin_setup(sample_rate, window_size, fmin_hz, fmax_hz, oversample)
     n_frames = len(audio) // hop_size
     f0 = np.empty(n_frames)
     per = np.empty(n_frames)
@@ -227,7 +234,8 @@ def yin_f0(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
         stop = min(start + _FRAMES_PER_CHUNK, n_frames)
         fr = _frames(audio, window_size, left, hop_size, start, stop)
         f0[start:stop], per[start:stop], voiced[start:stop] = _yin_on_frames(
-            fr, sample_rate, min_lag, max_lag, threshold, oversample)
+            fr, sample_rate, min_lag, max_lag, threshold, oversample
+        )
     first = f0[voiced.argmax()] if voiced.any() else None
     return _hold_unvoiced(f0, voiced, first).astype(np.float32), per.astype(np.float32)
 
@@ -239,8 +247,8 @@ def yin_f0(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
 def a_weighting_db(freq_hz: np.ndarray) -> np.ndarray:
     """IEC 61672 A-weighting in dB (0 dB at 1 kHz); -inf at 0 Hz is floored to -200 dB."""
     f2 = np.asarray(freq_hz, dtype=np.float64) ** 2
-    num = (12194.0 ** 2) * f2 * f2
-    den = ((f2 + 20.6 ** 2) * np.sqrt((f2 + 107.7 ** 2) * (f2 + 737.9 ** 2)) * (f2 + 12194.0 ** 2))
+    num = (12194.0**2) * f2 * f2
+    den = (f2 + 20.6**2) * np.sqrt((f2 + 107.7**2) * (f2 + 737.9**2)) * (f2 + 12194.0**2)
     with np.errstate(divide="ignore"):
         db = 20.0 * np.log10(np.maximum(num / den, 1e-300)) + 2.0
     return np.maximum(db, -200.0)
@@ -253,7 +261,7 @@ def _loudness_tables(sample_rate: int, n_fft: int) -> tuple[np.ndarray, np.ndarr
     weight = 10.0 ** (a_weighting_db(freqs) / 10.0)
     # A full-scale sine puts (by Parseval) about n_fft * sum(w^2) / 4 of power into the one-sided
     # spectrum, all of it near 1 kHz where the A weight is 0 dB; averaged over the bins:
-    ref_power = n_fft * float(np.sum(window ** 2)) / 4.0 / len(freqs)
+    ref_power = n_fft * float(np.sum(window**2)) / 4.0 / len(freqs)
     return window, weight, 10.0 * math.log10(ref_power)
 
 
@@ -265,8 +273,13 @@ def _loudness_on_frames(frames: np.ndarray, tables: tuple[np.ndarray, np.ndarray
     return np.maximum(db, LOUDNESS_FLOOR_DB)
 
 
-def a_weighted_loudness_db(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
-                           hop_size: int = DEFAULT_HOP_SIZE, n_fft: int | None = None) -> np.ndarray:
+def a_weighted_loudness_db(
+    audio: np.ndarray,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    *,
+    hop_size: int = DEFAULT_HOP_SIZE,
+    n_fft: int | None = None,
+) -> np.ndarray:
     """A-weighted loudness per frame in dB (full-scale 1 kHz sine ≈ 0 dB, floor -100 dB)."""
     audio = _as_mono(audio)
     n_fft = n_fft or default_loudness_n_fft(sample_rate)
@@ -276,8 +289,7 @@ def a_weighted_loudness_db(audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_
     out = np.empty(n_frames)
     for start in range(0, n_frames, _FRAMES_PER_CHUNK):
         stop = min(start + _FRAMES_PER_CHUNK, n_frames)
-        out[start:stop] = _loudness_on_frames(
-            _frames(audio, n_fft, n_fft // 2, hop_size, start, stop), tables)
+        out[start:stop] = _loudness_on_frames(_frames(audio, n_fft, n_fft // 2, hop_size, start, stop), tables)
     return out.astype(np.float32)
 
 
@@ -294,8 +306,9 @@ def cents(f_hz: np.ndarray, ref_hz: np.ndarray | float) -> np.ndarray:
     return np.where((f > 0) & (r > 0), out, np.nan)
 
 
-def median_abs_cents(f0_hz: np.ndarray, ref_f0_hz: np.ndarray, ref_periodicity: np.ndarray,
-                     *, min_periodicity: float = 0.5) -> float:
+def median_abs_cents(
+    f0_hz: np.ndarray, ref_f0_hz: np.ndarray, ref_periodicity: np.ndarray, *, min_periodicity: float = 0.5
+) -> float:
     """Median |cents| between two f0 tracks over the reference's voiced frames (NaN if none)."""
     n = min(len(f0_hz), len(ref_f0_hz), len(ref_periodicity))
     voiced = np.asarray(ref_periodicity[:n]) >= min_periodicity
@@ -316,6 +329,11 @@ def tracker_settings(info: dict) -> dict:
     as a dict): keyword arguments for :func:`yin_f0` (``fmin_hz``, ``fmax_hz``, ``window_size``,
     ``oversample``) plus ``n_fft`` for the loudness."""
     feats = info.get("features", {})
-    keys = {"fmin_hz": "fmin_hz", "fmax_hz": "fmax_hz", "yin_window_size": "window_size",
-            "oversample": "oversample", "loudness_n_fft": "n_fft"}
+    keys = {
+        "fmin_hz": "fmin_hz",
+        "fmax_hz": "fmax_hz",
+        "yin_window_size": "window_size",
+        "oversample": "oversample",
+        "loudness_n_fft": "n_fft",
+    }
     return {arg: feats[key] for key, arg in keys.items() if feats.get(key) is not None}

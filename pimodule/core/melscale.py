@@ -13,6 +13,7 @@ import scipy.fft
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 30.0) -> np.ndarray:
     """Triangular filters on the HTK mel scale, ``(n_mels, n_fft // 2 + 1)``, area-normalised."""
+
     def hz_to_mel(f):
         return 2595.0 * np.log10(1.0 + f / 700.0)
 
@@ -51,7 +52,7 @@ def log_mel_db(x: np.ndarray, sample_rate: int, n_fft: int = 1024, n_mels: int =
     x = np.pad(np.asarray(x, np.float64), [(0, 0)] * (np.ndim(x) - 1) + [(pad, pad)], mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., :: n_fft // 4, :]
     spec = scipy.fft.rfft(frames * window, axis=-1)
-    power = spec.real ** 2 + spec.imag ** 2 + 1e-14  # = max(|X| (+ eps), 1e-7) squared, as in torch
+    power = spec.real**2 + spec.imag**2 + 1e-14  # = max(|X| (+ eps), 1e-7) squared, as in torch
     mel = np.add.reduceat(power[..., bins] * weights, starts, axis=-1)
     return 10 * np.log10(mel + 1e-8)
 

@@ -9,9 +9,9 @@ state output named ``<state name>_next``. The runtime owns the state.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class ParamTable:
         return json.dumps([s.to_dict() for s in self._specs])
 
     @classmethod
-    def from_json(cls, text: str) -> "ParamTable":
+    def from_json(cls, text: str) -> ParamTable:
         return cls(ParamSpec(**d) for d in json.loads(text))
 
     def __eq__(self, other: object) -> bool:

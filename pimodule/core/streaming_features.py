@@ -32,10 +32,19 @@ class StreamingFeatures:
     functions would. Storage is a preallocated sliding buffer of one window plus ``max_chunk``.
     """
 
-    def __init__(self, sample_rate: int = DEFAULT_SAMPLE_RATE, hop_size: int = DEFAULT_HOP_SIZE, *,
-                 fmin_hz: float = 40.0, fmax_hz: float = 2000.0, window_size: int | None = None,
-                 threshold: float = 0.15, n_fft: int | None = None, oversample: int | None = None,
-                 max_chunk: int = 4096) -> None:
+    def __init__(
+        self,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        hop_size: int = DEFAULT_HOP_SIZE,
+        *,
+        fmin_hz: float = 40.0,
+        fmax_hz: float = 2000.0,
+        window_size: int | None = None,
+        threshold: float = 0.15,
+        n_fft: int | None = None,
+        oversample: int | None = None,
+        max_chunk: int = 4096,
+    ) -> None:
         self.sample_rate = sample_rate
         self.hop_size = hop_size
         self.threshold = threshold
@@ -44,7 +53,8 @@ class StreamingFeatures:
         _check_sizes(hop_size, self.yin_window_size)
         _check_sizes(hop_size, self.n_fft)
         min_lag, max_lag, yin_left, self._oversample = _yin_setup(
-            sample_rate, self.yin_window_size, fmin_hz, fmax_hz, oversample)
+            sample_rate, self.yin_window_size, fmin_hz, fmax_hz, oversample
+        )
         self._lags = (min_lag, max_lag)
         self._tables = _loudness_tables(sample_rate, self.n_fft)
         # one common window per frame covering both analyses; each takes its part of it
@@ -61,10 +71,13 @@ class StreamingFeatures:
         self.reset()
 
     @classmethod
-    def from_dataset_info(cls, info: dict, **overrides) -> "StreamingFeatures":
+    def from_dataset_info(cls, info: dict, **overrides) -> StreamingFeatures:
         """The tracker a dataset's features were computed with (``dataset.json`` as a dict)."""
-        kwargs = {"sample_rate": int(info.get("sample_rate", DEFAULT_SAMPLE_RATE)),
-                  "hop_size": int(info.get("hop_size", DEFAULT_HOP_SIZE)), **tracker_settings(info)}
+        kwargs = {
+            "sample_rate": int(info.get("sample_rate", DEFAULT_SAMPLE_RATE)),
+            "hop_size": int(info.get("hop_size", DEFAULT_HOP_SIZE)),
+            **tracker_settings(info),
+        }
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -77,7 +90,6 @@ class StreamingFeatures:
         self._buf_frame0 = 0  # index of the frame whose window starts at self._buf[0]
         self._last_f0_hz: float | None = None
 
-
     def _emit(self, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Compute every frame whose window is in the buffer (up to frame ``limit``)."""
         hop = self.hop_size
@@ -88,23 +100,26 @@ class StreamingFeatures:
         out = []
         if stop > self._n_done:
             first = self._n_done - self._buf_frame0
-            view = np.lib.stride_tricks.sliding_window_view(self._buf[:self._fill], self._win)[::hop]
-            frames = view[first:stop - self._buf_frame0]
-            f0, per, voiced = _yin_on_frames(frames[:, self._yin_off:self._yin_off + self.yin_window_size],
-                                             self.sample_rate, *self._lags, self.threshold,
-                                             self._oversample)
+            view = np.lib.stride_tricks.sliding_window_view(self._buf[: self._fill], self._win)[::hop]
+            frames = view[first : stop - self._buf_frame0]
+            f0, per, voiced = _yin_on_frames(
+                frames[:, self._yin_off : self._yin_off + self.yin_window_size],
+                self.sample_rate,
+                *self._lags,
+                self.threshold,
+                self._oversample,
+            )
             f0 = _hold_unvoiced(f0, voiced, self._last_f0_hz)
             if voiced.any():
                 self._last_f0_hz = float(f0[len(voiced) - 1 - voiced[::-1].argmax()])
-            loud = _loudness_on_frames(frames[:, self._loud_off:self._loud_off + self.n_fft],
-                                       self._tables)
+            loud = _loudness_on_frames(frames[:, self._loud_off : self._loud_off + self.n_fft], self._tables)
             out.append((f0, per, loud))
             self._n_done = stop
         # slide: keep from the window start of the next frame to compute
         drop = (self._n_done - self._buf_frame0) * hop
         if drop > 0:
             keep = self._fill - drop
-            self._buf[:keep] = self._buf[drop:self._fill]
+            self._buf[:keep] = self._buf[drop : self._fill]
             self._fill = keep
             self._buf_frame0 = self._n_done
         return out
@@ -116,7 +131,7 @@ class StreamingFeatures:
         pos = 0
         while pos < len(block):
             n = min(len(block) - pos, len(self._buf) - self._fill)
-            self._buf[self._fill:self._fill + n] = block[pos:pos + n]
+            self._buf[self._fill : self._fill + n] = block[pos : pos + n]
             self._fill += n
             self._n_input += n
             pos += n
@@ -131,7 +146,7 @@ class StreamingFeatures:
         parts = []
         while self._n_done < total:
             n = min(len(self._buf) - self._fill, self._win)
-            self._buf[self._fill:self._fill + n] = 0.0
+            self._buf[self._fill : self._fill + n] = 0.0
             self._fill += n
             parts += self._emit(limit=total)
         self.reset()

@@ -43,8 +43,16 @@ class InlineAnalysis:
 class ThreadedAnalysis(BackgroundThread):
     """Analysis in its own thread; the callback side is ``reset``, ``feed`` and ``pop``."""
 
-    def __init__(self, features, *, capacity_samples: int, capacity_frames: int = 512,
-                 prime_frames: int = 2, chunk: int = 4096, poll_s: float = 0.001):
+    def __init__(
+        self,
+        features,
+        *,
+        capacity_samples: int,
+        capacity_frames: int = 512,
+        prime_frames: int = 2,
+        chunk: int = 4096,
+        poll_s: float = 0.001,
+    ):
         super().__init__("pimodule-analysis")
         self.features = features
         self.poll_s = poll_s

@@ -45,14 +45,25 @@ class CallbackStats:
     def summary(self, sample_rate_hz: int) -> dict:
         """p50/p99/max callback time (µs), cpu % of the block period, counters (any thread)."""
         n = min(self.n_callbacks, self.durations_ns.shape[0])
-        out = {"callbacks": self.n_callbacks, "xruns": self.n_xruns, "exceptions": self.n_exceptions,
-               "p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0, "cpu_percent": 0.0}
+        out = {
+            "callbacks": self.n_callbacks,
+            "xruns": self.n_xruns,
+            "exceptions": self.n_exceptions,
+            "p50_us": 0.0,
+            "p99_us": 0.0,
+            "max_us": 0.0,
+            "cpu_percent": 0.0,
+        }
         if n == 0:
             return out
         d_us = self.durations_ns[:n].astype(np.float64) / 1e3
         period_us = self.frames[:n].astype(np.float64) / sample_rate_hz * 1e6
-        out.update(p50_us=float(np.percentile(d_us, 50)), p99_us=float(np.percentile(d_us, 99)),
-                   max_us=float(d_us.max()), cpu_percent=float(100.0 * d_us.sum() / max(period_us.sum(), 1e-9)))
+        out.update(
+            p50_us=float(np.percentile(d_us, 50)),
+            p99_us=float(np.percentile(d_us, 99)),
+            max_us=float(d_us.max()),
+            cpu_percent=float(100.0 * d_us.sum() / max(period_us.sum(), 1e-9)),
+        )
         return out
 
 
@@ -94,8 +105,16 @@ def try_realtime_priority(priority: int = RT_PRIORITY) -> str:
 class AudioRunner:
     """Owns the callback's buffers and drives an engine from a device or a simulated clock."""
 
-    def __init__(self, engine, *, sample_rate_hz: int, n_output_channels: int = 2, input_channel: int = 0,
-                 recorder: Recorder | None = None, realtime_priority: bool = True):
+    def __init__(
+        self,
+        engine,
+        *,
+        sample_rate_hz: int,
+        n_output_channels: int = 2,
+        input_channel: int = 0,
+        recorder: Recorder | None = None,
+        realtime_priority: bool = True,
+    ):
         self.engine = engine
         self.sample_rate_hz = int(sample_rate_hz)
         self.n_output_channels = int(n_output_channels)
@@ -136,23 +155,29 @@ class AudioRunner:
         self.stats.record(time.perf_counter_ns() - t0, frames)
 
     # -- a real device ---------------------------------------------------------------------------
-    def open_stream(self, *, device=None, block_size: int = 128, n_input_channels: int = 2,
-                    latency: str = "low"):
+    def open_stream(self, *, device=None, block_size: int = 128, n_input_channels: int = 2, latency: str = "low"):
         """Open (not start) a sounddevice stream; raises sounddevice's errors if it cannot."""
         import sounddevice as sd
 
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        kwargs = dict(samplerate=self.sample_rate_hz, blocksize=block_size, dtype="float32",
-                      latency=latency)
+        kwargs = dict(samplerate=self.sample_rate_hz, blocksize=block_size, dtype="float32", latency=latency)
         stream = None
         if n_input_channels > 0:
             try:
-                stream = sd.Stream(device=(device, device), channels=(n_input_channels, self.n_output_channels),
-                                   callback=self.callback, **kwargs)
+                stream = sd.Stream(
+                    device=(device, device),
+                    channels=(n_input_channels, self.n_output_channels),
+                    callback=self.callback,
+                    **kwargs,
+                )
             except (sd.PortAudioError, ValueError) as err:
-                log.warning("cannot open %d input channel(s) (%s); output only (transfer/fx hear silence)",
-                            n_input_channels, err)
+                log.warning(
+                    "cannot open %d input channel(s) (%s); output only (transfer/fx hear silence)",
+                    n_input_channels,
+                    err,
+                )
         if stream is None:
+
             def out_only(outdata, frames, time_info, status):
                 self.callback(None, outdata, frames, time_info, status)
 
@@ -164,8 +189,15 @@ class AudioRunner:
         return stream
 
     # -- a simulated clock -----------------------------------------------------------------------
-    def run_offline(self, duration_s: float, *, block_size: int = 128, realtime: bool = True,
-                    input_signal: np.ndarray | None = None, should_stop=lambda: False) -> None:
+    def run_offline(
+        self,
+        duration_s: float,
+        *,
+        block_size: int = 128,
+        realtime: bool = True,
+        input_signal: np.ndarray | None = None,
+        should_stop=lambda: False,
+    ) -> None:
         """Call the callback block by block for ``duration_s`` of audio (``inf``: until
         ``should_stop()``), paced like a device when ``realtime``, with ``input_signal`` (device
         rate; mono: input L, ``(samples, 2)``: inputs L and R) or silence as input."""

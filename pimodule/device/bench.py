@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pimodule.device.audio import AudioRunner
+
 from pimodule.core.controls import CV_NAMES
-from pimodule.device.engine import VoiceEngine
-from pimodule.device.models import load_session
-from pimodule.device.fx.cost import bench_chain, bench_check, bench_estimator
-from pimodule.device.session import ModelSession
 from pimodule.device import floor
+from pimodule.device.audio import AudioRunner
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.fx.cost import bench_chain, bench_check, bench_estimator
+from pimodule.device.models import load_session
+from pimodule.device.session import ModelSession
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,37 @@ EXAMPLES = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", type=Path, help="model files (default: export/*.onnx)")
-    parser.add_argument("--block-sizes", type=int, nargs="+", default=list(DEFAULT_BLOCK_SIZES),
-                        help="device blocks (frames per callback) to time")
+    parser.add_argument(
+        "--block-sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_BLOCK_SIZES),
+        help="device blocks (frames per callback) to time",
+    )
     parser.add_argument("--sample-rate", type=int, default=DEFAULT_RATE_HZ, help="device rate in Hz")
     parser.add_argument("--n-blocks", type=int, default=DEFAULT_N_BLOCKS, help="timed callbacks per case")
-    parser.add_argument("--modes", nargs="+", default=["synth"], choices=["synth", "transfer"],
-                        help="engine modes to time (transfer adds resampling + streaming f0/loudness of a sine)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["synth"],
+        choices=["synth", "transfer"],
+        help="engine modes to time (transfer adds resampling + streaming f0/loudness of a sine)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--floor", action="store_true",
-                        help="also time the callback without a model and onnxruntime's cost per run and node")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the callback without a model and onnxruntime's cost per run and node",
+    )
 
 
 def _percentiles(times_us: np.ndarray) -> dict:
-    return {"p50_us": float(np.percentile(times_us, 50)), "p99_us": float(np.percentile(times_us, 99)),
-            "max_us": float(times_us.max()), "mean_us": float(times_us.mean())}
+    return {
+        "p50_us": float(np.percentile(times_us, 50)),
+        "p99_us": float(np.percentile(times_us, 99)),
+        "max_us": float(times_us.max()),
+        "mean_us": float(times_us.mean()),
+    }
 
 
 def bench_model(path: Path, block_size: int, rate_hz: int, n_blocks: int, mode: str = "synth") -> dict:
@@ -93,8 +111,16 @@ def bench_model(path: Path, block_size: int, rate_hz: int, n_blocks: int, mode: 
         t0 = time.perf_counter_ns()
         session.process_frame(220.0, -30.0, frame)
         frame_us[i] = (time.perf_counter_ns() - t0) / 1e3
-    row = {"model": session.info.name, "path": str(path), "mode": mode, "block_size": block_size, "rate_hz": rate_hz,
-           "n_blocks": n_blocks, "period_us": period_us, **_percentiles(times_us)}
+    row = {
+        "model": session.info.name,
+        "path": str(path),
+        "mode": mode,
+        "block_size": block_size,
+        "rate_hz": rate_hz,
+        "n_blocks": n_blocks,
+        "period_us": period_us,
+        **_percentiles(times_us),
+    }
     row["p99_percent_of_period"] = 100.0 * row["p99_us"] / period_us
     row["rtf"] = row["mean_us"] / period_us
     # CPU time of this thread only: what the callback costs when nothing else preempts it
@@ -111,9 +137,11 @@ def format_table(rows: list[dict]) -> str:
     head += "".join(f" {k:>14}" for k in extra)
     lines = [head, "-" * len(head)]
     for r in rows:
-        line = (f"{r['model'][:16]:<16} {r['mode']:<8} {r['block_size']:>5} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f} "
-                f"{r['max_us']:>8.0f} {r['p99_percent_of_period']:>6.1f} {r['rtf']:>6.3f} {r['rtf_cpu']:>7.3f} "
-                f"{r['model_frame_p50_us']:>8.0f}")
+        line = (
+            f"{r['model'][:16]:<16} {r['mode']:<8} {r['block_size']:>5} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f} "
+            f"{r['max_us']:>8.0f} {r['p99_percent_of_period']:>6.1f} {r['rtf']:>6.3f} {r['rtf_cpu']:>7.3f} "
+            f"{r['model_frame_p50_us']:>8.0f}"
+        )
         line += "".join(f" {r.get(k, float('nan')):>14.2f}" for k in extra)
         lines.append(line)
     return "\n".join(lines)
@@ -128,24 +156,36 @@ def bench_fx(path: Path, block_sizes, rate_hz: int, n_blocks: int) -> list[dict]
     rows = []
     for block in block_sizes:
         chain = bench_chain(rate_hz, block, n_blocks)
-        rows.append({"model": path.stem, "block_size": block, "rate_hz": rate_hz,
-                     "estimator_ms_per_window": est["median_ms"], "estimator_max_ms": est["max_ms"],
-                     "window_s": est["window"] / est["sample_rate"],
-                     "check_ms_per_window": check["median_ms"] if check else float("nan"),
-                     "chain_p50_us": chain["p50_us"],
-                     "chain_p99_us": chain["p99_us"], "chain_p99_percent_of_period": 100 * chain["p99_share"]})
+        rows.append(
+            {
+                "model": path.stem,
+                "block_size": block,
+                "rate_hz": rate_hz,
+                "estimator_ms_per_window": est["median_ms"],
+                "estimator_max_ms": est["max_ms"],
+                "window_s": est["window"] / est["sample_rate"],
+                "check_ms_per_window": check["median_ms"] if check else float("nan"),
+                "chain_p50_us": chain["p50_us"],
+                "chain_p99_us": chain["p99_us"],
+                "chain_p99_percent_of_period": 100 * chain["p99_share"],
+            }
+        )
     return rows
 
 
 def format_fx_table(rows: list[dict]) -> str:
-    head = (f"{'fx model':<16} {'block':>5} {'estimator ms/window':>20} {'check ms':>9} {'chain p50 us':>13} "
-            f"{'chain p99 us':>13} {'p99 %':>6}")
+    head = (
+        f"{'fx model':<16} {'block':>5} {'estimator ms/window':>20} {'check ms':>9} {'chain p50 us':>13} "
+        f"{'chain p99 us':>13} {'p99 %':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         check = r.get("check_ms_per_window", float("nan"))
         check = f"{check:>9.0f}" if check == check else f"{'–':>9}"
-        lines.append(f"{r['model'][:16]:<16} {r['block_size']:>5} {r['estimator_ms_per_window']:>20.2f} {check} "
-                     f"{r['chain_p50_us']:>13.0f} {r['chain_p99_us']:>13.0f} {r['chain_p99_percent_of_period']:>6.1f}")
+        lines.append(
+            f"{r['model'][:16]:<16} {r['block_size']:>5} {r['estimator_ms_per_window']:>20.2f} {check} "
+            f"{r['chain_p50_us']:>13.0f} {r['chain_p99_us']:>13.0f} {r['chain_p99_percent_of_period']:>6.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -172,14 +212,19 @@ def main(args: argparse.Namespace) -> int:
         print(format_fx_table(fx_rows))
     floor_rows = []
     if getattr(args, "floor", False):
-
         floor_rows = floor.measure(args.block_sizes, args.sample_rate, args.n_blocks)
         print()
         print(floor.format_table(floor_rows))
     if args.out is not None:
-        result = {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
-                  "note": "callback = the daemon's AudioRunner.callback; RTF = mean / period",
-                  "rows": rows, "fx": fx_rows, "floor": floor_rows}
+        result = {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "note": "callback = the daemon's AudioRunner.callback; RTF = mean / period",
+            "rows": rows,
+            "fx": fx_rows,
+            "floor": floor_rows,
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pimodule.core.controls import MODES
 from pimodule.device.io.osc import OscConfig as ServerConfig
@@ -192,8 +193,15 @@ def _check(cfg: DaemonConfig) -> None:
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> DaemonConfig:
-    sections = {"audio": AudioConfig, "osc": OscConfig, "models": ModelsConfig, "engine": EngineConfig,
-                "cv": CvConfig, "fx": FxConfig, "flash": FlashConfig}
+    sections = {
+        "audio": AudioConfig,
+        "osc": OscConfig,
+        "models": ModelsConfig,
+        "engine": EngineConfig,
+        "cv": CvConfig,
+        "fx": FxConfig,
+        "flash": FlashConfig,
+    }
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"{source}: unknown sections {sorted(unknown)} (known: {', '.join(sections)})")
@@ -204,7 +212,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> DaemonConfi
             try:
                 table["calibration"] = tuple(
                     (ch, CvCalibration(float(c["scale_v_per_step"]), float(c["offset_v"])))
-                    for ch, c in table["calibration"].items())
+                    for ch, c in table["calibration"].items()
+                )
             except (KeyError, TypeError, ValueError, AttributeError) as err:
                 raise ConfigError(f"{source}: cv.calibration needs scale_v_per_step and offset_v ({err})") from err
         if name == "audio" and table.get("device") == "":
@@ -246,8 +255,7 @@ def write_calibration(path: str | Path, channel: str, cal: CvCalibration) -> Non
     path = Path(path)
     text = path.read_text() if path.exists() else ""
     header = f"[cv.calibration.{channel}]"
-    body = (f"{header}\nscale_v_per_step = {cal.scale_v_per_step!r}\n"
-            f"offset_v = {cal.offset_v!r}\n")
+    body = f"{header}\nscale_v_per_step = {cal.scale_v_per_step!r}\noffset_v = {cal.offset_v!r}\n"
     pattern = re.compile(rf"^{re.escape(header)}\s*\n(?:(?!\[).*\n?)*", re.MULTILINE)
     if pattern.search(text):
         text = pattern.sub(body + "\n", text, count=1)

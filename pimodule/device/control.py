@@ -8,8 +8,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from pimodule.core.controls import GAIN_SPEC
 from pimodule.core.modelfile import ModelFileError
@@ -84,8 +84,10 @@ class DaemonController:
         ``/pimodule/fx/matched/hold i``."""
 
         matcher = self._matcher()
-        return [*osc_messages(matcher.matched(), "/pimodule/fx/matched"),
-                ("/pimodule/fx/matched/hold", (int(matcher.held),))]
+        return [
+            *osc_messages(matcher.matched(), "/pimodule/fx/matched"),
+            ("/pimodule/fx/matched/hold", (int(matcher.held),)),
+        ]
 
     def list_fx_models(self) -> list[str]:
         return self.loader.store.list("fx")
@@ -150,8 +152,16 @@ class PotMapper:
     """Pots → model controls through the spec's ``from_unit``; a pot acts once it has moved
     (``pickup``), so OSC values are not overwritten by a pot nobody touches."""
 
-    def __init__(self, engine, cv_values, cv_names: Sequence[str], pots: Sequence[tuple[str, str]], *,
-                 volts_range: tuple[float, float], pickup: float = 0.01):
+    def __init__(
+        self,
+        engine,
+        cv_values,
+        cv_names: Sequence[str],
+        pots: Sequence[tuple[str, str]],
+        *,
+        volts_range: tuple[float, float],
+        pickup: float = 0.01,
+    ):
         self.engine = engine
         self.cv_values = cv_values
         self.volts_range = volts_range
@@ -206,9 +216,18 @@ class SimulatedCV:
     rhythm whether the audio runs on a device, a simulated clock, or JACK freewheel.
     """
 
-    def __init__(self, fake_adc, adc_config, calibrations: dict, *, clock_s: Callable[[], float],
-                 melody: Sequence[Note] = DEMO_MELODY, gpio=None, gate_pin: int | None = None,
-                 poll_hz: float = 500.0):
+    def __init__(
+        self,
+        fake_adc,
+        adc_config,
+        calibrations: dict,
+        *,
+        clock_s: Callable[[], float],
+        melody: Sequence[Note] = DEMO_MELODY,
+        gpio=None,
+        gate_pin: int | None = None,
+        poll_hz: float = 500.0,
+    ):
         self.fake_adc = fake_adc
         self.adc = adc_config
         self.calibrations = calibrations

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pimodule.device.config import DEFAULT_CONFIG_PATH, CvCalibration, write_calibration
-from pimodule.device.io.cv import Calibration
-from pimodule.device.io.cv import MCP3208, CVReader, FakeMCP3208, SpidevBus
+from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
 from pimodule.device.io.hardware import load_hardware
 
 log = logging.getLogger(__name__)
@@ -34,8 +33,12 @@ EXAMPLES = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                        help="config TOML to write the calibration into (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help="config TOML to write the calibration into (default: %(default)s)",
+    )
     parser.add_argument("--channel", default="cv1", help="ADC channel name (default: cv1)")
     parser.add_argument("--low-volts", type=float, default=1.0, help="first reference voltage")
     parser.add_argument("--high-volts", type=float, default=3.0, help="second reference voltage")
@@ -47,8 +50,9 @@ def average_value(read_value: Callable[[], float], n_reads: int) -> float:
     return sum(read_value() for _ in range(n_reads)) / n_reads
 
 
-def calibrate(read_value: Callable[[], float], ask: Callable[[float], None], low_v: float, high_v: float,
-              n_reads: int) -> CvCalibration:
+def calibrate(
+    read_value: Callable[[], float], ask: Callable[[float], None], low_v: float, high_v: float, n_reads: int
+) -> CvCalibration:
     """Ask for each reference voltage, average the inverted ADC values, fit the line."""
 
     if not abs(high_v - low_v) >= 0.5:
@@ -77,8 +81,8 @@ def main(args: argparse.Namespace) -> int:
         chip = MCP3208(SpidevBus.open(hw.adc))
 
         def ask(volts: float) -> None:
-            input(f"Patch exactly {volts:.3f} V into {args.channel.upper()} (check with a meter), "
-                  "then press Enter ")
+            input(f"Patch exactly {volts:.3f} V into {args.channel.upper()} (check with a meter), then press Enter ")
+
     reader = CVReader(chip, hw.adc)
 
     def read_value() -> float:
@@ -91,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
         return 1
     write_calibration(args.config, args.channel, cal)
     nominal = (hw.adc.volts_at_max - hw.adc.volts_at_min) / hw.adc.max_code
-    print(f"{args.channel}: {cal.scale_v_per_step * 1e3:.5f} mV/step (nominal {nominal * 1e3:.5f}), "
-          f"offset {cal.offset_v:+.4f} V -> written to {args.config}")
+    print(
+        f"{args.channel}: {cal.scale_v_per_step * 1e3:.5f} mV/step (nominal {nominal * 1e3:.5f}), "
+        f"offset {cal.offset_v:+.4f} V -> written to {args.config}"
+    )
     return 0

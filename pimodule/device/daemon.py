@@ -20,20 +20,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pimodule.core.controls import MODES
 from pimodule.device import config as config_mod
+from pimodule.device.audio import AudioRunner, Recorder
+from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.flash import daemon_receivers
+from pimodule.device.fx import mode as fxmode
 from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
 from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Triggers
 from pimodule.device.io.hardware import load_hardware
-from pimodule.device.audio import AudioRunner, Recorder
-from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
-from pimodule.device.fx import mode as fxmode
-from pimodule.device.engine import VoiceEngine
-from pimodule.device.models import ModelLoader, ModelStore
-from pimodule.device.io.osc import OscServer
-from pimodule.device.flash import daemon_receivers
 from pimodule.device.io.notify import Notifier, Watchdog
+from pimodule.device.io.osc import OscServer
 from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
-from pimodule.core.controls import MODES
+from pimodule.device.models import ModelLoader, ModelStore
 
 log = logging.getLogger("pimodule.daemon")
 
@@ -58,11 +58,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, help="start in this mode")
     parser.add_argument("--model", help="model name in the models dir, or a path to an .onnx file")
     parser.add_argument("--models-dir", type=Path, help="the models directory")
-    parser.add_argument("--offline", action="store_true",
-                        help="no audio device: run the callback on a simulated clock")
-    parser.add_argument("--jack-dummy", action="store_true",
-                        help="start a private JACK server (dummy backend) and play through it "
-                             "(falls back to --offline when jackd is missing)")
+    parser.add_argument("--offline", action="store_true", help="no audio device: run the callback on a simulated clock")
+    parser.add_argument(
+        "--jack-dummy",
+        action="store_true",
+        help="start a private JACK server (dummy backend) and play through it "
+        "(falls back to --offline when jackd is missing)",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--record", type=Path, help="write what was played to this wav file")
     parser.add_argument("--osc-port", type=int, help="OSC port to listen on (0 = any free port)")
@@ -148,16 +150,20 @@ class Daemon:
             self.engine.set_mode(MODES[(MODES.index(self.engine.mode) + 1) % len(MODES)])
         elif event.index == 2:
             self.controller.set_mute(not self.controller.mute)
-        log.info("button %s: model %s, mode %s, mute %s", event.name, self.loader.current_name,
-                 self.engine.mode, self.controller.mute)
+        log.info(
+            "button %s: model %s, mode %s, mute %s",
+            event.name,
+            self.loader.current_name,
+            self.engine.mode,
+            self.controller.mute,
+        )
 
     def close(self) -> None:
         if self.outputs is not None:
             self.outputs.set_led(False)
         analysis = getattr(self.engine, "analysis", None)
         analysis = analysis if hasattr(analysis, "stop") else None
-        for part in (*self.flash, self.osc, self.fx, analysis, self.buttons, self.sim_cv, self.reader,
-                     self.loader):
+        for part in (*self.flash, self.osc, self.fx, analysis, self.buttons, self.sim_cv, self.reader, self.loader):
             if part is not None:
                 try:
                     part.stop()
@@ -167,8 +173,9 @@ class Daemon:
             self.gpio.cleanup()
 
 
-def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: float | None = None,
-          melody=None) -> Daemon:
+def build(
+    cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: float | None = None, melody=None
+) -> Daemon:
     """Wire CV, GPIO, engine, model store/loader, audio runner and OSC (nothing started yet but OSC)."""
 
     hw = load_hardware()
@@ -188,45 +195,73 @@ def build(cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: f
 
     audio = cfg.audio
     max_block = max(audio.block_size, 4096)
-    engine = VoiceEngine(device_rate_hz=audio.sample_rate_hz, max_block=max_block, config=cfg.engine,
-                         model_rate_hz=cfg.models.sample_rate_hz, crossfade_ms=cfg.models.crossfade_ms,
-                         cv_values=reader.values, cv_names=[c.name for c in reader.channels],
-                         gate_values=triggers.active, gate_index=0, analysis_thread=True)
+    engine = VoiceEngine(
+        device_rate_hz=audio.sample_rate_hz,
+        max_block=max_block,
+        config=cfg.engine,
+        model_rate_hz=cfg.models.sample_rate_hz,
+        crossfade_ms=cfg.models.crossfade_ms,
+        cv_values=reader.values,
+        cv_names=[c.name for c in reader.channels],
+        gate_values=triggers.active,
+        gate_index=0,
+        analysis_thread=True,
+    )
     recorder = Recorder(audio.sample_rate_hz, record_s) if record_s else None
-    runner = AudioRunner(engine, sample_rate_hz=audio.sample_rate_hz, n_output_channels=audio.n_output_channels,
-                         input_channel=audio.input_channel, recorder=recorder)
+    runner = AudioRunner(
+        engine,
+        sample_rate_hz=audio.sample_rate_hz,
+        n_output_channels=audio.n_output_channels,
+        input_channel=audio.input_channel,
+        recorder=recorder,
+    )
     store = ModelStore(cfg.models_dir())
     loader = ModelLoader(engine, store)
     controller = DaemonController(engine, loader, runner, cv_snapshot=reader.snapshot)
-    pots = PotMapper(engine, reader.values, [c.name for c in reader.channels], cfg.engine.pots,
-                     volts_range=(hw.adc.volts_at_min, hw.adc.volts_at_max), pickup=cfg.engine.pot_pickup)
+    pots = PotMapper(
+        engine,
+        reader.values,
+        [c.name for c in reader.channels],
+        cfg.engine.pots,
+        volts_range=(hw.adc.volts_at_min, hw.adc.volts_at_max),
+        pickup=cfg.engine.pot_pickup,
+    )
     daemon = Daemon(cfg, engine, runner, loader, controller, reader, pots=pots, gpio=gpio)
     loader.on_error = daemon.report_error
     daemon.buttons = Buttons(gpio, hw.gpio, on_event=daemon.on_button)
     daemon.outputs = Outputs(gpio, hw.gpio)
     if not use_spi:
-        daemon.sim_cv = SimulatedCV(fake_adc, hw.adc, calibrations,
-                                    clock_s=lambda: engine.n_samples / audio.sample_rate_hz,
-                                    gpio=gpio, gate_pin=hw.gpio.trigger_pins[0],
-                                    **({"melody": melody} if melody is not None else {}))
-    daemon.fx = fxmode.build(cfg, engine, store, max_block, publish=lambda msgs: _broadcast(daemon, msgs),
-                         on_error=lambda message: daemon.report_error(message, "/pimodule/fx/model"))
+        daemon.sim_cv = SimulatedCV(
+            fake_adc,
+            hw.adc,
+            calibrations,
+            clock_s=lambda: engine.n_samples / audio.sample_rate_hz,
+            gpio=gpio,
+            gate_pin=hw.gpio.trigger_pins[0],
+            **({"melody": melody} if melody is not None else {}),
+        )
+    daemon.fx = fxmode.build(
+        cfg,
+        engine,
+        store,
+        max_block,
+        publish=lambda msgs: _broadcast(daemon, msgs),
+        on_error=lambda message: daemon.report_error(message, "/pimodule/fx/model"),
+    )
     controller.fx = daemon.fx
     controller.set_gain_db(cfg.engine.gain_db)
     name = model or cfg.models.default
     if not loader.load(name):
         log.error("starting without a voice (silence until a model loads): %s", loader.last_error)
     if cfg.osc.enabled:
-
         daemon.osc = OscServer(controller, cfg.osc.server_config())
         log.info("OSC on %s:%d", cfg.osc.host, daemon.osc.port)
     if cfg.flash.enabled:
-
         daemon.flash = daemon_receivers(cfg.flash, daemon, lambda msgs: _broadcast(daemon, msgs))
     return daemon
 
 
-def _broadcast(daemon: "Daemon", messages) -> None:
+def _broadcast(daemon: Daemon, messages) -> None:
     if daemon.osc is not None:
         for address, args in messages:
             daemon.osc.broadcast(address, *args)
@@ -262,8 +297,14 @@ def control_loop(d: Daemon, deadline: float | None) -> None:
         if time.monotonic() >= next_log:
             next_log += STATUS_LOG_S
             s = d.controller.status()
-            log.info("status: cpu %.1f%% p99 %.0f us xruns %d model %s mode %s", s["cpu_percent"],
-                     s["callback_p99_us"], s["xruns"], s["model"], s["mode"])
+            log.info(
+                "status: cpu %.1f%% p99 %.0f us xruns %d model %s mode %s",
+                s["cpu_percent"],
+                s["callback_p99_us"],
+                s["xruns"],
+                s["model"],
+                s["mode"],
+            )
 
 
 def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
@@ -283,9 +324,12 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     stream = None
     if not offline:
         try:
-            stream = d.runner.open_stream(device=d.cfg.audio.device, block_size=d.cfg.audio.block_size,
-                                          n_input_channels=d.cfg.audio.n_input_channels,
-                                          latency=d.cfg.audio.latency)
+            stream = d.runner.open_stream(
+                device=d.cfg.audio.device,
+                block_size=d.cfg.audio.block_size,
+                n_input_channels=d.cfg.audio.n_input_channels,
+                latency=d.cfg.audio.latency,
+            )
         except Exception as err:  # noqa: BLE001 - PortAudio raises several kinds
             log.warning("no audio device could be opened (%s): running OFFLINE on a simulated clock", err)
 
@@ -294,8 +338,12 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     deadline = None if duration_s is None else time.monotonic() + duration_s
     if stream is not None:
         stream.start()
-        log.info("playing on %s at %d Hz, block %s", d.runner.backend, d.cfg.audio.sample_rate_hz,
-                 d.cfg.audio.block_size or "host's")
+        log.info(
+            "playing on %s at %d Hz, block %s",
+            d.runner.backend,
+            d.cfg.audio.sample_rate_hz,
+            d.cfg.audio.block_size or "host's",
+        )
         _ready(d, watchdog)
         try:
             control_loop(d, deadline)
@@ -305,14 +353,20 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
             stream.stop()
             stream.close()
     else:
-        log.warning("OFFLINE: simulated clock, %d Hz, block %d (no audio device in use)",
-                    d.cfg.audio.sample_rate_hz, d.cfg.audio.block_size or 128)
+        log.warning(
+            "OFFLINE: simulated clock, %d Hz, block %d (no audio device in use)",
+            d.cfg.audio.sample_rate_hz,
+            d.cfg.audio.block_size or 128,
+        )
         _ready(d, watchdog)
         worker = threading.Thread(target=control_loop, args=(d, None), name="pimodule-control", daemon=True)
         worker.start()
         try:
-            d.runner.run_offline(duration_s if duration_s is not None else float("inf"),
-                                 block_size=d.cfg.audio.block_size or 128, should_stop=d.stop_event.is_set)
+            d.runner.run_offline(
+                duration_s if duration_s is not None else float("inf"),
+                block_size=d.cfg.audio.block_size or 128,
+                should_stop=d.stop_event.is_set,
+            )
         finally:
             d.stop_event.set()
             worker.join(2.0)
@@ -345,7 +399,6 @@ def main(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         offline = args.offline
         if args.jack_dummy and not offline:
-
             try:
                 server = stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))
                 cfg = config_mod.override(cfg, "audio", device=jack_device_index(server))
@@ -368,9 +421,11 @@ def main(args: argparse.Namespace) -> int:
 
         sd._initialize()  # PortAudio usable again in this process (the server has gone)
     s = d.controller.status()
-    print(f"played on {backend}: {d.engine.n_samples / cfg.audio.sample_rate_hz:.2f} s, model "
-          f"{s['model'] or '(none)'}, mode {s['mode']}, callback p50 {s['callback_p50_us']:.0f} us "
-          f"p99 {s['callback_p99_us']:.0f} us, xruns {s['xruns']}, exceptions {s['exceptions']}")
+    print(
+        f"played on {backend}: {d.engine.n_samples / cfg.audio.sample_rate_hz:.2f} s, model "
+        f"{s['model'] or '(none)'}, mode {s['mode']}, callback p50 {s['callback_p50_us']:.0f} us "
+        f"p99 {s['callback_p99_us']:.0f} us, xruns {s['xruns']}, exceptions {s['exceptions']}"
+    )
     if d.runner.recorder is not None:
         args.record.parent.mkdir(parents=True, exist_ok=True)
         d.runner.recorder.save(args.record)

@@ -28,19 +28,19 @@ parked in ``retired`` for the loader thread to release (``collect_retired``).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from pimodule.core.controls import CV_NAMES, MODES
 from pimodule.core.modelfile import ModelFileError
 from pimodule.core.params import ParamTable
+from pimodule.core.streaming_features import StreamingFeatures
 from pimodule.device.analysis import InlineAnalysis, ThreadedAnalysis
-from pimodule.device.ring import FrameQueue, SampleRing
-from pimodule.core.controls import CV_NAMES, MODES
 from pimodule.device.config import EngineConfig
 from pimodule.device.guard import Crossfade, Fader, OutputGuard
 from pimodule.device.resample import StreamingResampler
-from pimodule.core.streaming_features import StreamingFeatures
+from pimodule.device.ring import FrameQueue, SampleRing
 
 MODE_SWITCH_FADE_MS = 5.0
 SILENCE_DB = -100.0
@@ -49,12 +49,22 @@ SILENCE_DB = -100.0
 class VoiceEngine:
     """Mono voice at the device rate; see the module docstring."""
 
-    def __init__(self, *, device_rate_hz: int, max_block: int, config: EngineConfig | None = None,
-                 model_rate_hz: int = 16000, model_block: int = 64, crossfade_ms: float = 20.0,
-                 cv_values: np.ndarray | None = None, cv_names: Sequence[str] = CV_NAMES,
-                 gate_values: np.ndarray | None = None, gate_index: int = 0,
-                 features_factory: Callable[[int, int], object] | None = None,
-                 analysis_thread: bool = False):
+    def __init__(
+        self,
+        *,
+        device_rate_hz: int,
+        max_block: int,
+        config: EngineConfig | None = None,
+        model_rate_hz: int = 16000,
+        model_block: int = 64,
+        crossfade_ms: float = 20.0,
+        cv_values: np.ndarray | None = None,
+        cv_names: Sequence[str] = CV_NAMES,
+        gate_values: np.ndarray | None = None,
+        gate_index: int = 0,
+        features_factory: Callable[[int, int], object] | None = None,
+        analysis_thread: bool = False,
+    ):
         self.config = config or EngineConfig()
         cfg = self.config
         self.device_rate_hz = int(device_rate_hz)
@@ -84,7 +94,6 @@ class VoiceEngine:
         self._down = StreamingResampler(self.device_rate_hz, self.model_rate_hz, max_block_in=self.max_block)
         self._down_out = np.zeros(self._down.max_out(self.max_block) + 1, np.float32)
         if features_factory is None:
-
             features_factory = StreamingFeatures
         self._features = features_factory(self.model_rate_hz, self.model_block)
         # frames wait in a queue this deep, so that the voice never runs ahead of the analysis

@@ -19,15 +19,15 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from pimodule.core.modelfile import ModelFileError
+from pimodule.device.fx.mode import checked_estimator
 from pimodule.device.io import flashlink
 from pimodule.device.io.flashlink import LinkClosed
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.io.worker import BackgroundThread
-from pimodule.core.modelfile import ModelFileError
-from pimodule.device.fx.mode import checked_estimator
 from pimodule.device.models import load_session
 from pimodule.device.session import open_model
 
@@ -78,11 +78,17 @@ class FlashReceiver:
     ``installed`` and ``error`` (both optional).
     """
 
-    def __init__(self, directory: str | Path, validate: Callable[[Path], str], *,
-                 activate: Callable[[str, str], bool] | None = None,
-                 on_event: Callable[[str, str], None] | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES, line_timeout_s: float = flashlink.LINE_TIMEOUT_S,
-                 allow_activate: bool = True):
+    def __init__(
+        self,
+        directory: str | Path,
+        validate: Callable[[Path], str],
+        *,
+        activate: Callable[[str, str], bool] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        line_timeout_s: float = flashlink.LINE_TIMEOUT_S,
+        allow_activate: bool = True,
+    ):
         self.directory = Path(directory)
         self.validate = validate
         self.activate = activate
@@ -96,8 +102,7 @@ class FlashReceiver:
         self.last_error = ""
 
     # -- a link's lines ------------------------------------------------------------------------
-    def serve(self, link, should_stop: Callable[[], bool] = lambda: False,
-              idle_timeout_s: float | None = None) -> None:
+    def serve(self, link, should_stop: Callable[[], bool] = lambda: False, idle_timeout_s: float | None = None) -> None:
         """Answer PINGs and run flash sessions until the link closes, ``should_stop()``, or
         (with ``idle_timeout_s``) nothing arrives for that long. Other lines are ignored."""
         idle = 0.0
@@ -138,11 +143,22 @@ class FlashReceiver:
             activated = False
             if meta["activate"] and self.activate is not None:
                 activated = bool(self.activate(name, kind))
-            record = {"name": name, "kind": kind, "path": str(final), "bytes": meta["size"],
-                      "sha256": meta["sha256"], "activated": activated}
+            record = {
+                "name": name,
+                "kind": kind,
+                "path": str(final),
+                "bytes": meta["size"],
+                "sha256": meta["sha256"],
+                "activated": activated,
+            }
             self.n_installed += 1
-            log.info("flash: installed %s (%s, %d bytes)%s", final, kind, meta["size"],
-                     ", swapping to it" if activated else "")
+            log.info(
+                "flash: installed %s (%s, %d bytes)%s",
+                final,
+                kind,
+                meta["size"],
+                ", swapping to it" if activated else "",
+            )
             self._event("installed", f"{name} {kind}")
             try:
                 link.send_line("DONE " + json.dumps(record))
@@ -186,8 +202,10 @@ class FlashReceiver:
             while True:
                 line = link.read_line(self.line_timeout_s)
                 if line is None:
-                    raise _Refused(f"flash interrupted: nothing for {self.line_timeout_s:.0f} s "
-                                   f"after {received} of {meta['size']} bytes; nothing installed")
+                    raise _Refused(
+                        f"flash interrupted: nothing for {self.line_timeout_s:.0f} s "
+                        f"after {received} of {meta['size']} bytes; nothing installed"
+                    )
                 if line == "ABORT":
                     raise _Refused("aborted by the sender; nothing installed")
                 if line == "END":
@@ -247,8 +265,13 @@ class FlashServer(BackgroundThread):
     """TCP listener (loopback by default; remote senders only from ``allow_hosts``), a thread
     per connection, the receiver's lock keeping uploads one at a time."""
 
-    def __init__(self, receiver: FlashReceiver, host: str = "127.0.0.1",
-                 port: int = flashlink.DEFAULT_PORT, allow_hosts: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        receiver: FlashReceiver,
+        host: str = "127.0.0.1",
+        port: int = flashlink.DEFAULT_PORT,
+        allow_hosts: tuple[str, ...] = (),
+    ):
         if not is_loopback(host) and not allow_hosts:
             raise ValueError(f"flash server bound to {host!r} needs allow_hosts (remote flashing)")
         super().__init__("pimodule-flash")
@@ -267,7 +290,7 @@ class FlashServer(BackgroundThread):
         while not self._stop.is_set():
             try:
                 conn, (addr, *_) = self._sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             if not is_loopback(addr) and addr not in self._allowed:
                 self.n_refused_hosts += 1
@@ -306,6 +329,7 @@ class SerialFlashListener(BackgroundThread):
 def daemon_validator(engine) -> Callable[[Path], str]:
     """What the daemon accepts: a voice the engine can play (loaded, checked, warmed: finite
     output) or an effect estimator whose outputs check out on a test window."""
+
     def validate(path: Path) -> str:
 
         kind = open_model(path)[1].kind  # ModelFileError: not loadable / no pimodule metadata
@@ -316,6 +340,7 @@ def daemon_validator(engine) -> Callable[[Path], str]:
         else:
             raise ModelFileError(f"a {kind!r} model: this module plays 'ddsp' and 'fx' models")
         return kind
+
     return validate
 
 
@@ -341,8 +366,14 @@ def daemon_receivers(cfg, d, broadcast: Callable[[list], None]) -> list:
         else:
             d.report_error(message, "/pimodule/flash")
 
-    receiver = FlashReceiver(store_dir, daemon_validator(d.engine), activate=activate, on_event=on_event,
-                             max_bytes=cfg.max_bytes, allow_activate=cfg.activate)
+    receiver = FlashReceiver(
+        store_dir,
+        daemon_validator(d.engine),
+        activate=activate,
+        on_event=on_event,
+        max_bytes=cfg.max_bytes,
+        allow_activate=cfg.activate,
+    )
     parts: list = []
     try:
         server = FlashServer(receiver, cfg.host, cfg.port, cfg.allow_hosts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
 from pimodule.device.audio import AudioRunner
 from pimodule.device.engine import VoiceEngine
 from pimodule.device.session import session_options
@@ -26,8 +27,7 @@ N_TIMED = 3000
 
 def _percentiles(t_ns: np.ndarray) -> dict:
     t = t_ns / 1e3
-    return {"p50_us": float(np.percentile(t, 50)), "p99_us": float(np.percentile(t, 99)),
-            "mean_us": float(t.mean())}
+    return {"p50_us": float(np.percentile(t, 50)), "p99_us": float(np.percentile(t, 99)), "mean_us": float(t.mean())}
 
 
 def callback_without_model(block_size: int, rate_hz: int = 48000, n_blocks: int = N_TIMED) -> dict:
@@ -54,16 +54,19 @@ def _chain_model(n_nodes: int, size: int) -> bytes:
         nodes.append(helper.make_node("Add", [prev, "c"], [f"t{i}"]))
         prev = f"t{i}"
     nodes.append(helper.make_node("Identity", [prev], ["y"]))
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size])],
-                              [helper.make_tensor("c", TensorProto.FLOAT, [1], [1e-3])])
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size])],
+        [helper.make_tensor("c", TensorProto.FLOAT, [1], [1e-3])],
+    )
     # IR 9: what onnxruntime 1.20 reads (newer onnx writes a newer IR by default)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9).SerializeToString()
 
 
 def _time_chain(n_nodes: int, size: int, n_runs: int) -> np.ndarray:
     import onnxruntime as ort
-
 
     opts = session_options()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node

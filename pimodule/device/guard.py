@@ -32,8 +32,15 @@ def db_to_gain(db: float) -> float:
 class OutputGuard:
     """In-place NaN guard + smoothed gain/mute + peak limiter + hard clip for one mono stream."""
 
-    def __init__(self, sample_rate_hz: int, max_block: int, *, ceiling: float = DEFAULT_CEILING,
-                 gain_time_ms: float = DEFAULT_GAIN_TIME_MS, release_ms: float = DEFAULT_RELEASE_MS):
+    def __init__(
+        self,
+        sample_rate_hz: int,
+        max_block: int,
+        *,
+        ceiling: float = DEFAULT_CEILING,
+        gain_time_ms: float = DEFAULT_GAIN_TIME_MS,
+        release_ms: float = DEFAULT_RELEASE_MS,
+    ):
         if not 0.0 < ceiling <= 1.0:
             raise ValueError(f"ceiling must be in (0, 1], got {ceiling}")
         self.sample_rate_hz = int(sample_rate_hz)

@@ -9,8 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ class JackServer:
 
     def freewheel(self, on: bool) -> None:
         """``jack_freewheel yes|no``: process cycles as fast as the clients allow (deterministic)."""
-        subprocess.run(["jack_freewheel", "yes" if on else "no"], env=self.env, check=True,
-                       capture_output=True, timeout=10)
+        subprocess.run(
+            ["jack_freewheel", "yes" if on else "no"], env=self.env, check=True, capture_output=True, timeout=10
+        )
 
     def device_index(self) -> int:
         """The sounddevice index of the JACK device (PortAudio must already see this server)."""
@@ -62,8 +63,12 @@ def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None 
     name = name or f"pimodule-{os.getpid()}"
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
     log_file = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: jackd must never block on it
-    proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(rate_hz),
-                             "-p", str(period)], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(rate_hz), "-p", str(period)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     try:
         try:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.io.worker import BackgroundThread
@@ -75,8 +75,14 @@ class ModelLoader(BackgroundThread):
     reported through ``on_error(message)``; the playing model is untouched.
     """
 
-    def __init__(self, engine, store: ModelStore, *, on_error: Callable[[str], None] | None = None,
-                 on_loaded: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        engine,
+        store: ModelStore,
+        *,
+        on_error: Callable[[str], None] | None = None,
+        on_loaded: Callable[[str], None] | None = None,
+    ):
         self.engine = engine
         self.store = store
         self.on_error = on_error

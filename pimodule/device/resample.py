@@ -30,8 +30,9 @@ DEFAULT_KAISER_BETA = 5.0
 DENSE_MAX_ENTRIES = 1 << 16  # 256 kB of float32: the largest block matrix worth keeping
 
 
-def design_taps(up: int, down: int, *, zero_crossings: int = DEFAULT_ZERO_CROSSINGS,
-                kaiser_beta: float = DEFAULT_KAISER_BETA) -> tuple[np.ndarray, int]:
+def design_taps(
+    up: int, down: int, *, zero_crossings: int = DEFAULT_ZERO_CROSSINGS, kaiser_beta: float = DEFAULT_KAISER_BETA
+) -> tuple[np.ndarray, int]:
     """Low-pass taps (gain ``up``) for resampling by ``up/down`` and their half-length.
 
     The half-length is rounded up to a multiple of ``down`` so that the latency is a whole
@@ -50,9 +51,15 @@ def design_taps(up: int, down: int, *, zero_crossings: int = DEFAULT_ZERO_CROSSI
 class StreamingResampler:
     """Rational-ratio resampler ``rate_in_hz -> rate_out_hz`` for a mono float32 stream."""
 
-    def __init__(self, rate_in_hz: int, rate_out_hz: int, *, max_block_in: int = 1024,
-                 zero_crossings: int = DEFAULT_ZERO_CROSSINGS,
-                 kaiser_beta: float = DEFAULT_KAISER_BETA):
+    def __init__(
+        self,
+        rate_in_hz: int,
+        rate_out_hz: int,
+        *,
+        max_block_in: int = 1024,
+        zero_crossings: int = DEFAULT_ZERO_CROSSINGS,
+        kaiser_beta: float = DEFAULT_KAISER_BETA,
+    ):
         if rate_in_hz <= 0 or rate_out_hz <= 0:
             raise ValueError(f"sample rates must be positive, got {rate_in_hz} -> {rate_out_hz}")
         if max_block_in <= 0:
@@ -62,8 +69,7 @@ class StreamingResampler:
         self.rate_out_hz = int(rate_out_hz)
         self.up = self.rate_out_hz // g
         self.down = self.rate_in_hz // g
-        taps, half_len = design_taps(self.up, self.down, zero_crossings=zero_crossings,
-                                     kaiser_beta=kaiser_beta)
+        taps, half_len = design_taps(self.up, self.down, zero_crossings=zero_crossings, kaiser_beta=kaiser_beta)
         self.taps = taps
         #: delay of the output against an ideal zero-phase resampling, in output samples
         self.latency_out_samples = half_len // self.down
@@ -111,7 +117,9 @@ class StreamingResampler:
     def process(self, x_in: np.ndarray, out: np.ndarray) -> int:
         """Consume ``x_in`` (1-D), write the new output samples to ``out[:n]``, return ``n``."""
         n_in = x_in.shape[0]
-        if n_in == self._dense_n and out.flags.c_contiguous:  # a whole model frame, integer upsampling: the engine's case
+        if (
+            n_in == self._dense_n and out.flags.c_contiguous
+        ):  # a whole model frame, integer upsampling: the engine's case
             return self._process_dense(x_in, out)
         n_total = 0
         start = 0
@@ -160,7 +168,7 @@ class StreamingResampler:
                 np.dot(self._dense, buf[first : first + n + hist], out=out[:n_out])
                 self._n_out = m_end
                 return n_out
-            np.matmul(self._windows[first:first + n], self._branches_t, out=out[:n_out].reshape(n, up))
+            np.matmul(self._windows[first : first + n], self._branches_t, out=out[:n_out].reshape(n, up))
             self._n_out = m_end
             return n_out
         for r in range(min(up, n_out)):
@@ -169,7 +177,7 @@ class StreamingResampler:
             phase = (m * down) % up
             n_j = (n_out - r + up - 1) // up
             first = i0 - hist - base  # buf index of x[i0 - (k - 1)]
-            view = self._windows[first:first + (n_j - 1) * down + 1:down]
+            view = self._windows[first : first + (n_j - 1) * down + 1 : down]
             np.matmul(view, self._branches[phase], out=out[r : r + (n_j - 1) * up + 1 : up])
         self._n_out = m_end
         return n_out

@@ -93,8 +93,9 @@ class ModelSession:
                 )
         n_controls = inputs["controls"].shape[-1]
         if n_controls != len(self.info.controls):
-            raise ModelFileError(f"{self.path}: graph takes {n_controls} controls, spec lists "
-                                 f"{len(self.info.controls)}")
+            raise ModelFileError(
+                f"{self.path}: graph takes {n_controls} controls, spec lists {len(self.info.controls)}"
+            )
 
     def _bind(self, src: int, dst: int) -> ort.IOBinding:
         binding = self._sess.io_binding()

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pimodule.laptop.render import transfer
 from pimodule.device.session import ModelSession
 from pimodule.laptop.data.midi import program_number
 from pimodule.laptop.data.soundfont import RenderConfig, render_phrases
+from pimodule.laptop.render import transfer
 
 EXAMPLES = (
     "pimodule demo",
@@ -38,10 +38,10 @@ def demo_input(out_dir: Path) -> tuple[Path, str]:
     """Write the input recording; returns its path and what it is."""
     path = out_dir / "input.wav"
     try:
-
         tmp = out_dir / "input_render"
-        wav = render_phrases(program_number("clarinet"), [4242], tmp,
-                             config=RenderConfig(sample_rate=INPUT_RATE, phrase_seconds=6.0))[0]
+        wav = render_phrases(
+            program_number("clarinet"), [4242], tmp, config=RenderConfig(sample_rate=INPUT_RATE, phrase_seconds=6.0)
+        )[0]
         audio, rate = sf.read(str(wav), dtype="float32")
         what = "a clarinet phrase rendered with fluidsynth (FluidR3 GM)"
     except Exception as err:  # no fluidsynth / soundfont: say so and use a synthetic line
@@ -61,8 +61,24 @@ def run_daemon(model: Path, out_wav: Path, seconds: float) -> int:
     """A few seconds of `pimodule run` in synth mode with the simulated CV melody, on a private
     JACK dummy server (or the simulated clock when jackd cannot start), recorded to out_wav."""
 
-    cmd = [sys.executable, "-m", "pimodule.cli", "run", "--model", str(model), "--mode", "synth", "--cv",
-           "simulated", "--jack-dummy", "--no-osc", "--duration", str(seconds), "--record", str(out_wav)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pimodule.cli",
+        "run",
+        "--model",
+        str(model),
+        "--mode",
+        "synth",
+        "--cv",
+        "simulated",
+        "--jack-dummy",
+        "--no-osc",
+        "--duration",
+        str(seconds),
+        "--record",
+        str(out_wav),
+    ]
     return subprocess.run(cmd, check=False).returncode
 
 
@@ -93,4 +109,3 @@ def main(args: argparse.Namespace) -> int:
     status = run_daemon(voice, daemon_wav, args.seconds)
     print(f"daemon recording: {daemon_wav.resolve()}")
     return status
-

@@ -16,7 +16,6 @@ from pathlib import Path
 from pimodule.device.io import flashlink
 from pimodule.device.session import open_model
 
-
 EXAMPLES = (
     "pimodule flash export/flute.onnx --to pi@pimodule.local",
     "pimodule flash export/flute.onnx --to 127.0.0.1:9100",
@@ -27,8 +26,9 @@ EXAMPLES = (
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, nargs="?", help="the .onnx model file (pimodule export)")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--to", metavar="HOST[:PORT]",
-                       help=f"the module on the network (port {flashlink.DEFAULT_PORT} by default)")
+    where.add_argument(
+        "--to", metavar="HOST[:PORT]", help=f"the module on the network (port {flashlink.DEFAULT_PORT} by default)"
+    )
     where.add_argument("--serial", metavar="PORT", help="the module on a serial line, e.g. /dev/ttyACM0")
     parser.add_argument("--baud", type=int, default=115200, help="serial baud rate")
     parser.add_argument("--name", help="install under this name (default: the file's stem)")
@@ -61,8 +61,12 @@ class _Progress:
         percent = int(100 * done / total)
         if percent // 10 != self.last // 10 or done == total:
             self.last = percent
-            print(f"\rflash: {percent:3d} % of {total} bytes", end="\n" if done == total else "",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\rflash: {percent:3d} % of {total} bytes",
+                end="\n" if done == total else "",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -82,8 +86,13 @@ def main(args: argparse.Namespace) -> int:
             print(f"{where}: {flashlink.ping(link)}")
             return 0
         print(f"flash: {args.model} ({kind}, {args.model.stat().st_size} bytes) -> {where}", file=sys.stderr)
-        record = flashlink.flash_file(args.model, link, name=args.name, activate=not args.no_activate,
-                                      progress=None if args.quiet else _Progress())
+        record = flashlink.flash_file(
+            args.model,
+            link,
+            name=args.name,
+            activate=not args.no_activate,
+            progress=None if args.quiet else _Progress(),
+        )
     except flashlink.FlashError as err:
         print(f"pimodule flash: {err}", file=sys.stderr)
         return 1

@@ -22,16 +22,25 @@ class Budget:
     """Steps ``start .. steps-1``, stopped early once ``max_minutes`` of training have passed
     (counting ``elapsed_s`` from earlier sessions of the run)."""
 
-    def __init__(self, *, steps: int, start: int = 0, max_minutes: float = 0.0, elapsed_s: float = 0.0,
-                 desc: str = "train", progress: bool = True):
+    def __init__(
+        self,
+        *,
+        steps: int,
+        start: int = 0,
+        max_minutes: float = 0.0,
+        elapsed_s: float = 0.0,
+        desc: str = "train",
+        progress: bool = True,
+    ):
         self.steps, self.start, self.step = int(steps), int(start), int(start)
         self.limit_s = max_minutes * 60.0 if max_minutes and max_minutes > 0 else math.inf
         self.elapsed_before_s = float(elapsed_s)
         self._t0 = time.monotonic()
         self.out_of_time = False
         self._timers: dict[str, float] = {}
-        self.bar = tqdm(total=self.steps, initial=self.start, desc=desc, unit="step", disable=not progress,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.steps, initial=self.start, desc=desc, unit="step", disable=not progress, dynamic_ncols=True
+        )
 
     @property
     def elapsed_s(self) -> float:

@@ -54,8 +54,10 @@ def compare(reference: Path, variant: Path, n_frames: int = 500) -> dict:
     var = ModelSession(variant).process(f0, loudness)
     err = np.sqrt(np.mean((ref - var) ** 2))
     sig = np.sqrt(np.mean(ref**2))
-    return {"snr_db": float(20 * np.log10(sig / max(err, 1e-12))),
-            "bytes": {"fp32": reference.stat().st_size, "int8": variant.stat().st_size}}
+    return {
+        "snr_db": float(20 * np.log10(sig / max(err, 1e-12))),
+        "bytes": {"fp32": reference.stat().st_size, "int8": variant.stat().st_size},
+    }
 
 
 EXAMPLES = (
@@ -72,6 +74,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_name(args.model.stem + "-int8.onnx")
     report = quantize(args.model, out)
-    print(f"{args.model} -> {out}: {report['bytes']['fp32'] / 1024:.0f} kB -> {report['bytes']['int8'] / 1024:.0f} kB, "
-          f"signal-to-error {report['snr_db']:.1f} dB against fp32")
+    print(
+        f"{args.model} -> {out}: {report['bytes']['fp32'] / 1024:.0f} kB -> {report['bytes']['int8'] / 1024:.0f} kB, "
+        f"signal-to-error {report['snr_db']:.1f} dB against fp32"
+    )
     return 0

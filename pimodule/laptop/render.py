@@ -18,8 +18,8 @@ import numpy as np
 import soundfile as sf
 
 from pimodule.core.streaming_features import StreamingFeatures
-from pimodule.laptop.data.prepare import resample
 from pimodule.device.session import ModelSession
+from pimodule.laptop.data.prepare import resample
 
 log = logging.getLogger(__name__)
 CHUNK_SECONDS = 2.0
@@ -35,9 +35,15 @@ def _read_mono(path: Path) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1), rate
 
 
-def transfer(session: ModelSession, audio: np.ndarray, sample_rate: int, *,
-             pitch_shift_semitones: float = 0.0, loudness_offset_db: float = 0.0,
-             chunk_seconds: float = CHUNK_SECONDS) -> np.ndarray:
+def transfer(
+    session: ModelSession,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    pitch_shift_semitones: float = 0.0,
+    loudness_offset_db: float = 0.0,
+    chunk_seconds: float = CHUNK_SECONDS,
+) -> np.ndarray:
     """Timbre transfer of a mono signal; returns audio at the model's rate, aligned with the input.
 
     Processes the input chunk by chunk with the streaming feature tracker (bounded memory).
@@ -62,8 +68,15 @@ def transfer(session: ModelSession, audio: np.ndarray, sample_rate: int, *,
     return out[:n]
 
 
-def midi_controls(path: Path, frame_rate: float, *, attack_ms: float = 30.0, release_ms: float = 200.0,
-                  vibrato_cents: float = 15.0, vibrato_hz: float = 5.5) -> tuple[np.ndarray, np.ndarray]:
+def midi_controls(
+    path: Path,
+    frame_rate: float,
+    *,
+    attack_ms: float = 30.0,
+    release_ms: float = 200.0,
+    vibrato_cents: float = 15.0,
+    vibrato_hz: float = 5.5,
+) -> tuple[np.ndarray, np.ndarray]:
     """f0 and loudness frames for a monophonic MIDI line (the newest held note sounds).
 
     Loudness follows velocity (-55 dB at velocity 1 to -10 dB at 127) with attack and release
@@ -141,8 +154,9 @@ def main(args: argparse.Namespace) -> int:
     sr = session.info.sample_rate
     if args.input:
         audio, in_rate = _read_mono(args.input)
-        out = transfer(session, audio, in_rate, pitch_shift_semitones=args.pitch_shift,
-                       loudness_offset_db=args.loudness_offset)
+        out = transfer(
+            session, audio, in_rate, pitch_shift_semitones=args.pitch_shift, loudness_offset_db=args.loudness_offset
+        )
         out_rate = args.sample_rate or in_rate
         what = f"{args.input} ({len(audio) / in_rate:.1f} s)"
     else:

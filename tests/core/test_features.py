@@ -61,7 +61,7 @@ def test_vibrato_is_tracked() -> None:
     inst_hz = centre_hz + depth_hz * np.sin(2 * np.pi * rate_hz * t)
     x = 0.5 * np.sin(2 * np.pi * np.cumsum(inst_hz) / SR)
     f0, _ = yin_f0(x, SR, hop_size=HOP)
-    centres = (np.arange(len(f0)) * HOP + HOP // 2)
+    centres = np.arange(len(f0)) * HOP + HOP // 2
     err = _cents(f0, inst_hz[centres])[10:-10]
     assert np.median(np.abs(err)) < 10.0  # ±78 cent vibrato, smoothed by a 64 ms window
     assert np.abs(err).max() < 20.0
@@ -80,7 +80,7 @@ def test_noise_has_low_periodicity_and_unvoiced_f0_is_held() -> None:
     rng = np.random.default_rng(0)
     t = _t(0.6)
     x = 0.5 * np.sin(2 * np.pi * 220.0 * t)
-    x[len(x) // 2:] = 0.2 * rng.standard_normal(len(x) - len(x) // 2)
+    x[len(x) // 2 :] = 0.2 * rng.standard_normal(len(x) - len(x) // 2)
     f0, per = yin_f0(x, SR)
     tail = slice(len(f0) // 2 + 20, None)
     assert per[tail].mean() < 0.2
@@ -155,7 +155,7 @@ def test_streaming_equals_batch(block_size: int) -> None:
     outs = []
     n_in = n_out = 0
     for i in range(0, len(x), block_size):
-        block = x[i:i + block_size]
+        block = x[i : i + block_size]
         outs.append(stream.push(block))
         n_in += len(block)
         n_out += len(outs[-1][0])
@@ -195,7 +195,7 @@ def test_streaming_equals_batch_other_rate_and_range(block_size: int) -> None:
     f0, per = yin_f0(x, sr, hop_size=hop, fmin_hz=100.0, fmax_hz=1500.0)
     loud = a_weighted_loudness_db(x, sr, hop_size=hop)
     stream = StreamingFeatures(sr, hop, fmin_hz=100.0, fmax_hz=1500.0)
-    outs = [stream.push(x[i:i + block_size]) for i in range(0, len(x), block_size)]
+    outs = [stream.push(x[i : i + block_size]) for i in range(0, len(x), block_size)]
     outs.append(stream.flush())
     for k, ref in enumerate((f0, per, loud)):
         np.testing.assert_allclose(np.concatenate([o[k] for o in outs]), ref, atol=1e-3)

@@ -34,12 +34,15 @@ def test_out_of_range_is_clipped_and_nan_refused():
         GAIN.clamp(float("nan"))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"scale": "exp"}, "scale"),
-    ({"min": 5.0, "max": 1.0, "default": 2.0}, "below"),
-    ({"min": 0.0, "scale": "log"}, "min > 0"),
-    ({"default": 99.0}, "outside"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"scale": "exp"}, "scale"),
+        ({"min": 5.0, "max": 1.0, "default": 2.0}, "below"),
+        ({"min": 0.0, "scale": "log"}, "min > 0"),
+        ({"default": 99.0}, "outside"),
+    ],
+)
 def test_bad_specs_are_refused(kwargs, match):
     base = {"name": "x", "unit": "", "min": 1.0, "max": 10.0, "default": 2.0, "scale": "lin"}
     with pytest.raises(ValueError, match=match):
@@ -58,9 +61,17 @@ def test_table_json_round_trip_lookup_and_mapping():
 
 
 def test_model_metadata_round_trip_and_errors():
-    info = modelfile.ModelInfo("ddsp", "v", 16000, 64, ParamTable([GAIN]),
-                               (modelfile.StateSpec("h", (1, 4), "float32"),), modelfile.FORMAT_VERSION, 128,
-                               {"data": "x"})
+    info = modelfile.ModelInfo(
+        "ddsp",
+        "v",
+        16000,
+        64,
+        ParamTable([GAIN]),
+        (modelfile.StateSpec("h", (1, 4), "float32"),),
+        modelfile.FORMAT_VERSION,
+        128,
+        {"data": "x"},
+    )
     meta = info.to_metadata()
     assert modelfile.parse_metadata(meta) == info
     assert info.initial_state()["h"].shape == (1, 4)

@@ -51,8 +51,10 @@ def _variant(src: Path, dst: Path, name: str) -> Path:
     from onnx import numpy_helper
 
     proto = onnx.load(str(src))
-    init = max((i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT),
-               key=lambda i: int(np.prod(i.dims)))
+    init = max(
+        (i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT),
+        key=lambda i: int(np.prod(i.dims)),
+    )
     init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(0.6), init.name))
     for entry in proto.metadata_props:
         if entry.key == "pimodule.name":
@@ -89,12 +91,22 @@ def _fx_daemon(tmp_path: Path, model: Path, signal: np.ndarray, seconds: float, 
     models = tmp_path / "models"
     models.mkdir()
     (models / model.name).symlink_to(model)
-    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(models), "default": ""},
-                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
-                        "fx": {"model": model.stem, "interval_s": 0.1, **fx}}, "test")
+    cfg = parse_config(
+        {
+            "osc": {"port": 0},
+            "models": {"dir": str(models), "default": ""},
+            "engine": {"mode": "fx"},
+            "cv": {"backend": "simulated"},
+            "fx": {"model": model.stem, "interval_s": 0.1, **fx},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg)
-    thread = threading.Thread(target=lambda: d.runner.run_offline(
-        seconds, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set))
+    thread = threading.Thread(
+        target=lambda: d.runner.run_offline(
+            seconds, block_size=128, input_signal=signal, should_stop=d.stop_event.is_set
+        )
+    )
     d.fx.start()
     d.osc.start()
     thread.start()

@@ -1,11 +1,18 @@
 """Daemon config: TOML → frozen dataclasses, errors name the key, calibration written in place."""
 
+import dataclasses
 import tomllib
 
 import pytest
 
 from pimodule.device.config import (
-    DEFAULT_CONFIG_PATH, ConfigError, CvCalibration, DaemonConfig, load_config, override, parse_config,
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    CvCalibration,
+    DaemonConfig,
+    load_config,
+    override,
+    parse_config,
     write_calibration,
 )
 
@@ -21,29 +28,34 @@ def test_default_file_matches_the_dataclass_defaults():
 
 def test_values_and_types(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[audio]\ndevice = 3\nblock_size = 64\n[engine]\nmode = "transfer"\ngain_db = -3\n'
-                 '[engine.pots]\npot1 = "noise_gain_db"\n[models]\ndir = "/abs/models"\n')
+    p.write_text(
+        '[audio]\ndevice = 3\nblock_size = 64\n[engine]\nmode = "transfer"\ngain_db = -3\n'
+        '[engine.pots]\npot1 = "noise_gain_db"\n[models]\ndir = "/abs/models"\n'
+    )
     cfg = load_config(p)
     assert cfg.audio.device == 3 and cfg.audio.block_size == 64
     assert cfg.engine.mode == "transfer" and cfg.engine.gain_db == -3.0
     assert cfg.engine.pots == (("pot1", "noise_gain_db"),)
     assert str(cfg.models_dir()) == "/abs/models"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.audio.block_size = 1  # frozen
 
 
-@pytest.mark.parametrize("data, match", [
-    ({"audio": {"blocksize": 64}}, "unknown key 'blocksize'"),
-    ({"engine": {"mode": "granular"}}, "engine.mode"),
-    ({"audio": {"sample_rate_hz": 10}}, "sample_rate_hz"),
-    ({"osc": {"host": "0.0.0.0"}}, "allow_hosts"),
-    ({"flash": {"host": "0.0.0.0"}}, "flash.allow_hosts"),
-    ({"flash": {"port": 70000}}, "flash.port"),
-    ({"flash": {"serial": "/dev/ttyGS0"}}, "unknown key 'serial'"),
-    ({"nonsense": {}}, "unknown sections"),
-    ({"engine": {"loudness_range_db": [0, -10]}}, "loudness_range_db"),
-    ({"cv": {"calibration": {"cv1": {"scale_v_per_step": 1}}}}, "offset_v"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"audio": {"blocksize": 64}}, "unknown key 'blocksize'"),
+        ({"engine": {"mode": "granular"}}, "engine.mode"),
+        ({"audio": {"sample_rate_hz": 10}}, "sample_rate_hz"),
+        ({"osc": {"host": "0.0.0.0"}}, "allow_hosts"),
+        ({"flash": {"host": "0.0.0.0"}}, "flash.allow_hosts"),
+        ({"flash": {"port": 70000}}, "flash.port"),
+        ({"flash": {"serial": "/dev/ttyGS0"}}, "unknown key 'serial'"),
+        ({"nonsense": {}}, "unknown sections"),
+        ({"engine": {"loudness_range_db": [0, -10]}}, "loudness_range_db"),
+        ({"cv": {"calibration": {"cv1": {"scale_v_per_step": 1}}}}, "offset_v"),
+    ],
+)
 def test_errors_name_the_problem(data, match):
     with pytest.raises(ConfigError, match=match):
         parse_config(data)
@@ -67,7 +79,7 @@ def test_override_rechecks():
 
 def test_write_calibration_round_trip_keeps_the_rest(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text("# my settings\n[audio]\nblock_size = 64\n\n[cv]\nbackend = \"simulated\"\n")
+    p.write_text('# my settings\n[audio]\nblock_size = 64\n\n[cv]\nbackend = "simulated"\n')
     write_calibration(p, "cv1", CvCalibration(0.0025, -5.0))
     write_calibration(p, "cv1", CvCalibration(0.0026, -5.1))  # replaced, not duplicated
     text = p.read_text()

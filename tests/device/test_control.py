@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208
-from pimodule.device.io.gpio import FakeGpio, Triggers
-from pimodule.device.io.hardware import load_hardware
 from pimodule.device.audio import AudioRunner
 from pimodule.device.control import DEMO_MELODY, DaemonController, Note, PotMapper, SimulatedCV
 from pimodule.device.engine import VoiceEngine
+from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208
+from pimodule.device.io.gpio import FakeGpio, Triggers
+from pimodule.device.io.hardware import load_hardware
 from pimodule.device.models import ModelLoader, ModelStore, load_session
 
 
@@ -27,8 +27,9 @@ def test_simulated_cv_round_trips_through_the_adc_chain(hw):
     triggers = Triggers(gpio, hw.gpio)
     clock = [0.0]
     melody = [Note(1.0, 0.5, True, 4.0), Note(-0.25, 0.5, False, 1.0)]
-    sim = SimulatedCV(fake, hw.adc, cal, clock_s=lambda: clock[0], melody=melody, gpio=gpio,
-                      gate_pin=hw.gpio.trigger_pins[0])
+    sim = SimulatedCV(
+        fake, hw.adc, cal, clock_s=lambda: clock[0], melody=melody, gpio=gpio, gate_pin=hw.gpio.trigger_pins[0]
+    )
     step_v = cal["cv1"].scale_v_per_step
     for t, note in ((0.1, melody[0]), (0.7, melody[1]), (1.2, melody[0])):
         clock[0] = t
@@ -51,8 +52,9 @@ def test_pots_take_over_only_after_moving(model_dir):
     engine = VoiceEngine(device_rate_hz=48000, max_block=128)
     engine.install(load_session(model_dir / "voice_a.onnx", engine))
     names = ("cv1", "cv2", "cv3", "pot1", "pot2", "pot3")
-    pots = PotMapper(engine, engine.cv_values, names, [("pot1", "noise_gain_db"), ("pot2", "")],
-                     volts_range=(-5.0, 5.0), pickup=0.01)
+    pots = PotMapper(
+        engine, engine.cv_values, names, [("pot1", "noise_gain_db"), ("pot2", "")], volts_range=(-5.0, 5.0), pickup=0.01
+    )
     engine.set_control("noise_gain_db", -7.0)
     engine.cv_values[3] = 0.0
     assert pots.poll() == 0  # first reading is the reference

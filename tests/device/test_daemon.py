@@ -20,8 +20,13 @@ pytestmark = pytest.mark.timeout(120)
 
 def run_py(code: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
     """Run Python code in a new process group; on timeout the whole group (jackd too) is killed."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -116,13 +121,20 @@ def test_front_panel_buttons(model_dir):
     from pimodule.device import daemon as daemon_mod
     from pimodule.device.config import parse_config
 
-    cfg = parse_config({"models": {"dir": str(model_dir), "default": "voice_a"}, "osc": {"enabled": False},
-                        "cv": {"backend": "simulated"}}, "test")
+    cfg = parse_config(
+        {
+            "models": {"dir": str(model_dir), "default": "voice_a"},
+            "osc": {"enabled": False},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg)
     pins = [b.pin for b in __import__("pimodule.device.io.hardware", fromlist=["x"]).load_hardware().gpio.buttons]
     clock = [0.0]  # the buttons' own clock, driven here: no dependence on thread scheduling
     d.buttons._clock = lambda: clock[0]
     try:
+
         def press(pin):
             d.gpio.drive(pin, False)  # active low
             for _ in range(10):  # 10 polls 10 ms apart: past the debounce, short of a long press

@@ -41,27 +41,35 @@ def test_a_flashed_voice_is_swapped_in_and_a_bad_one_refused(model_dir, tmp_path
     store = tmp_path / "models"
     store.mkdir()
     shutil.copy(model_dir / "voice_a.onnx", store / "voice_a.onnx")
-    cfg = parse_config({"osc": {"port": 0}, "flash": {"port": 0}, "fx": {"model": ""},
-                        "models": {"dir": str(store), "default": "voice_a"},
-                        "cv": {"backend": "simulated"}}, "test")
+    cfg = parse_config(
+        {
+            "osc": {"port": 0},
+            "flash": {"port": 0},
+            "fx": {"model": ""},
+            "models": {"dir": str(store), "default": "voice_a"},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg, record_s=30.0)
     port = d.flash[0].port
     thread = threading.Thread(target=daemon_mod.run, kwargs=dict(d=d, offline=True, duration_s=None))
     thread.start()
     try:
         with OscClient("127.0.0.1", d.osc.port) as pd:
-            pd.request("/pimodule/status/subscribe", pd.port, 5.0, expect="/pimodule/status/subscribed",
-                       timeout_s=20)
+            pd.request("/pimodule/status/subscribe", pd.port, 5.0, expect="/pimodule/status/subscribed", timeout_s=20)
             _wait_for_model(d, "test-0")
-            rc = cli(["flash", str(model_dir / "voice_b.onnx"), "--to", f"127.0.0.1:{port}",
-                      "--name", "flashed", "--quiet"])
+            rc = cli(
+                ["flash", str(model_dir / "voice_b.onnx"), "--to", f"127.0.0.1:{port}", "--name", "flashed", "--quiet"]
+            )
             assert rc == 0
             assert _messages(pd, "/pimodule/model/installed", 10) == ["flashed", "ddsp"]
             _wait_for_model(d, "test-1")  # voice_b's name: the flashed voice was swapped in
             swapped_at = d.engine.n_samples
             time.sleep(0.3)
-            rc = cli(["flash", str(model_dir / "bad_nan.onnx"), "--to", f"127.0.0.1:{port}",
-                      "--name", "flashed", "--quiet"])
+            rc = cli(
+                ["flash", str(model_dir / "bad_nan.onnx"), "--to", f"127.0.0.1:{port}", "--name", "flashed", "--quiet"]
+            )
             assert rc == 1
             error = _messages(pd, "/pimodule/error", 10)
             assert error and error[0] == "/pimodule/flash" and "NaN" in error[1]
@@ -83,15 +91,25 @@ def test_flash_cli_without_torch_and_with_an_unreachable_module(model_dir, tmp_p
     import subprocess
     import sys
 
-    code = (f"import sys; from pimodule.cli import main; rc = main(['flash', {str(model_dir / 'voice_a.onnx')!r}, "
-            "'--to', '127.0.0.1:1']); assert 'torch' not in sys.modules; sys.exit(rc)")
+    code = (
+        f"import sys; from pimodule.cli import main; rc = main(['flash', {str(model_dir / 'voice_a.onnx')!r}, "
+        "'--to', '127.0.0.1:1']); assert 'torch' not in sys.modules; sys.exit(rc)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "error" in proc.stderr.lower()
-    proc = subprocess.run([sys.executable, "-m", "pimodule.cli", "flash", str(tmp_path / "none.onnx"),
-                           "--to", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pimodule.cli", "flash", str(tmp_path / "none.onnx"), "--to", "127.0.0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "no such file" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "pimodule.cli", "flash", str(model_dir / "bad_corrupt.onnx"),
-                           "--to", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pimodule.cli", "flash", str(model_dir / "bad_corrupt.onnx"), "--to", "127.0.0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "onnxruntime cannot load it" in proc.stderr
 
 
@@ -100,10 +118,16 @@ def test_the_daemon_receives_over_its_configured_serial_port(model_dir, tmp_path
     store.mkdir()
     shutil.copy(model_dir / "voice_a.onnx", store / "voice_a.onnx")
     (store / ".stale.onnx.partial").write_bytes(b"left by a power cut")
-    cfg = parse_config({"osc": {"enabled": False}, "fx": {"model": ""},
-                        "flash": {"port": 0, "serial_port": pty_pair[0], "activate": False},
-                        "models": {"dir": str(store), "default": "voice_a"},
-                        "cv": {"backend": "simulated"}}, "test")
+    cfg = parse_config(
+        {
+            "osc": {"enabled": False},
+            "fx": {"model": ""},
+            "flash": {"port": 0, "serial_port": pty_pair[0], "activate": False},
+            "models": {"dir": str(store), "default": "voice_a"},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg)
     try:
         assert len(d.flash) == 2 and not (store / ".stale.onnx.partial").exists()

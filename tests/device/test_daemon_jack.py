@@ -19,14 +19,20 @@ HZ_AT_0V = 261.6256
 
 
 def make_daemon(jack_server, model_dir, *, seconds, melody=None):
-    cfg = parse_config({
-        "audio": {"device": jack_server.device_index(), "sample_rate_hz": jack_server.rate_hz,
-                  "block_size": jack_server.period},
-        "osc": {"port": 0},
-        "models": {"dir": str(model_dir), "default": "voice_a"},
-        "engine": {"loudness_source": "cv2", "hz_at_0v": HZ_AT_0V},
-        "cv": {"backend": "simulated"},
-    }, "test")
+    cfg = parse_config(
+        {
+            "audio": {
+                "device": jack_server.device_index(),
+                "sample_rate_hz": jack_server.rate_hz,
+                "block_size": jack_server.period,
+            },
+            "osc": {"port": 0},
+            "models": {"dir": str(model_dir), "default": "voice_a"},
+            "engine": {"loudness_source": "cv2", "hz_at_0v": HZ_AT_0V},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
     return daemon_mod.build(cfg, record_s=seconds, melody=melody)
 
 

@@ -21,8 +21,15 @@ RATE_HZ = 48000
 def test_osc_pitch_shift_and_mute_are_heard(model_dir):
     from pimodule.device.io.osc import OscClient
 
-    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(model_dir), "default": "voice_a"},
-                        "engine": {"loudness_source": "cv2"}, "cv": {"backend": "simulated"}}, "test")
+    cfg = parse_config(
+        {
+            "osc": {"port": 0},
+            "models": {"dir": str(model_dir), "default": "voice_a"},
+            "engine": {"loudness_source": "cv2"},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg, record_s=30.0, melody=[Note(0.0, 10.0, True, 4.0)])
     d.engine.set_control("noise_gain_db", -40.0)
     thread = threading.Thread(target=daemon_mod.run, kwargs=dict(d=d, offline=True, duration_s=None))
@@ -33,8 +40,12 @@ def test_osc_pitch_shift_and_mute_are_heard(model_dir):
             c.request("/pimodule/ping", expect="/pimodule/pong", timeout_s=20)
             time.sleep(0.6)
             marks["shift"] = d.engine.n_samples
-            c.request("/pimodule/control/pitch_shift_semitones", 40.0,  # clamped to 24: replied
-                      expect="/pimodule/control/pitch_shift_semitones", timeout_s=10)
+            c.request(
+                "/pimodule/control/pitch_shift_semitones",
+                40.0,  # clamped to 24: replied
+                expect="/pimodule/control/pitch_shift_semitones",
+                timeout_s=10,
+            )
             time.sleep(0.6)
             marks["mute"] = d.engine.n_samples
             c.request("/pimodule/mute", 1, expect="/pimodule/mute", timeout_s=10)
@@ -60,9 +71,15 @@ def test_osc_pitch_shift_and_mute_are_heard(model_dir):
 
 
 def test_unopenable_device_falls_back_to_the_simulated_clock(model_dir, caplog):
-    cfg = parse_config({"audio": {"device": "no-such-audio-device-anywhere"}, "osc": {"enabled": False},
-                        "models": {"dir": str(model_dir), "default": "voice_a"},
-                        "cv": {"backend": "simulated"}}, "test")
+    cfg = parse_config(
+        {
+            "audio": {"device": "no-such-audio-device-anywhere"},
+            "osc": {"enabled": False},
+            "models": {"dir": str(model_dir), "default": "voice_a"},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg, record_s=0.3)
     try:
         backend = daemon_mod.run(d, offline=False, duration_s=0.3)

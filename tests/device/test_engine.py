@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pimodule.core.controls import CV_NAMES
 from pimodule.core.features import yin_f0
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.config import EngineConfig
-from pimodule.core.controls import CV_NAMES
 from pimodule.device.engine import VoiceEngine
 from pimodule.device.models import ModelLoader, ModelStore, load_session
 
@@ -143,13 +143,16 @@ def test_swap_crossfades_and_retires_old_model(model_dir):
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("bad_corrupt", "cannot load"),
-    ("bad_kind", "'fx'"),
-    ("bad_rate", "22050"),
-    ("bad_nan", "NaN"),
-    ("no_such_model", "no model"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("bad_corrupt", "cannot load"),
+        ("bad_kind", "'fx'"),
+        ("bad_rate", "22050"),
+        ("bad_nan", "NaN"),
+        ("no_such_model", "no model"),
+    ],
+)
 def test_bad_models_are_refused_and_the_voice_keeps_playing(model_dir, bad, reason):
     engine = make_engine(model_dir, max_block=128)
     playing = engine.session
@@ -172,8 +175,7 @@ def test_check_compatible_and_loader_swap(model_dir):
     with pytest.raises(ModelFileError, match="22050"):
         load_session(model_dir / "bad_rate.onnx", engine)
     loader = ModelLoader(engine, ModelStore(model_dir))
-    assert loader.store.list() == sorted(
-        ["bad_corrupt", "bad_kind", "bad_nan", "bad_rate", "voice_a", "voice_b"])
+    assert loader.store.list() == sorted(["bad_corrupt", "bad_kind", "bad_nan", "bad_rate", "voice_a", "voice_b"])
     assert loader.load("voice_b") and engine.swap_pending
     render(engine, 256, 128)
     assert engine.session.info.name == "test-1"

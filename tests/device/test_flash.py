@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.flash import (
+    FlashReceiver,
+    FlashServer,
+    SerialFlashListener,
+    clean_partials,
+    daemon_validator,
+    partial_path,
+)
 from pimodule.device.io import flashlink
 from pimodule.device.io.flashlink import FlashError, SerialLink, SocketLink
-from pimodule.device.engine import VoiceEngine
-from pimodule.device.flash import (FlashReceiver, FlashServer, SerialFlashListener, clean_partials,
-                                    daemon_validator, partial_path)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,9 +40,13 @@ class Module:
         self.engine = VoiceEngine(device_rate_hz=48000, max_block=128)
         self.activated: list[tuple[str, str]] = []
         self.events: list[tuple[str, str]] = []
-        self.receiver = FlashReceiver(store, daemon_validator(self.engine),
-                                      activate=lambda n, k: self.activated.append((n, k)) or True,
-                                      on_event=lambda k, m: self.events.append((k, m)), **kwargs)
+        self.receiver = FlashReceiver(
+            store,
+            daemon_validator(self.engine),
+            activate=lambda n, k: self.activated.append((n, k)) or True,
+            on_event=lambda k, m: self.events.append((k, m)),
+            **kwargs,
+        )
         self.server = FlashServer(self.receiver, "127.0.0.1", 0)
         self.server.start()
 
@@ -111,12 +121,15 @@ def test_flash_over_a_serial_line(tmp_path, model_dir, pty_pair):
     assert _sha(store / "serialvoice.onnx") == _sha(model_dir / "voice_a.onnx")
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("bad_corrupt", "onnxruntime cannot load it"),
-    ("bad_rate", "22050 Hz"),
-    ("bad_kind", "estimator"),
-    ("bad_nan", "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("bad_corrupt", "onnxruntime cannot load it"),
+        ("bad_rate", "22050 Hz"),
+        ("bad_kind", "estimator"),
+        ("bad_nan", "NaN"),
+    ],
+)
 def test_unplayable_files_are_refused_and_nothing_is_lost(module, model_dir, bad, reason):
     keep = module.store / "keep.onnx"
     before = _sha(keep)
@@ -133,8 +146,9 @@ def _raw_session(module, n_chunks: int, close: bool = True):
     data = (module.store / "keep.onnx").read_bytes()
     sock = socket.create_connection(("127.0.0.1", module.server.port), timeout=5)
     link = SocketLink(sock)
-    link.send_line(flashlink.header_line({"name": "halfway", "size": len(data),
-                                          "sha256": hashlib.sha256(data).hexdigest()}))
+    link.send_line(
+        flashlink.header_line({"name": "halfway", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    )
     assert link.read_line(5).startswith("READY")
     for seq in range(n_chunks):
         link.send_line(flashlink.data_line(seq, data[seq * 3072 : (seq + 1) * 3072]))
@@ -186,13 +200,16 @@ def test_a_damaged_chunk_is_sent_again(module, model_dir):
     assert link.damaged and _sha(module.store / "noisy.onnx") == _sha(src) == record["sha256"]
 
 
-@pytest.mark.parametrize("meta, reason", [
-    ({"name": "../etc/evil"}, "bad model name"),
-    ({"name": ".hidden"}, "bad model name"),
-    ({"size": 10**9}, "size"),
-    ({"size": 0}, "size"),
-    ({"sha256": "XYZ"}, "sha256"),
-])
+@pytest.mark.parametrize(
+    "meta, reason",
+    [
+        ({"name": "../etc/evil"}, "bad model name"),
+        ({"name": ".hidden"}, "bad model name"),
+        ({"size": 10**9}, "size"),
+        ({"size": 0}, "size"),
+        ({"sha256": "XYZ"}, "sha256"),
+    ],
+)
 def test_bad_headers_are_refused(module, meta, reason):
     full = {"name": "ok", "size": 10, "sha256": "0" * 64} | meta
     link = module.link()

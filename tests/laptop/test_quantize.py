@@ -1,6 +1,6 @@
+from pimodule.device.session import ModelSession
 from pimodule.laptop.ddsp.export import build_test_model
 from pimodule.laptop.quantize import quantize
-from pimodule.device.session import ModelSession
 
 
 def test_int8_variant_is_a_valid_smaller_model_close_to_fp32(tmp_path):

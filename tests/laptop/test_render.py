@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 
 from pimodule.cli import main as cli_main
-from pimodule.laptop.ddsp.export import build_test_model
 from pimodule.core.features import yin_f0
-from pimodule.laptop.render import midi_controls, transfer
 from pimodule.device.session import ModelSession
+from pimodule.laptop.ddsp.export import build_test_model
+from pimodule.laptop.render import midi_controls, transfer
 
 VIOLIN = "export/violin.onnx"
 
@@ -88,6 +88,9 @@ def test_render_cli_transfer_and_midi(tmp_path):
 def test_render_refuses_unreadable_input_clearly(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    proc = subprocess.run([sys.executable, "-m", "pimodule.cli", "render", VIOLIN, "--input", str(bad),
-                           "--out", str(tmp_path / "o.wav")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pimodule.cli", "render", VIOLIN, "--input", str(bad), "--out", str(tmp_path / "o.wav")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "cannot read audio" in proc.stderr and "Traceback" not in proc.stderr

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from pimodule.core.melscale import log_mel_db, unit_rms
 from pimodule.core.fx_specs import DISTORTION_MODES, LABEL_DB, SELECTABLE, SPECS
+from pimodule.core.melscale import log_mel_db, unit_rms
 from pimodule.device.fx import twin_core as core
 from pimodule.device.fx.twin_effects import make_twin
 
@@ -62,7 +62,6 @@ class CheckConfig:
             raise ValueError(f"n_candidates must be 0..{len(SUBSETS)}")
 
 
-
 def subset_log_likelihood(probability: np.ndarray) -> np.ndarray:
     """The four selectable effects' probabilities -> the log-likelihood of each combination, (16,)."""
     p = np.clip(np.asarray(probability, np.float64), 1e-4, 1 - 1e-4)
@@ -76,8 +75,9 @@ class SubsetCheck:
         self.sample_rate = int(sample_rate)
         self.config = config
         self._twins = {name: make_twin(name, self.sample_rate, 1) for name in ("eq", "compressor")}
-        self._twins.update({f"distortion/{m}": make_twin("distortion", self.sample_rate, 1, mode=m)
-                            for m in DISTORTION_MODES})
+        self._twins.update(
+            {f"distortion/{m}": make_twin("distortion", self.sample_rate, 1, mode=m) for m in DISTORTION_MODES}
+        )
         self._bands = core.reverb_bands(self.sample_rate)
         self._ir: tuple | None = None  # (key, its spectrum)
         #: of the last check: each combination's distance (dB), score and effects' changes (dB), the best
@@ -107,7 +107,7 @@ class SubsetCheck:
         twin.reset()
         y = x[None].copy()
         for s in range(0, y.shape[-1], _BLOCK):
-            twin.process(y[:, s:s + _BLOCK])
+            twin.process(y[:, s : s + _BLOCK])
         return y[0]
 
     def _mel(self, x: np.ndarray) -> np.ndarray:
@@ -118,8 +118,9 @@ class SubsetCheck:
         estimate's values: each step size in turn, each parameter tried a step up and down in its
         [0, 1] position, kept where the distance to ``target`` (log-mel) drops. Returns (items,
         distance dB, each effect's change dB)."""
-        items = {n: {"params": dict(estimate[n]["params"]), "mode": estimate[n].get("mode", "tanh")}
-                 for n in SELECTABLE}
+        items = {
+            n: {"params": dict(estimate[n]["params"]), "mode": estimate[n].get("mode", "tanh")} for n in SELECTABLE
+        }
         on = [n for k, n in enumerate(SELECTABLE) if bits[k]]
 
         def run_from(i: int, x: np.ndarray) -> list[np.ndarray]:
@@ -193,8 +194,10 @@ class SubsetCheck:
             best = int(np.argmin(score))
             heard = SUBSETS[best] & (changes[best] >= LABEL_DB)
         else:
-            fits = [(self._fit(dry, target, SUBSETS[c], estimate), c)
-                    for c in np.argsort(score, kind="stable")[: self.config.n_candidates]]
+            fits = [
+                (self._fit(dry, target, SUBSETS[c], estimate), c)
+                for c in np.argsort(score, kind="stable")[: self.config.n_candidates]
+            ]
             (items, _, change), best = min(fits, key=lambda f: f[0][1] - self.config.choice_prior * ll[f[1]])
             heard = SUBSETS[best] & (change >= LABEL_DB)
             for name in SELECTABLE:

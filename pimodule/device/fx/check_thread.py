@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class FxChecker(BackgroundThread):
-    def __init__(self, interval_s: float = 1.0, *, follow: Callable[[dict], object] | None = None,
-                 publish: Callable[[dict], None] | None = None, config=None):
+    def __init__(
+        self,
+        interval_s: float = 1.0,
+        *,
+        follow: Callable[[dict], object] | None = None,
+        publish: Callable[[dict], None] | None = None,
+        config=None,
+    ):
         super().__init__("pimodule-fx-check")
         self.interval_s = max(float(interval_s), 0.05)
         self.config = config if config is not None else CheckConfig()

@@ -9,13 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from pimodule.core.fx_specs import EFFECT_NAMES
-from pimodule.device.fx.twin_chain import ChainTwin
-from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.device.fx.check import SubsetCheck
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.device.fx.twin_chain import ChainTwin
 
 
-def bench_chain(sample_rate: int = 48000, block_size: int = 128, n_blocks: int = 1000,
-                channels: int = 1, effects=EFFECT_NAMES, seed: int = 0) -> dict:
+def bench_chain(
+    sample_rate: int = 48000,
+    block_size: int = 128,
+    n_blocks: int = 1000,
+    channels: int = 1,
+    effects=EFFECT_NAMES,
+    seed: int = 0,
+) -> dict:
     """Every effect on, a noise input; per-block time percentiles in µs and the block budget."""
     chain = ChainTwin(sample_rate, effects, channels=channels)
     x = np.random.default_rng(seed).standard_normal((channels, block_size)) * 0.1
@@ -29,9 +35,15 @@ def bench_chain(sample_rate: int = 48000, block_size: int = 128, n_blocks: int =
             times[i - 50] = time.perf_counter() - t0
     us = times * 1e6
     budget = block_size / sample_rate * 1e6
-    return {"sample_rate": sample_rate, "block_size": block_size, "p50_us": float(np.percentile(us, 50)),
-            "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max()), "budget_us": budget,
-            "p99_share": float(np.percentile(us, 99) / budget)}
+    return {
+        "sample_rate": sample_rate,
+        "block_size": block_size,
+        "p50_us": float(np.percentile(us, 50)),
+        "p99_us": float(np.percentile(us, 99)),
+        "max_us": float(us.max()),
+        "budget_us": budget,
+        "p99_share": float(np.percentile(us, 99) / budget),
+    }
 
 
 def bench_estimator(path: Path, n_runs: int = 20, seed: int = 0) -> dict:
@@ -48,8 +60,12 @@ def bench_estimator(path: Path, n_runs: int = 20, seed: int = 0) -> dict:
         est.run(wet, other)
         times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1e3
-    return {"window": est.window, "sample_rate": est.sample_rate, "median_ms": float(np.median(ms)),
-            "max_ms": float(ms.max())}
+    return {
+        "window": est.window,
+        "sample_rate": est.sample_rate,
+        "median_ms": float(np.median(ms)),
+        "max_ms": float(ms.max()),
+    }
 
 
 def bench_check(path: Path, n_runs: int = 3, seed: int = 0) -> dict | None:

@@ -10,8 +10,9 @@ import math
 import threading
 
 import numpy as np
-from pimodule.device.fx.twin_chain import ChainTwin
+
 from pimodule.core.fx_specs import DISTORTION_MODES
+from pimodule.device.fx.twin_chain import ChainTwin
 
 
 class FxMatcher:
@@ -79,8 +80,7 @@ class FxMatcher:
             else:
                 specs = stage.effect.specs
                 if name not in specs:
-                    raise KeyError(f"{effect} has no parameter {name!r} "
-                                   f"({', '.join(['active', *specs.names])})")
+                    raise KeyError(f"{effect} has no parameter {name!r} ({', '.join(['active', *specs.names])})")
                 applied = float(specs[name].clamp(_number(value, name)))
                 self.chain.set_params(effect, **{name: applied})
             self.held = True

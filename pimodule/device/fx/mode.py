@@ -27,20 +27,27 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy.signal import resample_poly
 
-from pimodule.device.io.worker import BackgroundThread
 from pimodule.core.modelfile import ModelFileError
-from pimodule.device.fx.match import FxMatcher
-from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.device.fx.check_thread import FxChecker
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.device.fx.match import FxMatcher
+from pimodule.device.io.worker import BackgroundThread
 
-__all__ = ["FxAnalyzer", "FxMatcher", "InputHistory", "build", "checked_estimator", "consistent_snapshots",
-           "osc_messages"]
+__all__ = [
+    "FxAnalyzer",
+    "FxMatcher",
+    "InputHistory",
+    "build",
+    "checked_estimator",
+    "consistent_snapshots",
+    "osc_messages",
+]
 
 log = logging.getLogger(__name__)
 SILENCE_RMS = 1e-4  # windows quieter than this (−80 dBFS) are not analysed
@@ -97,10 +104,18 @@ def consistent_snapshots(histories, tries: int = 50):
 class FxAnalyzer(BackgroundThread):
     """Runs the estimator on the last window of input L every ``interval_s`` (see the module doc)."""
 
-    def __init__(self, estimator_path: Path, device_rate_hz: int, *, interval_s: float = 0.25,
-                 smoothing: float = 0.5, matcher: FxMatcher | None = None,
-                 on_estimate: Callable[[dict], None] | None = None, is_active: Callable[[], bool] = lambda: True,
-                 checker=None):
+    def __init__(
+        self,
+        estimator_path: Path,
+        device_rate_hz: int,
+        *,
+        interval_s: float = 0.25,
+        smoothing: float = 0.5,
+        matcher: FxMatcher | None = None,
+        on_estimate: Callable[[dict], None] | None = None,
+        is_active: Callable[[], bool] = lambda: True,
+        checker=None,
+    ):
         super().__init__("pimodule-fx")
         #: checks a dry model's estimates against the audio (pimodule.device.fx.check_thread.FxChecker)
         self.checker = checker
@@ -267,7 +282,7 @@ def osc_messages(estimate: dict, prefix: str = "/pimodule/fx") -> list[tuple[str
     return out
 
 
-def build(cfg, engine, store, max_block: int, publish, on_error=None) -> "FxAnalyzer | None":
+def build(cfg, engine, store, max_block: int, publish, on_error=None) -> FxAnalyzer | None:
     """The daemon's fx mode from its config (``DaemonConfig``): the analyzer and matcher wired to
     ``engine``, or None without an estimator."""
     if not cfg.fx.model:
@@ -277,13 +292,21 @@ def build(cfg, engine, store, max_block: int, publish, on_error=None) -> "FxAnal
         matcher = FxMatcher(cfg.audio.sample_rate_hz, max_block)
         checker = None
         if cfg.fx.check:
-
-            checker = FxChecker(cfg.fx.check_interval_s, follow=matcher.follow,
-                                publish=lambda est: publish(osc_messages(est, "/pimodule/fx/checked")))
-        analyzer = FxAnalyzer(path, cfg.audio.sample_rate_hz, interval_s=cfg.fx.interval_s,
-                              smoothing=cfg.fx.smoothing, matcher=matcher,
-                              on_estimate=lambda est: publish(osc_messages(est)),
-                              is_active=lambda: engine.mode == "fx", checker=checker)
+            checker = FxChecker(
+                cfg.fx.check_interval_s,
+                follow=matcher.follow,
+                publish=lambda est: publish(osc_messages(est, "/pimodule/fx/checked")),
+            )
+        analyzer = FxAnalyzer(
+            path,
+            cfg.audio.sample_rate_hz,
+            interval_s=cfg.fx.interval_s,
+            smoothing=cfg.fx.smoothing,
+            matcher=matcher,
+            on_estimate=lambda est: publish(osc_messages(est)),
+            is_active=lambda: engine.mode == "fx",
+            checker=checker,
+        )
     except (ModelFileError, ValueError, OSError) as err:
         log.warning("fx mode without an estimator (input passes through): %s", err)
         return None
@@ -296,7 +319,12 @@ def build(cfg, engine, store, max_block: int, publish, on_error=None) -> "FxAnal
     attach(analyzer.history, analyzer.other_history)
     analyzer.on_histories = attach
     analyzer.on_error = on_error
-    log.info("fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms", path.name,
-             analyzer.estimator.conditioning, analyzer.estimator.window / analyzer.estimator.sample_rate,
-             analyzer.estimator.sample_rate, 1e3 * analyzer.interval_s)
+    log.info(
+        "fx: estimator %s (%s, window %.2f s at %d Hz), every %.0f ms",
+        path.name,
+        analyzer.estimator.conditioning,
+        analyzer.estimator.window / analyzer.estimator.sample_rate,
+        analyzer.estimator.sample_rate,
+        1e3 * analyzer.interval_s,
+    )
     return analyzer

@@ -11,7 +11,7 @@ that sets them builds the new state and the effect crossfades to it, so ``proces
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -36,8 +36,15 @@ class _Stage:
 class ChainTwin:
     """Effects in chain order; ``process(block)`` works in place on ``(channels, n)`` floats."""
 
-    def __init__(self, sample_rate: int, effects: Iterable[str] = EFFECT_NAMES, channels: int = 1,
-                 smoothing_ms: float = 20.0, distortion_mode: str = "tanh", max_block: int = 8192):
+    def __init__(
+        self,
+        sample_rate: int,
+        effects: Iterable[str] = EFFECT_NAMES,
+        channels: int = 1,
+        smoothing_ms: float = 20.0,
+        distortion_mode: str = "tanh",
+        max_block: int = 8192,
+    ):
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
         self.smoothing_ms = float(smoothing_ms)
@@ -87,7 +94,7 @@ class ChainTwin:
 
     def apply(self, estimate: Mapping[str, Mapping], immediate: bool = False) -> None:
         """Targets from an estimate ``{effect: {"active": bool, "params": {name: value}}}``."""
-        for name, stage in self.stages.items():
+        for name in self.stages:
             if name not in estimate:
                 continue
             entry = estimate[name]

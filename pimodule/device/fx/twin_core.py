@@ -9,8 +9,9 @@ response. Only names both namespaces share are used (``sin``, ``cos``, ``sqrt``,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,16 +55,22 @@ def rbj_biquad(xp: Any, kind: str, freq_hz: Any, gain_db: Any, q: Any, sample_ra
                 2.0 * big_a * (am1 - ap1 * cos_w0),
                 big_a * (ap1 - am1 * cos_w0 - two_sqrt_a_alpha),
             )
-            a = (ap1 + am1 * cos_w0 + two_sqrt_a_alpha, -2.0 * (am1 + ap1 * cos_w0),
-                 ap1 + am1 * cos_w0 - two_sqrt_a_alpha)
+            a = (
+                ap1 + am1 * cos_w0 + two_sqrt_a_alpha,
+                -2.0 * (am1 + ap1 * cos_w0),
+                ap1 + am1 * cos_w0 - two_sqrt_a_alpha,
+            )
         else:
             b = (
                 big_a * (ap1 + am1 * cos_w0 + two_sqrt_a_alpha),
                 -2.0 * big_a * (am1 + ap1 * cos_w0),
                 big_a * (ap1 + am1 * cos_w0 - two_sqrt_a_alpha),
             )
-            a = (ap1 - am1 * cos_w0 + two_sqrt_a_alpha, 2.0 * (am1 - ap1 * cos_w0),
-                 ap1 - am1 * cos_w0 - two_sqrt_a_alpha)
+            a = (
+                ap1 - am1 * cos_w0 + two_sqrt_a_alpha,
+                2.0 * (am1 - ap1 * cos_w0),
+                ap1 - am1 * cos_w0 - two_sqrt_a_alpha,
+            )
     else:
         raise ValueError(f"unknown biquad kind {kind!r}")
     a0 = a[0]

@@ -102,8 +102,7 @@ class EqTwin(TwinEffect):
         self._zi = np.zeros((self.channels, self.sos.shape[0], 2))  # (channels, sections, 2)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        if (_sosfilt_in_place is not None and block.dtype == np.float64 and block.ndim == 2
-                and block.flags.c_contiguous):
+        if _sosfilt_in_place is not None and block.dtype == np.float64 and block.ndim == 2 and block.flags.c_contiguous:
             _sosfilt_in_place(self.sos, block, self._zi)
             return block
         y, zi = scipy.signal.sosfilt(self.sos, block, axis=-1, zi=self._zi.transpose(1, 0, 2))
@@ -138,10 +137,10 @@ class CompressorTwin(TwinEffect):
     def process(self, block: np.ndarray) -> np.ndarray:
         p = self.params
         power = np.mean(block * block, axis=0) * self._c
-        level, self._level_zi = scipy.signal.lfilter([1.0], [1.0, self._c - 1.0], power,
-                                                     zi=self._level_zi)
-        g_db = core.compressor_gain_db(np, 10.0 * np.log10(np.maximum(level, 0.0) + 1e-10),
-                                       p["threshold_db"], p["ratio"], p["knee_db"])
+        level, self._level_zi = scipy.signal.lfilter([1.0], [1.0, self._c - 1.0], power, zi=self._level_zi)
+        g_db = core.compressor_gain_db(
+            np, 10.0 * np.log10(np.maximum(level, 0.0) + 1e-10), p["threshold_db"], p["ratio"], p["knee_db"]
+        )
         target = (10.0 ** (g_db / 20.0)).tolist()
         g, at, rt = self._g, self._at, self._rt
         smooth = np.empty(len(target))
@@ -216,7 +215,7 @@ class ReverbTwin(TwinEffect):
         n, pre = self.partition, core.reverb_predelay(self.sample_rate)
         ir = core.reverb_ir(np, self._bands, self.sample_rate, decay_s, damping_pct)
         shifted = np.zeros(self.n_partitions * n)
-        shifted[pre - n: pre - n + ir.shape[-1]] = ir
+        shifted[pre - n : pre - n + ir.shape[-1]] = ir
         return np.fft.rfft(shifted.reshape(self.n_partitions, n), 2 * n, axis=-1)
 
     def rebuild(self, crossfade: bool = True) -> None:
@@ -254,7 +253,7 @@ class ReverbTwin(TwinEffect):
         n, p, k = self.partition, self.n_partitions, self._newest
         acc = np.einsum("pcf,pf->cf", self._fdl[k:], h[: p - k])
         if k:
-            acc += np.einsum("pcf,pf->cf", self._fdl[:k], h[p - k:])
+            acc += np.einsum("pcf,pf->cf", self._fdl[:k], h[p - k :])
         return np.fft.irfft(acc, 2 * n, axis=-1)[:, n:]
 
     def _convolve_partition(self) -> None:
@@ -278,11 +277,11 @@ class ReverbTwin(TwinEffect):
         start = 0
         while start < n_total:
             k = min(n - self._pos, n_total - start)
-            seg = block[:, start:start + k]
-            self._window[:, n + self._pos: n + self._pos + k] = seg
-            m = mix if np.isscalar(mix) else mix[start:start + k]
+            seg = block[:, start : start + k]
+            self._window[:, n + self._pos : n + self._pos + k] = seg
+            m = mix if np.isscalar(mix) else mix[start : start + k]
             seg *= 1.0 - m
-            seg += m * self._wet[:, self._pos:self._pos + k]
+            seg += m * self._wet[:, self._pos : self._pos + k]
             self._pos += k
             start += k
             if self._pos == n:
@@ -291,8 +290,13 @@ class ReverbTwin(TwinEffect):
         return block
 
 
-TWINS = {"eq": EqTwin, "compressor": CompressorTwin, "distortion": DistortionTwin,
-         "reverb": ReverbTwin, "gain": GainTwin}
+TWINS = {
+    "eq": EqTwin,
+    "compressor": CompressorTwin,
+    "distortion": DistortionTwin,
+    "reverb": ReverbTwin,
+    "gain": GainTwin,
+}
 
 
 def make_twin(name: str, sample_rate: int, channels: int = 1, mode: str = "tanh") -> TwinEffect:

@@ -20,7 +20,6 @@ from pimodule.core.controls import CV_NAMES, DDSP_CONTROLS, GAIN_SPEC, MODES
 from pimodule.core.params import ParamTable
 
 
-
 class Controller(Protocol):
     """The daemon's control surface, in physical units."""
 
@@ -56,8 +55,12 @@ class Controller(Protocol):
 class MemoryController:
     """A real controller with its state in memory (no audio): values, mode, model, gain, mute."""
 
-    def __init__(self, table: ParamTable = DDSP_CONTROLS, models: dict[str, ParamTable] | None = None,
-                 model_dir: Path | None = None):
+    def __init__(
+        self,
+        table: ParamTable = DDSP_CONTROLS,
+        models: dict[str, ParamTable] | None = None,
+        model_dir: Path | None = None,
+    ):
         self._models = dict(models or {"default": table})
         self.model_dir = model_dir
         self.model = next(iter(self._models))
@@ -109,8 +112,16 @@ class MemoryController:
         self.cv[name] = float(volts)
 
     def status(self) -> dict:
-        out = {"cpu_percent": 0.0, "callback_p99_us": 0.0, "xruns": 0, "model": self.model,
-               "mode": self.mode, "gain_db": self.gain_db, "mute": int(self.mute), "cv": dict(self.cv)}
+        out = {
+            "cpu_percent": 0.0,
+            "callback_p99_us": 0.0,
+            "xruns": 0,
+            "model": self.model,
+            "mode": self.mode,
+            "gain_db": self.gain_db,
+            "mute": int(self.mute),
+            "cv": dict(self.cv),
+        }
         out.update(self.extra_status)
         return out
 

@@ -33,8 +33,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class SpidevBus:
         self._dev = dev
 
     @classmethod
-    def open(cls, adc: AdcConfig) -> "SpidevBus":
+    def open(cls, adc: AdcConfig) -> SpidevBus:
         import spidev  # noqa: PLC0415  (only on the Pi)
 
         dev = spidev.SpiDev()
@@ -118,8 +119,7 @@ class FakeMCP3208:
     ``noise_lsb`` adds Gaussian noise from the injected ``rng``.
     """
 
-    def __init__(self, vref_v: float = 3.3, noise_lsb: float = 0.0,
-                 rng: np.random.Generator | None = None):
+    def __init__(self, vref_v: float = 3.3, noise_lsb: float = 0.0, rng: np.random.Generator | None = None):
         self.vref_v = vref_v
         self.noise_lsb = noise_lsb
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -165,7 +165,7 @@ class FakeMCP3208:
             for k in range(first, len(bits_out)):
                 j = k - first
                 bits_out[k] = stream[j] if j < len(stream) else 0
-        return [int("".join(map(str, bits_out[i:i + 8])), 2) for i in range(0, len(bits_out), 8)]
+        return [int("".join(map(str, bits_out[i : i + 8])), 2) for i in range(0, len(bits_out), 8)]
 
 
 @dataclass(frozen=True)
@@ -176,11 +176,11 @@ class Calibration:
     offset_v: float
 
     @classmethod
-    def nominal(cls, adc: AdcConfig) -> "Calibration":
+    def nominal(cls, adc: AdcConfig) -> Calibration:
         return cls((adc.volts_at_max - adc.volts_at_min) / adc.max_code, adc.volts_at_min)
 
     @classmethod
-    def from_two_points(cls, value_a: float, volts_a: float, value_b: float, volts_b: float) -> "Calibration":
+    def from_two_points(cls, value_a: float, volts_a: float, value_b: float, volts_b: float) -> Calibration:
         """Two-point fit (e.g. 1 V and 3 V into CV1) from the inverted values read at each."""
         if not (math.isfinite(value_a) and math.isfinite(value_b)) or abs(value_b - value_a) < 1.0:
             raise ValueError("calibration points must be finite and differ by at least one step")
@@ -193,7 +193,7 @@ class Calibration:
 
 def volts_to_hz(volts: float, hz_at_0v: float = HZ_AT_0V) -> float:
     """1 V/oct: each volt doubles the frequency."""
-    return hz_at_0v * 2.0 ** volts
+    return hz_at_0v * 2.0**volts
 
 
 @dataclass
@@ -218,9 +218,14 @@ class ChannelState:
 class CVReader(BackgroundThread):
     """Polls the ADC in its own thread and publishes smoothed volts in ``values`` (see module doc)."""
 
-    def __init__(self, adc_chip: MCP3208, adc: AdcConfig, poll_rate_hz: float | None = None,
-                 calibrations: dict[str, Calibration] | None = None,
-                 clock=time.monotonic):
+    def __init__(
+        self,
+        adc_chip: MCP3208,
+        adc: AdcConfig,
+        poll_rate_hz: float | None = None,
+        calibrations: dict[str, Calibration] | None = None,
+        clock=time.monotonic,
+    ):
         self.chip = adc_chip
         self.adc = adc
         self.poll_rate_hz = float(poll_rate_hz or adc.poll_rate_hz)
@@ -231,12 +236,19 @@ class CVReader(BackgroundThread):
         if unknown:
             raise KeyError(f"calibration for unknown channels {sorted(unknown)}")
         self.channels = tuple(
-            ChannelState(c.name, c.channel, calibrations.get(c.name, Calibration.nominal(adc)),
-                         ROLE_SMOOTHING_HZ[c.role], ROLE_DEADBAND_V[c.role])
-            for c in adc.channels)
+            ChannelState(
+                c.name,
+                c.channel,
+                calibrations.get(c.name, Calibration.nominal(adc)),
+                ROLE_SMOOTHING_HZ[c.role],
+                ROLE_DEADBAND_V[c.role],
+            )
+            for c in adc.channels
+        )
         n = len(self.channels)
-        self._alpha = np.array([1.0 - math.exp(-2.0 * math.pi * ch.smoothing_hz / self.poll_rate_hz)
-                                for ch in self.channels])
+        self._alpha = np.array(
+            [1.0 - math.exp(-2.0 * math.pi * ch.smoothing_hz / self.poll_rate_hz) for ch in self.channels]
+        )
         self._smooth = np.full(n, math.nan)
         self.values = np.zeros(n, dtype=np.float64)  # published volts: the lock-free hand-off
         self.raw = np.zeros(n, dtype=np.int64)  # last raw codes (for `pimodule calibrate`)
@@ -300,4 +312,3 @@ class CVReader(BackgroundThread):
                 deadline = self._clock()
                 wait_s = 0.0
             self._stop.wait(max(wait_s, 0.0))
-

@@ -26,8 +26,9 @@ import json
 import socket
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 PROTOCOL = "PIMODULE-FLASH"
 VERSION = 1
@@ -154,7 +155,7 @@ class SocketLink(_LineLink):
         self.sock = sock
 
     @classmethod
-    def connect(cls, host: str, port: int = DEFAULT_PORT, timeout_s: float = 5.0) -> "SocketLink":
+    def connect(cls, host: str, port: int = DEFAULT_PORT, timeout_s: float = 5.0) -> SocketLink:
         return cls(socket.create_connection((host, port), timeout=timeout_s))
 
     def send_line(self, text: str) -> None:
@@ -167,7 +168,7 @@ class SocketLink(_LineLink):
         self.sock.settimeout(timeout_s)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return b""
         except OSError as err:
             raise LinkClosed(f"connection lost ({err})") from None
@@ -191,7 +192,7 @@ class SerialLink(_LineLink):
         self.port = port
 
     @classmethod
-    def open(cls, device: str, baud: int = 115200) -> "SerialLink":
+    def open(cls, device: str, baud: int = 115200) -> SerialLink:
         import serial
 
         try:
@@ -236,15 +237,26 @@ def _expect(link: Link, timeout_s: float, *prefixes: str) -> str:
             return line
 
 
-def flash_file(path: str | Path, link: Link, *, name: str | None = None, activate: bool = True,
-               progress: Callable[[int, int], None] | None = None,
-               line_timeout_s: float = LINE_TIMEOUT_S, done_timeout_s: float = DONE_TIMEOUT_S) -> dict:
+def flash_file(
+    path: str | Path,
+    link: Link,
+    *,
+    name: str | None = None,
+    activate: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    line_timeout_s: float = LINE_TIMEOUT_S,
+    done_timeout_s: float = DONE_TIMEOUT_S,
+) -> dict:
     """Send a model file over ``link``; returns the module's ``DONE`` record. Raises FlashError
     (the module refused, or the link failed: then the module discards what it got)."""
     path = Path(path)
     data = path.read_bytes()
-    meta = {"name": name or path.stem, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "activate": bool(activate)}
+    meta = {
+        "name": name or path.stem,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "activate": bool(activate),
+    }
     try:
         link.send_line(header_line(meta))
         ready = _expect(link, line_timeout_s, "READY")

@@ -32,8 +32,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -154,8 +155,7 @@ class RpiGpio:
 class Triggers:
     """Pull-up, active-low trigger inputs; counts rising edges at the jack (pin falling)."""
 
-    def __init__(self, backend: GpioBackend, cfg: GpioConfig,
-                 on_trigger: Callable[[int], None] | None = None):
+    def __init__(self, backend: GpioBackend, cfg: GpioConfig, on_trigger: Callable[[int], None] | None = None):
         self.backend = backend
         self.names = tuple(p.name for p in cfg.triggers)
         self.pins = cfg.trigger_pins
@@ -209,9 +209,14 @@ class Buttons(BackgroundThread):
     Events go to ``on_event`` (called from the polling thread) and to the ``events`` deque.
     """
 
-    def __init__(self, backend: GpioBackend, cfg: GpioConfig,
-                 on_event: Callable[[ButtonEvent], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, poll_hz: float = BUTTON_POLL_HZ):
+    def __init__(
+        self,
+        backend: GpioBackend,
+        cfg: GpioConfig,
+        on_event: Callable[[ButtonEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        poll_hz: float = BUTTON_POLL_HZ,
+    ):
         self.backend = backend
         self.names = tuple(p.name for p in cfg.buttons)
         self.pins = cfg.button_pins

@@ -17,9 +17,10 @@ Nothing here touches hardware; ``pimodule.device.io.cv`` and ``pimodule.device.i
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # The repository's data file; on a device install /etc/pimodule/terminal_tedium.toml may override.
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "hardware" / "terminal_tedium.toml"
@@ -195,7 +196,8 @@ def _validate(hw: Hardware, source: str) -> None:
             raise HardwareError(f"{source}: ADC channel {ch.name!r} = {ch.channel} outside {lo}..{hi}")
         if ch.channel in seen_ch:
             raise HardwareError(
-                f"{source}: ADC channel {ch.channel} used by both {seen_ch[ch.channel]!r} and {ch.name!r}")
+                f"{source}: ADC channel {ch.channel} used by both {seen_ch[ch.channel]!r} and {ch.name!r}"
+            )
         if ch.role not in CHANNEL_ROLES:
             raise HardwareError(f"{source}: ADC channel {ch.name!r} role {ch.role!r} not in {CHANNEL_ROLES}")
         seen_ch[ch.channel] = ch.name

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
+
 from pimodule.device.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,9 @@ def watchdog_interval_s(environ: dict | None = None) -> float | None:
 class Watchdog(BackgroundThread):
     """A thread that sends WATCHDOG=1 every interval while ``is_healthy()`` is true."""
 
-    def __init__(self, notifier: Notifier, is_healthy: Callable[[], bool] = lambda: True,
-                 interval_s: float | None = None):
+    def __init__(
+        self, notifier: Notifier, is_healthy: Callable[[], bool] = lambda: True, interval_s: float | None = None
+    ):
         self.notifier = notifier
         self.is_healthy = is_healthy
         self.interval_s = interval_s if interval_s is not None else watchdog_interval_s()

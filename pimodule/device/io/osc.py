@@ -27,8 +27,9 @@ import logging
 import math
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from pythonosc.osc_packet import ParseError
 
@@ -66,7 +67,7 @@ class OscConfig:
             raise ValueError("bad OSC port or max_packet_bytes")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "OscConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> OscConfig:
         """From the ``[osc]`` table of the daemon's TOML config (unknown keys refused)."""
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
@@ -101,8 +102,7 @@ class _Subscriber:
 class OscServer(BackgroundThread):
     """See the module docstring and docs/osc.md."""
 
-    def __init__(self, controller: Controller, config: OscConfig = OscConfig(),
-                 clock=time.monotonic):
+    def __init__(self, controller: Controller, config: OscConfig = OscConfig(), clock=time.monotonic):
         self.controller = controller
         self.config = config
         self.counters = OscCounters()
@@ -132,7 +132,7 @@ class OscServer(BackgroundThread):
             self.sock.settimeout(min(max(due - now, 0.001), 0.2))
             try:
                 data, src = self.sock.recvfrom(bufsize)
-            except socket.timeout:
+            except TimeoutError:
                 data = None
             except OSError:
                 if self._stop.is_set():
@@ -208,11 +208,11 @@ class OscServer(BackgroundThread):
     def _dispatch(self, address: str, args: list, src: tuple[str, int]) -> None:
         if not address.startswith(PREFIX):
             raise Refused("unknown address (everything lives under /pimodule/)")
-        path = address[len(PREFIX):]
+        path = address[len(PREFIX) :]
         reply = self._reply_to(src)
         c = self.controller
         if path.startswith("control/"):
-            name = path[len("control/"):]
+            name = path[len("control/") :]
             if name not in c.controls():
                 raise Refused(f"unknown control {name!r}")
             value = one_number(args)
@@ -226,7 +226,7 @@ class OscServer(BackgroundThread):
             set_cv = getattr(c, "set_cv", None)
             if set_cv is None:
                 raise Refused("this daemon reads its CV itself (no external CV)")
-            set_cv(path[len("cv/"):], applied)
+            set_cv(path[len("cv/") :], applied)
             if applied != volts:
                 self.counters.clamped += 1
                 self._send(reply, address, float(applied))
@@ -255,8 +255,16 @@ class OscServer(BackgroundThread):
             no_args(args)
             table = c.controls()
             for s in table:
-                self._send(reply, "/pimodule/controls/spec", s.name, s.unit, float(s.min),
-                           float(s.max), float(s.default), s.scale)
+                self._send(
+                    reply,
+                    "/pimodule/controls/spec",
+                    s.name,
+                    s.unit,
+                    float(s.min),
+                    float(s.max),
+                    float(s.default),
+                    s.scale,
+                )
             self._send(reply, "/pimodule/controls/end", len(table))
         elif path == "ping":
             self._send(reply, "/pimodule/pong", *[a for a in args if isinstance(a, (int, float, str))])

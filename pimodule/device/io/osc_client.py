@@ -15,7 +15,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
@@ -57,7 +58,7 @@ class OscClient:
         self.sock.bind(("127.0.0.1" if is_loopback(host) else "0.0.0.0", bind_port))
         self.port = self.sock.getsockname()[1]
 
-    def __enter__(self) -> "OscClient":
+    def __enter__(self) -> OscClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -77,13 +78,19 @@ class OscClient:
         self.sock.settimeout(timeout_s)
         try:
             data, _ = self.sock.recvfrom(65536)
-        except socket.timeout:
+        except TimeoutError:
             return None
         return decode(data)[0]
 
-    def request(self, address: str, *args: Any, expect: str | None = None, timeout_s: float = 5.0,
-                resend_s: float = 0.25, accept: Callable[[tuple[str, list]], bool] | None = None
-                ) -> tuple[str, list]:
+    def request(
+        self,
+        address: str,
+        *args: Any,
+        expect: str | None = None,
+        timeout_s: float = 5.0,
+        resend_s: float = 0.25,
+        accept: Callable[[tuple[str, list]], bool] | None = None,
+    ) -> tuple[str, list]:
         """Send, resending every ``resend_s`` until a message whose address starts with ``expect``
         (or, given ``accept``, one it accepts) arrives; other messages are skipped. TimeoutError
         after ``timeout_s``."""

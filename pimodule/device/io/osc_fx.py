@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pimodule.device.io.osc_args import Refused, no_args, one_number, one_string
 
 FX_PATHS = ("fx/match", "fx/model", "fx/list", "fx/estimate", "fx/hold", "fx/set", "fx/matched")
 
 
-def dispatch_fx(path: str, address: str, args: list, controller: Any,
-                send: Callable[..., None]) -> None:
+def dispatch_fx(path: str, address: str, args: list, controller: Any, send: Callable[..., None]) -> None:
     """Carry out fx request ``path`` (``fx/…``); ``send(address, *args)`` replies to the sender."""
     if getattr(controller, "set_fx_match", None) is None:
         raise Refused("this daemon has no fx mode")

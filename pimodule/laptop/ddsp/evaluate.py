@@ -14,19 +14,25 @@ import numpy as np
 import torch
 
 from pimodule.core import features
-from pimodule.laptop.data import dataset
-from pimodule.laptop import runs
-from pimodule.laptop.ddsp.recipe import load_run
-from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
 from pimodule.device.session import ModelSession
+from pimodule.laptop import runs
+from pimodule.laptop.data import dataset
+from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
+from pimodule.laptop.ddsp.recipe import load_run
 
 AUDIBLE_DB = -60.0  # frames quieter than this (target) are not scored
 VOICED = 0.7  # periodicity above which a target frame counts as voiced
 
 
-def frame_errors(output: np.ndarray, target_f0_hz: np.ndarray, target_loudness_db: np.ndarray,
-                 target_periodicity: np.ndarray, sample_rate: int, hop_size: int,
-                 tracker: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def frame_errors(
+    output: np.ndarray,
+    target_f0_hz: np.ndarray,
+    target_loudness_db: np.ndarray,
+    target_periodicity: np.ndarray,
+    sample_rate: int,
+    hop_size: int,
+    tracker: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame |loudness error| (dB, audible frames) and |f0 error| (cents, voiced audible
     frames), measuring the output with the tracker settings the targets were made with."""
     tracker = dict(tracker or {})
@@ -53,8 +59,9 @@ def summarize(spectral: list[float], ld_errs: list[np.ndarray], f0_errs: list[np
     }
 
 
-def evaluate_arrays(render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int,
-                    tracker: dict | None = None) -> dict:
+def evaluate_arrays(
+    render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int, tracker: dict | None = None
+) -> dict:
     """``render(f0_hz, loudness_db) -> audio`` for each held-out example; the summary metrics."""
     loss_fn = multiscale_spectral_loss()
     spectral, ld_errs, f0_errs = [], [], []
@@ -63,8 +70,9 @@ def evaluate_arrays(render, data: dict[str, np.ndarray], sample_rate: int, hop_s
         target = data["audio"][i][: len(out)]
         with torch.no_grad():
             spectral.append(float(loss_fn(torch.from_numpy(out)[None, None], torch.from_numpy(target)[None, None])))
-        ld, f0 = frame_errors(out, data["f0_hz"][i], data["loudness_db"][i], data["periodicity"][i],
-                              sample_rate, hop_size, tracker)
+        ld, f0 = frame_errors(
+            out, data["f0_hz"][i], data["loudness_db"][i], data["periodicity"][i], sample_rate, hop_size, tracker
+        )
         ld_errs.append(ld)
         f0_errs.append(f0)
     return summarize(spectral, ld_errs, f0_errs)
@@ -76,6 +84,7 @@ def torch_renderer(model):
             f0 = torch.from_numpy(np.asarray(f0_hz, np.float32))[None]
             ld = torch.from_numpy(np.asarray(loudness_db, np.float32))[None]
             return model(f0, ld, model.controls_tensor(1), *model.initial_state(1))[0][0].numpy()
+
     return render
 
 
@@ -83,6 +92,7 @@ def onnx_renderer(session):
     def render(f0_hz, loudness_db):
         session.reset()
         return session.process(f0_hz, loudness_db)
+
     return render
 
 
@@ -91,8 +101,13 @@ def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
     the metrics to the checkpoint's metadata (so `pimodule export` records them)."""
     model, meta = load_run(run_dir)
     data = dataset.load_dataset(data_dir, "held_out")
-    metrics = evaluate_arrays(torch_renderer(model), data, model.config.sample_rate, model.config.hop_size,
-                              features.tracker_settings(dataset.load_info(data_dir)))
+    metrics = evaluate_arrays(
+        torch_renderer(model),
+        data,
+        model.config.sample_rate,
+        model.config.hop_size,
+        features.tracker_settings(dataset.load_info(data_dir)),
+    )
     metrics["step"] = meta.get("step")
     metrics["train_minutes"] = round(meta.get("train_seconds", 0.0) / 60, 2)
     runs.write_metrics(run_dir, metrics)
@@ -108,8 +123,13 @@ def evaluate_model_file(model_path: Path, data_dir: Path) -> dict:
 
     session = ModelSession(model_path)
     data = dataset.load_dataset(data_dir, "held_out")
-    return evaluate_arrays(onnx_renderer(session), data, session.info.sample_rate, session.info.block_size,
-                           features.tracker_settings(dataset.load_info(data_dir)))
+    return evaluate_arrays(
+        onnx_renderer(session),
+        data,
+        session.info.sample_rate,
+        session.info.block_size,
+        features.tracker_settings(dataset.load_info(data_dir)),
+    )
 
 
 EXAMPLES = (
@@ -121,8 +141,9 @@ EXAMPLES = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, nargs="+", help="exported .onnx files or training run folders")
-    parser.add_argument("--data", type=Path, nargs="+", required=True,
-                        help="dataset folder per model (one for all, or one each)")
+    parser.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="dataset folder per model (one for all, or one each)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
 
 
@@ -135,8 +156,9 @@ def main(args: argparse.Namespace) -> int:
     print("| model | spectral loss | loudness error (dB) | f0 error (cents, median) |")
     print("| --- | --- | --- | --- |")
     for name, m in results.items():
-        print(f"| {name} | {m['spectral_loss']:.3f} | {m['loudness_error_db']:.2f} | "
-              f"{m['f0_error_cents_median']:.1f} |")
+        print(
+            f"| {name} | {m['spectral_loss']:.3f} | {m['loudness_error_db']:.2f} | {m['f0_error_cents_median']:.1f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -20,8 +20,8 @@ import onnx
 import torch
 
 from pimodule.core import modelfile
-from pimodule.laptop.ddsp.frame import FrameVoice
 from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.laptop.ddsp.frame import FrameVoice
 from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 from pimodule.laptop.ddsp.recipe import load_run
 from pimodule.laptop.ddsp.train import summarize_info
@@ -33,8 +33,13 @@ FRAME_INPUTS = ("f0_hz", "loudness_db", "controls")
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -73,8 +78,14 @@ def export_onnx(model: DDSPVoice, path: str | Path, *, name: str, provenance: di
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            graph, args, input_names=input_names, output_names=output_names,
-            opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
+            graph,
+            args,
+            input_names=input_names,
+            output_names=output_names,
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
     program.save(buf)
     proto = onnx.load_model_from_string(buf.getvalue())

@@ -105,8 +105,19 @@ class FrameVoice(nn.Module):
     def _leaky(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.slope)
 
-    def forward(self, f0_hz, loudness_db, controls, gru_h, phase, prev_f0_hz, prev_amplitudes,
-                noise_tail, noise_position, reverb_history=None):
+    def forward(
+        self,
+        f0_hz,
+        loudness_db,
+        controls,
+        gru_h,
+        phase,
+        prev_f0_hz,
+        prev_amplitudes,
+        noise_tail,
+        noise_position,
+        reverb_history=None,
+    ):
         c, h, hop = self.config, self.hidden, self.hop_size
         shift_gain, _, harm_gain, noise_gain = torch.split(torch.exp(controls * self.control_scale), 1, 1)
         f0 = (f0_hz * shift_gain).clamp(1.0, c.sample_rate / 2)
@@ -149,15 +160,22 @@ class FrameVoice(nn.Module):
         # -- filtered noise: table noise, FIR from the band magnitudes, overlap-add
         idx = noise_position + self.hop_index
         idx = idx.reshape(hop)  # index_select exports as Gather (fancy indexing: slow GatherND)
-        white = (torch.index_select(self.noise_a, 0, torch.remainder(idx, self.noise_a.shape[0]))
-                 + torch.index_select(self.noise_b, 0, torch.remainder(idx, self.noise_b.shape[0])))
+        white = torch.index_select(self.noise_a, 0, torch.remainder(idx, self.noise_a.shape[0])) + torch.index_select(
+            self.noise_b, 0, torch.remainder(idx, self.noise_b.shape[0])
+        )
         fir = torch.matmul(noise_mags * noise_gain, self.fir_basis)  # (1, taps)
         padded = F.pad(white, self.n_pad).reshape(1, 1, -1)
         segs = F.conv1d(padded, fir.reshape(1, 1, -1))[..., : self.n_seg * hop].reshape(self.n_seg, hop)
         total = segs + F.pad(noise_tail.reshape(self.n_seg - 1, hop), (0, 0, 0, 1))
         audio = harmonic + total[:1]
-        state = (h_next.reshape(1, 1, h), wrapped[:, -1:], f0, amps.reshape(1, 1, k),
-                 total[1:].reshape(1, self.n_seg - 1, hop), torch.remainder(noise_position + hop, self.period))
+        state = (
+            h_next.reshape(1, 1, h),
+            wrapped[:, -1:],
+            f0,
+            amps.reshape(1, 1, k),
+            total[1:].reshape(1, self.n_seg - 1, hop),
+            torch.remainder(noise_position + hop, self.period),
+        )
         if self.has_reverb:
             wet, history = synth.fir_reverb(audio, self.reverb_ir, history=reverb_history)
             return (audio + wet,) + state + (history,)

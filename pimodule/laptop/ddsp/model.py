@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from pimodule.laptop.ddsp import synth
-from pimodule.core.modelfile import StateSpec
 from pimodule.core.controls import DDSP_CONTROLS
-
+from pimodule.core.modelfile import StateSpec
+from pimodule.laptop.ddsp import synth
 
 LOUDNESS_FLOOR_DB = -100.0
 NOISE_TABLE_LENGTHS = (8191, 8179)  # coprime (both prime)
@@ -38,8 +37,12 @@ class DDSPConfig:
 
 def _mlp(n_in: int, n_hidden: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(n_in, n_hidden), nn.LayerNorm(n_hidden), nn.LeakyReLU(0.1),
-        nn.Linear(n_hidden, n_hidden), nn.LayerNorm(n_hidden), nn.LeakyReLU(0.1),
+        nn.Linear(n_in, n_hidden),
+        nn.LayerNorm(n_hidden),
+        nn.LeakyReLU(0.1),
+        nn.Linear(n_hidden, n_hidden),
+        nn.LayerNorm(n_hidden),
+        nn.LeakyReLU(0.1),
     )
 
 
@@ -75,7 +78,9 @@ class DDSPVoice(nn.Module):
         if self.n_reverb_taps > 1:  # a quiet decaying-noise start; tap 0 stays the dry path
             gen = torch.Generator().manual_seed(config.noise_seed + 1)
             t = torch.arange(1, self.n_reverb_taps) / config.sample_rate
-            init = 0.01 * torch.randn(self.n_reverb_taps - 1, generator=gen) * torch.exp(-t / (config.reverb_seconds / 4))
+            init = (
+                0.01 * torch.randn(self.n_reverb_taps - 1, generator=gen) * torch.exp(-t / (config.reverb_seconds / 4))
+            )
             self.reverb_ir = nn.Parameter(init)
 
     # -- state ---------------------------------------------------------------------------------
@@ -88,8 +93,7 @@ class DDSPVoice(nn.Module):
             StateSpec("prev_amplitudes", (1, 1, c.n_harmonics), "float32"),
             StateSpec("noise_tail", (1, self.n_noise_seg - 1, c.hop_size), "float32"),
             StateSpec("noise_position", (1, 1), "int64"),
-        ) + ((StateSpec("reverb_history", (1, self.n_reverb_taps - 1), "float32"),)
-             if self.n_reverb_taps > 1 else ())
+        ) + ((StateSpec("reverb_history", (1, self.n_reverb_taps - 1), "float32"),) if self.n_reverb_taps > 1 else ())
 
     def initial_state(self, batch_size: int = 1, generator: torch.Generator | None = None):
         """Zero state; with a generator, random noise positions (for training variety)."""
@@ -141,12 +145,15 @@ class DDSPVoice(nn.Module):
         amps = amps * torch.pow(10.0, harm_db / 20.0).unsqueeze(-1)
         noise_mags = noise_mags * torch.pow(10.0, noise_db / 20.0).unsqueeze(-1)
         harmonic, phase_next = synth.harmonic_synth(
-            f0, amps, c.sample_rate, hop_size=c.hop_size,
-            phase=phase, prev_f0_hz=prev_f0_hz, prev_amplitudes=prev_amplitudes,
+            f0,
+            amps,
+            c.sample_rate,
+            hop_size=c.hop_size,
+            phase=phase,
+            prev_f0_hz=prev_f0_hz,
+            prev_amplitudes=prev_amplitudes,
         )
-        white, position_next = synth.table_noise(
-            self.noise_a, self.noise_b, noise_position, f0.shape[1] * c.hop_size
-        )
+        white, position_next = synth.table_noise(self.noise_a, self.noise_b, noise_position, f0.shape[1] * c.hop_size)
         noise, tail_next = synth.filtered_noise(
             noise_mags, white, self.noise_basis, hop_size=c.hop_size, tail=noise_tail
         )

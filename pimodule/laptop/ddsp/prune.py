@@ -45,6 +45,7 @@ def _activations(voice: DDSPVoice, f0_hz: torch.Tensor, loudness_db: torch.Tenso
         def store(_module, _inputs, output):
             out = output[0] if isinstance(output, tuple) else output
             acts[name] = out.detach().abs().reshape(-1, out.shape[-1]).mean(0)
+
         return store
 
     handles = [module.register_forward_hook(hook(name)) for name, module in taps.items()]
@@ -63,8 +64,7 @@ def unit_importance(voice: DDSPVoice, f0_hz: torch.Tensor, loudness_db: torch.Te
     h = voice.config.hidden_size
     acts = _activations(voice, f0_hz, loudness_db)
     w_ih, w_hh, w_out = voice.gru.weight_ih_l0, voice.gru.weight_hh_l0, voice.out_mlp[0].weight
-    readers = {"out.1": voice.out_mlp[3].weight, "out.2": voice.proj.weight,
-               "gru": torch.cat([w_hh, w_out[:, :h]], 0)}
+    readers = {"out.1": voice.out_mlp[3].weight, "out.2": voice.proj.weight, "gru": torch.cat([w_hh, w_out[:, :h]], 0)}
     for i, m in enumerate(MLPS):
         readers[f"{m}.1"] = getattr(voice, m)[3].weight
         readers[f"{m}.2"] = torch.cat([w_ih[:, i * h : (i + 1) * h], w_out[:, (i + 1) * h : (i + 2) * h]], 0)
@@ -72,7 +72,9 @@ def unit_importance(voice: DDSPVoice, f0_hz: torch.Tensor, loudness_db: torch.Te
         return {name: acts[name] * readers[name].norm(dim=0) for name in readers}
 
 
-def prune_voice(voice: DDSPVoice, hidden: int, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> tuple[DDSPVoice, dict]:
+def prune_voice(
+    voice: DDSPVoice, hidden: int, f0_hz: torch.Tensor, loudness_db: torch.Tensor
+) -> tuple[DDSPVoice, dict]:
     """The voice cut to ``hidden`` units per layer (kept units in their original order) and the
     kept unit indices per layer."""
     h = voice.config.hidden_size
@@ -104,9 +106,15 @@ def prune_voice(voice: DDSPVoice, hidden: int, f0_hz: torch.Tensor, loudness_db:
     k1, k2 = keep["out.1"], keep["out.2"]
     dst["out_mlp.0.weight"] = cols(rows(src["out_mlp.0.weight"], k1), torch.cat([kg, ka + h, kb + 2 * h]))
     dst["out_mlp.0.bias"] = src["out_mlp.0.bias"][k1]
-    dst["out_mlp.3.weight"], dst["out_mlp.3.bias"] = cols(rows(src["out_mlp.3.weight"], k2), k1), src["out_mlp.3.bias"][k2]
+    dst["out_mlp.3.weight"], dst["out_mlp.3.bias"] = (
+        cols(rows(src["out_mlp.3.weight"], k2), k1),
+        src["out_mlp.3.bias"][k2],
+    )
     for ln, k in ((1, k1), (4, k2)):
-        dst[f"out_mlp.{ln}.weight"], dst[f"out_mlp.{ln}.bias"] = src[f"out_mlp.{ln}.weight"][k], src[f"out_mlp.{ln}.bias"][k]
+        dst[f"out_mlp.{ln}.weight"], dst[f"out_mlp.{ln}.bias"] = (
+            src[f"out_mlp.{ln}.weight"][k],
+            src[f"out_mlp.{ln}.bias"][k],
+        )
     dst["proj.weight"], dst["proj.bias"] = cols(src["proj.weight"], k2), src["proj.bias"]
     if "reverb_ir" in src:
         dst["reverb_ir"] = src["reverb_ir"]
@@ -117,7 +125,6 @@ def prune_voice(voice: DDSPVoice, hidden: int, f0_hz: torch.Tensor, loudness_db:
 def load_source(path: Path) -> tuple[DDSPVoice, dict]:
     """A voice to prune: a run folder (its latest checkpoint) or an exported .onnx voice."""
     if path.suffix == ".onnx":
-
         return voice_from_onnx(path), {"from": str(path)}
 
     voice, meta = load_run(path)
@@ -137,7 +144,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder for the pruned voice")
     parser.add_argument("--steps", type=int, default=1000, help="fine-tuning steps (0: none)")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop fine-tuning after this long")
-    parser.add_argument("--config", type=Path, help="TOML [train] section for fine-tuning (default: configs/ddsp.toml's)")
+    parser.add_argument(
+        "--config", type=Path, help="TOML [train] section for fine-tuning (default: configs/ddsp.toml's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the calibration batch and fine-tuning")
     parser.add_argument("--export", type=Path, help="also export the pruned voice to this .onnx file")
 
@@ -146,8 +155,15 @@ def main(args: argparse.Namespace) -> int:
 
     voice, origin = load_source(args.source)
     base = RunConfig.from_toml(args.config or Path(__file__).resolve().parents[3] / "configs" / "ddsp.toml")
-    tc = TrainConfig(**{**asdict(base.train), "steps": args.steps, "max_minutes": args.max_minutes,
-                        "seed": args.seed, "learning_rate": base.train.learning_rate / 2})
+    tc = TrainConfig(
+        **{
+            **asdict(base.train),
+            "steps": args.steps,
+            "max_minutes": args.max_minutes,
+            "seed": args.seed,
+            "learning_rate": base.train.learning_rate / 2,
+        }
+    )
     data = dataset.load_dataset(args.data, "train")
     sampler = CropSampler(data, voice.config.hop_size, tc.crop_frames, args.seed)
     f0, loudness, _ = sampler.batch(32)
@@ -159,8 +175,12 @@ def main(args: argparse.Namespace) -> int:
     config = RunConfig(pruned.config, tc)
     runs.write_config(args.out, FAMILY, config.model, config.train)
     info = dataset_info(args.data)
-    origin |= {"hidden_before": before, "hidden_after": args.hidden, "weights_before": n_before,
-               "weights_after": n_after}
+    origin |= {
+        "hidden_before": before,
+        "hidden_after": args.hidden,
+        "weights_before": n_before,
+        "weights_after": n_after,
+    }
     (args.out / "pruned.json").write_text(json.dumps({"origin": origin, "kept_units": keep}))
     optimizer = torch.optim.Adam(pruned.parameters(), lr=tc.learning_rate)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, tc.lr_decay_per_1000 ** (1 / 1000))
@@ -171,10 +191,8 @@ def main(args: argparse.Namespace) -> int:
         meta = train(args.data, args.out, config, resume=True)
         print(f"fine-tuned {meta['step']} steps in {meta['train_seconds'] / 60:.1f} min, loss {meta['loss']:.3f}")
     if (args.data / "held_out.npz").is_file():
-
         print(json.dumps(evaluate_run(args.out, args.data), indent=1))
     if args.export is not None:
-
         export.main(argparse.Namespace(run=args.out, out=args.export, name=None, checkpoint=None))
     print(f"pruned voice: {args.out} (hidden {before} -> {args.hidden}, weights {n_before} -> {n_after})")
     return 0

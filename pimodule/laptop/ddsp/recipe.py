@@ -37,12 +37,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
-    def from_toml(cls, path: Path | None) -> "RunConfig":
+    def from_toml(cls, path: Path | None) -> RunConfig:
         if path is None:
             return cls()
         tables = runs.read_recipe(path, FAMILY)
-        return cls(runs.from_dict(DDSPConfig, tables["model"], f"{path} [model]"),
-                   runs.from_dict(TrainConfig, tables["train"], f"{path} [train]"))
+        return cls(
+            runs.from_dict(DDSPConfig, tables["model"], f"{path} [model]"),
+            runs.from_dict(TrainConfig, tables["train"], f"{path} [train]"),
+        )
 
     def to_toml(self) -> str:
         return runs.recipe_text(FAMILY, self.model, self.train)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 from pimodule.core.modelfile import KEY_PROVENANCE, ModelFileError
 from pimodule.device.session import ModelSession
+from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 
 
 def _initializers(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -42,15 +42,41 @@ def voice_from_onnx(path: str | Path) -> DDSPVoice:
     voice = DDSPVoice(DDSPConfig(**provenance["config"]))
     h = voice.config.hidden_size
     # constants the exporter deduplicated: equal to a sibling of the same role
-    for name, sibling in (("g2", "g1"), ("be2", "be1"), ("ln_out2.weight", "ln_out1.weight"),
-                          ("ln_out2.bias", "ln_out1.bias")):
+    for name, sibling in (
+        ("g2", "g1"),
+        ("be2", "be1"),
+        ("ln_out2.weight", "ln_out1.weight"),
+        ("ln_out2.bias", "ln_out1.bias"),
+    ):
         if name not in weights and sibling in weights:
             weights[name] = weights[sibling]
     try:
-        w = {k: weights[k] for k in ("w1", "b1", "g1", "be1", "w2", "b2", "g2", "be2", "w_ab", "b_ab",
-                                     "w_hh", "b_hn", "w_x", "ln_out1.weight", "ln_out1.bias",
-                                     "ln_out2.weight", "ln_out2.bias", "lin_out2.weight",
-                                     "lin_out2.bias", "proj.weight", "proj.bias")}
+        w = {
+            k: weights[k]
+            for k in (
+                "w1",
+                "b1",
+                "g1",
+                "be1",
+                "w2",
+                "b2",
+                "g2",
+                "be2",
+                "w_ab",
+                "b_ab",
+                "w_hh",
+                "b_hn",
+                "w_x",
+                "ln_out1.weight",
+                "ln_out1.bias",
+                "ln_out2.weight",
+                "ln_out2.bias",
+                "lin_out2.weight",
+                "lin_out2.bias",
+                "proj.weight",
+                "proj.bias",
+            )
+        }
     except KeyError as err:
         raise ModelFileError(f"{path}: no initializer {err} (not a pimodule DDSP voice)") from None
     state = voice.state_dict()
@@ -101,14 +127,15 @@ def _check(voice: DDSPVoice, path: Path) -> None:
     """The rebuilt voice must play what the file plays (onnxruntime) on a pitch and level sweep."""
     import numpy as np
 
-
     f0 = np.geomspace(60.0, 2000.0, 48).astype(np.float32)
     ld = np.linspace(-80.0, 0.0, 48).astype(np.float32)
     expected = ModelSession(path).process(f0, ld)
     with torch.no_grad():
-        got = voice(torch.from_numpy(f0)[None], torch.from_numpy(ld)[None], voice.controls_tensor(1),
-                    *voice.initial_state(1))[0][0].numpy()
+        got = voice(
+            torch.from_numpy(f0)[None], torch.from_numpy(ld)[None], voice.controls_tensor(1), *voice.initial_state(1)
+        )[0][0].numpy()
     error = float(np.max(np.abs(got - expected)))
     if not error <= 1e-4 * max(1.0, float(np.max(np.abs(expected)))):
-        raise ModelFileError(f"{path}: the weights rebuilt from the file do not play as the file does "
-                             f"(max difference {error:.2g})")
+        raise ModelFileError(
+            f"{path}: the weights rebuilt from the file do not play as the file does (max difference {error:.2g})"
+        )

@@ -102,9 +102,7 @@ def table_noise(
     ONNX, and identical whether rendered whole or block by block."""
     len_a, len_b = table_a.shape[0], table_b.shape[0]
     idx = position + torch.arange(n_samples, dtype=torch.int64, device=position.device)
-    noise = (table_a[torch.remainder(idx, len_a)] + table_b[torch.remainder(idx, len_b)]) * (
-        1.0 / math.sqrt(2.0)
-    )
+    noise = (table_a[torch.remainder(idx, len_a)] + table_b[torch.remainder(idx, len_b)]) * (1.0 / math.sqrt(2.0))
     return noise, torch.remainder(position + n_samples, len_a * len_b)
 
 
@@ -144,8 +142,9 @@ def n_noise_segments(hop_size: int, n_bands: int) -> int:
     return -(-n_out // hop_size)
 
 
-def fir_reverb(dry: torch.Tensor, impulse_response: torch.Tensor, *, history: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def fir_reverb(
+    dry: torch.Tensor, impulse_response: torch.Tensor, *, history: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Convolution reverb with a (learned) impulse response, streaming.
 
     dry ``(B, T)``, impulse_response ``(n_taps,)``, history ``(B, n_taps - 1)``: the dry samples

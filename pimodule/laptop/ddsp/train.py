@@ -41,8 +41,9 @@ def dataset_info(data_dir: Path) -> dict:
 
 def summarize_info(info: dict) -> dict:
     out = {k: v for k, v in info.items() if k not in ("splits", "skipped")}
-    out["splits"] = {name: {k: v for k, v in split.items() if k != "files"}
-                     for name, split in info.get("splits", {}).items()}
+    out["splits"] = {
+        name: {k: v for k, v in split.items() if k != "files"} for name, split in info.get("splits", {}).items()
+    }
     return out
 
 
@@ -94,7 +95,9 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
         torch.set_num_threads(tc.threads)
     run_dir = Path(run_dir)
     data = dataset.load_dataset(data_dir, "train")
-    held_out = dataset.load_dataset(data_dir, "held_out") if dataset.split_path(data_dir, "held_out").is_file() else None
+    held_out = (
+        dataset.load_dataset(data_dir, "held_out") if dataset.split_path(data_dir, "held_out").is_file() else None
+    )
     info = dataset_info(data_dir)
     info = {**info, "stats": data_stats(data, config.model.sample_rate)}
     if info.get("sample_rate", config.model.sample_rate) != config.model.sample_rate:
@@ -122,16 +125,31 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
     gen = torch.Generator().manual_seed(tc.seed + 7919 * rank + step)
     loss_fn = multiscale_spectral_loss(tc.fft_sizes)
     losses: list[float] = []
-    budget = Budget(steps=tc.steps, start=step, max_minutes=tc.max_minutes, elapsed_s=elapsed_before,
-                    desc="train ddsp", progress=progress and rank == 0)
+    budget = Budget(
+        steps=tc.steps,
+        start=step,
+        max_minutes=tc.max_minutes,
+        elapsed_s=elapsed_before,
+        desc="train ddsp",
+        progress=progress and rank == 0,
+    )
 
     def meta_now() -> dict:
-        return {"train_seconds": budget.elapsed_s, "data": {"dir": str(data_dir), **info},
-                "loss": float(np.mean(losses[-50:])) if losses else None, "world_size": world}
+        return {
+            "train_seconds": budget.elapsed_s,
+            "data": {"dir": str(data_dir), **info},
+            "loss": float(np.mean(losses[-50:])) if losses else None,
+            "world_size": world,
+        }
 
     def checkpoint_now() -> None:
-        runs.save_checkpoint(run_dir, budget.step, model, {"optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "step": budget.step}, meta_now())
+        runs.save_checkpoint(
+            run_dir,
+            budget.step,
+            model,
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": budget.step},
+            meta_now(),
+        )
 
     try:
         for _ in budget:
@@ -141,8 +159,10 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
             loss = loss_fn(audio.unsqueeze(1), target.unsqueeze(1))
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise FloatingPointError(f"the loss became {value} at step {budget.step + 1}: lower the learning "
-                                         f"rate or check the data (pimodule data prepare prints its summary)")
+                raise FloatingPointError(
+                    f"the loss became {value} at step {budget.step + 1}: lower the learning "
+                    f"rate or check the data (pimodule data prepare prints its summary)"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -161,8 +181,10 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
     except KeyboardInterrupt:
         if rank == 0 and budget.step > step:
             checkpoint_now()
-        raise Interrupted(f"stopped at step {budget.step}; checkpoint saved in {run_dir}. Resume with: "
-                          f"pimodule train ddsp --data {data_dir} --out {run_dir} --resume") from None
+        raise Interrupted(
+            f"stopped at step {budget.step}; checkpoint saved in {run_dir}. Resume with: "
+            f"pimodule train ddsp --data {data_dir} --out {run_dir} --resume"
+        ) from None
     finally:
         budget.close()
         if world > 1 and dist.is_initialized():
@@ -192,8 +214,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     saved = args.out / runs.CONFIG_FILE
     config = RunConfig.from_toml(args.config if args.config or not (args.resume and saved.is_file()) else saved)
-    overrides = {k: v for k, v in (("steps", args.steps), ("max_minutes", args.max_minutes), ("seed", args.seed))
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("steps", args.steps), ("max_minutes", args.max_minutes), ("seed", args.seed))
+        if v is not None
+    }
     if overrides:
         config = RunConfig(config.model, TrainConfig(**{**asdict(config.train), **overrides}))
     meta = train(args.data, args.out, config, resume=args.resume)
@@ -202,12 +227,17 @@ def main(args: argparse.Namespace) -> int:
     print(f"trained {meta['step']} steps in {meta['train_seconds'] / 60:.1f} min, loss {meta['loss']:.3f}")
     if not args.no_eval and dataset.split_path(args.data, "held_out").is_file():
         metrics = evaluate_run(args.out, args.data)
-        bad = [k for k in ("spectral_loss", "loudness_error_db", "f0_error_cents_median")
-               if not math.isfinite(metrics.get(k, float("nan")))]
+        bad = [
+            k
+            for k in ("spectral_loss", "loudness_error_db", "f0_error_cents_median")
+            if not math.isfinite(metrics.get(k, float("nan")))
+        ]
         if bad:
-            raise ValueError(f"held-out {', '.join(bad)} not finite: the held-out set has no audible voiced frames "
-                             f"({metrics.get('n_scored_frames', 0)} scored). Record more, with the instrument "
-                             f"playing; see pimodule data prepare --help")
+            raise ValueError(
+                f"held-out {', '.join(bad)} not finite: the held-out set has no audible voiced frames "
+                f"({metrics.get('n_scored_frames', 0)} scored). Record more, with the instrument "
+                f"playing; see pimodule data prepare --help"
+            )
         print(json.dumps(metrics, indent=1))
     print(f"run folder: {args.out}   next: pimodule export {args.out} --out export/NAME.onnx")
     return 0

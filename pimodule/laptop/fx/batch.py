@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pimodule.core.fx_specs import AUDIBLE_DB, EFFECT_NAMES, INAUDIBLE_DB, LABEL_DB, SELECTABLE, SPECS
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_effect, sample_chain
 from pimodule.laptop.fx.losses import log_mel_db, mel_distance
 from pimodule.laptop.fx.sources import DryCorpus
-from pimodule.core.fx_specs import AUDIBLE_DB, EFFECT_NAMES, INAUDIBLE_DB, LABEL_DB, SELECTABLE, SPECS
 
 REDRAWS = 4  # tries at drawing a chain without effects between the two
 _GAIN = EFFECT_NAMES.index("gain")
@@ -76,8 +76,7 @@ def render_stages(x: torch.Tensor, sample_rate: int, chain: Chain) -> tuple[torc
     return y[:, 0], change
 
 
-def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor,
-                   render=None) -> torch.Tensor:
+def removal_change(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor, render=None) -> torch.Tensor:
     """How much the output ``y`` of hard ``chain`` on ``x`` differs from the chain's output without
     each selectable effect, ``(batch, N_EFFECTS)`` level-matched log-mel dB (0 where off; the
     gain stage is not measured). ``render(x, sample_rate, chain) -> y`` makes the chain's audio:
@@ -104,8 +103,7 @@ def heard_effects(change: torch.Tensor) -> torch.Tensor:
     return heard
 
 
-def removal_labels(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor,
-                   render=None) -> torch.Tensor:
+def removal_labels(x: torch.Tensor, sample_rate: int, chain: Chain, y: torch.Tensor, render=None) -> torch.Tensor:
     """``chain``'s on/off labels by :func:`removal_change` (the gain stage stays as it is)."""
     heard = heard_effects(removal_change(x, sample_rate, chain, y, render))
     return chain.active * heard.to(chain.active.dtype)
@@ -124,8 +122,8 @@ def _take_rows(chain: Chain, rows: torch.Tensor, new: Chain) -> Chain:
         a = a.clone()
         a[rows] = b
         return a
-    return Chain(put(chain.active, new.active), put(chain.unit, new.unit),
-                 put(chain.mode_weights, new.mode_weights))
+
+    return Chain(put(chain.active, new.active), put(chain.unit, new.unit), put(chain.mode_weights, new.mode_weights))
 
 
 def _level_stage(chain: Chain) -> Chain:
@@ -138,9 +136,14 @@ def _level_stage(chain: Chain) -> Chain:
     return Chain(active, unit, chain.mode_weights)
 
 
-def audible_chain(x: torch.Tensor, sample_rate: int, chain: Chain,
-                  generator: torch.Generator | None = None, render_labelled: bool = True,
-                  labels: str = "stage") -> tuple[Chain, torch.Tensor, Chain]:
+def audible_chain(
+    x: torch.Tensor,
+    sample_rate: int,
+    chain: Chain,
+    generator: torch.Generator | None = None,
+    render_labelled: bool = True,
+    labels: str = "stage",
+) -> tuple[Chain, torch.Tensor, Chain]:
     """Label ``chain`` by what is audible on ``x`` (see the module doc); with a ``generator``, redraw
     the examples with effects between inaudible and audible. Returns (labelled chain, rendered x,
     the chain that rendered it): the labelled one, or with ``render_labelled=False`` the drawn one
@@ -173,14 +176,20 @@ def _audible(x, sample_rate, chain, generator, render_labelled, labels="stage"):
         return labelled, y, chain, clear, change
     dropped = ((chain.active >= 0.5) & ~heard).any(-1)
     if torch.any(dropped):  # an inaudible effect may still change the level: render without it,
-        y = y.clone()      # so the labelled chain reproduces the audio exactly
+        y = y.clone()  # so the labelled chain reproduces the audio exactly
         y[dropped] = render_stages(x[dropped], sample_rate, labelled.rows(dropped))[0]
     return labelled, y, labelled, clear, change
 
 
-def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, conditioning: str,
-             generator: torch.Generator | None = None, render_labelled: bool = True,
-             labels: str = "stage") -> Batch:
+def from_dry(
+    dry: np.ndarray | torch.Tensor,
+    chain: Chain,
+    sample_rate: int,
+    conditioning: str,
+    generator: torch.Generator | None = None,
+    render_labelled: bool = True,
+    labels: str = "stage",
+) -> Batch:
     """``dry`` ``(batch, n_parts, samples)``; reference mode needs two parts (a, b). The chain is
     relabelled by audibility (on the part the estimator hears); a ``generator`` redraws unclear
     examples; see :func:`audible_chain` for ``render_labelled`` and ``labels``."""
@@ -189,19 +198,24 @@ def from_dry(dry: np.ndarray | torch.Tensor, chain: Chain, sample_rate: int, con
         if conditioning == "reference":
             a, b = dry[:, 0], dry[:, 1]
             # rendered separately: the compressor links channels, the parts must stay independent
-            chain, ref, rendered, clear, change = _audible(a, sample_rate, chain, generator, render_labelled,
-                                                                labels)
+            chain, ref, rendered, clear, change = _audible(a, sample_rate, chain, generator, render_labelled, labels)
             tgt, _ = render_stages(b, sample_rate, rendered)
             return Batch(ref, b, b, tgt, chain, rendered, clear, change)
         x = dry[:, 0]
-        chain, y, rendered, clear, change = _audible(x, sample_rate, chain, generator, render_labelled,
-                                                     labels)
+        chain, y, rendered, clear, change = _audible(x, sample_rate, chain, generator, render_labelled, labels)
     return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered, clear, change)
 
 
-def random_batch(corpus: DryCorpus, rng: np.random.Generator, generator: torch.Generator,
-                 conditioning: str, batch: int, n_samples: int, p_active: float,
-                 labels: str = "stage") -> Batch:
+def random_batch(
+    corpus: DryCorpus,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    conditioning: str,
+    batch: int,
+    n_samples: int,
+    p_active: float,
+    labels: str = "stage",
+) -> Batch:
     parts = 2 if conditioning == "reference" else 1
     dry = corpus.excerpts(rng, batch, n_samples, parts)
     chain = sample_chain(batch, generator, p_active)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pimodule.laptop.fx import effects
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
+from pimodule.laptop.fx import effects
 
 Tensor = torch.Tensor
 
@@ -38,24 +38,23 @@ class Chain:
     def batch(self) -> int:
         return self.active.shape[0]
 
-    def detach(self) -> "Chain":
+    def detach(self) -> Chain:
         return Chain(self.active.detach(), self.unit.detach(), self.mode_weights.detach())
 
-    def hard(self) -> "Chain":
+    def hard(self) -> Chain:
         """Decisions: active when p >= 0.5, the most likely distortion curve."""
         mode = torch.nn.functional.one_hot(self.mode_weights.argmax(-1), N_MODES).to(self.unit.dtype)
         return Chain((self.active >= 0.5).to(self.unit.dtype), self.unit, mode)
 
-    def to(self, dtype: torch.dtype) -> "Chain":
+    def to(self, dtype: torch.dtype) -> Chain:
         return Chain(self.active.to(dtype), self.unit.to(dtype), self.mode_weights.to(dtype))
 
-    def rows(self, index: Tensor) -> "Chain":
+    def rows(self, index: Tensor) -> Chain:
         """The examples picked by ``index`` (a boolean mask or indices)."""
         return Chain(self.active[index], self.unit[index], self.mode_weights[index])
 
 
-def sample_chain(batch: int, generator: torch.Generator, p_active: float = 0.5,
-                 min_active: int = 1) -> Chain:
+def sample_chain(batch: int, generator: torch.Generator, p_active: float = 0.5, min_active: int = 1) -> Chain:
     """Random chains: each effect on with ``p_active`` (at least ``min_active`` on), uniform
     parameters in [0, 1], a random distortion curve."""
     active = (torch.rand(batch, N_EFFECTS, generator=generator) < p_active).float()
@@ -100,7 +99,7 @@ def describe(chain: Chain, index: int = 0) -> dict:
     out = {}
     for i, name in enumerate(EFFECT_NAMES):
         p = float(chain.active[index, i])
-        params = {k: float(v[0]) for k, v in physical(name, chain.unit[index:index + 1]).items()}
+        params = {k: float(v[0]) for k, v in physical(name, chain.unit[index : index + 1]).items()}
         entry = {"active": p >= 0.5, "probability": round(p, 4), "params": params}
         if name == "distortion":
             entry["mode"] = DISTORTION_MODES[int(chain.mode_weights[index].argmax())]

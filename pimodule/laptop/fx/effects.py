@@ -15,9 +15,8 @@ from scipy.fft import next_fast_len
 from torchcomp import compressor_core
 from torchlpc import sample_wise_lpc
 
-from pimodule.core.fx_specs import COMPRESSOR_RMS_MS
+from pimodule.core.fx_specs import COMPRESSOR_RMS_MS, DISTORTION_MODES
 from pimodule.device.fx import twin_core as core
-from pimodule.core.fx_specs import DISTORTION_MODES
 
 Tensor = torch.Tensor
 
@@ -47,8 +46,7 @@ def _eq_sections(x: Tensor, sample_rate: int, params: dict) -> list[tuple[Tensor
 
 def eq_response(sections: list[tuple[Tensor, Tensor]], n_fft: int) -> Tensor:
     """Complex frequency response ``(batch, n_fft // 2 + 1)`` of cascaded biquads on rfft bins."""
-    w = torch.linspace(0.0, math.pi, n_fft // 2 + 1, dtype=sections[0][0].dtype,
-                       device=sections[0][0].device)
+    w = torch.linspace(0.0, math.pi, n_fft // 2 + 1, dtype=sections[0][0].dtype, device=sections[0][0].device)
     z1 = torch.polar(torch.ones_like(w), -w)  # e^{-jw}
     powers = torch.stack([torch.ones_like(z1), z1, z1 * z1])  # (3, n_bins)
     h = 1.0
@@ -60,12 +58,22 @@ def eq_response(sections: list[tuple[Tensor, Tensor]], n_fft: int) -> Tensor:
 
 
 def parametric_eq(
-    x: Tensor, sample_rate: int, *,
-    low_shelf_gain_db: Any, low_shelf_freq_hz: Any,
-    peak1_gain_db: Any, peak1_freq_hz: Any, peak1_q: Any,
-    peak2_gain_db: Any, peak2_freq_hz: Any, peak2_q: Any,
-    peak3_gain_db: Any, peak3_freq_hz: Any, peak3_q: Any,
-    high_shelf_gain_db: Any, high_shelf_freq_hz: Any,
+    x: Tensor,
+    sample_rate: int,
+    *,
+    low_shelf_gain_db: Any,
+    low_shelf_freq_hz: Any,
+    peak1_gain_db: Any,
+    peak1_freq_hz: Any,
+    peak1_q: Any,
+    peak2_gain_db: Any,
+    peak2_freq_hz: Any,
+    peak2_q: Any,
+    peak3_gain_db: Any,
+    peak3_freq_hz: Any,
+    peak3_q: Any,
+    high_shelf_gain_db: Any,
+    high_shelf_freq_hz: Any,
 ) -> Tensor:
     """Frequency-sampled EQ (for training): x's spectrum times the biquads' response.
 
@@ -82,12 +90,22 @@ def parametric_eq(
 
 
 def parametric_eq_iir(
-    x: Tensor, sample_rate: int, *,
-    low_shelf_gain_db: Any, low_shelf_freq_hz: Any,
-    peak1_gain_db: Any, peak1_freq_hz: Any, peak1_q: Any,
-    peak2_gain_db: Any, peak2_freq_hz: Any, peak2_q: Any,
-    peak3_gain_db: Any, peak3_freq_hz: Any, peak3_q: Any,
-    high_shelf_gain_db: Any, high_shelf_freq_hz: Any,
+    x: Tensor,
+    sample_rate: int,
+    *,
+    low_shelf_gain_db: Any,
+    low_shelf_freq_hz: Any,
+    peak1_gain_db: Any,
+    peak1_freq_hz: Any,
+    peak1_q: Any,
+    peak2_gain_db: Any,
+    peak2_freq_hz: Any,
+    peak2_q: Any,
+    peak3_gain_db: Any,
+    peak3_freq_hz: Any,
+    peak3_q: Any,
+    high_shelf_gain_db: Any,
+    high_shelf_freq_hz: Any,
 ) -> Tensor:
     """The same EQ as a recursive cascade (exact, differentiable through torchlpc)."""
     params = dict(locals())
@@ -105,8 +123,15 @@ def parametric_eq_iir(
 
 # -- compressor -----------------------------------------------------------------------------------
 def compressor(
-    x: Tensor, sample_rate: int, *,
-    threshold_db: Any, ratio: Any, attack_ms: Any, release_ms: Any, knee_db: Any, makeup_db: Any,
+    x: Tensor,
+    sample_rate: int,
+    *,
+    threshold_db: Any,
+    ratio: Any,
+    attack_ms: Any,
+    release_ms: Any,
+    knee_db: Any,
+    makeup_db: Any,
 ) -> Tensor:
     """Feed-forward compressor, channels linked.
 
@@ -114,8 +139,7 @@ def compressor(
     soft-knee static curve in dB; the linear gain is smoothed with attack (gain falling) and release
     (gain rising) time constants by torchcomp's differentiable one-pole (``compressor_core``).
     """
-    threshold_db, ratio, knee_db, makeup_db = (
-        _per_example(v, x) for v in (threshold_db, ratio, knee_db, makeup_db))
+    threshold_db, ratio, knee_db, makeup_db = (_per_example(v, x) for v in (threshold_db, ratio, knee_db, makeup_db))
     at = core.one_pole_coef(_per_example(attack_ms, x), sample_rate, torch)
     rt = core.one_pole_coef(_per_example(release_ms, x), sample_rate, torch)
     power = x.square().mean(1)  # (batch, samples)
@@ -123,30 +147,26 @@ def compressor(
     coef = torch.full((x.shape[0],), c - 1.0, dtype=x.dtype, device=x.device)
     level = sample_wise_lpc(power * c, coef[:, None, None].expand(-1, power.shape[1], 1))
     level_db = 10.0 * torch.log10(level.clamp_min(0.0) + 1e-10)
-    g_db = core.compressor_gain_db(torch, level_db, threshold_db[:, None], ratio[:, None],
-                                   knee_db[:, None])
+    g_db = core.compressor_gain_db(torch, level_db, threshold_db[:, None], ratio[:, None], knee_db[:, None])
     target = db_to_amp(g_db)
     smooth = compressor_core(target, x.new_ones(x.shape[0]), at, rt)
     return x * smooth[:, None, :] * _col(db_to_amp(makeup_db))
 
 
 # -- distortion -----------------------------------------------------------------------------------
-def distortion(x: Tensor, sample_rate: int, *, drive_db: Any, output_gain_db: Any,
-               mode: str = "tanh") -> Tensor:
+def distortion(x: Tensor, sample_rate: int, *, drive_db: Any, output_gain_db: Any, mode: str = "tanh") -> Tensor:
     """Waveshaper: ``shape(x * drive) * output_gain``; ``mode`` is hard, soft or tanh."""
     drive = _col(db_to_amp(_per_example(drive_db, x)))
     return core.waveshape(torch, x * drive, mode) * _col(db_to_amp(_per_example(output_gain_db, x)))
 
 
-def distortion_mix(x: Tensor, sample_rate: int, *, drive_db: Any, output_gain_db: Any,
-                   mode_weights: Tensor) -> Tensor:
+def distortion_mix(x: Tensor, sample_rate: int, *, drive_db: Any, output_gain_db: Any, mode_weights: Tensor) -> Tensor:
     """All curves weighted by ``mode_weights`` ``(batch, 3)`` (DISTORTION_MODES order): a
     differentiable stand-in for the mode choice when the estimator's choice is soft."""
 
     drive = _col(db_to_amp(_per_example(drive_db, x)))
     u = x * drive
-    y = sum(mode_weights[:, i, None, None] * core.waveshape(torch, u, m)
-            for i, m in enumerate(DISTORTION_MODES))
+    y = sum(mode_weights[:, i, None, None] * core.waveshape(torch, u, m) for i, m in enumerate(DISTORTION_MODES))
     return y * _col(db_to_amp(_per_example(output_gain_db, x)))
 
 
@@ -154,8 +174,7 @@ def distortion_mix(x: Tensor, sample_rate: int, *, drive_db: Any, output_gain_db
 def reverb_ir(x: Tensor, sample_rate: int, decay_s: Any, damping_pct: Any) -> Tensor:
     """The reverb's impulse response ``(batch, predelay + n_ir)`` for x's batch."""
     bands = torch.tensor(core.reverb_bands(sample_rate), dtype=x.dtype, device=x.device)
-    ir = core.reverb_ir(torch, bands, sample_rate, _per_example(decay_s, x),
-                        _per_example(damping_pct, x))
+    ir = core.reverb_ir(torch, bands, sample_rate, _per_example(decay_s, x), _per_example(damping_pct, x))
     return torch.nn.functional.pad(ir, (core.reverb_predelay(sample_rate), 0))
 
 

@@ -41,12 +41,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apply-to", type=Path, dest="apply_to", help="render the estimate on this file")
     parser.add_argument("--out", type=Path, help="output wav for --apply-to / --reference")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--send", metavar="HOST[:PORT]",
-                        help="push the estimate to a running module over OSC (port 9000 by default): "
-                             "held there and matched on input R (pimodule.laptop.fx.push)")
-    parser.add_argument("--refine", action="store_true",
-                        help="with --dry: check and fit the estimate against the audio (analysis by "
-                             "synthesis, pimodule.laptop.fx.refine; slower, more often right)")
+    parser.add_argument(
+        "--send",
+        metavar="HOST[:PORT]",
+        help="push the estimate to a running module over OSC (port 9000 by default): "
+        "held there and matched on input R (pimodule.laptop.fx.push)",
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="with --dry: check and fit the estimate against the audio (analysis by "
+        "synthesis, pimodule.laptop.fx.refine; slower, more often right)",
+    )
 
 
 def format_chain(desc: dict) -> str:

@@ -37,17 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
-from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
-from pimodule.laptop.fx.model import WINDOW_S
-from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
-from pimodule.laptop.fx.model import analysis_samples
-from pimodule.laptop.fx.refine import RefineConfig, refine
-from pimodule.laptop.fx.run import load_run
-from pimodule.laptop.fx.sources import DryCorpus
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
+from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
+from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
+from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
+from pimodule.laptop.fx.refine import RefineConfig, refine
+from pimodule.laptop.fx.run import load_run
+from pimodule.laptop.fx.sources import DryCorpus
 
 log = logging.getLogger(__name__)
 CASES = ("chain", "pedalboard", "style")
@@ -60,20 +59,26 @@ EXAMPLES = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", nargs="+", type=Path,
-                        help="fx training run folders or exported .onnx estimators")
+    parser.add_argument("models", nargs="+", type=Path, help="fx training run folders or exported .onnx estimators")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md")
     parser.add_argument("--n-examples", type=int, default=64, dest="n_examples", help="examples per case")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the examples (same seed, same examples)")
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), help="which cases to score")
-    parser.add_argument("--max-files", type=int, default=0, dest="max_files",
-                        help="limit held-out files per kind (0: all)")
-    parser.add_argument("--check", action="store_true",
-                        help="also score each dry-conditioned model's estimates checked as the module "
-                             "checks them (pimodule.device.fx.check; cases chain and pedalboard)")
-    parser.add_argument("--refine", action="store_true",
-                        help="also score each dry-conditioned model's estimates refined by analysis by "
-                             "synthesis (pimodule.laptop.fx.refine; cases chain and pedalboard)")
+    parser.add_argument(
+        "--max-files", type=int, default=0, dest="max_files", help="limit held-out files per kind (0: all)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="also score each dry-conditioned model's estimates checked as the module "
+        "checks them (pimodule.device.fx.check; cases chain and pedalboard)",
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="also score each dry-conditioned model's estimates refined by analysis by "
+        "synthesis (pimodule.laptop.fx.refine; cases chain and pedalboard)",
+    )
 
 
 def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarray:
@@ -84,7 +89,7 @@ def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarr
     for i in range(x.shape[0]):
         fx = []
         on = {n: bool(chain.active[i, k] >= 0.5) for k, n in enumerate(EFFECT_NAMES)}
-        p = {n: {k: float(v[0]) for k, v in physical(n, chain.unit[i:i + 1]).items()} for n in EFFECT_NAMES}
+        p = {n: {k: float(v[0]) for k, v in physical(n, chain.unit[i : i + 1]).items()} for n in EFFECT_NAMES}
         if on["eq"]:
             e = p["eq"]
             fx += [pb.LowShelfFilter(e["low_shelf_freq_hz"], e["low_shelf_gain_db"], 0.7071)]
@@ -92,8 +97,10 @@ def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarr
             fx += [pb.HighShelfFilter(e["high_shelf_freq_hz"], e["high_shelf_gain_db"], 0.7071)]
         if on["compressor"]:
             c = p["compressor"]
-            fx += [pb.Compressor(c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"]),
-                   pb.Gain(c["makeup_db"])]
+            fx += [
+                pb.Compressor(c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"]),
+                pb.Gain(c["makeup_db"]),
+            ]
         if on["distortion"]:
             d = p["distortion"]
             mode = DISTORTION_MODES[int(chain.mode_weights[i].argmax())]
@@ -105,11 +112,17 @@ def pedalboard_render(x: np.ndarray, sample_rate: int, chain: Chain) -> np.ndarr
         if on["reverb"]:
             r = p["reverb"]
             mix = r["mix_pct"] / 100
-            fx += [pb.Reverb(room_size=float(SPECS["reverb"]["decay_s"].to_unit(r["decay_s"])),
-                             damping=r["damping_pct"] / 100, wet_level=mix, dry_level=1 - mix)]
+            fx += [
+                pb.Reverb(
+                    room_size=float(SPECS["reverb"]["decay_s"].to_unit(r["decay_s"])),
+                    damping=r["damping_pct"] / 100,
+                    wet_level=mix,
+                    dry_level=1 - mix,
+                )
+            ]
         if on["gain"]:
             fx += [pb.Gain(p["gain"]["gain_db"])]
-        out[i] = pb.Pedalboard(fx)(x[i:i + 1].astype(np.float32), sample_rate, reset=True)[0]
+        out[i] = pb.Pedalboard(fx)(x[i : i + 1].astype(np.float32), sample_rate, reset=True)[0]
     return out
 
 
@@ -133,8 +146,9 @@ def make_cases(corpus: DryCorpus, n: int, n_samples: int, seed: int, cases) -> d
         if case == "pedalboard":
             b.wet = b.target = torch.from_numpy(pedalboard_render(dry[:, 0], sr, b.rendered))
         with torch.no_grad():  # the other label definition, on the audio of the chain that made it
-            b.removal = removal_labels(b.source, sr, b.rendered, b.target,
-                                       _pedalboard_torch if case == "pedalboard" else None)
+            b.removal = removal_labels(
+                b.source, sr, b.rendered, b.target, _pedalboard_torch if case == "pedalboard" else None
+            )
         data[case] = b
     return data
 
@@ -158,8 +172,8 @@ def predict(model, batch, chunk: int = 16) -> Chain:
     cond = model.conditioning if isinstance(model, _Exported) else model.config.conditioning
     with torch.no_grad():
         for s in range(0, batch.wet.shape[0], chunk):
-            other = None if cond == "blind" else batch.other[s:s + chunk]
-            outs.append(model(batch.wet[s:s + chunk], other)[0])
+            other = None if cond == "blind" else batch.other[s : s + chunk]
+            outs.append(model(batch.wet[s : s + chunk], other)[0])
     return Chain(*(torch.cat([getattr(o, k) for o in outs]) for k in ("active", "unit", "mode_weights")))
 
 
@@ -167,13 +181,16 @@ def _load(path: Path) -> tuple[object, int, int, dict]:
     """(model, sample rate, analysis window, training facts) of a run folder or an .onnx file."""
     if path.suffix == ".onnx":
         model = _Exported(path)
-        facts = {"file": str(path), "conditioning": model.conditioning,
-                 "provenance": model.onnx.info.provenance}
+        facts = {"file": str(path), "conditioning": model.conditioning, "provenance": model.onnx.info.provenance}
         return model, model.onnx.sample_rate, model.onnx.window, facts
     model, config, meta = load_run(path)
-    facts = {"objective": config.objective, "conditioning": config.model.conditioning,
-             "steps": meta.get("step"), "seconds_per_step": meta.get("seconds_per_step"),
-             "train_seconds": meta.get("train_seconds")}
+    facts = {
+        "objective": config.objective,
+        "conditioning": config.model.conditioning,
+        "steps": meta.get("step"),
+        "seconds_per_step": meta.get("seconds_per_step"),
+        "train_seconds": meta.get("train_seconds"),
+    }
     # the window the model is used with (estimate, export), 1 s as in training by default
     return model, config.model.sample_rate, analysis_samples(config.model, WINDOW_S), facts
 
@@ -182,25 +199,28 @@ def selection_scores(active: torch.Tensor, batch) -> dict:
     """Chain selection of predicted ``active`` against ``batch``'s labels: all four on/off decisions
     right, over all examples and over the clear ones, and per effect."""
     correct = selection_correct(active, batch.chain.active)
-    r = {"selection_accuracy": float(correct.all(-1).float().mean()),
-         "per_effect_accuracy": {n: float(correct[:, i].float().mean()) for i, n in enumerate(SELECTABLE)}}
+    r = {
+        "selection_accuracy": float(correct.all(-1).float().mean()),
+        "per_effect_accuracy": {n: float(correct[:, i].float().mean()) for i, n in enumerate(SELECTABLE)},
+    }
     # the examples whose ground truth is decidable: every effect clearly on (>= 2 dB) or off
     # (< 1 dB or not drawn); the others sit on the labelling threshold, a coin flip either way
     clear = batch.clear.all(-1)
     r["n_clear"] = int(clear.sum())
     r["selection_accuracy_clear"] = float(correct[clear].all(-1).float().mean()) if clear.any() else float("nan")
-    r["per_effect_accuracy_clear"] = {n: float(correct[batch.clear[:, i], i].float().mean())
-                                      for i, n in enumerate(SELECTABLE)}
+    r["per_effect_accuracy_clear"] = {
+        n: float(correct[batch.clear[:, i], i].float().mean()) for i, n in enumerate(SELECTABLE)
+    }
     if batch.removal is not None:  # labelled by removal (pimodule.laptop.fx.batch)
         correct = selection_correct(active, batch.removal)
         r["selection_accuracy_removal"] = float(correct.all(-1).float().mean())
-        r["per_effect_accuracy_removal"] = {n: float(correct[:, i].float().mean())
-                                            for i, n in enumerate(SELECTABLE)}
+        r["per_effect_accuracy_removal"] = {n: float(correct[:, i].float().mean()) for i, n in enumerate(SELECTABLE)}
     return r
 
 
-def checked(x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain,
-            config: CheckConfig = CheckConfig()) -> Chain:
+def checked(
+    x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain, config: CheckConfig = CheckConfig()
+) -> Chain:
     """The module's check (:mod:`pimodule.device.fx.check`, numpy twins) of each example's
     ``estimate`` for dry ``x`` and wet ``y`` ``(batch, samples)``, as a hard chain."""
     check = SubsetCheck(sample_rate, config)
@@ -237,10 +257,16 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
         else:
             config, fn = IMPROVEMENTS[improve]
             pred = fn(batch.source, batch.wet, sample_rate, predict(model, batch), config)
-        est = torch.cat([apply_chain(batch.source[s:s + 16, None], sample_rate,
-                                     Chain(pred.active[s:s + 16], pred.unit[s:s + 16],
-                                           pred.mode_weights[s:s + 16]))[:, 0]
-                         for s in range(0, batch.source.shape[0], 16)])
+        est = torch.cat(
+            [
+                apply_chain(
+                    batch.source[s : s + 16, None],
+                    sample_rate,
+                    Chain(pred.active[s : s + 16], pred.unit[s : s + 16], pred.mode_weights[s : s + 16]),
+                )[:, 0]
+                for s in range(0, batch.source.shape[0], 16)
+            ]
+        )
         ok = torch.isfinite(est).all(-1)
         est = torch.where(ok[:, None], est, torch.zeros_like(est))
         r = {"n": int(est.shape[0])}
@@ -259,17 +285,21 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
 
 
 def markdown(results: dict) -> str:
-    lines = ["| model | case | MRSTFT est / corrupt (ratio) | mel dB est / corrupt (ratio) | chain selection "
-             "(all / clear examples) | selection, removal labels | param MAE [0,1] |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| model | case | MRSTFT est / corrupt (ratio) | mel dB est / corrupt (ratio) | chain selection "
+        "(all / clear examples) | selection, removal labels | param MAE [0,1] |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for model, cases in results["models"].items():
         for case, r in cases.items():
             pm = f"{r['param_mae_unit']:.3f}" if "param_mae_unit" in r else "–"
             rm = f"{100 * r['selection_accuracy_removal']:.0f}%" if "selection_accuracy_removal" in r else "–"
-            lines.append(f"| {model} | {case} | {r['mrstft']:.3f} / {r['mrstft_corrupt']:.3f} "
-                         f"({r['mrstft_ratio']:.2f}) | {r['mel_db']:.2f} / {r['mel_db_corrupt']:.2f} "
-                         f"({r['mel_db_ratio']:.2f}) | {100 * r['selection_accuracy']:.0f}% / "
-                         f"{100 * r['selection_accuracy_clear']:.0f}% of {r['n_clear']} | {rm} | {pm} |")
+            lines.append(
+                f"| {model} | {case} | {r['mrstft']:.3f} / {r['mrstft_corrupt']:.3f} "
+                f"({r['mrstft_ratio']:.2f}) | {r['mel_db']:.2f} / {r['mel_db_corrupt']:.2f} "
+                f"({r['mel_db_ratio']:.2f}) | {100 * r['selection_accuracy']:.0f}% / "
+                f"{100 * r['selection_accuracy_clear']:.0f}% of {r['n_clear']} | {rm} | {pm} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -282,8 +312,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     corpus = DryCorpus.load(sr, "heldout", max_files=args.max_files or None)
     data = make_cases(corpus, args.n_examples, n_samples, args.seed, args.cases)
-    results = {"sample_rate": sr, "n_examples": args.n_examples, "seed": args.seed, "models": {},
-               "training": {}}
+    results = {"sample_rate": sr, "n_examples": args.n_examples, "seed": args.seed, "models": {}, "training": {}}
     for name, (model, _, _, facts) in loaded.items():
         log.info("evaluating %s", name)
         results["models"][name] = evaluate_model(model, data, sr)
@@ -295,8 +324,11 @@ def main(args: argparse.Namespace) -> int:
             t0, row = time.perf_counter(), f"{name} +{improve}"
             results["models"][row] = evaluate_model(model, data, sr, improve)
             n = sum(b.wet.shape[0] for c, b in data.items() if c != "style")
-            results["training"][row] = {**facts, improve: dataclasses.asdict(config),
-                                        f"{improve}_seconds_per_example": (time.perf_counter() - t0) / max(n, 1)}
+            results["training"][row] = {
+                **facts,
+                improve: dataclasses.asdict(config),
+                f"{improve}_seconds_per_example": (time.perf_counter() - t0) / max(n, 1),
+            }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import torch
 
-from pimodule.laptop.fx.chain import PARAM_SLICES
-from pimodule.laptop.fx.model import WINDOW_S
-from pimodule.laptop.fx.model import Estimator, analysis_samples
-from pimodule.laptop.fx.run import load_run
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
-from pimodule.device.fx.estimator import KEY_CHAIN, KEY_CONDITIONING, OnnxEstimator
 from pimodule.core.modelfile import FORMAT_VERSION, MIN_OPSET, ModelInfo
 from pimodule.core.params import ParamSpec, ParamTable
+from pimodule.device.fx.estimator import KEY_CHAIN, KEY_CONDITIONING, OnnxEstimator
+from pimodule.laptop.fx.chain import PARAM_SLICES
+from pimodule.laptop.fx.model import WINDOW_S, Estimator, analysis_samples
+from pimodule.laptop.fx.run import load_run
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,15 @@ def chain_controls() -> ParamTable:
 
 
 def chain_layout() -> list[dict]:
-    return [{"effect": n, "params": SPECS[n].names, "start": PARAM_SLICES[n].start,
-             "modes": list(DISTORTION_MODES) if n == "distortion" else []} for n in EFFECT_NAMES]
+    return [
+        {
+            "effect": n,
+            "params": SPECS[n].names,
+            "start": PARAM_SLICES[n].start,
+            "modes": list(DISTORTION_MODES) if n == "distortion" else [],
+        }
+        for n in EFFECT_NAMES
+    ]
 
 
 def share_constants(graph) -> int:
@@ -74,8 +80,9 @@ def share_constants(graph) -> int:
     return len(rename)
 
 
-def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict | None = None,
-                opset: int = MIN_OPSET) -> Path:
+def export_onnx(
+    model: Estimator, out: Path, name: str = "fx", provenance: dict | None = None, opset: int = MIN_OPSET
+) -> Path:
     import onnx
 
     cfg = model.config
@@ -89,17 +96,31 @@ def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "raw.onnx"
-            torch.onnx.export(wrapper, args, str(raw), input_names=inputs,
-                              output_names=["active", "mode", "unit"], opset_version=opset,
-                              dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
-                              dynamo=False)
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(raw),
+                input_names=inputs,
+                output_names=["active", "mode", "unit"],
+                opset_version=opset,
+                dynamic_axes={k: {0: "batch"} for k in inputs + ["active", "mode", "unit"]},
+                dynamo=False,
+            )
             proto = onnx.load(str(raw))
     finally:
         model.export_form(False)
     share_constants(proto.graph)  # the frontend runs once per input: one DFT matrix, not two
-    info = ModelInfo(kind="fx", name=name, sample_rate=cfg.sample_rate, block_size=window,
-                     controls=chain_controls(), state=(), version=FORMAT_VERSION, latency_samples=window,
-                     provenance=provenance or {})
+    info = ModelInfo(
+        kind="fx",
+        name=name,
+        sample_rate=cfg.sample_rate,
+        block_size=window,
+        controls=chain_controls(),
+        state=(),
+        version=FORMAT_VERSION,
+        latency_samples=window,
+        provenance=provenance or {},
+    )
     meta = info.to_metadata()
     meta[KEY_CHAIN] = json.dumps(chain_layout())
     meta[KEY_CONDITIONING] = cfg.conditioning
@@ -116,9 +137,15 @@ def export_onnx(model: Estimator, out: Path, name: str = "fx", provenance: dict 
 
 def main(args: argparse.Namespace) -> int:
     model, config, meta = load_run(args.run, args.checkpoint)
-    provenance = {"run": str(args.run), "objective": config.objective, "conditioning": config.model.conditioning,
-                  "steps": meta.get("step"), "data": list(config.kinds),
-                  "seconds_per_step": meta.get("seconds_per_step"), "train_seconds": meta.get("train_seconds")}
+    provenance = {
+        "run": str(args.run),
+        "objective": config.objective,
+        "conditioning": config.model.conditioning,
+        "steps": meta.get("step"),
+        "data": list(config.kinds),
+        "seconds_per_step": meta.get("seconds_per_step"),
+        "train_seconds": meta.get("train_seconds"),
+    }
     out = export_onnx(model, args.out, args.name or args.out.stem, provenance)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

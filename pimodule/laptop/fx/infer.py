@@ -16,11 +16,11 @@ import soundfile as sf
 import soxr
 import torch
 
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.device.fx.twin_chain import ChainTwin
 from pimodule.laptop.fx.chain import Chain
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
 from pimodule.laptop.fx.refine import RefineConfig, refine
-from pimodule.device.fx.twin_chain import ChainTwin
-from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.laptop.fx.run import load_run
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,11 @@ class LoadedEstimator:
     def __init__(self, path: Path):
         path = Path(path)
         if path.suffix == ".onnx":
-
             self.backend = OnnxEstimator(path)
             self.sample_rate = self.backend.sample_rate
             self.window = self.backend.window
             self.conditioning = self.backend.conditioning
         else:
-
             self.model, self.config, _ = load_run(path)
             self.backend = None
             self.sample_rate = self.config.model.sample_rate
@@ -52,8 +50,9 @@ class LoadedEstimator:
         padded[: min(len(audio), count * n)] = audio[: count * n]
         return padded.reshape(count, n)
 
-    def estimate(self, wet: np.ndarray, sample_rate: int, other: np.ndarray | None = None,
-                 other_rate: int | None = None) -> Chain:
+    def estimate(
+        self, wet: np.ndarray, sample_rate: int, other: np.ndarray | None = None, other_rate: int | None = None
+    ) -> Chain:
         """Mono float arrays in; the averaged chain (probabilities, unit params) out."""
         if self.conditioning != "blind" and other is None:
             raise ValueError(f"this estimator is {self.conditioning}-conditioned: give --dry or --reference")
@@ -74,12 +73,22 @@ class LoadedEstimator:
         else:
             with torch.no_grad():
                 chain, _, _ = self.model(torch.from_numpy(w), None if o is None else torch.from_numpy(o))
-        return Chain(chain.active.mean(0, keepdim=True), chain.unit.mean(0, keepdim=True),
-                     chain.mode_weights.mean(0, keepdim=True))
+        return Chain(
+            chain.active.mean(0, keepdim=True),
+            chain.unit.mean(0, keepdim=True),
+            chain.mode_weights.mean(0, keepdim=True),
+        )
 
 
-def refine_estimate(estimator: LoadedEstimator, chain: Chain, wet: np.ndarray, sample_rate: int,
-                    dry: np.ndarray, dry_rate: int, config=None) -> Chain:
+def refine_estimate(
+    estimator: LoadedEstimator,
+    chain: Chain,
+    wet: np.ndarray,
+    sample_rate: int,
+    dry: np.ndarray,
+    dry_rate: int,
+    config=None,
+) -> Chain:
     """``chain`` (the estimate of ``wet`` from ``dry``) refined by analysis by synthesis
     (:mod:`pimodule.laptop.fx.refine`) on up to :data:`REFINE_S` seconds from the first loud window."""
 
@@ -93,8 +102,13 @@ def refine_estimate(estimator: LoadedEstimator, chain: Chain, wet: np.ndarray, s
     loud = np.flatnonzero(np.sqrt(np.mean(y[: n // w * w].reshape(-1, w) ** 2, 1)) > SILENCE_RMS)
     start = int(loud[0]) * w if loud.size else 0
     seg = slice(start, start + max(w, int(REFINE_S * rate)))
-    refined, _ = refine(torch.from_numpy(x[seg].copy())[None], torch.from_numpy(y[seg].copy())[None], rate,
-                        chain, config or RefineConfig())
+    refined, _ = refine(
+        torch.from_numpy(x[seg].copy())[None],
+        torch.from_numpy(y[seg].copy())[None],
+        rate,
+        chain,
+        config or RefineConfig(),
+    )
     return refined
 
 
@@ -115,16 +129,16 @@ def read_mono(path: Path) -> tuple[np.ndarray, int]:
     return audio.mean(1), sr
 
 
-def apply_estimate(description: dict, audio: np.ndarray, sample_rate: int,
-                   block_size: int = 4096) -> np.ndarray:
+def apply_estimate(description: dict, audio: np.ndarray, sample_rate: int, block_size: int = 4096) -> np.ndarray:
     """Render an estimate (:func:`pimodule.laptop.fx.chain.describe`) on ``(samples, channels)`` audio with
     the real-time twin chain, as the module would."""
 
     audio = np.asarray(audio, dtype=np.float64)
     x = audio.T.copy() if audio.ndim == 2 else audio[None].copy()
-    chain = ChainTwin(sample_rate, channels=x.shape[0],
-                      distortion_mode=description.get("distortion", {}).get("mode", "tanh"))
+    chain = ChainTwin(
+        sample_rate, channels=x.shape[0], distortion_mode=description.get("distortion", {}).get("mode", "tanh")
+    )
     chain.apply(description, immediate=True)
     for start in range(0, x.shape[-1], block_size):
-        chain.process(x[:, start:start + block_size])
+        chain.process(x[:, start : start + block_size])
     return x.T if audio.ndim == 2 else x[0]

@@ -13,9 +13,9 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain
 from pimodule.laptop.fx.model import mel_filterbank
-from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE
 
 OBJECTIVES = ("param", "audio", "hybrid")
 FFT_SIZES = (256, 512, 1024, 2048)
@@ -50,17 +50,20 @@ def log_mel_db(x: torch.Tensor, sample_rate: int, n_fft: int = 1024, n_mels: int
     return 10 * torch.log10((_mag(x, n_fft).square().transpose(1, 2) @ fb.T) + 1e-8)
 
 
-def mel_distance(y_hat: torch.Tensor, y: torch.Tensor, sample_rate: int, n_fft: int = 1024,
-                 n_mels: int = 64) -> torch.Tensor:
+def mel_distance(
+    y_hat: torch.Tensor, y: torch.Tensor, sample_rate: int, n_fft: int = 1024, n_mels: int = 64
+) -> torch.Tensor:
     """Mean abs difference of log-mel spectra in dB (floor -80 dB), ``(batch,)``."""
-    return (log_mel_db(y_hat, sample_rate, n_fft, n_mels)
-            - log_mel_db(y, sample_rate, n_fft, n_mels)).abs().mean((-2, -1))
+    return (
+        (log_mel_db(y_hat, sample_rate, n_fft, n_mels) - log_mel_db(y, sample_rate, n_fft, n_mels)).abs().mean((-2, -1))
+    )
 
 
 def param_mask(active: torch.Tensor) -> torch.Tensor:
     """``(batch, N_PARAMS)``: 1 where the parameter belongs to an active effect."""
-    cols = [active[:, i:i + 1].expand(-1, s.stop - s.start)
-            for i, s in enumerate(PARAM_SLICES[n] for n in EFFECT_NAMES)]
+    cols = [
+        active[:, i : i + 1].expand(-1, s.stop - s.start) for i, s in enumerate(PARAM_SLICES[n] for n in EFFECT_NAMES)
+    ]
     return torch.cat(cols, 1)
 
 
@@ -74,11 +77,20 @@ def change_logits(change: torch.Tensor, threshold_db: float) -> torch.Tensor:
     return (CHANGE_SLOPE_PER_DB * (change - threshold_db)).clamp(-CHANGE_LOGIT_MAX, CHANGE_LOGIT_MAX)
 
 
-def estimator_loss(objective: str, pred: Chain, active_logits: torch.Tensor,
-                   mode_logits: torch.Tensor, target: Chain, source: torch.Tensor,
-                   wet: torch.Tensor, sample_rate: int, teacher_forcing: bool = False,
-                   select_weight: float = 1.0, change: torch.Tensor | None = None,
-                   change_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def estimator_loss(
+    objective: str,
+    pred: Chain,
+    active_logits: torch.Tensor,
+    mode_logits: torch.Tensor,
+    target: Chain,
+    source: torch.Tensor,
+    wet: torch.Tensor,
+    sample_rate: int,
+    teacher_forcing: bool = False,
+    select_weight: float = 1.0,
+    change: torch.Tensor | None = None,
+    change_weight: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch. ``source`` ``(batch, samples)`` is what the predicted chain is applied to
     for the audio loss and ``wet`` the target it should reproduce. Chain selection (which effects
     are on) and the distortion curve are classification terms in every objective; the parameter

@@ -45,7 +45,7 @@ class ModelConfig:
         if self.conditioning not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {CONDITIONING}")
         if self.paired and self.conditioning != "dry":
-            raise ValueError("paired needs conditioning = \"dry\" (a reference is not time-aligned)")
+            raise ValueError('paired needs conditioning = "dry" (a reference is not time-aligned)')
         if (self.cross_spectral or self.band_gain) and not self.paired:
             raise ValueError("cross_spectral and band_gain need paired = true")
 
@@ -55,8 +55,7 @@ class LogMel(nn.Module):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         self.stft = Stft(n_fft, hop)
-        self.register_buffer("fb", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)),
-                             persistent=False)
+        self.register_buffer("fb", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)), persistent=False)
 
     def use_matmul_dft(self, on: bool = True) -> None:
         """Compute the power spectrum as a matmul with cos/sin (for ONNX export: no complex)."""
@@ -78,9 +77,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.inp = nn.Conv1d(n_mels, channels, 1)
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(channels, channels, 3, padding=2**i, dilation=2**i), nn.GELU(),
-                          nn.Conv1d(channels, channels, 1))
-            for i in range(n_layers))
+            nn.Sequential(
+                nn.Conv1d(channels, channels, 3, padding=2**i, dilation=2**i),
+                nn.GELU(),
+                nn.Conv1d(channels, channels, 1),
+            )
+            for i in range(n_layers)
+        )
         self.out_dim = 2 * channels + 2 * n_mels
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -101,8 +104,7 @@ class WaveformStats(nn.Module):
     - per-frame crest factor (peak over RMS, dB): clipping and fast compression lower it.
     """
 
-    def __init__(self, frame: int = 256, n_amp_bins: int = 24, n_level_bins: int = 16,
-                 n_crest_bins: int = 12):
+    def __init__(self, frame: int = 256, n_amp_bins: int = 24, n_level_bins: int = 16, n_crest_bins: int = 12):
         super().__init__()
         self.frame = frame
         self.dense = False  # the export form of the histograms (no scatter), same values
@@ -125,9 +127,14 @@ class WaveformStats(nn.Module):
         level = (rms_db - rms_db.amax(-1, keepdim=True)).clamp_min(-60.0)
         loud = (level > -40.0).to(x.dtype)  # crest factor of frames that are not near silence
         crest = (peak_db - rms_db).clamp(0.0, 22.0) * loud - 30.0 * (1.0 - loud)
-        return torch.cat([self._histogram(amp, self.amp_centres),
-                          self._histogram(level, self.level_centres),
-                          self._histogram(crest, self.crest_centres)], -1)
+        return torch.cat(
+            [
+                self._histogram(amp, self.amp_centres),
+                self._histogram(level, self.level_centres),
+                self._histogram(crest, self.crest_centres),
+            ],
+            -1,
+        )
 
 
 class GainCurve(nn.Module):
@@ -175,8 +182,7 @@ class Estimator(nn.Module):
         self.band_gain = BandGainCurve(config.sample_rate) if config.band_gain else None
         n_in += sum(m.out_dim for m in (self.cross, self.band_gain) if m is not None)
         hidden = 2 * config.channels
-        self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
-                                   nn.GELU())
+        self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.active_head = nn.Linear(hidden, N_EFFECTS)
         self.mode_head = nn.Linear(hidden, N_MODES)
         self.param_head = nn.Linear(hidden, N_PARAMS)

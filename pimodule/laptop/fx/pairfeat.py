@@ -67,8 +67,12 @@ class CrossSpectral(nn.Module):
         for stft in self.stfts:
             stft.use_matmul_dft(on)
 
-    def forward(self, wet: torch.Tensor, dry: torch.Tensor,
-                given: dict[tuple[int, int], tuple[Spectrum, Spectrum]] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        wet: torch.Tensor,
+        dry: torch.Tensor,
+        given: dict[tuple[int, int], tuple[Spectrum, Spectrum]] | None = None,
+    ) -> torch.Tensor:
         """``given`` maps ``(n_fft, hop)`` to already computed (wet, dry) spectra (the frontend's)."""
         out = []
         for i, (stft, (n_fft, hop, _)) in enumerate(zip(self.stfts, self.sizes)):
@@ -91,14 +95,23 @@ class BandGainCurve(nn.Module):
     (mean gain / 10 and log occupancy per bin), plus the broadband gain's response to dry onsets
     and offsets (see the module doc): ``(batch, out_dim)``."""
 
-    def __init__(self, sample_rate: int, n_fft: int = 256, hop: int = 64, n_bins: int = 16,
-                 level_range_db=(-75.0, 0.0), lags=(0, 1, 2, 4, 8, 16, 32), step_db: float = 6.0):
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int = 256,
+        hop: int = 64,
+        n_bins: int = 16,
+        level_range_db=(-75.0, 0.0),
+        lags=(0, 1, 2, 4, 8, 16, 32),
+        step_db: float = 6.0,
+    ):
         super().__init__()
         self.stft = Stft(n_fft, hop)
         bands = torch.from_numpy(band_matrix(sample_rate, n_fft))
         # one-sided power -> mean square of the signal (white noise of variance s2 reads s2 broadband)
-        self.register_buffer("bands", bands / float(torch.hann_window(n_fft).square().sum() * n_fft / 2),
-                             persistent=False)
+        self.register_buffer(
+            "bands", bands / float(torch.hann_window(n_fft).square().sum() * n_fft / 2), persistent=False
+        )
         self.register_buffer("centres", torch.linspace(*level_range_db, n_bins), persistent=False)
         self.lags, self.step_db = tuple(lags), step_db
         self.n_bands = bands.shape[0]
@@ -122,7 +135,7 @@ class BandGainCurve(nn.Module):
             w = torch.relu(sign * rise - self.step_db)[:, : n - max(self.lags)]
             total = w.sum(1)
             for lag in self.lags:
-                after = gain[:, 1 + lag: 1 + lag + w.shape[1]]
+                after = gain[:, 1 + lag : 1 + lag + w.shape[1]]
                 change = after - before[:, : w.shape[1]]
                 out.append((w * change).sum(1) / (total + 1e-3) / 10.0)
             out.append(torch.log10(total / w.shape[1] + 1e-4))

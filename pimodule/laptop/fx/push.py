@@ -38,8 +38,9 @@ def chain_messages(description: dict, match: bool = True) -> list[tuple[str, tup
     return out
 
 
-def push(description: dict, host: str, port: int = DEFAULT_PORT, match: bool = True,
-         timeout_s: float = 5.0) -> list[str]:
+def push(
+    description: dict, host: str, port: int = DEFAULT_PORT, match: bool = True, timeout_s: float = 5.0
+) -> list[str]:
     """Send ``description`` to the module at ``host:port``; returns the module's refusals as
     ``"address: reason"`` lines (empty when everything was taken). TimeoutError if it does not answer."""
     refused = []
@@ -54,8 +55,10 @@ def push(description: dict, host: str, port: int = DEFAULT_PORT, match: bool = T
 def _reply_to(address: str, args: tuple):
     """Accepts the reply to one request: its echo (for a set, of the same effect and name), or
     the error it caused."""
+
     def accept(msg: tuple[str, list]) -> bool:
         if msg[0] == "/pimodule/error":
             return msg[1][:1] == [address]
         return msg[0] == address and (address != "/pimodule/fx/set" or msg[1][:2] == list(args[:2]))
+
     return accept

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import torch
 
+from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE
 from pimodule.laptop.fx.batch import _GAIN, LABELS, _changes, _unit_rms, heard_effects, render_stages
 from pimodule.laptop.fx.chain import Chain, apply_chain
 from pimodule.laptop.fx.losses import log_mel_db, mel_distance, mrstft
-from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE
 
 _COLS = [EFFECT_NAMES.index(n) for n in SELECTABLE]
 #: every on/off combination of the selectable effects, (16, 4)
@@ -74,13 +74,20 @@ def with_subset(active: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 def distance(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, chunk: int = 64) -> torch.Tensor:
     """Level-matched log-mel distance (dB) of hard ``chain`` on ``x`` to ``y``, ``(batch,)``."""
     with torch.no_grad():
-        out = [mel_distance(_unit_rms(render_stages(x[s:s + chunk], sample_rate, chain.rows(slice(s, s + chunk)))[0]),
-                            _unit_rms(y[s:s + chunk]), sample_rate) for s in range(0, x.shape[0], chunk)]
+        out = [
+            mel_distance(
+                _unit_rms(render_stages(x[s : s + chunk], sample_rate, chain.rows(slice(s, s + chunk)))[0]),
+                _unit_rms(y[s : s + chunk]),
+                sample_rate,
+            )
+            for s in range(0, x.shape[0], chunk)
+        ]
     return torch.cat(out)
 
 
-def fit_parameters(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, steps: int,
-                   learning_rate: float) -> torch.Tensor:
+def fit_parameters(
+    x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, steps: int, learning_rate: float
+) -> torch.Tensor:
     """``chain``'s [0, 1] parameters fitted so that it turns ``x`` into ``y`` (both ``(batch,
     samples)``); an example whose fit ends worse than it began, or not finite, keeps its start."""
     start = chain.unit.detach()
@@ -103,8 +110,9 @@ def fit_parameters(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Ch
     return torch.where(keep[:, None], start, fitted)
 
 
-def refine(x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain,
-           config: RefineConfig = RefineConfig()) -> tuple[Chain, torch.Tensor]:
+def refine(
+    x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain, config: RefineConfig = RefineConfig()
+) -> tuple[Chain, torch.Tensor]:
     """The refined chain for dry ``x`` and wet ``y`` ``(batch, samples)`` from the network's
     ``estimate`` (soft): hard decisions (the gain stage on), fitted parameters, the network's most
     likely distortion curve. Also returns its distance to ``y`` (level-matched log-mel dB)."""
@@ -114,22 +122,40 @@ def refine(x: torch.Tensor, y: torch.Tensor, sample_rate: int, estimate: Chain,
     n, k = x.shape[0], config.n_candidates
     hard = estimate.hard().to(torch.float32)
     ll = subset_log_likelihood(estimate.active.float())
-    d0 = torch.stack([distance(x, y, sample_rate, Chain(with_subset(hard.active, s.expand(n, -1)), hard.unit,
-                                                         hard.mode_weights), config.chunk)
-                      for s in SUBSETS], 1)
+    d0 = torch.stack(
+        [
+            distance(
+                x,
+                y,
+                sample_rate,
+                Chain(with_subset(hard.active, s.expand(n, -1)), hard.unit, hard.mode_weights),
+                config.chunk,
+            )
+            for s in SUBSETS
+        ],
+        1,
+    )
     cand = (d0 - config.search_prior * ll).topk(k, 1, largest=False).indices  # (n, k)
     rows = torch.arange(n).repeat_interleave(k)
-    trial = Chain(with_subset(hard.active[rows], SUBSETS[cand.reshape(-1)]), hard.unit[rows].clone(),
-                  hard.mode_weights[rows])
+    trial = Chain(
+        with_subset(hard.active[rows], SUBSETS[cand.reshape(-1)]), hard.unit[rows].clone(), hard.mode_weights[rows]
+    )
     for s in range(0, rows.shape[0], config.chunk):
         part = slice(s, s + config.chunk)
-        trial.unit[part] = fit_parameters(x[rows[part]], y[rows[part]], sample_rate, trial.rows(part),
-                                          config.steps, config.learning_rate)
+        trial.unit[part] = fit_parameters(
+            x[rows[part]], y[rows[part]], sample_rate, trial.rows(part), config.steps, config.learning_rate
+        )
     d1 = distance(x[rows], y[rows], sample_rate, trial, config.chunk).reshape(n, k)
     best = torch.arange(n) * k + (d1 - config.choice_prior * ll.gather(1, cand)).argmin(1)
     chosen = trial.rows(best)
     with torch.no_grad():
-        change = torch.cat([_changes(x[s:s + config.chunk], sample_rate, chosen.rows(slice(s, s + config.chunk)),
-                                     config.labels)[1] for s in range(0, n, config.chunk)])
+        change = torch.cat(
+            [
+                _changes(x[s : s + config.chunk], sample_rate, chosen.rows(slice(s, s + config.chunk)), config.labels)[
+                    1
+                ]
+                for s in range(0, n, config.chunk)
+            ]
+        )
     final = Chain(chosen.active * heard_effects(change).to(chosen.active.dtype), chosen.unit, chosen.mode_weights)
     return final, distance(x, y, sample_rate, final, config.chunk)

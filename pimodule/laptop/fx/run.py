@@ -12,17 +12,15 @@ from pathlib import Path
 import torch
 
 from pimodule.laptop import runs
-
 from pimodule.laptop.fx.batch import LABELS
 from pimodule.laptop.fx.losses import OBJECTIVES
 from pimodule.laptop.fx.model import Estimator, ModelConfig
 from pimodule.laptop.fx.sources import instrument_programs
 
-
 LR_DECAYS = ("constant", "cosine")
 
 
-def learning_rate_at(config: "TrainConfig", step: int) -> float:
+def learning_rate_at(config: TrainConfig, step: int) -> float:
     """The learning rate of ``step`` (0-based) under ``config``'s schedule."""
     if config.lr_decay == "constant" or config.steps == 1:
         return config.learning_rate
@@ -101,8 +99,9 @@ def load_config(path: Path) -> TrainConfig:
     return config_from_tables(runs.read_recipe(path, FAMILY), str(path))
 
 
-def save_run(run_dir: Path, config: TrainConfig, model: Estimator, optimizer: torch.optim.Optimizer | None,
-             step: int, meta: dict) -> None:
+def save_run(
+    run_dir: Path, config: TrainConfig, model: Estimator, optimizer: torch.optim.Optimizer | None, step: int, meta: dict
+) -> None:
     """The config and a checkpoint of ``step`` (steps done) with ``meta`` (seconds, losses...)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,7 @@ HELDOUT_FAMILIES = frozenset(p - p % 8 for p in PROGRAMS["heldout"])
 #: 120-127), one phrase each
 INSTRUMENT_SETS = {
     "core": PROGRAMS["train"],
-    "wide": tuple(sorted(set(PROGRAMS["train"]) | {
-        p for p in range(120) if p - p % 8 not in HELDOUT_FAMILIES})),
+    "wide": tuple(sorted(set(PROGRAMS["train"]) | {p for p in range(120) if p - p % 8 not in HELDOUT_FAMILIES})),
 }
 HELDOUT_SHARE = 0.2
 
@@ -105,16 +104,36 @@ def render_program(program: int, seed: int, sample_rate: int, cache_dir: Path) -
     out = cache_dir / f"gm{program:03d}_s{seed}_{sample_rate}.wav"
     if not out.exists():
         if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
-            raise SourceError("fluidsynth or the GM soundfont is missing; "
-                              "apt-get install fluidsynth fluid-soundfont-gm")
+            raise SourceError(
+                "fluidsynth or the GM soundfont is missing; apt-get install fluidsynth fluid-soundfont-gm"
+            )
         cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             midi = Path(tmp) / "phrase.mid"
             make_midi(midi, program, seed)
             part = Path(tmp) / "out.wav"
-            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6",
-                            "-r", str(sample_rate), "-F", str(part), str(SOUNDFONT), str(midi)],
-                           check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [
+                    "fluidsynth",
+                    "-ni",
+                    "-q",
+                    "-R",
+                    "0",
+                    "-C",
+                    "0",
+                    "-g",
+                    "0.6",
+                    "-r",
+                    str(sample_rate),
+                    "-F",
+                    str(part),
+                    str(SOUNDFONT),
+                    str(midi),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             shutil.move(str(part), out)
     return _load(out, sample_rate)
 
@@ -128,7 +147,7 @@ def _trim(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     loud = np.nonzero(rms > 10 ** (-50 / 20))[0]
     if len(loud) == 0:
         return audio[:0]
-    return audio[loud[0] * frame: (loud[-1] + 1) * frame]
+    return audio[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
 @dataclass
@@ -139,8 +158,15 @@ class DryCorpus:
     clips: dict[str, list[np.ndarray]]
 
     @classmethod
-    def load(cls, sample_rate: int, split: str, kinds=KINDS, cache_dir: Path | None = None,
-             max_files: int | None = None, instruments: str = "core") -> "DryCorpus":
+    def load(
+        cls,
+        sample_rate: int,
+        split: str,
+        kinds=KINDS,
+        cache_dir: Path | None = None,
+        max_files: int | None = None,
+        instruments: str = "core",
+    ) -> DryCorpus:
         """``instruments`` names the training programs (INSTRUMENT_SETS); held-out is fixed."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")
@@ -149,19 +175,19 @@ class DryCorpus:
         clips: dict[str, list[np.ndarray]] = {}
         for kind in kinds:
             if kind == "instruments":
-                audio = [render_program(p, 1000 + p + (0 if split == "train" else 500), sample_rate,
-                                        cache_dir) for p in programs[:max_files]]
+                audio = [
+                    render_program(p, 1000 + p + (0 if split == "train" else 500), sample_rate, cache_dir)
+                    for p in programs[:max_files]
+                ]
             else:
                 audio = [_load(p, sample_rate) for p in _files(kind, split)[:max_files]]
             clips[kind] = [a for a in (_trim(a, sample_rate) for a in audio) if len(a) > sample_rate // 4]
-            log.info("%s/%s: %d clips, %.0f s", split, kind, len(clips[kind]),
-                     sum(map(len, clips[kind])) / sample_rate)
+            log.info("%s/%s: %d clips, %.0f s", split, kind, len(clips[kind]), sum(map(len, clips[kind])) / sample_rate)
         if not any(clips.values()):
             raise SourceError(f"no usable dry audio for split {split!r}")
         return cls(sample_rate, clips)
 
-    def excerpts(self, rng: np.random.Generator, batch: int, n_samples: int,
-                 n_parts: int = 1) -> np.ndarray:
+    def excerpts(self, rng: np.random.Generator, batch: int, n_samples: int, n_parts: int = 1) -> np.ndarray:
         """``(batch, n_parts, n_samples)`` random excerpts, each row from one recording, levels
         normalised to an RMS between -30 and -12 dBFS (parts of a row share the gain)."""
         kinds = [k for k, v in self.clips.items() if v]
@@ -182,7 +208,7 @@ class DryCorpus:
             return clip[:n]
         for _ in range(8):  # avoid near-silent windows
             start = rng.integers(0, len(clip) - n)
-            seg = clip[start:start + n]
+            seg = clip[start : start + n]
             if np.sqrt(np.mean(seg**2)) > 1e-3:
                 break
         return seg

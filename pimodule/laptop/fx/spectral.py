@@ -51,7 +51,7 @@ class Stft(nn.Module):
         # export: frames by a constant gather index (batch stays dynamic in ONNX)
         idx = torch.arange(n_frames)[:, None] * self.hop + torch.arange(self.n_fft)[None]
         re_im = (x[:, idx] * self.window) @ self.dft
-        return re_im[..., : self.n_bins], re_im[..., self.n_bins:]
+        return re_im[..., : self.n_bins], re_im[..., self.n_bins :]
 
 
 def soft_histogram(values: torch.Tensor, centres: torch.Tensor, dense: bool = False) -> torch.Tensor:

@@ -19,16 +19,23 @@ import numpy as np
 import torch
 
 from pimodule.laptop import runs
-from pimodule.laptop.loop import Budget, Interrupted
-
 from pimodule.laptop.fx.batch import random_batch
+from pimodule.laptop.fx.chain import apply_chain
+from pimodule.laptop.fx.evaluate import make_cases, predict, selection_scores
 from pimodule.laptop.fx.losses import OBJECTIVES, estimator_loss
 from pimodule.laptop.fx.model import CONDITIONING, Estimator, analysis_samples
-from pimodule.laptop.fx.run import (TrainConfig, config_to_toml, learning_rate_at, load_config, load_optimizer_state, load_run,
-                             save_run, with_overrides)
+from pimodule.laptop.fx.run import (
+    TrainConfig,
+    config_to_toml,
+    learning_rate_at,
+    load_config,
+    load_optimizer_state,
+    load_run,
+    save_run,
+    with_overrides,
+)
 from pimodule.laptop.fx.sources import DryCorpus
-from pimodule.laptop.fx.evaluate import make_cases, predict, selection_scores
-from pimodule.laptop.fx.chain import apply_chain
+from pimodule.laptop.loop import Budget, Interrupted
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the non-interactive backend)
@@ -45,10 +52,16 @@ EXAMPLES = (
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
     parser.add_argument("--config", type=Path, help="recipe TOML (family, [model], [train]), e.g. configs/fx_dry.toml")
-    parser.add_argument("--objective", choices=OBJECTIVES,
-                        help="param: parameter error; audio: distance of the re-rendered audio; hybrid: both")
-    parser.add_argument("--conditioning", choices=CONDITIONING,
-                        help="what the estimator hears besides the wet signal: nothing, the dry source, or a reference")
+    parser.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="param: parameter error; audio: distance of the re-rendered audio; hybrid: both",
+    )
+    parser.add_argument(
+        "--conditioning",
+        choices=CONDITIONING,
+        help="what the estimator hears besides the wet signal: nothing, the dry source, or a reference",
+    )
     parser.add_argument("--steps", type=int, help="training steps (overrides the recipe)")
     parser.add_argument("--batch-size", type=int, dest="batch_size", help="examples per step")
     parser.add_argument("--seed", type=int, help="random seed (data, chains and initial weights)")
@@ -88,15 +101,27 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     runs.truncate_log(run_dir, start)
     sr = config.model.sample_rate
     n_samples = analysis_samples(config.model, config.excerpt_s)
-    corpus = DryCorpus.load(sr, "train", config.kinds, max_files=config.max_files or None,
-                            instruments=config.instruments)
+    corpus = DryCorpus.load(
+        sr, "train", config.kinds, max_files=config.max_files or None, instruments=config.instruments
+    )
     rng = np.random.default_rng([config.seed, start])
     generator = torch.Generator().manual_seed(config.seed * 100003 + start)
     val = _validation_set(config, n_samples) if config.val_every else None
-    log.info("estimator: %d parameters, %s/%s, %d-sample windows at %d Hz",
-             model.n_parameters(), config.objective, config.model.conditioning, n_samples, sr)
-    budget = Budget(steps=config.steps, start=start, elapsed_s=train_seconds, desc=f"train fx ({config.objective})",
-                    progress=progress)
+    log.info(
+        "estimator: %d parameters, %s/%s, %d-sample windows at %d Hz",
+        model.n_parameters(),
+        config.objective,
+        config.model.conditioning,
+        n_samples,
+        sr,
+    )
+    budget = Budget(
+        steps=config.steps,
+        start=start,
+        elapsed_s=train_seconds,
+        desc=f"train fx ({config.objective})",
+        progress=progress,
+    )
     seconds: list[float] = []
     meta: dict = {"train_seconds": train_seconds}
 
@@ -112,14 +137,31 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             lr = learning_rate_at(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = random_batch(corpus, rng, generator, config.model.conditioning, config.batch_size,
-                                 n_samples, config.p_active, config.labels)
+            batch = random_batch(
+                corpus,
+                rng,
+                generator,
+                config.model.conditioning,
+                config.batch_size,
+                n_samples,
+                config.p_active,
+                config.labels,
+            )
             pred, active_logits, mode_logits = model(batch.wet, batch.other)
-            loss, parts = estimator_loss(config.objective, pred, active_logits, mode_logits,
-                                         batch.chain, batch.source, batch.target, sr,
-                                         teacher_forcing=config.teacher_forcing,
-                                         select_weight=config.select_weight, change=batch.change,
-                                         change_weight=config.change_weight)
+            loss, parts = estimator_loss(
+                config.objective,
+                pred,
+                active_logits,
+                mode_logits,
+                batch.chain,
+                batch.source,
+                batch.target,
+                sr,
+                teacher_forcing=config.teacher_forcing,
+                select_weight=config.select_weight,
+                change=batch.change,
+                change_weight=config.change_weight,
+            )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step}: loss is {float(loss)} ({parts})")
             optimizer.zero_grad()
@@ -129,22 +171,31 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             seconds.append(time.perf_counter() - t0)
             value = float(loss.detach())
             budget.done(loss=value, **parts)
-            runs.append_log(run_dir, {"step": budget.step, "loss": value, "parts": parts, "lr": lr,
-                                      "seconds": round(budget.elapsed_s, 2)})
+            runs.append_log(
+                run_dir,
+                {"step": budget.step, "loss": value, "parts": parts, "lr": lr, "seconds": round(budget.elapsed_s, 2)},
+            )
             if val is not None and (budget.step % config.val_every == 0 or budget.last):
                 v = validate(model, val)
                 meta["val"] = {"step": budget.step, **v}
                 runs.append_log(run_dir, {"step": budget.step, "val": v})
-                log.info("step %d: selection %.3f (clear %.3f, removal labels %.3f)", budget.step,
-                         v["selection_accuracy"], v["selection_accuracy_clear"], v["selection_accuracy_removal"])
+                log.info(
+                    "step %d: selection %.3f (clear %.3f, removal labels %.3f)",
+                    budget.step,
+                    v["selection_accuracy"],
+                    v["selection_accuracy_clear"],
+                    v["selection_accuracy_removal"],
+                )
             if budget.step % config.checkpoint_every == 0 or budget.last:
                 checkpoint_now()
                 seconds = seconds[-50:]
     except KeyboardInterrupt:
         if budget.step > start:
             checkpoint_now()
-        raise Interrupted(f"stopped at step {budget.step}; checkpoint saved in {run_dir}. Resume with: "
-                          f"pimodule train fx --out {run_dir} --resume") from None
+        raise Interrupted(
+            f"stopped at step {budget.step}; checkpoint saved in {run_dir}. Resume with: "
+            f"pimodule train fx --out {run_dir} --resume"
+        ) from None
     finally:
         budget.close()
     plot_history(runs.read_log(run_dir), run_dir / "plots" / "loss.png")
@@ -180,7 +231,7 @@ def plot_history(records: list[dict], path: Path) -> None:
         values = np.array([r["loss"] if key == "loss" else r.get("parts", {}).get(key, np.nan) for r in steps_records])
         k = max(1, len(values) // 50)
         smooth = np.convolve(values, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, label=key)
+        ax.plot(steps[k - 1 :], smooth, label=key)
     ax.set_xlabel("step")
     ax.set_yscale("log")
     ax.legend()
@@ -193,16 +244,23 @@ def plot_history(records: list[dict], path: Path) -> None:
 def plot_example(model: Estimator, config: TrainConfig, corpus: DryCorpus, path: Path) -> None:
     """Spectrograms of one example: dry, target (wet) and the estimate re-rendered."""
     sr = config.model.sample_rate
-    batch = random_batch(corpus, np.random.default_rng(123), torch.Generator().manual_seed(123),
-                         config.model.conditioning, 1, analysis_samples(config.model, config.excerpt_s),
-                         config.p_active)
+    batch = random_batch(
+        corpus,
+        np.random.default_rng(123),
+        torch.Generator().manual_seed(123),
+        config.model.conditioning,
+        1,
+        analysis_samples(config.model, config.excerpt_s),
+        config.p_active,
+    )
     model.eval()
     with torch.no_grad():
         pred, _, _ = model(batch.wet, batch.other)
         est = apply_chain(batch.source[:, None], sr, pred.hard())[0, 0]
     fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
-    for ax, (title, sig) in zip(axes, [("input", batch.source[0]), ("target", batch.target[0]),
-                                        ("estimate re-rendered", est)]):
+    for ax, (title, sig) in zip(
+        axes, [("input", batch.source[0]), ("target", batch.target[0]), ("estimate re-rendered", est)]
+    ):
         ax.specgram(sig.numpy(), NFFT=512, Fs=sr, noverlap=384, vmin=-140)
         ax.set_title(title)
     fig.tight_layout()
@@ -218,10 +276,18 @@ def main(args: argparse.Namespace) -> int:
         config = load_config(saved)
     else:
         config = TrainConfig()
-    config = with_overrides(config, objective=args.objective, conditioning=args.conditioning,
-                            steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                            sample_rate=args.sample_rate)
+    config = with_overrides(
+        config,
+        objective=args.objective,
+        conditioning=args.conditioning,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        sample_rate=args.sample_rate,
+    )
     meta = train(config, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {meta['step']} steps; median {meta.get('seconds_per_step') or 0:.3f} s/step, "
-          f"{meta.get('train_seconds', 0.0):.0f} s in all; run in {args.out}")
+    print(
+        f"trained {meta['step']} steps; median {meta.get('seconds_per_step') or 0:.3f} s/step, "
+        f"{meta.get('train_seconds', 0.0):.0f} s in all; run in {args.out}"
+    )
     return 0

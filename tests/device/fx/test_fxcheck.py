@@ -25,7 +25,9 @@ def _dry(seconds: float, rate: int = RATE_HZ, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     tone = np.sin(2 * np.pi * 196 * t) + 0.5 * np.sin(2 * np.pi * 392 * t)
-    return (0.25 * tone * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)) + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+    return (0.25 * tone * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)) + 0.005 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
 
 
 def _clipped(dry: np.ndarray) -> np.ndarray:
@@ -35,15 +37,18 @@ def _clipped(dry: np.ndarray) -> np.ndarray:
 def test_the_check_drives_matching_from_its_first_result():
     matcher = FxMatcher(RATE_HZ, 256)
     followed, published = [], []
-    checker = FxChecker(0.05, follow=lambda est: followed.append(est) or matcher.follow(est),
-                        publish=published.append, config=FAST)
+    checker = FxChecker(
+        0.05, follow=lambda est: followed.append(est) or matcher.follow(est), publish=published.append, config=FAST
+    )
     analyzer = FxAnalyzer(FX_DRY_MODEL, RATE_HZ, interval_s=0.1, smoothing=1.0, matcher=matcher, checker=checker)
     dry = _dry(1.5)
     analyzer.history.write(_clipped(dry))
     analyzer.other_history.write(dry)
     assert checker.check_once() is None  # nothing offered yet
     first = analyzer.analyse_once()
-    assert matcher.matched()["distortion"]["params"]["drive_db"] == pytest.approx(first["distortion"]["params"]["drive_db"])
+    assert matcher.matched()["distortion"]["params"]["drive_db"] == pytest.approx(
+        first["distortion"]["params"]["drive_db"]
+    )
     checked = checker.check_once()
     assert checked is not None and checker.driving and followed == [checked] and published == [checked]
     assert checked["distortion"]["active"]  # a hard clipper is heard

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.device.fx.twin_chain import ChainTwin
 from pimodule.device.engine import VoiceEngine
 from pimodule.device.fx.mode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
+from pimodule.device.fx.twin_chain import ChainTwin
 
 FX_MODEL = Path(__file__).resolve().parents[3] / "export" / "fx.onnx"
 FX_DRY_MODEL = FX_MODEL.with_name("fx-dry.onnx")
@@ -116,8 +116,7 @@ def reference_estimator(tmp_path_factory):
     from pimodule.laptop.fx.model import Estimator, ModelConfig
 
     torch.manual_seed(0)
-    model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, waveform_stats=True,
-                                  conditioning="reference"))
+    model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, waveform_stats=True, conditioning="reference"))
     return export_onnx(model, tmp_path_factory.mktemp("fxref") / "ref.onnx", name="ref")
 
 
@@ -157,7 +156,9 @@ def test_shipped_dry_estimator_tells_an_untouched_signal_from_a_clipped_one():
     clipped.history.write(np.clip(8.0 * dry, -0.25, 0.25))
     clipped.other_history.write(dry)
     est = clipped.analyse_once()
-    assert est["distortion"]["active"] and est["distortion"]["probability"] > untouched.latest["distortion"]["probability"]
+    assert (
+        est["distortion"]["active"] and est["distortion"]["probability"] > untouched.latest["distortion"]["probability"]
+    )
 
 
 def _engine_in_fx_mode(matcher):
@@ -175,8 +176,10 @@ def test_fx_mode_passes_input_r_or_applies_the_estimated_chain():
     matcher = FxMatcher(RATE_HZ, 256)
     engine = _engine_in_fx_mode(matcher)
     left, right = _signal(0.5, seed=1), _signal(0.5, seed=2)
-    estimate = {"distortion": {"active": True, "params": {"drive_db": 24.0, "output_gain_db": -6.0}, "mode": "hard"},
-                "reverb": {"active": False, "params": {}}}
+    estimate = {
+        "distortion": {"active": True, "params": {"drive_db": 24.0, "output_gain_db": -6.0}, "mode": "hard"},
+        "reverb": {"active": False, "params": {}},
+    }
     reference = ChainTwin(RATE_HZ, channels=1, max_block=256)
     for name in reference.stages:
         reference.set_active(name, False, immediate=True)
@@ -194,7 +197,9 @@ def test_fx_mode_passes_input_r_or_applies_the_estimated_chain():
             block = right[start : start + 128].astype(np.float64)[None].copy()
             reference.process(block)
             ref.append(block[0])
-    np.testing.assert_allclose(np.concatenate(dry[3:]), right[384:1280], atol=1e-6)  # pass-through R (after the 5 ms mode fade-in)
+    np.testing.assert_allclose(
+        np.concatenate(dry[3:]), right[384:1280], atol=1e-6
+    )  # pass-through R (after the 5 ms mode fade-in)
     wet, ref = np.concatenate(wet), np.concatenate(ref)
     np.testing.assert_allclose(wet, np.clip(ref, -1, 1), atol=2e-2)  # the twin chain (the guard limits peaks)
     assert np.max(np.abs(wet - right[1280:2560])) > 0.05  # audibly different from dry
@@ -227,8 +232,10 @@ def test_daemon_fx_mode_sends_estimates_over_osc_and_toggles_matching(fx_daemon)
 
 
 def test_fx_mode_imports_no_torch():
-    code = ("import sys; import pimodule.device.fx.mode as m; m.FxMatcher(48000, 128); "
-            f"m.FxAnalyzer({str(FX_MODEL)!r}, 48000); assert 'torch' not in sys.modules")
+    code = (
+        "import sys; import pimodule.device.fx.mode as m; m.FxMatcher(48000, 128); "
+        f"m.FxAnalyzer({str(FX_MODEL)!r}, 48000); assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

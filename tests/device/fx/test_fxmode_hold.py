@@ -22,8 +22,10 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def _estimate(drive_db: float, mix_pct: float) -> dict:
-    return {"distortion": {"active": True, "params": {"drive_db": drive_db}, "mode": "soft"},
-            "reverb": {"active": True, "params": {"mix_pct": mix_pct}}}
+    return {
+        "distortion": {"active": True, "params": {"drive_db": drive_db}, "mode": "soft"},
+        "reverb": {"active": True, "params": {"mix_pct": mix_pct}},
+    }
 
 
 def test_a_held_chain_ignores_estimates_until_released():
@@ -58,10 +60,15 @@ def test_bad_values_are_refused_and_change_nothing():
     matcher = FxMatcher(RATE_HZ, 256)
     matcher.follow(_estimate(12.0, 20.0))
     before = matcher.matched()
-    bad = [("chorus", "rate_hz", 1.0, KeyError), ("reverb", "size", 1.0, KeyError),
-           ("reverb", "mix_pct", math.nan, ValueError), ("reverb", "mix_pct", "lots", ValueError),
-           ("reverb", "active", math.inf, ValueError), ("distortion", "mode", "fuzz", ValueError),
-           ("eq", "mode", "hard", ValueError)]
+    bad = [
+        ("chorus", "rate_hz", 1.0, KeyError),
+        ("reverb", "size", 1.0, KeyError),
+        ("reverb", "mix_pct", math.nan, ValueError),
+        ("reverb", "mix_pct", "lots", ValueError),
+        ("reverb", "active", math.inf, ValueError),
+        ("distortion", "mode", "fuzz", ValueError),
+        ("eq", "mode", "hard", ValueError),
+    ]
     for effect, name, value, error in bad:
         with pytest.raises(error):
             matcher.set_value(effect, name, value)
@@ -92,8 +99,8 @@ def _matched(client) -> dict:
 
 
 def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(fx_daemon, tmp_path, capsys):
-    from pimodule.laptop.fx import estimate
     from pimodule.device.io.osc import OscClient
+    from pimodule.laptop.fx import estimate
 
     rng = np.random.default_rng(0)
     dry_in = (0.2 * rng.standard_normal(int(30 * RATE_HZ))).astype(np.float32)
@@ -102,12 +109,13 @@ def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(fx_daemon, 
         wet, dry = _wavs(tmp_path)
         parser = argparse.ArgumentParser()
         estimate.configure(parser)
-        args = parser.parse_args([str(FX_DRY_MODEL), "--input", str(wet), "--dry", str(dry), "--json",
-                                  "--send", f"127.0.0.1:{d.osc.port}"])
+        args = parser.parse_args(
+            [str(FX_DRY_MODEL), "--input", str(wet), "--dry", str(dry), "--json", "--send", f"127.0.0.1:{d.osc.port}"]
+        )
         assert estimate.main(args) == 0
         out = capsys.readouterr().out
         assert "held and matched" in out
-        desc = json.loads(out[:out.rindex("}") + 1])
+        desc = json.loads(out[: out.rindex("}") + 1])
         with OscClient("127.0.0.1", d.osc.port) as c:
             got = _matched(c)
             assert got["/pimodule/fx/matched/hold"] == [1] and d.engine.fx_matcher.matching
@@ -123,9 +131,18 @@ def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(fx_daemon, 
             assert d.fx.n_runs >= runs + 3 and _matched(c) == got  # the module's own estimates did not move it
             # by hand: clamped into the spec, the reply says what was applied
             top = SPECS["reverb"]["mix_pct"].max
-            assert c.request("/pimodule/fx/set", "reverb", "mix_pct", 1e4, expect="/pimodule/fx/set")[1] == ["reverb", "mix_pct", top]
-            for bad in (("reverb", "size", 1.0), ("chorus", "rate_hz", 1.0), ("reverb", "mix_pct", float("nan")),
-                        ("reverb", "mix_pct"), (1, 2, 3)):
+            assert c.request("/pimodule/fx/set", "reverb", "mix_pct", 1e4, expect="/pimodule/fx/set")[1] == [
+                "reverb",
+                "mix_pct",
+                top,
+            ]
+            for bad in (
+                ("reverb", "size", 1.0),
+                ("chorus", "rate_hz", 1.0),
+                ("reverb", "mix_pct", float("nan")),
+                ("reverb", "mix_pct"),
+                (1, 2, 3),
+            ):
                 reply = c.request("/pimodule/fx/set", *bad, expect="/pimodule/error")
                 assert reply[1][0] == "/pimodule/fx/set" and reply[1][1]
             assert _matched(c)["/pimodule/fx/matched/reverb/mix_pct"] == [top]
@@ -138,7 +155,8 @@ def test_a_chain_pushed_from_the_laptop_is_held_matched_and_released(fx_daemon, 
             now = _matched(c)
             assert now["/pimodule/fx/matched/hold"] == [0]
             assert now["/pimodule/fx/matched/reverb/mix_pct"][0] == pytest.approx(
-                latest["reverb"]["params"]["mix_pct"], rel=0.2, abs=2.0)  # following again
+                latest["reverb"]["params"]["mix_pct"], rel=0.2, abs=2.0
+            )  # following again
     assert d.runner.stats.n_exceptions == 0
 
 

@@ -23,7 +23,9 @@ def _signal(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * RATE_HZ)) / RATE_HZ
     saw = 2 * ((110 * t) % 1.0) - 1
-    return (0.2 * saw * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t)) + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+    return (0.2 * saw * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t)) + 0.01 * rng.standard_normal(t.shape)).astype(
+        np.float32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,9 @@ def estimators(tmp_path_factory, nan_output) -> Path:
     d = tmp_path_factory.mktemp("fxmodels")
     (d / "fx.onnx").symlink_to(FX_MODEL)
     torch.manual_seed(0)
-    model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, waveform_stats=True,
-                                  conditioning="dry", paired=True))
+    model = Estimator(
+        ModelConfig(channels=8, n_layers=1, n_mels=16, waveform_stats=True, conditioning="dry", paired=True)
+    )
     export_onnx(model, d / "tiny-dry.onnx", name="tiny-dry")
     nan_output(d / "tiny-dry.onnx", d / "nan-dry.onnx", output="unit")
     (d / "broken.onnx").write_bytes(b"\x08\x07 not onnx")
@@ -67,8 +70,7 @@ def test_swap_brings_fresh_histories_and_refuses_bad_files(estimators):
     analyzer.other_history.write(dry[24000:])
     assert set(analyzer.analyse_once()) == set(blind)
 
-    for bad, reason in (("nan-dry.onnx", "non-finite"), ("broken.onnx", "not a loadable"),
-                        ("missing.onnx", "")):
+    for bad, reason in (("nan-dry.onnx", "non-finite"), ("broken.onnx", "not a loadable"), ("missing.onnx", "")):
         assert not analyzer.swap_estimator(estimators / bad)
         assert analyzer.name == "tiny-dry" and reason in errors[-1] and bad in errors[-1]
     assert analyzer.n_refused == 3 and len(attached) == 1
@@ -80,12 +82,22 @@ def test_daemon_switches_estimator_over_osc_while_playing(estimators, model_dir)
 
     (estimators / "voice_a.onnx").unlink(missing_ok=True)
     (estimators / "voice_a.onnx").symlink_to(model_dir / "voice_a.onnx")
-    cfg = parse_config({"osc": {"port": 0}, "models": {"dir": str(estimators), "default": ""},
-                        "engine": {"mode": "fx"}, "cv": {"backend": "simulated"},
-                        "fx": {"model": "fx", "interval_s": 0.05}}, "test")
+    cfg = parse_config(
+        {
+            "osc": {"port": 0},
+            "models": {"dir": str(estimators), "default": ""},
+            "engine": {"mode": "fx"},
+            "cv": {"backend": "simulated"},
+            "fx": {"model": "fx", "interval_s": 0.05},
+        },
+        "test",
+    )
     d = daemon_mod.build(cfg)
-    thread = threading.Thread(target=lambda: d.runner.run_offline(
-        float("inf"), block_size=128, input_signal=np.tile(_signal(2.0), 20), should_stop=d.stop_event.is_set))
+    thread = threading.Thread(
+        target=lambda: d.runner.run_offline(
+            float("inf"), block_size=128, input_signal=np.tile(_signal(2.0), 20), should_stop=d.stop_event.is_set
+        )
+    )
     d.fx.start()
     d.osc.start()
     thread.start()
@@ -98,15 +110,22 @@ def test_daemon_switches_estimator_over_osc_while_playing(estimators, model_dir)
 
     try:
         with OscClient("127.0.0.1", d.osc.port) as c:
-            assert c.request("/pimodule/fx/list", expect="/pimodule/fx/models", timeout_s=10)[1] == \
-                ["fx", "nan-dry", "tiny-dry"]
-            for name, words in (("voice_a", "not an effect estimator"), ("ghost", "no model"),
-                                ("broken", "not a readable pimodule model")):
+            assert c.request("/pimodule/fx/list", expect="/pimodule/fx/models", timeout_s=10)[1] == [
+                "fx",
+                "nan-dry",
+                "tiny-dry",
+            ]
+            for name, words in (
+                ("voice_a", "not an effect estimator"),
+                ("ghost", "no model"),
+                ("broken", "not a readable pimodule model"),
+            ):
                 reply = c.request("/pimodule/fx/model", name, expect="/pimodule/error", timeout_s=10)
                 assert reply[1][0] == "/pimodule/fx/model" and words in reply[1][1], reply
             assert wait_for(lambda: d.fx.n_runs >= 1)
-            assert c.request("/pimodule/fx/model", "tiny-dry", expect="/pimodule/fx/loading",
-                             timeout_s=10)[1] == ["tiny-dry"]
+            assert c.request("/pimodule/fx/model", "tiny-dry", expect="/pimodule/fx/loading", timeout_s=10)[1] == [
+                "tiny-dry"
+            ]
             assert wait_for(lambda: d.fx.name == "tiny-dry")
             assert d.engine.fx_history is d.fx.history and d.engine.fx_other_history is d.fx.other_history
             assert d.fx.other_history is not None

@@ -10,9 +10,9 @@ import pytest
 import scipy.signal
 import torch
 
-from pimodule.laptop.fx import effects
 from pimodule.core.fx_specs import DISTORTION_MODES, SPECS
 from pimodule.device.fx.twin_effects import make_twin
+from pimodule.laptop.fx import effects
 
 BLOCK_SIZES = [1, 64, 65, 128, 8193]
 # Documented tolerances (max abs difference, float64 signals of peak ~0.4):
@@ -47,7 +47,7 @@ def _twin(name, x, sample_rate, params, mode, block_size):
     twin.set_params(ramp=False, **params)
     y = x.copy()
     for start in range(0, y.shape[-1], block_size):
-        twin.process(y[:, start:start + block_size])  # in place on a view
+        twin.process(y[:, start : start + block_size])  # in place on a view
     return y
 
 
@@ -79,9 +79,11 @@ def test_frequency_sampled_eq_vs_iir_twin(block_size):
 
 
 def test_twin_package_imports_no_torch():
-    code = ("import sys, pimodule.device.fx.twin_effects, pimodule.device.fx.twin_chain, pimodule.device.fx.cost, "
-            "pimodule.device.fx.estimator; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, pimodule.device.fx.twin_effects, pimodule.device.fx.twin_chain, pimodule.device.fx.cost, "
+        "pimodule.device.fx.estimator; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -103,8 +105,7 @@ def _chain_run(smoothing_ms: float, block_size: int, sample_rate: int = 16000):
     n = sample_rate // 2
     amp, freq = 0.2, 100.0
     x = np.tile(amp * np.sin(2 * np.pi * freq * np.arange(n) / sample_rate), (1, 1))
-    chain = ChainTwin(sample_rate, ["eq", "compressor", "gain"], channels=1,
-                      smoothing_ms=smoothing_ms)
+    chain = ChainTwin(sample_rate, ["eq", "compressor", "gain"], channels=1, smoothing_ms=smoothing_ms)
     chain.set_params("gain", immediate=True, gain_db=-12.0)
     chain.set_params("compressor", immediate=True, ratio=1.0)
     y = x.copy()
@@ -113,9 +114,9 @@ def _chain_run(smoothing_ms: float, block_size: int, sample_rate: int = 16000):
         if start == jump:  # every parameter target jumps at once
             chain.set_params("gain", gain_db=12.0)
             chain.set_params("eq", peak1_gain_db=12.0, peak1_freq_hz=100.0, low_shelf_gain_db=6.0)
-        chain.process(y[:, start:start + block_size])
+        chain.process(y[:, start : start + block_size])
     # bound: the steepest sample-to-sample move of the settled output (a clean, louder sine), +5%
-    settled = np.diff(y[0, -n // 4:])
+    settled = np.diff(y[0, -n // 4 :])
     slope_bound = 1.05 * np.max(np.abs(settled))
     return np.max(np.abs(np.diff(y[0]))), slope_bound, y
 
@@ -167,10 +168,10 @@ def test_eq_in_place_kernel_equals_public_sosfilt(block_size):
     strided.set_params(ramp=False, **params)
     a, b = x.copy(), x.copy()
     for start in range(0, x.shape[-1], block_size):
-        block = np.ascontiguousarray(a[:, start:start + block_size])  # the fast path
+        block = np.ascontiguousarray(a[:, start : start + block_size])  # the fast path
         contiguous.process(block)
-        a[:, start:start + block_size] = block
-        strided.process(b[:, start:start + block_size])  # a view: scipy's public sosfilt
+        a[:, start : start + block_size] = block
+        strided.process(b[:, start : start + block_size])  # a view: scipy's public sosfilt
     assert np.max(np.abs(a - b)) <= 1e-12
     y, _ = scipy.signal.sosfilt(contiguous.sos, x, axis=-1, zi=np.zeros((contiguous.sos.shape[0], 2, 2)))
     assert np.max(np.abs(a - y)) <= 1e-12

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.core.melscale import log_mel_db, mel_distance_db
+from pimodule.device.fx.check import PRIOR, SEARCHED, SUBSETS, CheckConfig, SubsetCheck, subset_log_likelihood
 from pimodule.laptop.fx.batch import render_stages
 from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, sample_chain
 from pimodule.laptop.fx.losses import log_mel_db as torch_log_mel_db
-from pimodule.core.melscale import log_mel_db, mel_distance_db
 from pimodule.laptop.fx.refine import RefineConfig, refine
-from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
-from pimodule.device.fx.check import PRIOR, SEARCHED, SUBSETS, CheckConfig, SubsetCheck, subset_log_likelihood
 
 
 def _dry(sample_rate: int, seconds: float = 0.6, batch: int = 1, seed: int = 3) -> torch.Tensor:
@@ -35,8 +35,11 @@ def _describe(chain: Chain, i: int) -> dict:
     for k, name in enumerate(EFFECT_NAMES):
         unit = chain.unit[i, PARAM_SLICES[name]].numpy()
         p = float(chain.active[i, k])
-        out[name] = {"active": p >= 0.5, "probability": p,
-                     "params": {s.name: float(s.from_unit(float(u))) for s, u in zip(SPECS[name], unit)}}
+        out[name] = {
+            "active": p >= 0.5,
+            "probability": p,
+            "params": {s.name: float(s.from_unit(float(u))) for s, u in zip(SPECS[name], unit)},
+        }
     out["distortion"]["mode"] = DISTORTION_MODES[int(chain.mode_weights[i].argmax())]
     return out
 
@@ -45,8 +48,9 @@ def _describe(chain: Chain, i: int) -> dict:
 def test_numpy_log_mel_is_the_torch_one(sample_rate):
     x = _dry(sample_rate, batch=2).numpy()
     y = np.tanh(4 * x)
-    np.testing.assert_allclose(log_mel_db(x, sample_rate), torch_log_mel_db(torch.from_numpy(x), sample_rate).numpy(),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        log_mel_db(x, sample_rate), torch_log_mel_db(torch.from_numpy(x), sample_rate).numpy(), atol=1e-3
+    )
     assert mel_distance_db(x, x, sample_rate).max() == 0 and mel_distance_db(x, y, sample_rate).min() > 1.0
 
 
@@ -87,8 +91,9 @@ def test_the_search_never_moves_away_from_the_wet_signal(sample_rate):
     truth = sample_chain(n, gen).hard()
     x = _dry(sample_rate, batch=n, seed=5)
     y, _ = render_stages(x, sample_rate, truth)
-    guess = Chain(truth.active, (truth.unit + 0.15 * torch.randn(truth.unit.shape, generator=gen)).clamp(0, 1),
-                  truth.mode_weights)
+    guess = Chain(
+        truth.active, (truth.unit + 0.15 * torch.randn(truth.unit.shape, generator=gen)).clamp(0, 1), truth.mode_weights
+    )
     check = SubsetCheck(sample_rate, CheckConfig(n_candidates=2))
     improved = 0
     for i in range(n):
@@ -126,8 +131,12 @@ def test_a_missed_clipper_is_found_and_an_imagined_eq_dropped(sample_rate, n_can
     guess["distortion"].update(active=False, probability=0.4)
     guess["eq"].update(active=True, probability=0.7)
     out = SubsetCheck(sample_rate, CheckConfig(n_candidates=n_candidates))(x[0].numpy(), y[0].numpy(), guess)
-    assert {e: out[e]["active"] for e in SELECTABLE} == {"eq": False, "compressor": False, "distortion": True,
-                                                          "reverb": False}
+    assert {e: out[e]["active"] for e in SELECTABLE} == {
+        "eq": False,
+        "compressor": False,
+        "distortion": True,
+        "reverb": False,
+    }
     assert guess["distortion"]["active"] is False  # the caller's estimate is not changed
 
 
@@ -135,8 +144,11 @@ def test_bad_input_is_refused():
     check = SubsetCheck(16000)
     x = _dry(16000)[0].numpy()
     est = _describe(sample_chain(1, torch.Generator().manual_seed(1)), 0)
-    for dry, wet, error in ((x, x[:-1], ValueError), (x[:512], x[:512], ValueError),
-                            (x, np.where(np.arange(x.size) == 9, np.nan, x), ValueError)):
+    for dry, wet, error in (
+        (x, x[:-1], ValueError),
+        (x[:512], x[:512], ValueError),
+        (x, np.where(np.arange(x.size) == 9, np.nan, x), ValueError),
+    ):
         with pytest.raises(error):
             check(dry, wet, est)
     with pytest.raises(KeyError, match="reverb"):
@@ -147,12 +159,14 @@ def test_bad_input_is_refused():
 
 
 def test_the_check_imports_no_torch():
-    code = ("import sys, numpy as np; from pimodule.device.fx.check import SubsetCheck; "
-            "from pimodule.core.fx_specs import SPECS; "
-            "e = {n: {'active': True, 'probability': 0.5, 'params': {s.name: s.default for s in t}} "
-            "for n, t in SPECS.items()}; "
-            "x = 0.1 * np.random.default_rng(0).standard_normal(16000); SubsetCheck(16000)(x, np.tanh(3 * x), e); "
-            "assert 'torch' not in sys.modules")
+    code = (
+        "import sys, numpy as np; from pimodule.device.fx.check import SubsetCheck; "
+        "from pimodule.core.fx_specs import SPECS; "
+        "e = {n: {'active': True, 'probability': 0.5, 'params': {s.name: s.default for s in t}} "
+        "for n, t in SPECS.items()}; "
+        "x = 0.1 * np.random.default_rng(0).standard_normal(16000); SubsetCheck(16000)(x, np.tanh(3 * x), e); "
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

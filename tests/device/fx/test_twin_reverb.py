@@ -27,8 +27,8 @@ def test_after_the_crossfade_the_output_is_the_new_reverbs(block_size):
     for start in range(0, x.shape[-1], block_size):
         if start <= switch_at < start + block_size:
             switched.set_params(decay_s=1.2, damping_pct=70.0)  # crossfaded, not at once
-        switched.process(a[:, start:start + block_size])
-        fresh.process(b[:, start:start + block_size])
+        switched.process(a[:, start : start + block_size])
+        fresh.process(b[:, start : start + block_size])
     n = switched.partition
     settled = (switch_at // n + 3) * n  # the switch's partition, its crossfade, then the new IR
     assert np.max(np.abs(a[:, settled:] - b[:, settled:])) <= 1e-12
@@ -45,7 +45,7 @@ def test_chain_process_never_builds_an_ir(monkeypatch):
     assert len(built) == 1  # built here, on the setting thread
     x = _noise(128 * 200)
     for start in range(0, x.shape[-1], 128):  # mix ramps, the IR crossfades: no IR built
-        chain.process(x[:, start:start + 128])
+        chain.process(x[:, start : start + 128])
     assert len(built) == 1
     assert np.all(np.isfinite(x))
     reverb = chain.stages["reverb"].effect
@@ -64,4 +64,4 @@ def test_the_newest_of_several_quick_changes_wins():
     twin.process(a)
     ref.process(b)
     n = twin.partition
-    assert np.max(np.abs(a[:, 2 * n:] - b[:, 2 * n:])) <= 1e-12
+    assert np.max(np.abs(a[:, 2 * n :] - b[:, 2 * n :])) <= 1e-12

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from pimodule.device.io.cv import (
-    HZ_AT_0V, MCP3208, Calibration, CVReader, FakeMCP3208, decode_reply, encode_read, volts_to_hz,
+    HZ_AT_0V,
+    MCP3208,
+    Calibration,
+    CVReader,
+    FakeMCP3208,
+    decode_reply,
+    encode_read,
+    volts_to_hz,
 )
 from pimodule.device.io.hardware import load_hardware
 

@@ -13,8 +13,7 @@ SCRIPT = REPO / "firmware" / "provision.sh"
 
 
 def _provision(root: Path) -> str:
-    out = subprocess.run(["bash", str(SCRIPT), "--root", str(root)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["bash", str(SCRIPT), "--root", str(root)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -33,8 +32,9 @@ def test_dry_run_into_a_root_is_idempotent(tmp_path):
         assert boot.count(line) == 1
     asound = (tmp_path / "etc/asound.conf").read_text()
     assert asound.count("card sndrpiproto") == 2
-    assert (tmp_path / "etc/pimodule/terminal_tedium.toml").read_bytes() == \
-        (REPO / "hardware/terminal_tedium.toml").read_bytes()
+    assert (tmp_path / "etc/pimodule/terminal_tedium.toml").read_bytes() == (
+        REPO / "hardware/terminal_tedium.toml"
+    ).read_bytes()
     unit = (tmp_path / "etc/systemd/system/pimodule.service").read_text()
     assert "ExecStart=/opt/pimodule/venv/bin/pimodule run --config /etc/pimodule/config.toml" in unit
     # system-changing commands are only printed
@@ -56,7 +56,6 @@ def test_older_boot_config_location(tmp_path):
 def test_governor_unit_verifies(tmp_path):
     _provision(tmp_path)
     unit = tmp_path / "etc/systemd/system/pimodule-governor.service"
-    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     ours = [ln for ln in (out.stdout + out.stderr).splitlines() if "pimodule-governor" in ln]
     assert out.returncode == 0 and ours == [], out.stdout + out.stderr

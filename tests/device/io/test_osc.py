@@ -9,9 +9,9 @@ import time
 import pytest
 
 from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.core.params import ParamSpec, ParamTable
 from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscClient, OscConfig, OscServer, decode, encode
-from pimodule.core.params import ParamSpec, ParamTable
 
 
 @pytest.fixture()
@@ -69,19 +69,22 @@ def test_set_control_and_clamp_reply(client, server, ctl):
     assert server.counters.clamped == 1
 
 
-@pytest.mark.parametrize("address,args,reason", [
-    ("/pimodule/control/nope", [1.0], "unknown control"),
-    ("/pimodule/control/noise_gain_db", ["loud"], "expected a number"),
-    ("/pimodule/control/noise_gain_db", [1.0, 2.0], "expected one number"),
-    ("/pimodule/control/noise_gain_db", [float("nan")], "not a finite"),
-    ("/pimodule/control/noise_gain_db", [float("inf")], "not a finite"),
-    ("/pimodule/mode", ["disco"], "mode must be one of"),
-    ("/pimodule/mode", [3], "expected one string"),
-    ("/pimodule/model/load", ["ghost"], "no model"),
-    ("/pimodule/whatever", [], "unknown address"),
-    ("/other/thing", [], "unknown address"),
-    ("/pimodule/status/subscribe", [70000], "port must be"),
-])
+@pytest.mark.parametrize(
+    "address,args,reason",
+    [
+        ("/pimodule/control/nope", [1.0], "unknown control"),
+        ("/pimodule/control/noise_gain_db", ["loud"], "expected a number"),
+        ("/pimodule/control/noise_gain_db", [1.0, 2.0], "expected one number"),
+        ("/pimodule/control/noise_gain_db", [float("nan")], "not a finite"),
+        ("/pimodule/control/noise_gain_db", [float("inf")], "not a finite"),
+        ("/pimodule/mode", ["disco"], "mode must be one of"),
+        ("/pimodule/mode", [3], "expected one string"),
+        ("/pimodule/model/load", ["ghost"], "no model"),
+        ("/pimodule/whatever", [], "unknown address"),
+        ("/other/thing", [], "unknown address"),
+        ("/pimodule/status/subscribe", [70000], "port must be"),
+    ],
+)
 def test_bad_requests_get_error_replies(client, ctl, address, args, reason):
     before = dict(ctl.values)
     addr, err = client.request(address, *args, expect="/pimodule/error")
@@ -130,7 +133,7 @@ def test_status_subscription_to_another_port(client, ctl):
             try:
                 addr, args = decode(listener.recvfrom(4096)[0])[0]
                 seen[addr] = args
-            except socket.timeout:
+            except TimeoutError:
                 pass
         assert seen["/pimodule/status/subscribed"] == [port, 30.0]
         assert seen["/pimodule/status/cv/cv1"] == [1.5]
@@ -145,7 +148,7 @@ def test_status_subscription_to_another_port(client, ctl):
                 while decode(listener.recvfrom(4096)[0])[0][0] != "/pimodule/status/unsubscribe":
                     pass
                 break
-            except socket.timeout:
+            except TimeoutError:
                 continue
         listener.settimeout(0.3)
         with pytest.raises(socket.timeout):  # nothing more after the unsubscribe ack
@@ -155,7 +158,7 @@ def test_status_subscription_to_another_port(client, ctl):
 
 def test_subscription_rate_is_bounded(server, client):
     client.request("/pimodule/status/subscribe", client.port, 1e9, expect="/pimodule/status/subscribed")
-    (_, period_s), = [(k, s.period_s) for k, s in server._subs.items()]
+    ((_, period_s),) = [(k, s.period_s) for k, s in server._subs.items()]
     assert period_s == pytest.approx(1 / 30.0)
 
 
@@ -257,7 +260,7 @@ def test_reply_port_routes_replies(server, client):
                 while got is None or got[0] != "/pimodule/pong":
                     got = decode(listener.recvfrom(4096)[0])[0]
                 break
-            except socket.timeout:
+            except TimeoutError:
                 continue
         assert got == ("/pimodule/pong", [3])
 

@@ -66,8 +66,9 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _daemon_gets(daemon: socket.socket, sender: socket.socket, payload: bytes, port: int,
-                 address: str, timeout_s: float = 20.0) -> list | None:
+def _daemon_gets(
+    daemon: socket.socket, sender: socket.socket, payload: bytes, port: int, address: str, timeout_s: float = 20.0
+) -> list | None:
     """Send ``payload`` (FUDP text) to the harness on ``port`` until the fake daemon receives an
     OSC message at ``address``; its arguments, or None."""
     end = time.monotonic() + timeout_s
@@ -75,7 +76,7 @@ def _daemon_gets(daemon: socket.socket, sender: socket.socket, payload: bytes, p
         sender.sendto(payload, ("127.0.0.1", port))
         try:
             msg = decode(daemon.recvfrom(65536)[0])[0]
-        except socket.timeout:
+        except TimeoutError:
             continue
         if msg[0] == address:
             return msg[1]
@@ -86,13 +87,37 @@ def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
     daemon, fwd, sender = _udp(), _udp(), _udp()
     inport, ctrl, ctrl2, ctrl3, ctrl4 = _port(), _port(), _port(), _port(), _port()
     harness = tmp_path / "fx_harness.pd"
-    harness.write_text(HARNESS.format(dport=daemon.getsockname()[1], inport=inport, ctrl=ctrl, ctrl2=ctrl2,
-                                      ctrl3=ctrl3, ctrl4=ctrl4,
-                                      fwd=fwd.getsockname()[1]))
+    harness.write_text(
+        HARNESS.format(
+            dport=daemon.getsockname()[1],
+            inport=inport,
+            ctrl=ctrl,
+            ctrl2=ctrl2,
+            ctrl3=ctrl3,
+            ctrl4=ctrl4,
+            fwd=fwd.getsockname()[1],
+        )
+    )
     log_path = tmp_path / "pd.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(["pd", "-nogui", "-nosound", "-nomidi", "-nrt", "-sleepgrain", "0.5", "-stderr",
-                                 "-path", str(PATCHES), "-open", str(harness)], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                "pd",
+                "-nogui",
+                "-nosound",
+                "-nomidi",
+                "-nrt",
+                "-sleepgrain",
+                "0.5",
+                "-stderr",
+                "-path",
+                str(PATCHES),
+                "-open",
+                str(harness),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             lines: list[str] = []
             end = time.monotonic() + 20
@@ -100,15 +125,23 @@ def test_fx_patch_shows_estimates_and_sends_matching(tmp_path):
                 sender.sendto(encode("/pimodule/fx/distortion/probability", 0.9), ("127.0.0.1", inport))
                 try:
                     lines += [x.strip() for x in fwd.recvfrom(65536)[0].decode().split(";") if x.strip()]
-                except socket.timeout:
+                except TimeoutError:
                     pass
             assert any(ln.startswith("distortion probability 0.9") for ln in lines), lines[-5:]
             sender.sendto(encode("/pimodule/fx/compressor/threshold_db", -18.5), ("127.0.0.1", inport))
             assert _daemon_gets(daemon, sender, b"1;\n", ctrl, "/pimodule/fx/match") == [1]
             assert _daemon_gets(daemon, sender, b"fx-dry;\n", ctrl2, "/pimodule/fx/model") == ["fx-dry"]
             assert _daemon_gets(daemon, sender, b"1;\n", ctrl3, "/pimodule/fx/hold") == [1]
-            assert _daemon_gets(daemon, sender, b"reverb mix_pct 30;\n", ctrl4, "/pimodule/fx/set") == ["reverb", "mix_pct", 30.0]
-            assert _daemon_gets(daemon, sender, b"distortion mode hard;\n", ctrl4, "/pimodule/fx/set") == ["distortion", "mode", "hard"]
+            assert _daemon_gets(daemon, sender, b"reverb mix_pct 30;\n", ctrl4, "/pimodule/fx/set") == [
+                "reverb",
+                "mix_pct",
+                30.0,
+            ]
+            assert _daemon_gets(daemon, sender, b"distortion mode hard;\n", ctrl4, "/pimodule/fx/set") == [
+                "distortion",
+                "mode",
+                "hard",
+            ]
         finally:
             stop_process(proc)
             for s in (daemon, fwd, sender):

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.core.params import ParamSpec, ParamTable
 from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscConfig, OscServer
-from pimodule.core.params import ParamSpec, ParamTable
 from pimodule.device.jackdummy import stop_process
 
 PATCHES = Path(__file__).resolve().parents[3] / "firmware" / "pd_patches"
@@ -85,15 +85,34 @@ class PdRig:
         self.ctrl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.lines: list[str] = []
         harness = tmp_path / "harness.pd"
-        harness.write_text(harness_text.format(dport=self.server.port, lport=self.listen_port,
-                                          ctrl=self.ctrl_port, fwd=self.fwd.getsockname()[1]))
+        harness.write_text(
+            harness_text.format(
+                dport=self.server.port, lport=self.listen_port, ctrl=self.ctrl_port, fwd=self.fwd.getsockname()[1]
+            )
+        )
         self.log_path = tmp_path / "pd.log"
         self.log = self.log_path.open("w")
         self.server.start()
         self.proc = subprocess.Popen(
-            ["pd", "-nogui", "-nosound", "-nomidi", "-nrt", "-sleepgrain", "0.5", "-stderr",
-             "-path", str(PATCHES), "-path", str(STUBS), "-open", str(harness)],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                "pd",
+                "-nogui",
+                "-nosound",
+                "-nomidi",
+                "-nrt",
+                "-sleepgrain",
+                "0.5",
+                "-stderr",
+                "-path",
+                str(PATCHES),
+                "-path",
+                str(STUBS),
+                "-open",
+                str(harness),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def close(self) -> None:
         stop_process(self.proc)
@@ -108,7 +127,7 @@ class PdRig:
             while True:
                 data = self.fwd.recvfrom(65536)[0].decode()
                 self.lines += [ln.strip() for ln in data.split(";") if ln.strip()]
-        except socket.timeout:
+        except TimeoutError:
             pass
 
     def drive(self, fudi: str, until, timeout_s: float = 20.0, resend_s: float = 0.1) -> None:
@@ -212,8 +231,10 @@ def test_tedium_patch_sends_cv_pots_and_buttons(tedium_rig):
     # ADC values as the external gives them (already inverted): 2400 -> +1 V, 3000 -> +2.5 V
     rig.drive("adc 0 2400", lambda: ctl.cv["cv1"] == pytest.approx(1.0))
     rig.drive("adc 1 0", lambda: ctl.cv["cv2"] == pytest.approx(-5.0))
-    rig.drive("adc 3 3000", lambda: ctl.values["pitch_shift_semitones"] == pytest.approx(12.0)
-              and ctl.cv["pot1"] == pytest.approx(2.5))
+    rig.drive(
+        "adc 3 3000",
+        lambda: ctl.values["pitch_shift_semitones"] == pytest.approx(12.0) and ctl.cv["pot1"] == pytest.approx(2.5),
+    )
     rig.drive("adc 5 4000", lambda: ctl.values["noise_gain_db"] == pytest.approx(12.0))
     rig.drive("adc 4 9999", lambda: ctl.values["harmonic_gain_db"] == pytest.approx(12.0))  # clipped
     mute_before = ctl.mute

@@ -38,8 +38,7 @@ def test_systemd_analyze_verify(tmp_path):
     text = UNIT.read_text().replace(EXEC_START, f"{shutil.which('true')} run --config /etc/pimodule/config.toml")
     unit = tmp_path / "pimodule.service"
     unit.write_text(text)
-    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     ours = [ln for ln in (out.stdout + out.stderr).splitlines() if "pimodule.service" in ln]
     assert out.returncode == 0, out.stderr
     assert ours == [], ours
@@ -49,6 +48,5 @@ def test_systemd_analyze_verify(tmp_path):
 def test_verify_catches_a_broken_unit(tmp_path):
     unit = tmp_path / "pimodule.service"
     unit.write_text(UNIT.read_text().replace("Type=notify", "Type=notfiy"))
-    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert "notfiy" in out.stdout + out.stderr  # the same check that passes above does see errors

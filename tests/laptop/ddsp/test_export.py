@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from pimodule.core import modelfile
-from pimodule.laptop.ddsp.export import export_onnx
 from pimodule.core.controls import DDSP_CONTROLS
-from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.session import ModelSession
+from pimodule.laptop.ddsp.export import export_onnx
+from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 
 CONFIG = DDSPConfig(hidden_size=32)
 
@@ -37,8 +37,12 @@ def _controls(n_frames, seed=0):
 
 def _torch_whole(voice, f0, ld, **controls):
     with torch.no_grad():
-        out = voice(torch.from_numpy(f0)[None], torch.from_numpy(ld)[None], voice.controls_tensor(1, **controls),
-                    *voice.initial_state(1))
+        out = voice(
+            torch.from_numpy(f0)[None],
+            torch.from_numpy(ld)[None],
+            voice.controls_tensor(1, **controls),
+            *voice.initial_state(1),
+        )
     return out[0][0].numpy()
 
 

@@ -37,8 +37,9 @@ def test_frame_graph_equals_the_training_model(config):
     top = config.sample_rate / 2 / max(config.n_harmonics // 3, 1)
     f0s = [float(40.0 * (top / 40.0) ** (i / (n - 1))) for i in range(n)]
     lds = [float(-70.0 + 50.0 * abs(math.sin(i / 9))) for i in range(n)]
-    controls = voice.controls_tensor(1, pitch_shift_semitones=5.0, loudness_offset_db=-3.0,
-                                     harmonic_gain_db=2.0, noise_gain_db=6.0)
+    controls = voice.controls_tensor(
+        1, pitch_shift_semitones=5.0, loudness_offset_db=-3.0, harmonic_gain_db=2.0, noise_gain_db=6.0
+    )
     gen = torch.Generator().manual_seed(1)
     state = voice.initial_state(1, generator=gen)  # a random noise position
     want, want_state = _run(voice, f0s, lds, controls, state)

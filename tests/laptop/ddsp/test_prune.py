@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from pimodule.device.session import ModelSession
+from pimodule.laptop.ddsp import prune
 from pimodule.laptop.ddsp.export import export_onnx
 from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
-from pimodule.laptop.ddsp import prune
-from pimodule.device.session import ModelSession
 
 
 def _voice(hidden=32, seed=0):
@@ -75,8 +75,9 @@ def test_bad_widths_are_refused():
 def test_prune_command_from_an_exported_voice(tone_data, tmp_path, capsys):
     src = export_onnx(_voice(), tmp_path / "src.onnx", name="src")
     out, exported = tmp_path / "pruned_run", tmp_path / "pruned.onnx"
-    args = argparse.Namespace(source=src, hidden=16, data=tone_data, out=out, steps=20, max_minutes=0.0,
-                              config=None, seed=0, export=exported)
+    args = argparse.Namespace(
+        source=src, hidden=16, data=tone_data, out=out, steps=20, max_minutes=0.0, config=None, seed=0, export=exported
+    )
     assert prune.main(args) == 0
     record = json.loads((out / "pruned.json").read_text())
     assert record["origin"]["hidden_before"] == 32 and record["origin"]["hidden_after"] == 16

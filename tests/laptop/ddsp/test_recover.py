@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from pimodule.core.modelfile import ModelFileError
+from pimodule.device.session import ModelSession
 from pimodule.laptop.ddsp.export import export_onnx
 from pimodule.laptop.ddsp.model import DDSPConfig, DDSPVoice
 from pimodule.laptop.ddsp.recover import voice_from_onnx
-from pimodule.core.modelfile import ModelFileError
-from pimodule.device.session import ModelSession
 
 
-@pytest.mark.parametrize("config", [DDSPConfig(hidden_size=32), DDSPConfig(hidden_size=24, reverb_seconds=0.05)],
-                         ids=["plain", "reverb"])
+@pytest.mark.parametrize(
+    "config", [DDSPConfig(hidden_size=32), DDSPConfig(hidden_size=24, reverb_seconds=0.05)], ids=["plain", "reverb"]
+)
 def test_recovered_voice_plays_what_the_file_plays(tmp_path, config):
     torch.manual_seed(3)
     voice = DDSPVoice(config).eval()
@@ -29,8 +30,9 @@ def test_recovered_voice_plays_what_the_file_plays(tmp_path, config):
     ld = np.linspace(-70.0, -5.0, 120).astype(np.float32)
     onnx_out = ModelSession(path).process(f0, ld)
     with torch.no_grad():
-        out = back(torch.from_numpy(f0)[None], torch.from_numpy(ld)[None], back.controls_tensor(1),
-                   *back.initial_state(1))[0][0].numpy()
+        out = back(
+            torch.from_numpy(f0)[None], torch.from_numpy(ld)[None], back.controls_tensor(1), *back.initial_state(1)
+        )[0][0].numpy()
     np.testing.assert_allclose(out, onnx_out, atol=1e-5 * max(1.0, np.abs(onnx_out).max()))
 
 

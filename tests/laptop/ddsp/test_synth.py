@@ -13,8 +13,9 @@ HOP = 64
 def _harmonic(f0, amps, state=None):
     b = f0.shape[0]
     state = state or (torch.zeros(b, 1, dtype=torch.float64), f0[:, :1], amps[:, :1])
-    return synth.harmonic_synth(f0, amps, SR, hop_size=HOP, phase=state[0], prev_f0_hz=state[1],
-                                prev_amplitudes=state[2])
+    return synth.harmonic_synth(
+        f0, amps, SR, hop_size=HOP, phase=state[0], prev_f0_hz=state[1], prev_amplitudes=state[2]
+    )
 
 
 def test_ramp_frames_reaches_each_frame_value_at_the_hop_end():
@@ -48,7 +49,11 @@ def test_harmonic_synth_is_phase_continuous_across_blocks(block_frames):
     state, parts = (torch.zeros(1, 1, dtype=torch.float64), f0[:, :1], amps[:, :1]), []
     for s in range(0, n_frames, block_frames):
         a, phase = _harmonic(f0[:, s : s + block_frames], amps[:, s : s + block_frames], state)
-        state = (phase, f0[:, s + block_frames - 1 : s + block_frames], amps[:, s + block_frames - 1 : s + block_frames])
+        state = (
+            phase,
+            f0[:, s + block_frames - 1 : s + block_frames],
+            amps[:, s + block_frames - 1 : s + block_frames],
+        )
         parts.append(a)
     streamed = torch.cat(parts, dim=1)
     assert torch.max(torch.abs(whole - streamed)) < 1e-4
@@ -73,7 +78,7 @@ def test_noise_fir_follows_the_band_magnitudes():
     assert fir.shape == (2 * (n_bands - 1),)
     response = np.abs(np.fft.rfft(fir, 4096))
     freqs = np.fft.rfftfreq(4096, 1 / SR)
-    assert np.all(np.abs(20 * np.log10(response[freqs < 1000]) ) < 1.0)
+    assert np.all(np.abs(20 * np.log10(response[freqs < 1000])) < 1.0)
     assert 20 * np.log10(response[freqs > 3500].max()) < -30
 
 
@@ -103,8 +108,9 @@ def test_filtered_noise_overlap_add_matches_whole(block_frames):
     whole, _ = synth.filtered_noise(mags, noise, basis, hop_size=HOP, tail=torch.zeros(1, n_seg - 1, HOP))
     tail, parts = torch.zeros(1, n_seg - 1, HOP), []
     for s in range(0, n_frames, block_frames):
-        out, tail = synth.filtered_noise(mags[:, s : s + block_frames], noise[:, s * HOP : (s + block_frames) * HOP],
-                                         basis, hop_size=HOP, tail=tail)
+        out, tail = synth.filtered_noise(
+            mags[:, s : s + block_frames], noise[:, s * HOP : (s + block_frames) * HOP], basis, hop_size=HOP, tail=tail
+        )
         parts.append(out)
     assert torch.max(torch.abs(torch.cat(parts, 1) - whole)) < 1e-5
     # and it equals a direct full convolution, frame by frame

@@ -13,8 +13,10 @@ from pimodule.laptop.ddsp.model import DDSPConfig
 from pimodule.laptop.ddsp.recipe import RunConfig, TrainConfig, load_run
 from pimodule.laptop.ddsp.train import train
 
-TINY = RunConfig(DDSPConfig(hidden_size=16), TrainConfig(batch_size=4, crop_frames=100, steps=40, learning_rate=5e-3,
-                                                          checkpoint_every=10, seed=3))
+TINY = RunConfig(
+    DDSPConfig(hidden_size=16),
+    TrainConfig(batch_size=4, crop_frames=100, steps=40, learning_rate=5e-3, checkpoint_every=10, seed=3),
+)
 
 
 def test_config_round_trips_through_toml(tmp_path):
@@ -72,10 +74,28 @@ def test_torchrun_with_two_processes(tone_data, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "pimodule.cli", "train", "ddsp", "--data", str(tone_data), "--out", str(run),
-         "--config", str(config), "--no-eval"],
-        check=True, env=env, timeout=300, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "pimodule.cli",
+            "train",
+            "ddsp",
+            "--data",
+            str(tone_data),
+            "--out",
+            str(run),
+            "--config",
+            str(config),
+            "--no-eval",
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
     )
     meta = json.loads((run / "checkpoints" / "0000006" / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["step"] == 6

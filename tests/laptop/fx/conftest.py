@@ -7,13 +7,28 @@ from pimodule.laptop.fx.run import TrainConfig
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    model = ModelConfig(channels=12, n_layers=2, n_mels=24, n_fft=512, hop=128, waveform_stats=True,
-                        conditioning=overrides.pop("conditioning", "blind"),
-                        paired=overrides.pop("paired", False),
-                        cross_spectral=overrides.pop("cross_spectral", False),
-                        band_gain=overrides.pop("band_gain", False))
-    base = dict(objective="hybrid", steps=3, batch_size=2, checkpoint_every=2, max_files=2,
-                excerpt_s=0.5, kinds=("speech", "samples"), model=model)
+    model = ModelConfig(
+        channels=12,
+        n_layers=2,
+        n_mels=24,
+        n_fft=512,
+        hop=128,
+        waveform_stats=True,
+        conditioning=overrides.pop("conditioning", "blind"),
+        paired=overrides.pop("paired", False),
+        cross_spectral=overrides.pop("cross_spectral", False),
+        band_gain=overrides.pop("band_gain", False),
+    )
+    base = dict(
+        objective="hybrid",
+        steps=3,
+        batch_size=2,
+        checkpoint_every=2,
+        max_files=2,
+        excerpt_s=0.5,
+        kinds=("speech", "samples"),
+        model=model,
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -57,7 +72,18 @@ def tiny_paired_xs_run(tmp_path_factory):
     from pimodule.laptop.fx.train import train
 
     run = tmp_path_factory.mktemp("fx_paired_xs")
-    train(tiny_config(conditioning="dry", paired=True, cross_spectral=True, band_gain=True,
-                      objective="hybrid", teacher_forcing=True, val_every=2, val_examples=4),
-          run, progress=False)
+    train(
+        tiny_config(
+            conditioning="dry",
+            paired=True,
+            cross_spectral=True,
+            band_gain=True,
+            objective="hybrid",
+            teacher_forcing=True,
+            val_every=2,
+            val_examples=4,
+        ),
+        run,
+        progress=False,
+    )
     return run

@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pimodule.laptop.fx.batch import (AUDIBLE_DB, INAUDIBLE_DB, audible_chain, from_dry, removal_change,
-                               removal_labels, render_stages, selection_correct)
-from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, N_EFFECTS, N_MODES, N_PARAMS, apply_chain, sample_chain
 from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.laptop.fx.batch import (
+    AUDIBLE_DB,
+    INAUDIBLE_DB,
+    audible_chain,
+    from_dry,
+    removal_change,
+    removal_labels,
+    render_stages,
+    selection_correct,
+)
+from pimodule.laptop.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, PARAM_SLICES, Chain, apply_chain, sample_chain
 
 SR = 16000
 
@@ -32,9 +40,13 @@ def _chain(on: dict[str, bool], values: dict[str, dict[str, float]], mode: int =
 
 def test_inaudible_effects_count_as_off_and_audible_ones_as_on():
     x = _dry(1)
-    chain = _chain({"compressor": True, "distortion": True},
-                   {"compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 12.0},  # only a level change
-                    "distortion": {"drive_db": 36.0}})  # hard clipping, driven far
+    chain = _chain(
+        {"compressor": True, "distortion": True},
+        {
+            "compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 12.0},  # only a level change
+            "distortion": {"drive_db": 36.0},
+        },
+    )  # hard clipping, driven far
     labelled, y, rendered = audible_chain(x, SR, chain)
     on = dict(zip(EFFECT_NAMES, labelled.active[0].tolist()))
     assert on["compressor"] == 0.0 and on["distortion"] == 1.0 and on["eq"] == 0.0
@@ -109,8 +121,10 @@ def test_clear_marks_exactly_the_effects_between_inaudible_and_audible():
 def test_change_is_the_labelled_stage_change_the_labels_threshold():
     x = _dry(32, seed=3)
     chain = sample_chain(32, torch.Generator().manual_seed(6))
-    for batch in (from_dry(x[:, None], chain, SR, "dry", render_labelled=False),
-                  from_dry(x[:, None], chain, SR, "dry", torch.Generator().manual_seed(1))):
+    for batch in (
+        from_dry(x[:, None], chain, SR, "dry", render_labelled=False),
+        from_dry(x[:, None], chain, SR, "dry", torch.Generator().manual_seed(1)),
+    ):
         sel = [EFFECT_NAMES.index(n) for n in SELECTABLE]
         on = batch.chain.active[:, sel] >= 0.5
         change = batch.change[:, sel]
@@ -145,8 +159,11 @@ def test_removal_labels_threshold_what_removing_each_effect_changes_in_the_outpu
     differ = (stage.chain.active[:, sel] >= 0.5) != expect
     assert 0 < int(differ.sum()) < 16  # the two definitions mostly agree, not always
     dist = EFFECT_NAMES.index("distortion")
-    masked = (stage.chain.active[:, dist] == 1) & (removal.chain.active[:, dist] == 0) \
+    masked = (
+        (stage.chain.active[:, dist] == 1)
+        & (removal.chain.active[:, dist] == 0)
         & (removal.rendered.active[:, EFFECT_NAMES.index("reverb")] == 1)
+    )
     assert bool(masked.any())
 
 
@@ -166,5 +183,4 @@ def test_unknown_label_definition_is_refused():
     import pytest
 
     with pytest.raises(ValueError, match="labels must be one of"):
-        from_dry(_dry(1)[:, None], sample_chain(1, torch.Generator().manual_seed(0)), SR, "dry",
-                 labels="loudness")
+        from_dry(_dry(1)[:, None], sample_chain(1, torch.Generator().manual_seed(0)), SR, "dry", labels="loudness")

@@ -9,9 +9,9 @@ import pytest
 import scipy.signal
 import torch
 
-from pimodule.laptop.fx import effects
 from pimodule.core.fx_specs import DISTORTION_MODES, EQ_SPECS, SPECS
 from pimodule.device.fx.twin_core import eq_sos, reverb_predelay
+from pimodule.laptop.fx import effects
 
 CHOICES = {"mode"}  # fixed per-chain choices, not parameters
 
@@ -62,8 +62,7 @@ def test_eq_at_defaults_is_flat():
 def _grid_points(table, batch_rng):
     lo = {s.name: torch.full((1,), float(s.min), dtype=torch.float64) for s in table}
     hi = {s.name: torch.full((1,), float(s.max), dtype=torch.float64) for s in table}
-    rnd = {s.name: torch.tensor([s.from_unit(float(batch_rng.random()))], dtype=torch.float64)
-           for s in table}
+    rnd = {s.name: torch.tensor([s.from_unit(float(batch_rng.random()))], dtype=torch.float64) for s in table}
     return [lo, hi, rnd]
 
 
@@ -96,14 +95,16 @@ def test_compressor_ratio_one_is_identity_and_static_curve_holds():
     sr = 16000
     t = torch.arange(sr, dtype=torch.float64) / sr
     x = (0.5 * torch.sin(2 * torch.pi * 440 * t))[None, None]
-    same = effects.compressor(x, sr, threshold_db=-30.0, ratio=1.0, attack_ms=1.0, release_ms=50.0,
-                              knee_db=0.0, makeup_db=0.0)
+    same = effects.compressor(
+        x, sr, threshold_db=-30.0, ratio=1.0, attack_ms=1.0, release_ms=50.0, knee_db=0.0, makeup_db=0.0
+    )
     assert torch.allclose(same, x, atol=1e-9)
-    y = effects.compressor(x, sr, threshold_db=-30.0, ratio=4.0, attack_ms=1.0, release_ms=50.0,
-                           knee_db=0.0, makeup_db=0.0)
+    y = effects.compressor(
+        x, sr, threshold_db=-30.0, ratio=4.0, attack_ms=1.0, release_ms=50.0, knee_db=0.0, makeup_db=0.0
+    )
     level_db = 10 * np.log10(0.125)  # mean square of a 0.5 sine: -9 dB
     want = (1 / 4 - 1) * (level_db + 30.0)
-    got = 20 * np.log10(float(y[..., sr // 2:].abs().max() / 0.5))
+    got = 20 * np.log10(float(y[..., sr // 2 :].abs().max() / 0.5))
     assert abs(got - want) < 1.0  # RMS ripple of the 5 ms detector keeps it within a dB
 
 
@@ -121,8 +122,7 @@ def test_reverb_dry_identity_predelay_and_decay():
     x = torch.zeros(2, 1, sr, dtype=torch.float64)
     x[..., 0] = 1.0
     assert torch.allclose(effects.reverb(x, sr, decay_s=0.5, damping_pct=50.0, mix_pct=0.0), x)
-    y = effects.reverb(x, sr, decay_s=torch.tensor([0.2, 1.2], dtype=torch.float64),
-                       damping_pct=20.0, mix_pct=100.0)
+    y = effects.reverb(x, sr, decay_s=torch.tensor([0.2, 1.2], dtype=torch.float64), damping_pct=20.0, mix_pct=100.0)
     assert y[..., : reverb_predelay(sr)].abs().max() < 1e-12
-    tail = y[..., sr // 2:].square().sum(-1).squeeze()
+    tail = y[..., sr // 2 :].square().sum(-1).squeeze()
     assert tail[1] > 100 * tail[0]  # longer decay, more energy late

@@ -32,8 +32,9 @@ def test_blind_estimate_json_and_apply(tiny_run, tmp_path, capsys):
     desc = json.loads(out)
     assert set(desc) == {"eq", "compressor", "distortion", "reverb", "gain"}
     assert all(0 <= e["probability"] <= 1 for e in desc.values())
-    code, out = _run([str(tiny_run), "--input", str(wet), "--apply-to", str(wet),
-                      "--out", str(tmp_path / "y.wav")], capsys)
+    code, out = _run(
+        [str(tiny_run), "--input", str(wet), "--apply-to", str(wet), "--out", str(tmp_path / "y.wav")], capsys
+    )
     assert code == 0 and "compressor" in out
     y, sr = sf.read(str(tmp_path / "y.wav"))
     assert sr == 22050 and y.shape == sf.read(str(wet))[0].shape and np.isfinite(y).all()
@@ -42,8 +43,10 @@ def test_blind_estimate_json_and_apply(tiny_run, tmp_path, capsys):
 def test_reference_style_transfer_renders_the_input(tiny_reference_run, tmp_path, capsys):
     x = _wav(tmp_path / "x.wav", channels=1)
     ref = _wav(tmp_path / "ref.wav", seconds=0.7, sr=16000, channels=1)
-    code, _ = _run([str(tiny_reference_run), "--input", str(x), "--reference", str(ref),
-                    "--out", str(tmp_path / "styled.wav")], capsys)
+    code, _ = _run(
+        [str(tiny_reference_run), "--input", str(x), "--reference", str(ref), "--out", str(tmp_path / "styled.wav")],
+        capsys,
+    )
     assert code == 0 and (tmp_path / "styled.wav").exists()
 
 

@@ -10,19 +10,22 @@ import numpy as np
 import pytest
 import torch
 
+from pimodule.device.fx.check import CheckConfig
 from pimodule.laptop.fx import evaluate
-from pimodule.laptop.fx.chain import Chain, N_EFFECTS, N_MODES, N_PARAMS, PARAM_SLICES
+from pimodule.laptop.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, PARAM_SLICES, Chain
 from pimodule.laptop.fx.effects import gain
 from pimodule.laptop.fx.refine import RefineConfig
-from pimodule.device.fx.check import CheckConfig
 
 
 def test_eval_writes_json_and_markdown(tiny_run, tiny_reference_run, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     evaluate.configure(parser)
     out = tmp_path / "eval"
-    code = evaluate.main(parser.parse_args([str(tiny_run), str(tiny_reference_run), "--out", str(out),
-                                            "--n-examples", "3", "--max-files", "2"]))
+    code = evaluate.main(
+        parser.parse_args(
+            [str(tiny_run), str(tiny_reference_run), "--out", str(out), "--n-examples", "3", "--max-files", "2"]
+        )
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {tiny_run.name, tiny_reference_run.name}
@@ -48,8 +51,14 @@ def test_eval_of_an_exported_file_scores_as_its_run(tiny_paired_run, tmp_path):
     parser = argparse.ArgumentParser()
     evaluate.configure(parser)
     out = tmp_path / "eval"
-    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(onnx_path), "--out", str(out),
-                                            "--n-examples", "4", "--max-files", "2"])) == 0
+    assert (
+        evaluate.main(
+            parser.parse_args(
+                [str(tiny_paired_run), str(onnx_path), "--out", str(out), "--n-examples", "4", "--max-files", "2"]
+            )
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["training"]["paired.onnx"]["conditioning"] == "dry"
     torch_scores, onnx_scores = results["models"][tiny_paired_run.name], results["models"]["paired.onnx"]
@@ -102,8 +111,27 @@ def test_eval_scores_refined_or_checked_estimates_of_a_dry_model(tiny_paired_run
     parser = argparse.ArgumentParser()
     evaluate.configure(parser)
     out = tmp_path / "eval"
-    assert evaluate.main(parser.parse_args([str(tiny_paired_run), str(tiny_run), "--out", str(out), "--n-examples", "2",
-                                            "--max-files", "2", "--cases", "chain", "style", flag])) == 0
+    assert (
+        evaluate.main(
+            parser.parse_args(
+                [
+                    str(tiny_paired_run),
+                    str(tiny_run),
+                    "--out",
+                    str(out),
+                    "--n-examples",
+                    "2",
+                    "--max-files",
+                    "2",
+                    "--cases",
+                    "chain",
+                    "style",
+                    flag,
+                ]
+            )
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     name = f"{tiny_paired_run.name} +{flag[2:]}"
     assert set(results["models"]) == {tiny_paired_run.name, tiny_run.name, name}  # blind: no extra row

@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from pimodule.laptop.fx.export import export_onnx
-from pimodule.laptop.fx.model import WINDOW_S
-from pimodule.laptop.fx.model import analysis_samples
-from pimodule.laptop.fx.run import load_run
-from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.core.modelfile import ModelFileError
+from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.laptop.fx.export import export_onnx
+from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
+from pimodule.laptop.fx.run import load_run
 
 
-@pytest.mark.parametrize("which", ["tiny_run", "tiny_reference_run", "tiny_paired_run",
-                                   "tiny_paired_xs_run"])
+@pytest.mark.parametrize("which", ["tiny_run", "tiny_reference_run", "tiny_paired_run", "tiny_paired_xs_run"])
 def test_onnx_matches_torch(which, request, tmp_path):
     run = request.getfixturevalue(which)
     model, config, _ = load_run(run)
@@ -24,8 +22,13 @@ def test_onnx_matches_torch(which, request, tmp_path):
     assert est.info.kind == "fx" and est.info.state == ()
     import onnx
 
-    dfts = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Constant"
-            and len(n.attribute[0].t.dims) == 2 and n.attribute[0].t.dims[0] == config.model.n_fft]
+    dfts = [
+        n
+        for n in onnx.load(str(path)).graph.node
+        if n.op_type == "Constant"
+        and len(n.attribute[0].t.dims) == 2
+        and n.attribute[0].t.dims[0] == config.model.n_fft
+    ]
     assert len(dfts) == 1  # one DFT matrix however many inputs the frontend reads
     assert est.window == analysis_samples(config.model, WINDOW_S)
     assert len(est.info.controls) == 25 and est.info.controls.names[0] == "eq.low_shelf_gain_db"

@@ -13,10 +13,10 @@ def test_mrstft_matches_auraloss():
     y = torch.randn(3, 4000, generator=g)
     y_hat = y * 0.5 + 0.1 * torch.randn(3, 4000, generator=g)
     ref = auraloss.freq.MultiResolutionSTFTLoss(
-        fft_sizes=list(FFT_SIZES), hop_sizes=[n // 4 for n in FFT_SIZES],
-        win_lengths=list(FFT_SIZES), eps=1e-7)
-    ours = torch.stack([mrstft(y_hat[i:i + 1], y[i:i + 1])[0] for i in range(3)])
-    want = torch.stack([ref(y_hat[i:i + 1, None], y[i:i + 1, None]) for i in range(3)])
+        fft_sizes=list(FFT_SIZES), hop_sizes=[n // 4 for n in FFT_SIZES], win_lengths=list(FFT_SIZES), eps=1e-7
+    )
+    ours = torch.stack([mrstft(y_hat[i : i + 1], y[i : i + 1])[0] for i in range(3)])
+    want = torch.stack([ref(y_hat[i : i + 1, None], y[i : i + 1, None]) for i in range(3)])
     assert torch.allclose(ours, want, rtol=1e-3, atol=1e-4)
 
 
@@ -34,8 +34,9 @@ def test_teacher_forcing_renders_with_the_true_decisions():
 
     g = torch.Generator().manual_seed(2)
     x = 0.1 * torch.randn(2, 4000, generator=g)
-    truth = Chain(torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]] * 2), torch.rand(2, N_PARAMS, generator=g),
-                  torch.eye(N_MODES)[[0, 0]])
+    truth = Chain(
+        torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]] * 2), torch.rand(2, N_PARAMS, generator=g), torch.eye(N_MODES)[[0, 0]]
+    )
     wet = apply_chain(x[:, None], 16000, truth)[:, 0]
     # right parameters, wrong decisions (every effect half on, the wrong curve)
     pred = Chain(torch.full((2, N_EFFECTS), 0.5), truth.unit.clone().requires_grad_(), torch.eye(N_MODES)[[2, 2]])
@@ -53,8 +54,9 @@ def test_select_weight_scales_only_the_selection_term():
 
     g = torch.Generator().manual_seed(3)
     x = 0.1 * torch.randn(2, 2000, generator=g)
-    truth = Chain(torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]] * 2), torch.rand(2, N_PARAMS, generator=g),
-                  torch.eye(N_MODES)[[1, 1]])
+    truth = Chain(
+        torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]] * 2), torch.rand(2, N_PARAMS, generator=g), torch.eye(N_MODES)[[1, 1]]
+    )
     pred = Chain(torch.full((2, N_EFFECTS), 0.5), torch.rand(2, N_PARAMS, generator=g), torch.eye(N_MODES)[[0, 0]])
     logits = torch.zeros(2, N_EFFECTS), torch.zeros(2, N_MODES)
     one, parts = estimator_loss("hybrid", pred, *logits, truth, x, x, 16000)
@@ -73,20 +75,28 @@ def test_change_logits_are_zero_at_the_threshold_and_clamped():
 def test_graded_selection_term_is_the_smooth_l1_to_the_change_logits():
     import math
 
+    from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE
     from pimodule.laptop.fx.chain import N_EFFECTS, N_MODES, N_PARAMS, Chain
     from pimodule.laptop.fx.losses import estimator_loss
-    from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE
 
     g = torch.Generator().manual_seed(4)
     x = 0.1 * torch.randn(1, 2000, generator=g)
-    truth = Chain(torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0]]), torch.rand(1, N_PARAMS, generator=g),
-                  torch.eye(N_MODES)[[0]])
+    truth = Chain(
+        torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0]]), torch.rand(1, N_PARAMS, generator=g), torch.eye(N_MODES)[[0]]
+    )
     change = torch.zeros(1, N_EFFECTS)
     cols = [EFFECT_NAMES.index(n) for n in SELECTABLE]
     change[0, cols] = torch.tensor([1.5, 2.0, 4.0, 0.0])  # logits asked for: 0, 1, 5, -3
     logits = torch.zeros(1, N_EFFECTS), torch.zeros(1, N_MODES)
-    args = ("param", Chain(*(torch.full_like(t, 0.5) for t in (truth.active, truth.unit, truth.mode_weights))),
-            *logits, truth, x, x, 16000)
+    args = (
+        "param",
+        Chain(*(torch.full_like(t, 0.5) for t in (truth.active, truth.unit, truth.mode_weights))),
+        *logits,
+        truth,
+        x,
+        x,
+        16000,
+    )
     base, parts = estimator_loss(*args)
     graded, graded_parts = estimator_loss(*args, change=change, change_weight=2.0)
     # smooth L1 (beta 1) of 0, 1, 5, 3: 0, 0.5, 4.5, 2.5 -> mean 1.875

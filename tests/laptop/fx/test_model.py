@@ -18,7 +18,7 @@ def _speechlike(n=16000, seed=0):
 
 def _split(stats: WaveformStats, feats: torch.Tensor):
     a, b = len(stats.amp_centres), len(stats.level_centres)
-    return feats[0, :a], feats[0, a:a + b], feats[0, a + b:]
+    return feats[0, :a], feats[0, a : a + b], feats[0, a + b :]
 
 
 def test_finite_on_silence_and_on_full_scale():
@@ -36,7 +36,7 @@ def test_hard_clipping_piles_up_at_the_ceiling():
     amp_wet, _, crest_wet = _split(stats, stats(clipped))
     assert amp_wet[-1] > amp_dry[-1] + 1.0  # ten times the share of samples at the peak
     centres = stats.crest_centres
-    mean_crest = lambda h: float((10 ** h * centres).sum() / (10 ** h).sum())  # noqa: E731
+    mean_crest = lambda h: float((10**h * centres).sum() / (10**h).sum())  # noqa: E731
     assert mean_crest(crest_wet) < mean_crest(crest_dry) - 2.0
 
 
@@ -54,8 +54,9 @@ def test_levelling_narrows_the_level_spread():
 @pytest.mark.parametrize("conditioning", ["blind", "dry"])
 def test_estimator_with_stats_takes_and_returns_the_documented_shapes(conditioning):
     torch.manual_seed(0)
-    cfg = ModelConfig(channels=8, n_layers=1, n_mels=16, n_fft=256, hop=128, waveform_stats=True,
-                      conditioning=conditioning)
+    cfg = ModelConfig(
+        channels=8, n_layers=1, n_mels=16, n_fft=256, hop=128, waveform_stats=True, conditioning=conditioning
+    )
     model = Estimator(cfg)
     wet = _speechlike(8000).repeat(3, 1)
     chain, active_logits, _ = model(wet, None if conditioning == "blind" else wet * 0.5)
@@ -98,8 +99,9 @@ def test_gain_curve_is_finite_on_silence():
 def test_paired_needs_the_time_aligned_dry_signal():
     with pytest.raises(ValueError, match="dry"):
         ModelConfig(conditioning="reference", paired=True)
-    model = Estimator(ModelConfig(channels=8, n_layers=1, n_mels=16, n_fft=256, hop=128, conditioning="dry",
-                                  paired=True))
+    model = Estimator(
+        ModelConfig(channels=8, n_layers=1, n_mels=16, n_fft=256, hop=128, conditioning="dry", paired=True)
+    )
     wet = _speechlike(8000).repeat(2, 1)
     chain, active_logits, _ = model(wet, wet * 0.5)
     assert active_logits.shape[0] == 2 and torch.all(torch.isfinite(chain.unit))

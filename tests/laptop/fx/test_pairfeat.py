@@ -20,7 +20,7 @@ def _speechlike(n=16128, seed=0, batch=2):
     t = np.arange(n) / SR
     env = (0.02 + np.abs(np.sin(2 * np.pi * 3.0 * t + rng.uniform(0, 3, (batch, 1))))) ** 3
     x = rng.standard_normal((batch, n)) * env
-    return torch.tensor(0.1 * x / np.sqrt((x ** 2).mean()), dtype=torch.float32)
+    return torch.tensor(0.1 * x / np.sqrt((x**2).mean()), dtype=torch.float32)
 
 
 def _bursts(n=16128, seed=0, batch=2):
@@ -35,8 +35,8 @@ def _coherence(feats: torch.Tensor, sizes) -> list[torch.Tensor]:
     """Per size, the bands' coherence from :func:`cross_features`' last block."""
     out, start = [], 0
     for _, _, n in sizes:
-        block = feats[:, start + 2 * n: start + 3 * n]
-        out.append(1.0 - (10.0 ** block - 1e-3))
+        block = feats[:, start + 2 * n : start + 3 * n]
+        out.append(1.0 - (10.0**block - 1e-3))
         start += 3 * n
     return out
 
@@ -44,8 +44,16 @@ def _coherence(feats: torch.Tensor, sizes) -> list[torch.Tensor]:
 def test_soft_histogram_scatter_equals_the_dense_form():
     torch.manual_seed(0)
     centres = torch.linspace(-60.0, 0.0, 16)
-    values = torch.cat([torch.rand(3, 500) * 80 - 70, torch.full((3, 5), -30.0 - 1e-3),
-                        torch.full((3, 5), 0.0), torch.full((3, 5), 2.0), torch.full((3, 5), -100.0)], 1)
+    values = torch.cat(
+        [
+            torch.rand(3, 500) * 80 - 70,
+            torch.full((3, 5), -30.0 - 1e-3),
+            torch.full((3, 5), 0.0),
+            torch.full((3, 5), 2.0),
+            torch.full((3, 5), -100.0),
+        ],
+        1,
+    )
     sparse, dense = soft_histogram(values, centres), soft_histogram(values, centres, dense=True)
     assert torch.allclose(sparse, dense, atol=1e-6)
     assert float(dense[:, 1:-1].sum(-1).min()) > 0.5  # most values land somewhere
@@ -64,13 +72,26 @@ def test_stft_matmul_form_matches_rfft():
 def test_coherence_is_one_for_gain_and_eq_and_lower_under_compression_and_distortion():
     cs = CrossSpectral(SR)
     dry = _speechlike()
-    eq = effects.parametric_eq(dry[:, None], SR, low_shelf_gain_db=6.0, low_shelf_freq_hz=200.0,
-                               peak1_gain_db=-9.0, peak1_freq_hz=400.0, peak1_q=1.0,
-                               peak2_gain_db=8.0, peak2_freq_hz=1500.0, peak2_q=2.0,
-                               peak3_gain_db=0.0, peak3_freq_hz=3000.0, peak3_q=1.0,
-                               high_shelf_gain_db=-6.0, high_shelf_freq_hz=4000.0)[:, 0]
-    comp = effects.compressor(dry[:, None], SR, threshold_db=-35.0, ratio=8.0, attack_ms=2.0,
-                              release_ms=50.0, knee_db=3.0, makeup_db=0.0)[:, 0]
+    eq = effects.parametric_eq(
+        dry[:, None],
+        SR,
+        low_shelf_gain_db=6.0,
+        low_shelf_freq_hz=200.0,
+        peak1_gain_db=-9.0,
+        peak1_freq_hz=400.0,
+        peak1_q=1.0,
+        peak2_gain_db=8.0,
+        peak2_freq_hz=1500.0,
+        peak2_q=2.0,
+        peak3_gain_db=0.0,
+        peak3_freq_hz=3000.0,
+        peak3_q=1.0,
+        high_shelf_gain_db=-6.0,
+        high_shelf_freq_hz=4000.0,
+    )[:, 0]
+    comp = effects.compressor(
+        dry[:, None], SR, threshold_db=-35.0, ratio=8.0, attack_ms=2.0, release_ms=50.0, knee_db=3.0, makeup_db=0.0
+    )[:, 0]
     dist = effects.distortion(dry[:, None], SR, drive_db=24.0, output_gain_db=-12.0, mode="hard")[:, 0]
     med = {}
     for name, wet in (("gain", dry * 2.0), ("eq", eq), ("comp", comp), ("dist", dist)):
@@ -79,7 +100,7 @@ def test_coherence_is_one_for_gain_and_eq_and_lower_under_compression_and_distor
         med[name] = [float(c.median()) for c in _coherence(feats, cs.sizes)]
         if name == "gain":  # coherent gain and power gain both read +6 dB in every band
             n = cs.sizes[0][2]
-            assert torch.allclose(20 * feats[:, :2 * n], torch.full((2, 2 * n), 20 * np.log10(2.0)), atol=0.05)
+            assert torch.allclose(20 * feats[:, : 2 * n], torch.full((2, 2 * n), 20 * np.log10(2.0)), atol=0.05)
     for k in range(len(cs.sizes)):
         assert med["gain"][k] > 0.999 and med["eq"][k] > 0.95
         assert med["comp"][k] < med["eq"][k] - 0.03
@@ -89,11 +110,23 @@ def test_coherence_is_one_for_gain_and_eq_and_lower_under_compression_and_distor
 def test_eq_reads_as_its_curve_in_the_coherent_gain():
     cs = CrossSpectral(SR, sizes=((1024, 256, 32),))
     dry = _speechlike()
-    wet = effects.parametric_eq(dry[:, None], SR, low_shelf_gain_db=0.0, low_shelf_freq_hz=100.0,
-                                peak1_gain_db=0.0, peak1_freq_hz=400.0, peak1_q=1.0,
-                                peak2_gain_db=10.0, peak2_freq_hz=1500.0, peak2_q=1.0,
-                                peak3_gain_db=0.0, peak3_freq_hz=3000.0, peak3_q=1.0,
-                                high_shelf_gain_db=0.0, high_shelf_freq_hz=6000.0)[:, 0]
+    wet = effects.parametric_eq(
+        dry[:, None],
+        SR,
+        low_shelf_gain_db=0.0,
+        low_shelf_freq_hz=100.0,
+        peak1_gain_db=0.0,
+        peak1_freq_hz=400.0,
+        peak1_q=1.0,
+        peak2_gain_db=10.0,
+        peak2_freq_hz=1500.0,
+        peak2_q=1.0,
+        peak3_gain_db=0.0,
+        peak3_freq_hz=3000.0,
+        peak3_q=1.0,
+        high_shelf_gain_db=0.0,
+        high_shelf_freq_hz=6000.0,
+    )[:, 0]
     gain_db = 20 * cs(wet, dry)[0, :32]
     assert 8.5 < float(gain_db.max()) < 10.5 and float(gain_db[:4].abs().max()) < 1.0
 
@@ -107,14 +140,15 @@ def test_band_gain_curve_reads_a_plain_gain_and_bends_under_a_compressor():
         out = bg(wet, dry)
         assert out.shape == (2, bg.out_dim) and torch.all(torch.isfinite(out))
         c = out[0, : 2 * n_bins * bg.n_bands].reshape(bg.n_bands, 2 * n_bins)
-        return 10 * c[:, :n_bins], c[:, n_bins:], out[0, 2 * n_bins * bg.n_bands:]
+        return 10 * c[:, :n_bins], c[:, n_bins:], out[0, 2 * n_bins * bg.n_bands :]
 
     gain, occupancy, onset = curve(dry * 2.0)
     used = occupancy > -2.0
     assert used[0].sum() >= 4 and torch.allclose(gain[used], torch.full_like(gain[used], 6.02), atol=0.05)
-    assert torch.allclose(onset[:len(bg.lags)], torch.zeros(len(bg.lags)), atol=5e-3)  # < 0.05 dB
-    comp = effects.compressor(dry[:, None], SR, threshold_db=-40.0, ratio=10.0, attack_ms=5.0,
-                              release_ms=30.0, knee_db=0.0, makeup_db=0.0)[:, 0]
+    assert torch.allclose(onset[: len(bg.lags)], torch.zeros(len(bg.lags)), atol=5e-3)  # < 0.05 dB
+    comp = effects.compressor(
+        dry[:, None], SR, threshold_db=-40.0, ratio=10.0, attack_ms=5.0, release_ms=30.0, knee_db=0.0, makeup_db=0.0
+    )[:, 0]
     gain, occupancy, _ = curve(comp)
     used = torch.nonzero(occupancy[0] > -2.0).flatten()
     assert gain[0, used[0]] > gain[0, used[-1]] + 10.0  # loud frames turned down, quiet ones not
@@ -125,15 +159,16 @@ def test_onset_response_shows_a_compressors_attack():
     dry = _bursts()
     start = 2 * len(bg.centres) * bg.n_bands
     plain = bg(dry * 0.5, dry)[0, start:] * 10.0
-    assert float(plain[:len(bg.lags)].abs().max()) < 0.05  # a plain gain: no change after onsets
+    assert float(plain[: len(bg.lags)].abs().max()) < 0.05  # a plain gain: no change after onsets
     assert float(plain[len(bg.lags)]) / 10.0 > -2.0  # (the onsets were found: log share)
-    comp = effects.compressor(dry[:, None], SR, threshold_db=-30.0, ratio=10.0, attack_ms=10.0,
-                              release_ms=300.0, knee_db=0.0, makeup_db=0.0)[:, 0]
+    comp = effects.compressor(
+        dry[:, None], SR, threshold_db=-30.0, ratio=10.0, attack_ms=10.0, release_ms=300.0, knee_db=0.0, makeup_db=0.0
+    )[:, 0]
     onset = bg(comp, dry)[0, start:] * 10.0
     # after the dry level jumps, the gain keeps falling while the compressor clamps down (dB);
     # after it drops, the release lets the gain back up
     assert onset[bg.lags.index(16)] < onset[0] - 2.0
-    offset = onset[len(bg.lags) + 1:]
+    offset = onset[len(bg.lags) + 1 :]
     assert offset[bg.lags.index(16)] > offset[0] + 1.0
 
 

@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.laptop.fx import estimate
 from pimodule.laptop.fx.batch import render_stages
 from pimodule.laptop.fx.chain import N_MODES, N_PARAMS, PARAM_SLICES, Chain
 from pimodule.laptop.fx.refine import RefineConfig, distance, fit_parameters, refine, subset_log_likelihood
-from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 
 FAST = RefineConfig(steps=8, n_candidates=3)
 
@@ -54,8 +54,9 @@ def test_a_missed_effect_is_found_and_an_imagined_one_dropped(sample_rate):
     y, change = render_stages(x, sample_rate, truth)
     assert change[0, EFFECT_NAMES.index("distortion")] > 3.0  # clearly heard
     # the network missed the clipper (p 0.4) and imagined a flat EQ (p 0.7); its drive is 6 dB off
-    guess = _chain({"eq": 0.7, "distortion": 0.4, "gain": 1.0},
-                   {"distortion": {"drive_db": 18.0, "output_gain_db": -12.0}})
+    guess = _chain(
+        {"eq": 0.7, "distortion": 0.4, "gain": 1.0}, {"distortion": {"drive_db": 18.0, "output_gain_db": -12.0}}
+    )
     refined, d = refine(x, y, sample_rate, guess, FAST)
     on = {n: bool(refined.active[0, EFFECT_NAMES.index(n)] >= 0.5) for n in SELECTABLE}
     assert on == {"eq": False, "compressor": False, "distortion": True, "reverb": False}
@@ -67,8 +68,10 @@ def test_a_missed_effect_is_found_and_an_imagined_one_dropped(sample_rate):
 def test_fitting_brings_the_parameters_closer_and_never_makes_them_worse():
     sr = 16000
     x = _dry(sr, batch=2)
-    truth = _chain({"eq": 1.0, "compressor": 1.0, "gain": 1.0},
-                   {"eq": {"peak2_gain_db": 9.0}, "compressor": {"threshold_db": -30.0, "ratio": 6.0}})
+    truth = _chain(
+        {"eq": 1.0, "compressor": 1.0, "gain": 1.0},
+        {"eq": {"peak2_gain_db": 9.0}, "compressor": {"threshold_db": -30.0, "ratio": 6.0}},
+    )
     truth = truth.rows(torch.tensor([0, 0]))
     y, _ = render_stages(x, sr, truth)
     start_unit = truth.unit.clone()
@@ -76,10 +79,11 @@ def test_fitting_brings_the_parameters_closer_and_never_makes_them_worse():
     start_unit[:, col] = float(SPECS["eq"]["peak2_gain_db"].to_unit(2.0))
     start = Chain(truth.active, start_unit, truth.mode_weights)
     fitted = fit_parameters(x, y, sr, start, steps=25, learning_rate=0.1)
-    assert torch.all(distance(x, y, sr, Chain(truth.active, fitted, truth.mode_weights))
-                     < distance(x, y, sr, start))
+    assert torch.all(distance(x, y, sr, Chain(truth.active, fitted, truth.mode_weights)) < distance(x, y, sr, start))
     exact = fit_parameters(x, y, sr, truth, steps=3, learning_rate=0.1)  # already right: kept or as good
-    assert torch.all(distance(x, y, sr, Chain(truth.active, exact, truth.mode_weights)) <= 1e-3 + distance(x, y, sr, truth))
+    assert torch.all(
+        distance(x, y, sr, Chain(truth.active, exact, truth.mode_weights)) <= 1e-3 + distance(x, y, sr, truth)
+    )
     assert torch.equal(fit_parameters(x, y, sr, start, steps=0, learning_rate=0.1), start.unit)
 
 
@@ -118,14 +122,26 @@ def test_estimate_cli_refines_with_the_dry_file(tiny_paired_run, tmp_path, capsy
     y, _ = render_stages(x, sr, _chain({"distortion": 1.0, "gain": 1.0}, {"distortion": {"drive_db": 24.0}}))
     sf.write(str(tmp_path / "dry.wav"), x[0].numpy(), sr)
     sf.write(str(tmp_path / "wet.wav"), y[0].numpy(), sr)
-    code, out = _run_estimate([str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--dry",
-                               str(tmp_path / "dry.wav"), "--refine", "--json"], capsys)
+    code, out = _run_estimate(
+        [
+            str(tiny_paired_run),
+            "--input",
+            str(tmp_path / "wet.wav"),
+            "--dry",
+            str(tmp_path / "dry.wav"),
+            "--refine",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     desc = json.loads(out)
     assert all(e["probability"] in (0.0, 1.0) for e in desc.values()) and desc["gain"]["active"]
     code, out = _run_estimate([str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--refine"], capsys)
     assert code == 2 and "--refine needs --dry" in out
     sf.write(str(tmp_path / "short.wav"), x[0, : sr // 20].numpy(), sr)  # 50 ms
-    code, out = _run_estimate([str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--dry",
-                               str(tmp_path / "short.wav"), "--refine"], capsys)
+    code, out = _run_estimate(
+        [str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--dry", str(tmp_path / "short.wav"), "--refine"],
+        capsys,
+    )
     assert code == 2 and "at least 0.1 s" in out

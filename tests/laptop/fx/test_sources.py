@@ -30,10 +30,12 @@ def test_unknown_instrument_set_is_refused(tmp_path):
 
 
 def test_wide_set_loads_its_instruments(tmp_path):
-    corpus = sources.DryCorpus.load(16000, "train", ("instruments",), cache_dir=tmp_path,
-                                    max_files=8, instruments="wide")
-    held = sources.DryCorpus.load(16000, "heldout", ("instruments",), cache_dir=tmp_path,
-                                  max_files=8, instruments="wide")
+    corpus = sources.DryCorpus.load(
+        16000, "train", ("instruments",), cache_dir=tmp_path, max_files=8, instruments="wide"
+    )
+    held = sources.DryCorpus.load(
+        16000, "heldout", ("instruments",), cache_dir=tmp_path, max_files=8, instruments="wide"
+    )
     assert len(corpus.clips["instruments"]) == 8 and len(held.clips["instruments"]) == 4
     names = sorted(p.name for p in tmp_path.glob("gm*.wav"))
     assert {n[:5] for n in names} >= {"gm008", "gm009", "gm040", "gm073"}

@@ -17,8 +17,15 @@ def config_from_dict(data: dict):
 
 
 def test_run_folder_has_everything(tiny_run, tiny_config):
-    for name in ("run.toml", "log.jsonl", "checkpoints/latest", "checkpoints/0000003/model.safetensors",
-                 "checkpoints/0000003/train.pt", "plots/loss.png", "plots/example.png"):
+    for name in (
+        "run.toml",
+        "log.jsonl",
+        "checkpoints/latest",
+        "checkpoints/0000003/model.safetensors",
+        "checkpoints/0000003/train.pt",
+        "plots/loss.png",
+        "plots/example.png",
+    ):
         assert (tiny_run / name).exists(), name
     assert runs.family(tiny_run) == "fx"
     records = runs.read_log(tiny_run)
@@ -70,8 +77,11 @@ def test_cli_main_with_config_file_and_overrides(tmp_path, tiny_config, capsys):
     parser = argparse.ArgumentParser()
     train_cmd.configure(parser)
     out = tmp_path / "run"
-    code = train_cmd.main(parser.parse_args(["--out", str(out), "--config", str(cfg), "--objective",
-                                             "param", "--seed", "3", "--no-progress"]))
+    code = train_cmd.main(
+        parser.parse_args(
+            ["--out", str(out), "--config", str(cfg), "--objective", "param", "--seed", "3", "--no-progress"]
+        )
+    )
     assert code == 0 and "s/step" in capsys.readouterr().out
     saved = load_config(out / "run.toml")
     assert saved.objective == "param" and saved.seed == 3 and saved.steps == 2
@@ -119,16 +129,18 @@ def test_training_on_removal_labels(tiny_config, tmp_path):
     label definition and validates against both definitions."""
     from pimodule.laptop.fx.train import train
 
-    config = tiny_config(steps=2, labels="removal", val_every=2, val_examples=4,
-                         conditioning="dry", paired=True, objective="param")
+    config = tiny_config(
+        steps=2, labels="removal", val_every=2, val_examples=4, conditioning="dry", paired=True, objective="param"
+    )
     meta = train(config, tmp_path / "run", progress=False)
     assert load_config(tmp_path / "run" / "run.toml").labels == "removal"
     v = meta["val"]
     assert 0 <= v["selection_accuracy"] <= 1 and 0 <= v["selection_accuracy_removal"] <= 1
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[3] / "configs").glob("fx_*.toml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[3] / "configs").glob("fx_*.toml")), ids=lambda p: p.stem
+)
 def test_every_shipped_fx_config_loads(path):
     config = load_config(path)
     assert config.steps >= 1000 and config.labels in ("stage", "removal")
