@@ -45,16 +45,17 @@ mkdir -p "$(dirname "$PI_ROOT")"
 emu_host_packages qemu-user-static qemu-user binfmt-support debootstrap debian-archive-keyring
 emu_binfmt
 
-# one build at a time per root
-exec 9>"$PI_ROOT.lock"
-flock -w 3600 9 || emu_die "another pi-root.sh holds $PI_ROOT.lock"
-
 stamp_has() { [[ -e "$PI_ROOT/$PI_ROOT_STAMP" ]] && grep -qxF -- "$STAMP_WANT" "$PI_ROOT/$PI_ROOT_STAMP"; }
-
-if [[ "$FORCE" -eq 0 ]] && stamp_has; then
+up_to_date() {
     emu_log "arm64 root up to date: $PI_ROOT ($(du -sh --one-file-system "$PI_ROOT" | cut -f1))"
     exit 0
-fi
+}
+[[ "$FORCE" -eq 0 ]] && stamp_has && up_to_date
+
+# one build at a time per root, and none while pi-exec.sh / pi-count.sh run in it (shared lock)
+exec 9>"$PI_ROOT.lock"
+flock -w 3600 9 || emu_die "$PI_ROOT.lock still held after an hour (a build, or a command in the root)"
+[[ "$FORCE" -eq 0 ]] && stamp_has && up_to_date
 
 trap emu_unmount_all EXIT
 t_start=$SECONDS
