@@ -120,6 +120,26 @@ emu_mount_system() {
     if [[ -e /etc/resolv.conf ]]; then
         cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
     fi
+    emu_host_cas "$root"
+}
+
+# The host's own certificate authorities (/usr/local/share/ca-certificates, e.g. a TLS-inspecting
+# egress proxy's) trusted inside for this run only: the root's bundle plus them, bound over
+# /etc/ssl/certs/ca-certificates.crt, which pip is pointed at (EMU_CA_ENV). Nothing is written
+# into the root.
+# shellcheck disable=SC2034  # read by pi-exec.sh and pi-count.sh
+EMU_CA_ENV=()
+emu_host_cas() {
+    local root="$1" bundle=/etc/ssl/certs/ca-certificates.crt cas=()
+    shopt -s nullglob
+    cas=(/usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
+    shopt -u nullglob
+    [[ ${#cas[@]} -gt 0 && -e "$root$bundle" ]] || return 0
+    mkdir -p "$root/run/pi-emu"
+    cat "$root$bundle" "${cas[@]}" >"$root/run/pi-emu/ca-certificates.crt"
+    emu_mount "$root$bundle" --bind "$root/run/pi-emu/ca-certificates.crt"
+    # shellcheck disable=SC2034
+    EMU_CA_ENV=("PIP_CERT=$bundle")
 }
 
 # A Raspberry Pi's /proc/cpuinfo for the emulated CPU (libraries such as onnxruntime's cpuinfo

@@ -101,7 +101,7 @@ mount -o remount,bind,ro "$PI_ROOT$C/lib"
 
 env_in=(HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 "TERM=${TERM:-dumb}"
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-        "QEMU_CPU=$CPU" PIMODULE_EMU=1)
+        "QEMU_CPU=$CPU" PIMODULE_EMU=1 "${EMU_CA_ENV[@]}")
 seed_args=()
 if [[ "$SEED" != random ]]; then
     env_in+=("PYTHONHASHSEED=$SEED")

@@ -70,13 +70,14 @@ fi
 
 env_in=(HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 "TERM=${TERM:-dumb}"
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-        "QEMU_CPU=$CPU" PIMODULE_EMU=1)
+        "QEMU_CPU=$CPU" PIMODULE_EMU=1 "${EMU_CA_ENV[@]}")
 for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL \
          PIP_EXTRA_INDEX_URL PIP_DEFAULT_TIMEOUT; do
     [[ -n "${!v:-}" ]] && env_in+=("$v=${!v}")
 done
 env_in+=("${ENVS[@]}")
 
+ulimit -c 0  # qemu would write qemu_*.core files into the working directory on a crash
 set +e
 chroot "$PI_ROOT" /usr/bin/env -i -C "$WORKDIR" "${env_in[@]}" "$@"
 rc=$?
