@@ -1,4 +1,4 @@
-"""The model store (a directory of ``.onnx`` files, by name) and the loader thread that loads,
+"""The loader thread (the model store is :mod:`pimodule.device.store`) that loads,
 validates and warms models off the audio thread, then offers them to the engine for a swap."""
 
 from __future__ import annotations
@@ -12,51 +12,12 @@ from pathlib import Path
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.io.worker import BackgroundThread
 from pimodule.device.session import ModelSession
+from pimodule.device.store import ModelStore
 
 log = logging.getLogger(__name__)
 
 SWAP_PICKUP_TIMEOUT_S = 5.0  # how long the loader waits for the callback to take a model
 POLL_S = 0.002
-
-
-class ModelStore:
-    """Models by name: ``<dir>/<name>.onnx``; an explicit path to an ``.onnx`` file also works."""
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self._kinds: dict[Path, tuple[float, str | None]] = {}  # path -> (mtime, declared kind)
-
-    def list(self, kind: str | None = None) -> list[str]:
-        """Model names, all of them or only those of one kind (``ddsp`` voices, ``fx`` estimators)."""
-        if not self.directory.is_dir():
-            return []
-        paths = sorted(p for p in self.directory.glob("*.onnx") if p.is_file())
-        return [p.stem for p in paths if kind is None or self.kind_of(p) == kind]
-
-    def kind_of(self, path: Path) -> str | None:
-        """The kind a file declares (cached per modification time; None if unreadable)."""
-
-        mtime = path.stat().st_mtime
-        cached = self._kinds.get(path)
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, ModelSession.peek_kind(path))
-            self._kinds[path] = cached
-        return cached[1]
-
-    def resolve(self, name_or_path: str | Path) -> Path:
-        """The file for a name in the store or a path; ModelFileError if there is none."""
-        text = str(name_or_path).strip()
-        if not text:
-            raise ModelFileError("empty model name")
-        candidate = Path(text)
-        if candidate.suffix == ".onnx" and candidate.is_file():
-            return candidate
-        if "/" not in text and "\\" not in text and text not in (".", ".."):
-            path = self.directory / f"{Path(text).stem}.onnx"
-            if path.is_file():
-                return path
-        known = ", ".join(self.list()) or "none"
-        raise ModelFileError(f"no model {text!r} in {self.directory} (known: {known})")
 
 
 def load_session(path: Path, engine) -> object:
@@ -94,6 +55,7 @@ class ModelLoader(BackgroundThread):
         self.n_refused = 0
         self.last_error = ""
         self.current_name = ""
+        self.history: list[str] = []  # names loaded successfully, oldest first
 
     def stop(self, timeout_s: float = 5.0) -> None:
         super().stop(timeout_s)
@@ -126,10 +88,18 @@ class ModelLoader(BackgroundThread):
             return False
         self.n_loaded += 1
         self.current_name = session.info.name
+        self.history = [n for n in self.history if n != str(name_or_path)][-7:] + [str(name_or_path)]
         log.info("model %s (%s) loaded, swapping in", session.info.name, path)
         if self.on_loaded is not None:
             self.on_loaded(session.info.name)
         return True
+
+    def previous_good(self, bad_name: str) -> str | None:
+        """The most recent model loaded before ``bad_name`` (the one to go back to)."""
+        for name in reversed(self.history):
+            if name != bad_name and Path(name).stem != bad_name:
+                return name
+        return None
 
     def _run(self) -> None:
         while not self._stop.is_set():

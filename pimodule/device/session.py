@@ -1,5 +1,9 @@
 """A streaming DDSP model file under onnxruntime, with the runtime owning its state. No torch.
 
+onnxruntime never sees a path: :func:`open_model` reads the file through
+:mod:`pimodule.device.modelcheck` (bounded; no external data, standard operators, shapes and
+metadata within budget) and hands onnxruntime the checked bytes.
+
 ``process_frame`` is the real-time path: one onnxruntime run per model block, inputs and state
 bound once to preallocated numpy buffers (IOBinding over OrtValues that share their memory), the
 state ping-ponging between two buffer sets, the audio copied into the caller's buffer.
@@ -14,9 +18,10 @@ import onnxruntime as ort
 
 from pimodule.core import modelfile
 from pimodule.core.modelfile import ModelFileError, ModelInfo
+from pimodule.device import modelcheck
 
 FRAME_INPUTS = ("f0_hz", "loudness_db", "controls")
-MAX_MODEL_BYTES = 64 * 1024 * 1024
+MAX_MODEL_BYTES = modelcheck.DEFAULT_BUDGET.max_file_bytes
 _ORT_TYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "int64": "tensor(int64)"}
 
 
@@ -31,15 +36,14 @@ def session_options() -> ort.SessionOptions:
 
 
 def open_model(path: str | Path) -> tuple[ort.InferenceSession, ModelInfo]:
-    """Load an ONNX model file and parse its pimodule metadata (ModelFileError on any problem)."""
+    """Check an ONNX model file as data, load the checked bytes into onnxruntime and parse its
+    pimodule metadata (ModelFileError on any problem)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    size = path.stat().st_size
-    if size == 0 or size > MAX_MODEL_BYTES:
-        raise ModelFileError(f"{path}: implausible model size ({size} bytes)")
+    data, checked = modelcheck.load_checked(path)  # ModelFileError: refused before any loading
     try:
-        sess = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises several private exception types
         raise ModelFileError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {err})") from err
     info = modelfile.parse_metadata(sess.get_modelmeta().custom_metadata_map, str(path))
@@ -67,9 +71,10 @@ class ModelSession:
 
     @staticmethod
     def peek_kind(path: str | Path) -> str | None:
-        """The kind a model file declares, or None if it is not a readable pimodule model."""
+        """The kind a model file declares (read as data, never opened by onnxruntime), or None if
+        it is not an acceptable pimodule model file."""
         try:
-            return open_model(path)[1].kind
+            return modelcheck.check_file(path).info.kind
         except ModelFileError:
             return None
 

@@ -122,3 +122,93 @@ def _fx_daemon(tmp_path: Path, model: Path, signal: np.ndarray, seconds: float, 
 def fx_daemon_fixture(tmp_path):
     """``with fx_daemon(model, signal, seconds, **fx) as d:`` a running fx-mode daemon (above)."""
     return functools.partial(_fx_daemon, tmp_path)
+
+
+# -- synthetic voices for the trust-boundary tests (built with onnx.helper, no torch) -------------
+def synthetic_voice(path: Path, behaviour: str = "ok", *, size: int = 512, n_matmuls: int = 6, **meta) -> Path:
+    """A minimal voice (``f0_hz``, ``loudness_db``, ``controls`` (1 control) and a ``counter``
+    state -> ``audio`` (64 samples), ``counter_next``) that behaves as asked:
+
+    ``ok``: a quiet tone; ``nan_later``: the counter state turns NaN after 100 frames;
+    ``slow``: ``n_matmuls`` chained ``size``x``size`` MatMuls a frame (computed from the input, so
+    nothing is folded at load); ``hungry``: a 20000x20000 float tensor (1.6 GB) a frame;
+    ``hang``: like slow with 40 1024x1024 MatMuls a frame (about 1 s here).
+    ``meta`` overrides metadata entries (``{"pimodule.block_size": "100000000"}``)."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value, dtype=np.float32):
+        return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+    inits = [
+        const("tone", 0.1 * np.sin(2 * np.pi * np.arange(64) / 16)[None, :]),
+        const("one", 1.0),
+        const("limit", 100.0),
+        const("nan", np.nan),
+        const("zero", 0.0),
+    ]
+    nodes = [helper.make_node("Add", ["counter", "one"], ["counter_plus"])]
+    if behaviour == "nan_later":
+        nodes += [
+            helper.make_node("Greater", ["counter", "limit"], ["late"]),
+            helper.make_node("Where", ["late", "nan", "counter_plus"], ["counter_next"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["counter_plus"], ["counter_next"]))
+    audio_src = "tone"
+    if behaviour in ("slow", "hang", "hungry"):
+        n, k = {"slow": (size, n_matmuls), "hang": (1024, 40), "hungry": (20000, 1)}[behaviour]
+        inits += [const("shape", [n, n], np.int64), const("scale", 1.0 / n)]
+        nodes += [
+            helper.make_node(
+                "ConstantOfShape", ["shape"], ["c"], value=numpy_helper.from_array(np.ones(1, np.float32))
+            ),
+            helper.make_node("Mul", ["c", "scale"], ["w"]),  # rows sum to 1: the chain stays finite
+            helper.make_node("Mul", ["c", "loudness_db"], ["h0"]),
+        ]
+        for i in range(k):
+            nodes.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"]))
+        nodes += [
+            helper.make_node("ReduceSum", [f"h{k}"], ["s"], keepdims=0),
+            helper.make_node("Mul", ["s", "zero"], ["s0"]),
+            helper.make_node("Add", ["tone", "s0"], ["tone_plus"]),
+        ]
+        audio_src = "tone_plus"
+    nodes.append(helper.make_node("Identity", [audio_src], ["audio"]))
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "voice",
+        [
+            helper.make_tensor_value_info("f0_hz", f, [1, 1]),
+            helper.make_tensor_value_info("loudness_db", f, [1, 1]),
+            helper.make_tensor_value_info("controls", f, [1, 1]),
+            helper.make_tensor_value_info("counter", f, [1, 1]),
+        ],
+        [helper.make_tensor_value_info("audio", f, [1, 64]), helper.make_tensor_value_info("counter_next", f, [1, 1])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    controls = [{"name": "gain_db", "unit": "dB", "min": -12.0, "max": 12.0, "default": 0.0, "scale": "lin"}]
+    metadata = {
+        "pimodule.kind": "ddsp",
+        "pimodule.name": path.stem,
+        "pimodule.sample_rate": "16000",
+        "pimodule.block_size": "64",
+        "pimodule.controls": json.dumps(controls),
+        "pimodule.state": json.dumps([{"name": "counter", "shape": [1, 1], "dtype": "float32", "init": 0.0}]),
+        "pimodule.version": "1",
+        "pimodule.provenance": json.dumps({"data": "synthetic", "behaviour": behaviour}),
+    } | meta
+    helper.set_model_props(model, metadata)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(name="synthetic_voice", scope="session")
+def synthetic_voice_fixture():
+    """:func:`synthetic_voice`: small voices that go bad later, are slow, hungry or hang."""
+    return synthetic_voice

@@ -1,0 +1,410 @@
+"""Validation of a model file in a child process with limits: what the model does once it plays,
+and what it costs on this board, found out before the module installs or plays it.
+
+:func:`validate` starts ``python -m pimodule.device.validate`` with a wall-clock deadline (the
+child is killed when it passes), and the child first caps itself (``RLIMIT_AS``: address space,
+``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_CORE``, ``RLIMIT_NOFILE``) before touching the file.
+In the child:
+
+1. :mod:`pimodule.device.modelcheck` reads the file as data (no external data, standard
+   operators, bounded sizes and shapes);
+2. onnxruntime opens the checked bytes; the signature and metadata are checked (a voice at the
+   engine's rate and block when those are given);
+3. a **voice** (``ddsp``) plays ``frames`` frames (2000 = 8 s at 16 kHz) through the real-time
+   path (:class:`pimodule.device.session.ModelSession`): pitch sweeping 55-2000 Hz and back,
+   loudness from -80 to 0 dB, controls at their minimum, maximum and default in turn; every
+   frame's audio and state must stay finite and the level bounded, and each frame's CPU time
+   is measured: at p99 it must stay within ``frame_share`` of the frame period (40 % of 4 ms:
+   1.6 ms), or the model is refused with the figure;
+   an **estimator** (``fx``) runs test windows: outputs of its chain's shapes, finite, in
+   [0, 1], and each window's time within ``fx_share`` of the analysis interval.
+
+The :class:`Report` is plain data (JSON). CPU time of the validating thread is measured, not
+wall time: other processes on a busy machine do not make a model look slower than it is (the
+wall-clock figures are reported too). The real-time engine, which may run a voice faster than
+onnxruntime, can give its own measurement through ``engine_cost`` (see :func:`validate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pimodule.core.modelfile import ModelFileError
+from pimodule.device import modelcheck
+from pimodule.device.fx.mode import checked_estimator
+from pimodule.device.session import ModelSession
+
+MiB = 1024 * 1024
+MAX_LEVEL = 100.0  # a voice louder than this (+40 dBFS) is broken, not loud
+REPORT_PREFIX = "PIMODULE-VALIDATE "
+
+
+@dataclass(frozen=True)
+class ValidationBudget:
+    """The limits of one validation and the real-time budget a model must meet."""
+
+    memory_bytes: int = 512 * MiB  # RLIMIT_AS of the child (its address space)
+    deadline_s: float = 60.0  # wall clock; the child is killed after it
+    cpu_s: int = 60  # RLIMIT_CPU
+    frames: int = 2000  # voice frames played (8 s of audio at 16 kHz, 64 samples a frame)
+    frame_share: float = 0.4  # a voice frame may take this share of its period at p99
+    fx_windows: int = 5
+    fx_interval_s: float = 0.25  # fx mode estimates at most every this often
+    fx_share: float = 0.4  # an estimator window may take this share of the interval (worst)
+    max_level: float = MAX_LEVEL
+
+
+@dataclass
+class Report:
+    """What validation found: ``ok`` or ``code`` + ``reason``, and the measured figures."""
+
+    ok: bool
+    reason: str = ""
+    code: str = ""  # static, load, signature, nonfinite, level, slow, memory, deadline, crashed
+    kind: str | None = None
+    name: str = ""
+    sample_rate: int | None = None
+    block_size: int | None = None
+    frames: int = 0
+    peak: float = 0.0
+    timing: dict = field(default_factory=dict)  # cpu_p50_us, cpu_p99_us, wall_p50_us, wall_p99_us, budget_us
+    max_rss_kb: int = 0
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    def raise_if_refused(self) -> Report:
+        """ModelFileError with the reason unless the model passed; else the report."""
+        if not self.ok:
+            raise ModelFileError(self.reason)
+        return self
+
+
+class _Refusal(Exception):
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us < 10_000 else f"{us / 1000:.0f} ms"
+
+
+# -- the parent side -----------------------------------------------------------------------------
+def validate(
+    path: str | Path,
+    kind: str | None = None,
+    budget: ValidationBudget = ValidationBudget(),
+    *,
+    expect_rate: int | None = None,
+    expect_block: int | None = None,
+    engine_cost: Callable[[Path], dict] | None = None,
+) -> Report:
+    """Validate ``path`` in a child process with limits; never raises for a bad model (the
+    report says why). ``kind``: the kind it must be (None: ``ddsp`` or ``fx``). ``expect_rate``
+    and ``expect_block``: the engine's model rate and block (a voice must match).
+
+    ``engine_cost(path) -> {"p99_us": ..., "p50_us": ...}``: when the real-time engine runs the
+    voice as compiled code it can report its own per-frame cost; it is called (in this process,
+    after the child passed the file) and its p99 is held against the budget instead of
+    onnxruntime's, which is then only reported.
+    """
+    path = Path(path)
+    t0 = time.monotonic()
+    spec = {
+        "path": str(path),
+        "kind": kind,
+        "budget": asdict(budget),
+        "expect_rate": expect_rate,
+        "expect_block": expect_block,
+        "time_budget": engine_cost is None,
+    }
+    report = _run_child(spec, budget)
+    report.elapsed_s = round(time.monotonic() - t0, 3)
+    if report.ok and engine_cost is not None and report.kind == "ddsp":
+        cost = engine_cost(path)
+        report.timing["engine_p99_us"] = float(cost["p99_us"])
+        report.timing["engine_p50_us"] = float(cost.get("p50_us", cost["p99_us"]))
+        if float(cost["p99_us"]) > report.timing["budget_us"]:
+            report.ok, report.code = False, "slow"
+            report.reason = _slow_reason(path.name, float(cost["p99_us"]), report.timing["budget_us"], "frame")
+    return report
+
+
+def _child_env() -> dict:
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the pimodule package
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "NUMBA_CACHE_DIR")}
+    env["PYTHONPATH"] = root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _run_child(spec: dict, budget: ValidationBudget) -> Report:
+    name = Path(spec["path"]).name
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pimodule.device.validate", "--child", json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=_child_env(),
+            close_fds=True,
+            start_new_session=True,  # its own process group: killed whole on the deadline
+        )
+        try:
+            rc = proc.wait(budget.deadline_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            return Report(
+                False,
+                f"{name}: validation did not finish within {budget.deadline_s:.0f} s (killed): the model "
+                "hangs or is far too slow for this board",
+                "deadline",
+            )
+        out.seek(0)
+        text = out.read(1 * MiB).decode("utf-8", "replace")
+        err.seek(0)
+        tail = err.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+    for line in reversed(text.splitlines()):
+        if line.startswith(REPORT_PREFIX):
+            try:
+                return Report.from_dict(json.loads(line[len(REPORT_PREFIX) :]))
+            except (ValueError, TypeError):
+                break
+    cap = f"{budget.memory_bytes // MiB} MiB"
+    if rc < 0:
+        sig = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+        if -rc == signal.SIGXCPU:
+            return Report(False, f"{name}: validation used more than {budget.cpu_s} s of CPU (killed)", "deadline")
+        return Report(
+            False,
+            f"{name}: the validation process died ({sig}): the model crashed it or ran out of its {cap} memory cap",
+            "memory" if -rc in (signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL, signal.SIGBUS) else "crashed",
+        )
+    last = tail[-1][:300] if tail else "no output"
+    if "MemoryError" in last or "bad_alloc" in last or "bad allocation" in last:
+        return Report(False, f"{name}: needs more than the {cap} memory cap of validation", "memory")
+    return Report(False, f"{name}: the validation process failed (exit {rc}): {last}", "crashed")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait(10)
+
+
+def _slow_reason(name: str, p99_us: float, budget_us: float, unit: str) -> str:
+    return (
+        f"{name}: too slow for this board: takes {_ms(p99_us)} per {unit} at p99, "
+        f"the budget on this board is {_ms(budget_us)}"
+    )
+
+
+# -- the child side ------------------------------------------------------------------------------
+def _limit_self(budget: ValidationBudget) -> None:
+    def cap(which: int, value: int, hard_extra: int = 0) -> None:
+        _, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        new_hard = value + hard_extra if hard == resource.RLIM_INFINITY else min(hard, value + hard_extra)
+        resource.setrlimit(which, (value, new_hard))
+
+    cap(resource.RLIMIT_AS, int(budget.memory_bytes))
+    cap(resource.RLIMIT_CPU, int(budget.cpu_s), 2)  # SIGXCPU at the soft limit, SIGKILL 2 s later
+    cap(resource.RLIMIT_FSIZE, 4 * MiB)  # its report and log only
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_NOFILE, 256)
+
+
+def _out_of_memory(text: str) -> bool:
+    return any(s in text for s in ("bad_alloc", "bad allocation", "Failed to allocate", "MemoryError"))
+
+
+def _child(spec: dict) -> Report:
+    budget = ValidationBudget(**spec["budget"])
+    path = Path(spec["path"])
+    name = path.name
+    report = Report(True, name=path.stem)
+    try:
+        checked = modelcheck.check_file(path)
+        info = checked.info
+        report.kind, report.sample_rate, report.block_size = info.kind, info.sample_rate, info.block_size
+        want = spec.get("kind")
+        if want is not None and info.kind != want:
+            label = {"ddsp": "a voice (ddsp)", "fx": "an effect estimator (fx)"}
+            raise _Refusal(
+                "signature",
+                f"{name}: {label.get(info.kind, repr(info.kind))}, where {label.get(want, repr(want))} is expected",
+            )
+        if info.kind == "ddsp":
+            _voice(path, spec, budget, report)
+        elif info.kind == "fx":
+            _estimator(path, spec, budget, report)
+        else:  # pragma: no cover - modelfile knows only these two kinds
+            raise _Refusal("signature", f"{name}: a {info.kind!r} model: this module plays 'ddsp' and 'fx' models")
+    except _Refusal as refusal:
+        report.ok, report.code, report.reason = False, refusal.code, refusal.reason
+    except MemoryError:
+        report.ok, report.code = False, "memory"
+        report.reason = f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap of validation"
+    except ModelFileError as err:
+        text = str(err).replace(str(path), name)
+        memory = _out_of_memory(text)
+        report.ok = False
+        report.code = "memory" if memory else ("static" if "onnxruntime" not in text else "load")
+        report.reason = (
+            f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap of validation ({text[:200]})"
+            if memory
+            else text
+        )
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        text = f"{type(err).__name__}: {err}".replace(str(path), name)[:300]
+        memory = _out_of_memory(text)
+        report.ok, report.code = False, "memory" if memory else "crashed"
+        report.reason = (
+            f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap of validation"
+            if memory
+            else f"{name}: fails when run ({text})"
+        )
+    report.max_rss_kb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return report
+
+
+def _voice(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> None:
+    name = path.name
+    try:
+        session = ModelSession(path, expect_kind="ddsp")
+    except ModelFileError as err:
+        text = str(err).replace(str(path), name)
+        if _out_of_memory(text):
+            raise _Refusal("memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap") from None
+        raise _Refusal("load" if "onnxruntime" in text else "signature", text) from None
+    info = session.info
+    if spec.get("expect_rate") is not None and info.sample_rate != spec["expect_rate"]:
+        raise _Refusal("signature", f"{name}: runs at {info.sample_rate} Hz, the engine at {spec['expect_rate']} Hz")
+    if spec.get("expect_block") is not None and info.block_size != spec["expect_block"]:
+        raise _Refusal(
+            "signature", f"{name}: block of {info.block_size} samples, the engine uses {spec['expect_block']}"
+        )
+    n = max(64, int(budget.frames))
+    half = np.geomspace(55.0, 2000.0, n // 2)
+    f0 = np.concatenate([half, half[::-1], [55.0] * (n - 2 * len(half))]).astype(np.float32)
+    loudness = (-80.0 + 80.0 * (0.5 - 0.5 * np.cos(np.linspace(0, 6 * np.pi, n)))).astype(np.float32)
+    specs = list(info.controls)
+    settings = [
+        {s.name: s.default for s in specs},
+        {s.name: s.min for s in specs},
+        {s.name: s.max for s in specs},
+        {s.name: (s.min if i % 2 else s.max) for i, s in enumerate(specs)},
+    ]
+    out = np.zeros(info.block_size, np.float32)
+    cpu = np.zeros(n, np.int64)
+    wall = np.zeros(n, np.int64)
+    period_us = 1e6 * info.block_size / info.sample_rate
+    budget_us = budget.frame_share * period_us
+    report.timing["period_us"] = period_us
+    report.timing["budget_us"] = budget_us
+    peak = 0.0
+    early = min(n, 300)  # after this many frames a model far too slow is refused without playing on
+    for i in range(n):
+        if i % 250 == 0:
+            for control, value in settings[(i // 250) % len(settings)].items():
+                session.set_control(control, value)
+        t_cpu, t_wall = time.thread_time_ns(), time.perf_counter_ns()
+        session.process_frame(float(f0[i]), float(loudness[i]), out)
+        cpu[i], wall[i] = time.thread_time_ns() - t_cpu, time.perf_counter_ns() - t_wall
+        if not np.all(np.isfinite(out)):
+            raise _Refusal("nonfinite", f"{name}: the model outputs NaN or inf (frame {i} of the check)")
+        for state_name, value in session.state.items():
+            if not np.all(np.isfinite(value)):
+                raise _Refusal("nonfinite", f"{name}: its state {state_name!r} turns NaN or inf at frame {i} of {n}")
+        peak = max(peak, float(np.max(np.abs(out))))
+        if peak > budget.max_level:
+            raise _Refusal("level", f"{name}: the model's output is implausibly loud ({peak:.1f}, frame {i})")
+        report.frames = i + 1
+        if i + 1 == early and spec.get("time_budget", True):
+            _time_check(report, cpu[:early], wall[:early], budget_us, name, warm=32)
+    report.peak = peak
+    _time_check(report, cpu, wall, budget_us, name, warm=32, enforce=spec.get("time_budget", True))
+
+
+def _time_check(report: Report, cpu, wall, budget_us: float, name: str, warm: int, enforce: bool = True) -> None:
+    cpu_us, wall_us = cpu[warm:] / 1000.0, wall[warm:] / 1000.0
+    report.timing.update(
+        cpu_p50_us=float(np.median(cpu_us)),
+        cpu_p99_us=float(np.percentile(cpu_us, 99)),
+        wall_p50_us=float(np.median(wall_us)),
+        wall_p99_us=float(np.percentile(wall_us, 99)),
+    )
+    if enforce and report.timing["cpu_p99_us"] > budget_us:
+        raise _Refusal("slow", _slow_reason(name, report.timing["cpu_p99_us"], budget_us, "frame"))
+
+
+def _estimator(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> None:
+    name = path.name
+    try:
+        estimator = checked_estimator(path)
+    except ModelFileError as err:
+        text = str(err).replace(str(path), name)
+        if _out_of_memory(text):
+            raise _Refusal("memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap") from None
+        raise _Refusal("load" if "loadable" in text else "signature", text) from None
+    rng = np.random.default_rng(1)
+    budget_us = budget.fx_share * budget.fx_interval_s * 1e6
+    report.timing["budget_us"] = budget_us
+    cpu, wall = [], []
+    for i in range(max(1, budget.fx_windows)):
+        x = (rng.standard_normal((1, estimator.window)) * (0.01 if i % 2 else 0.5)).astype(np.float32)
+        t_cpu, t_wall = time.thread_time_ns(), time.perf_counter_ns()
+        outputs = estimator.run(x, x if estimator.conditioning != "blind" else None)
+        cpu.append(time.thread_time_ns() - t_cpu)
+        wall.append(time.perf_counter_ns() - t_wall)
+        if not all(np.all(np.isfinite(o)) and np.all((o >= 0) & (o <= 1)) for o in outputs):
+            raise _Refusal("nonfinite", f"{name}: non-finite or out-of-range output on test window {i}")
+        report.frames = i + 1
+    cpu_us, wall_us = np.array(cpu[1:] or cpu) / 1000.0, np.array(wall[1:] or wall) / 1000.0
+    report.timing.update(
+        cpu_p50_us=float(np.median(cpu_us)),
+        cpu_p99_us=float(np.max(cpu_us)),
+        wall_p50_us=float(np.median(wall_us)),
+        wall_p99_us=float(np.max(wall_us)),
+    )
+    if spec.get("time_budget", True) and report.timing["cpu_p99_us"] > budget_us:
+        raise _Refusal("slow", _slow_reason(name, report.timing["cpu_p99_us"], budget_us, "analysis window"))
+
+
+def _child_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pimodule.device.validate")
+    parser.add_argument("--child", required=True, help="the validation spec (JSON), from validate()")
+    spec = json.loads(parser.parse_args(argv).child)
+    _limit_self(ValidationBudget(**spec["budget"]))
+    report = _child(spec)
+    sys.stdout.write(REPORT_PREFIX + json.dumps(report.to_dict()) + "\n")
+    sys.stdout.flush()
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
