@@ -33,8 +33,10 @@ done
 # What goes into the root beyond debootstrap's minbase. Changing this list (or STAMP_VERSION)
 # makes the next run install the difference into an existing root instead of rebuilding it.
 STAMP_VERSION=1
+# systemd as on Raspberry Pi OS: it never runs as PID 1 here, but systemctl enable works offline
+# and systemd-analyze verify --root finds its targets.
 PACKAGES=(python3 python3-venv python3-dev libportaudio2 libsndfile1 ca-certificates
-          procps file)
+          procps file systemd)
 STAMP_WANT="version=$STAMP_VERSION packages=${PACKAGES[*]}"
 
 emu_need_root
@@ -104,8 +106,13 @@ chroot "$PI_ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-
 emu_log "apt-get took $((SECONDS - t1)) s"
 emu_unmount_all
 
+# first line: what is installed; then the full build and any later updates of the package list
+what=built
+[[ -e "$PI_ROOT/$PI_ROOT_STAMP" ]] && what=updated
 {
     echo "$STAMP_WANT"
-    echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ) seconds=$((SECONDS - t_start)) mirror=$MIRROR"
-} >"$PI_ROOT/$PI_ROOT_STAMP"
+    [[ "$what" == updated ]] && grep -E '^(built|updated)=' "$PI_ROOT/$PI_ROOT_STAMP"
+    echo "$what=$(date -u +%Y-%m-%dT%H:%M:%SZ) seconds=$((SECONDS - t_start)) mirror=$MIRROR"
+} >"$PI_ROOT/$PI_ROOT_STAMP.new"
+mv "$PI_ROOT/$PI_ROOT_STAMP.new" "$PI_ROOT/$PI_ROOT_STAMP"
 emu_log "arm64 root ready in $((SECONDS - t_start)) s: $PI_ROOT ($(du -sh --one-file-system "$PI_ROOT" | cut -f1))"
