@@ -13,6 +13,7 @@
 #   --seed N        QEMU's -seed N: the guest's getrandom() and AT_RANDOM become deterministic
 #                   (so Python's hash secret is), and PYTHONHASHSEED=N; default 0, so two runs of
 #                   the same command give the same count. --seed random: neither is set
+#                   PYTHONDONTWRITEBYTECODE=1 is set too (--env PYTHONDONTWRITEBYTECODE= clears it)
 #   --root, --src DIR, --no-src, --env NAME=VAL, --workdir DIR: as pi-exec.sh
 #
 # Counted: every instruction of CMD's process (all its threads) until it exits. Not counted:
@@ -101,7 +102,8 @@ mount -o remount,bind,ro "$PI_ROOT$C/lib"
 
 env_in=(HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 "TERM=${TERM:-dumb}"
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-        "QEMU_CPU=$CPU" PIMODULE_EMU=1 "${EMU_CA_ENV[@]}")
+        "QEMU_CPU=$CPU" PIMODULE_EMU=1 "${EMU_CA_ENV[@]}"
+        PYTHONDONTWRITEBYTECODE=1)  # a count must not depend on .pyc files an earlier run left
 seed_args=()
 if [[ "$SEED" != random ]]; then
     env_in+=("PYTHONHASHSEED=$SEED")
