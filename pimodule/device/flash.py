@@ -1,13 +1,23 @@
-"""The module's side of ``pimodule flash``: receive a model file over TCP or a serial line,
-verify it (size, SHA-256), validate it (onnxruntime loads it, it is a model this module can
-play, its output is finite), install it atomically in the models directory, and hot-swap to it.
+"""The module's side of ``pimodule flash``: receive a model file over a line link (loopback
+TCP, which ``pimodule flash-receive`` relays SSH sessions to, or a serial line), verify it
+(size, SHA-256), validate it in a child process with limits (:mod:`pimodule.device.validate`),
+install it atomically in the model store (the replaced file kept as the previous version), and
+hot-swap to it.
 
 Nothing is lost on bad input: the file is written to a hidden ``.<name>.onnx.partial`` next to
-the models and only renamed over ``<name>.onnx`` (one ``os.replace``) once it has passed every
-check, so an interrupted, corrupt or unplayable upload leaves the installed models and the one
-playing exactly as they were; what was refused is answered on the link, logged, and reported
-through ``on_event`` (the daemon forwards it over OSC). Partial files left by a power cut are
-removed at start (:func:`clean_partials`). Protocol: :mod:`pimodule.device.io.flashlink`, docs/flash.md.
+the models and only renamed over ``<name>.onnx`` once it has passed every check, so an
+interrupted, corrupt or unplayable upload leaves the installed models and the one playing
+exactly as they were; what was refused is answered on the link (``ERROR <reason>``), logged,
+and reported through ``on_event`` (the daemon forwards it over OSC).
+
+Limits: one upload at a time; a session ends when it stops making progress for
+``line_timeout_s`` (NAKed or repeated chunks are no progress) or passes its deadline
+(``session_timeout_s`` plus one second per ``min_bytes_per_s`` announced bytes); validation has
+its own deadline and memory cap; the TCP listener is loopback only and serves at most
+``max_connections`` connections (more are told ``ERROR busy`` and closed, no thread started).
+A model name keeps its kind (a voice stays a voice) unless the sender asks ``replace_kind``, and
+the configured default voice's name only ever holds a voice. Protocol:
+:mod:`pimodule.device.io.flashlink`, docs/flash.md.
 """
 
 from __future__ import annotations
@@ -19,51 +29,37 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pimodule.core.modelfile import ModelFileError
-from pimodule.device.fx.mode import checked_estimator
+from pimodule.device import validate as validation
 from pimodule.device.io import flashlink
 from pimodule.device.io.flashlink import LinkClosed
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.io.worker import BackgroundThread
-from pimodule.device.models import load_session
-from pimodule.device.session import open_model
+from pimodule.device.store import NAME_RULE, ModelStore, check_name
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PARTIAL_SUFFIX = ".onnx.partial"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # the runtime refuses larger model files anyway
-TCP_IDLE_TIMEOUT_S = 30.0
+TCP_IDLE_TIMEOUT_S = 30.0  # a connection with neither a PING nor a session for this long is closed
+TCP_MAX_CONNECTION_S = 900.0  # and none lives longer than this
+SESSION_TIMEOUT_S = 120.0  # a session's deadline: this, plus a second per MIN_BYTES_PER_S announced
+MIN_BYTES_PER_S = 4096  # below the payload rate of a 115 200 baud serial line (about 8 kB/s)
+MAX_CONNECTIONS = 4
+KIND_LABELS = {"ddsp": "a voice (ddsp)", "fx": "an effect estimator (fx)"}
 
 
 def partial_path(directory: Path, name: str) -> Path:
-    return directory / f".{name}{PARTIAL_SUFFIX}"
+    return Path(directory) / f".{name}{PARTIAL_SUFFIX}"
 
 
 def clean_partials(directory: str | Path) -> list[Path]:
     """Remove the partial uploads an interrupted flash (or a power cut) left behind."""
-    directory = Path(directory)
-    removed = sorted(directory.glob(f".*{PARTIAL_SUFFIX}")) if directory.is_dir() else []
-    for path in removed:
-        path.unlink(missing_ok=True)
-        log.warning("removed %s: an interrupted flash", path.name)
-    return removed
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return ModelStore(directory).clean_partials()
 
 
 class _Refused(Exception):
@@ -73,73 +69,90 @@ class _Refused(Exception):
 class FlashReceiver:
     """Serves flash sessions on line links; one upload at a time (a second one is told ``busy``).
 
-    ``validate(path) -> kind`` raises ModelFileError for a file this module must not install;
-    ``activate(name, kind) -> bool`` starts the hot swap; ``on_event(kind, message)`` hears
-    ``installed`` and ``error`` (both optional).
+    ``validate(path) -> kind`` raises ModelFileError for a file this module must not install
+    (:func:`daemon_validator`); ``activate(name, kind) -> bool`` starts the hot swap;
+    ``on_event(kind, message)`` hears ``installed`` and ``error`` (both optional).
+    ``default_voice``: the name the daemon plays at start; only a voice is installed under it.
     """
 
     def __init__(
         self,
-        directory: str | Path,
+        store: ModelStore | str | Path,
         validate: Callable[[Path], str],
         *,
         activate: Callable[[str, str], bool] | None = None,
         on_event: Callable[[str, str], None] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         line_timeout_s: float = flashlink.LINE_TIMEOUT_S,
+        session_timeout_s: float = SESSION_TIMEOUT_S,
+        min_bytes_per_s: float = MIN_BYTES_PER_S,
         allow_activate: bool = True,
+        default_voice: str = "",
     ):
-        self.directory = Path(directory)
+        self.store = store if isinstance(store, ModelStore) else ModelStore(store)
+        self.directory = self.store.directory
         self.validate = validate
         self.activate = activate
         self.on_event = on_event
         self.max_bytes = int(max_bytes)
         self.line_timeout_s = float(line_timeout_s)
+        self.session_timeout_s = float(session_timeout_s)
+        self.min_bytes_per_s = float(min_bytes_per_s)
         self.allow_activate = allow_activate  # False: install only, whatever the sender asks
+        self.default_voice = default_voice
         self._busy = threading.Lock()
         self.n_installed = 0
         self.n_refused = 0
         self.last_error = ""
 
     # -- a link's lines ------------------------------------------------------------------------
-    def serve(self, link, should_stop: Callable[[], bool] = lambda: False, idle_timeout_s: float | None = None) -> None:
-        """Answer PINGs and run flash sessions until the link closes, ``should_stop()``, or
-        (with ``idle_timeout_s``) nothing arrives for that long. Other lines are ignored."""
-        idle = 0.0
+    def serve(
+        self,
+        link,
+        should_stop: Callable[[], bool] = lambda: False,
+        idle_timeout_s: float | None = None,
+        max_s: float | None = None,
+    ) -> None:
+        """Answer PINGs and run flash sessions until the link closes, ``should_stop()``, nothing
+        but noise arrives for ``idle_timeout_s`` (other lines do not count), or ``max_s`` passes."""
+        start = last = time.monotonic()
         try:
             while not should_stop():
+                now = time.monotonic()
+                if idle_timeout_s is not None and now - last >= idle_timeout_s:
+                    return
+                if max_s is not None and now - start >= max_s:
+                    return
                 line = link.read_line(0.2)
                 if line is None:
-                    idle += 0.2
-                    if idle_timeout_s is not None and idle >= idle_timeout_s:
-                        return
                     continue
-                idle = 0.0
                 if line == "PING":
                     link.send_line(f"PONG {flashlink.PROTOCOL.lower()} {flashlink.VERSION}")
+                    last = time.monotonic()
                 elif line.startswith(flashlink.PROTOCOL):
                     self.session(link, line)
+                    last = time.monotonic()
         except LinkClosed:
             return
 
     def session(self, link, header: str) -> dict | None:
         """One upload, from its header line on; returns the DONE record or None if refused."""
         if not self._busy.acquire(blocking=False):
-            link.send_line("ERROR busy: another flash is in progress")
+            _send_quietly(link, "ERROR busy: another flash is in progress; try again when it is done")
             return None
         partial = None
         try:
             meta = self._check_header(header)
             name = meta["name"]
             self.directory.mkdir(parents=True, exist_ok=True)
-            partial = partial_path(self.directory, name)
+            partial = self.store.partial_path(name)
+            deadline = time.monotonic() + self.session_timeout_s + meta["size"] / self.min_bytes_per_s
             link.send_line("READY " + json.dumps({"chunk_bytes": flashlink.CHUNK_BYTES}))
-            self._receive(link, meta, partial)
+            self._receive(link, meta, partial, deadline)
             kind = self._validate(partial, name)
-            final = self.directory / f"{name}.onnx"
-            os.replace(partial, final)  # the one step that changes what is installed
+            self._check_kind(name, kind, meta["replace_kind"])
+            final = self.store.install(name, partial)  # the one step that changes what is installed
             partial = None
-            _fsync_dir(self.directory)
             activated = False
             if meta["activate"] and self.activate is not None:
                 activated = bool(self.activate(name, kind))
@@ -150,6 +163,7 @@ class FlashReceiver:
                 "bytes": meta["size"],
                 "sha256": meta["sha256"],
                 "activated": activated,
+                "previous": self.store.previous_path(name).is_file(),
             }
             self.n_installed += 1
             log.info(
@@ -174,6 +188,10 @@ class FlashReceiver:
             else:
                 self._refuse(link, str(err))
             return None
+        except Exception as err:  # noqa: BLE001 - a bug must not cost the connection its answer
+            log.exception("flash: session failed")
+            self._refuse(link, f"internal error ({type(err).__name__}); nothing installed")
+            return None
         finally:
             if partial is not None:
                 partial.unlink(missing_ok=True)
@@ -186,26 +204,46 @@ class FlashReceiver:
         except ValueError as err:
             raise _Refused(str(err)) from None
         name, size, digest = meta.get("name"), meta.get("size"), meta.get("sha256")
-        if not isinstance(name, str) or not NAME_RE.match(name) or name.endswith(".onnx"):
-            raise _Refused(f"bad model name {name!r} (letters, digits, _ . -; at most 64; no path)")
+        try:
+            check_name(name)
+        except ModelFileError:
+            raise _Refused(f"bad model name {ascii(name)[:80]}: a name is {NAME_RULE}") from None
         if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= self.max_bytes:
-            raise _Refused(f"size {size!r} outside 1..{self.max_bytes} bytes")
+            raise _Refused(f"size {ascii(size)[:40]} outside 1..{self.max_bytes} bytes")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise _Refused("sha256 must be 64 lowercase hex digits")
+        for flag in ("activate", "replace_kind"):
+            if not isinstance(meta.get(flag, False), bool):
+                raise _Refused(f"{flag} must be true or false")
         activate = bool(meta.get("activate", True)) and self.allow_activate
-        return {"name": name, "size": size, "sha256": digest, "activate": activate}
+        return {
+            "name": name,
+            "size": size,
+            "sha256": digest,
+            "activate": activate,
+            "replace_kind": bool(meta.get("replace_kind", False)),
+        }
 
-    def _receive(self, link, meta: dict, partial: Path) -> None:
+    def _receive(self, link, meta: dict, partial: Path, deadline: float) -> None:
         digest = hashlib.sha256()
         received, expected = 0, 0
+        progress_by = time.monotonic() + self.line_timeout_s  # NAKs and repeats do not move it
         with open(partial, "wb") as f:
             while True:
-                line = link.read_line(self.line_timeout_s)
-                if line is None:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise _Refused(
+                        f"flash took too long: {received} of {meta['size']} bytes by the session's deadline; "
+                        "nothing installed"
+                    )
+                if now >= progress_by:
                     raise _Refused(
                         f"flash interrupted: nothing for {self.line_timeout_s:.0f} s "
                         f"after {received} of {meta['size']} bytes; nothing installed"
                     )
+                line = link.read_line(min(progress_by, deadline) - now)
+                if line is None:
+                    continue
                 if line == "ABORT":
                     raise _Refused("aborted by the sender; nothing installed")
                 if line == "END":
@@ -222,11 +260,12 @@ class FlashReceiver:
                     link.send_line(f"NAK {expected} expected chunk {expected}, got {seq}")
                     continue
                 if received + len(payload) > meta["size"]:
-                    raise _Refused(f"more data than the announced {meta['size']} bytes")
+                    raise _Refused(f"more data than the announced {meta['size']} bytes; nothing installed")
                 f.write(payload)
                 digest.update(payload)
                 received += len(payload)
                 expected += 1
+                progress_by = time.monotonic() + self.line_timeout_s
                 link.send_line(f"ACK {seq}")
             f.flush()
             os.fsync(f.fileno())
@@ -239,8 +278,26 @@ class FlashReceiver:
         try:
             return self.validate(partial)
         except (ModelFileError, ValueError, OSError) as err:
-            text = str(err).replace(str(partial), f"{name}.onnx")
+            text = str(err).replace(str(partial), f"{name}.onnx").replace(partial.name, f"{name}.onnx")
             raise _Refused(f"{text}; nothing installed") from None
+
+    def _check_kind(self, name: str, kind: str, replace_kind: bool) -> None:
+        if name == self.default_voice and kind != "ddsp":
+            raise _Refused(
+                f"{name} is the module's default voice (models.default): only a voice (ddsp) is installed "
+                f"under that name, this file is {KIND_LABELS.get(kind, kind)}; flash it under another name; "
+                "nothing installed"
+            )
+        current = self.store.path_for(name)
+        if not current.is_file():
+            return
+        installed = self.store.kind_of(current)
+        if installed is not None and installed != kind and not replace_kind:
+            raise _Refused(
+                f"{name} is installed as {KIND_LABELS.get(installed, installed)} and this file is "
+                f"{KIND_LABELS.get(kind, kind)}: flash it under another name, or replace it on purpose with "
+                "--replace-kind; nothing installed"
+            )
 
     def _refuse(self, link, message: str) -> None:
         self.n_refused += 1
@@ -248,10 +305,7 @@ class FlashReceiver:
         log.error("flash refused: %s", message)
         self._event("error", message)  # before the sender hears it: it may look right away
         if link is not None:
-            try:
-                link.send_line("ERROR " + message.replace("\n", " "))
-            except LinkClosed:
-                pass
+            _send_quietly(link, "ERROR " + message)
 
     def _event(self, kind: str, message: str) -> None:
         if self.on_event is not None:
@@ -261,26 +315,46 @@ class FlashReceiver:
                 log.exception("flash event handler failed")
 
 
+def _send_quietly(link, text: str) -> None:
+    try:
+        link.send_line(text.replace("\n", " ").replace("\r", " "))
+    except LinkClosed:
+        pass
+
+
 class FlashServer(BackgroundThread):
-    """TCP listener (loopback by default; remote senders only from ``allow_hosts``), a thread
-    per connection, the receiver's lock keeping uploads one at a time."""
+    """The loopback TCP listener (local tools, and ``pimodule flash-receive`` relaying an SSH
+    session): a thread per connection, at most ``max_connections`` at once (more are answered
+    ``ERROR busy`` and closed without a thread), the receiver's lock keeping uploads one at a
+    time. From another host, flashing goes over SSH: the listener refuses any other address."""
 
     def __init__(
         self,
         receiver: FlashReceiver,
         host: str = "127.0.0.1",
         port: int = flashlink.DEFAULT_PORT,
-        allow_hosts: tuple[str, ...] = (),
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout_s: float = TCP_IDLE_TIMEOUT_S,
+        max_connection_s: float = TCP_MAX_CONNECTION_S,
     ):
-        if not is_loopback(host) and not allow_hosts:
-            raise ValueError(f"flash server bound to {host!r} needs allow_hosts (remote flashing)")
+        if not is_loopback(host):
+            raise ValueError(
+                f"flash server bound to {host!r}: the TCP listener is loopback only; from another host "
+                "flash over SSH (pimodule flash MODEL --to [user@]HOST)"
+            )
         super().__init__("pimodule-flash")
         self.receiver = receiver
-        self._allowed = {socket.gethostbyname(h) for h in allow_hosts}
+        self.max_connections = int(max_connections)
+        self.idle_timeout_s = float(idle_timeout_s)
+        self.max_connection_s = float(max_connection_s)
         self._sock = socket.create_server((host, port), reuse_port=False)
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
+        self._lock = threading.Lock()
+        self.n_open = 0
         self.n_refused_hosts = 0
+        self.n_refused_busy = 0
 
     def stop(self, timeout_s: float = 2.0) -> None:
         super().stop(timeout_s)
@@ -292,19 +366,44 @@ class FlashServer(BackgroundThread):
                 conn, (addr, *_) = self._sock.accept()
             except (TimeoutError, OSError):
                 continue
-            if not is_loopback(addr) and addr not in self._allowed:
+            if not is_loopback(addr):  # cannot happen on a loopback socket; kept as a second lock
                 self.n_refused_hosts += 1
-                log.warning("flash: connection from %s refused (not in flash.allow_hosts)", addr)
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="pimodule-flash-conn", daemon=True).start()
+            with self._lock:
+                full = self.n_open >= self.max_connections
+                if not full:
+                    self.n_open += 1
+            if full:
+                self.n_refused_busy += 1
+                if self.n_refused_busy in (1, 10, 100) or self.n_refused_busy % 1000 == 0:
+                    log.warning("flash: %d connections refused (%d open)", self.n_refused_busy, self.max_connections)
+                try:
+                    conn.setblocking(False)
+                    conn.send(
+                        f"ERROR busy: {self.max_connections} flash connections are open; try again later\n".encode()
+                    )
+                except OSError:
+                    pass
+                conn.close()
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(conn,), name="pimodule-flash-conn", daemon=True).start()
+            except RuntimeError:  # no thread to be had: refuse this one
+                with self._lock:
+                    self.n_open -= 1
+                conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
         link = flashlink.SocketLink(conn)
         try:
-            self.receiver.serve(link, self._stop.is_set, idle_timeout_s=TCP_IDLE_TIMEOUT_S)
+            self.receiver.serve(
+                link, self._stop.is_set, idle_timeout_s=self.idle_timeout_s, max_s=self.max_connection_s
+            )
         finally:
             link.close()
+            with self._lock:
+                self.n_open -= 1
 
 
 class SerialFlashListener(BackgroundThread):
@@ -326,30 +425,40 @@ class SerialFlashListener(BackgroundThread):
             log.error("flash: serial port %s went away", self.device)
 
 
-def daemon_validator(engine) -> Callable[[Path], str]:
-    """What the daemon accepts: a voice the engine can play (loaded, checked, warmed: finite
-    output) or an effect estimator whose outputs check out on a test window."""
+def daemon_validator(
+    engine, budget: validation.ValidationBudget | None = None, engine_cost: Callable[[Path], dict] | None = None
+) -> Callable[[Path], str]:
+    """What the daemon accepts, decided in a child process with limits
+    (:func:`pimodule.device.validate.validate`): a voice at the engine's rate and block, finite
+    and bounded over 2000 frames and within the board's real-time budget, or an effect estimator
+    whose outputs check out on test windows. Returns ``validate(path) -> kind``."""
+    budget = budget or validation.ValidationBudget()
+    rate = getattr(engine, "model_rate_hz", None)
+    block = getattr(engine, "model_block", None)
 
     def validate(path: Path) -> str:
-
-        kind = open_model(path)[1].kind  # ModelFileError: not loadable / no pimodule metadata
-        if kind == "ddsp":
-            load_session(path, engine)
-        elif kind == "fx":
-            checked_estimator(path)
-        else:
-            raise ModelFileError(f"a {kind!r} model: this module plays 'ddsp' and 'fx' models")
-        return kind
+        report = validation.validate(path, None, budget, expect_rate=rate, expect_block=block, engine_cost=engine_cost)
+        report.raise_if_refused()
+        log.info(
+            "flash: %s validated in %.1f s (%s, cpu p99 %.0f us of %.0f us)",
+            Path(path).name,
+            report.elapsed_s,
+            report.kind,
+            report.timing.get("cpu_p99_us", 0.0),
+            report.timing.get("budget_us", 0.0),
+        )
+        return str(report.kind)
 
     return validate
 
 
 def daemon_receivers(cfg, d, broadcast: Callable[[list], None]) -> list:
     """The daemon's receivers for ``pimodule flash`` (``cfg``: its ``[flash]`` section, ``d``: the
-    :class:`pimodule.device.daemon.Daemon`): TCP, and a serial port when configured. Flashed
-    files land in the models dir and are swapped in; events go to OSC through ``broadcast``."""
-    store_dir = d.loader.store.directory
-    clean_partials(store_dir)
+    :class:`pimodule.device.daemon.Daemon`): loopback TCP (where ``pimodule flash-receive``
+    relays SSH sessions), and a serial port when configured. Flashed files land in the models
+    dir and are swapped in; events go to OSC through ``broadcast``."""
+    store = d.loader.store
+    store.clean_partials()
 
     def activate(name: str, kind: str) -> bool:
         if kind == "ddsp":
@@ -367,20 +476,31 @@ def daemon_receivers(cfg, d, broadcast: Callable[[list], None]) -> list:
             d.report_error(message, "/pimodule/flash")
 
     receiver = FlashReceiver(
-        store_dir,
+        store,
         daemon_validator(d.engine),
         activate=activate,
         on_event=on_event,
         max_bytes=cfg.max_bytes,
         allow_activate=cfg.activate,
+        default_voice=d.cfg.models.default,
     )
+    host = cfg.host
+    if not is_loopback(host):
+        log.error(
+            "flash: flash.host = %r ignored: the TCP listener is loopback only; from another host, flash over "
+            "SSH (pimodule flash MODEL --to [user@]HOST)",
+            host,
+        )
+        host = "127.0.0.1"
+    if getattr(cfg, "allow_hosts", ()):
+        log.warning("flash: flash.allow_hosts is ignored: remote hosts flash over SSH")
     parts: list = []
     try:
-        server = FlashServer(receiver, cfg.host, cfg.port, cfg.allow_hosts)
+        server = FlashServer(receiver, host, cfg.port)
         parts.append(server)
-        log.info("flash: receiving model files on %s:%d (into %s)", cfg.host, server.port, store_dir)
+        log.info("flash: receiving model files on %s:%d (into %s)", host, server.port, store.directory)
     except OSError as err:
-        log.error("flash: cannot listen on %s:%d (%s): no network flashing", cfg.host, cfg.port, err)
+        log.error("flash: cannot listen on %s:%d (%s): no flashing over TCP or SSH", host, cfg.port, err)
     if cfg.serial_port:
         try:
             parts.append(SerialFlashListener(receiver, cfg.serial_port, cfg.baud))

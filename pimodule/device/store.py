@@ -45,7 +45,7 @@ PARTIAL_SUFFIX = ".onnx.partial"
 def check_name(name: object) -> str:
     """``name`` if it follows :data:`NAME_RE`; ModelFileError naming the rule otherwise."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        shown = repr(name)[:80]
+        shown = ascii(name)[:80]
         raise ModelFileError(f"bad model name {shown}: a name is {NAME_RULE}")
     return name
 
