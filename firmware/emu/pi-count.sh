@@ -19,9 +19,9 @@
 # Counted: every instruction of CMD's process (all its threads) until it exits. Not counted:
 # programs it starts with execve (they run under binfmt_misc's qemu-aarch64-static without the
 # plugin); fork()ed children without exec write FILE.PID (their count includes the parent's up
-# to the fork). CMD must be an arm64 executable in the root (looked up in PATH there), not a
-# shell script: a #! script would be counted as its interpreter, which works, but a wrapper that
-# execs something else is not counted past the exec. The exit status is CMD's.
+# to the fork). CMD is an arm64 program in the root (looked up in PATH there) or a #! script,
+# which is run through its interpreter (as a venv's bin/pimodule); a wrapper that execs something
+# else is not counted past the exec. The exit status is CMD's.
 set -euo pipefail
 # shellcheck source=firmware/emu/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -116,13 +116,25 @@ env_in+=("${ENVS[@]}")
 prog="$(chroot "$PI_ROOT" /usr/bin/env -i "${env_in[@]}" /bin/sh -c 'command -v "$1"' sh "$1")" ||
     emu_die "$1: not found in the root"
 [[ "$prog" == /* ]] || emu_die "$1 is a shell builtin or function; give an arm64 program"
+argv0="$1"
+args=("${@:2}")
+# qemu-user loads ELF files only: a #! script (a venv's console script, e.g. bin/pimodule) is run
+# as the kernel would, through its interpreter (one level)
+shebang="$(chroot "$PI_ROOT" /usr/bin/head -c 256 "$prog" | head -n1 | tr -d '\0')" || true
+if [[ "$shebang" == '#!'* ]]; then
+    read -r interp interp_arg <<<"${shebang#\#!}"
+    [[ -n "$interp" ]] || emu_die "$prog: empty #! line"
+    args=(${interp_arg:+"$interp_arg"} "$prog" "${args[@]}")
+    prog="$interp"
+    argv0="$interp"
+fi
 
 plugin_arg="$C/libinsn_count.so,outfile=$C/out/insns.json,mode=$MODE"
 t0=$(date +%s.%N)
 set +e
 chroot "$PI_ROOT" /usr/bin/env -i -C "$WORKDIR" "${env_in[@]}" \
     "$C/lib/ld-linux-x86-64.so.2" --library-path "$C/lib" "$C/qemu-aarch64" \
-    -L / -cpu "$CPU" "${seed_args[@]}" -plugin "$plugin_arg" -0 "$1" "$prog" "${@:2}"
+    -L / -cpu "$CPU" "${seed_args[@]}" -plugin "$plugin_arg" -0 "$argv0" "$prog" "${args[@]}"
 rc=$?
 set -e
 t1=$(date +%s.%N)
@@ -151,5 +163,6 @@ done
 seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
 printf '%s, "cpu": %s, "argv": [%s], "seed": %s, "exit_code": %d, "seconds": %s, "forked": [%s]}\n' \
     "${line%\}}" "$(json_str "$CPU")" "$argv_json" "$(json_str "$SEED")" "$rc" "$seconds" "$forked" >"$OUT"
-emu_log "$(sed -n 's/.*"insns": \([0-9]*\).*/\1/p' "$OUT") instructions on $CPU in ${seconds} s (exit $rc): $OUT"
+insns="${line#*\"insns\": }"
+emu_log "${insns%%,*} instructions on $CPU in ${seconds} s (exit $rc): $OUT"
 exit "$rc"
