@@ -57,7 +57,7 @@ def test_a_flashed_voice_is_swapped_in_and_a_bad_one_refused(model_dir, tmp_path
     thread.start()
     try:
         with OscClient("127.0.0.1", d.osc.port) as pd:
-            pd.request("/pimodule/status/subscribe", pd.port, 5.0, expect="/pimodule/status/subscribed", timeout_s=20)
+            pd.request("/pimodule/status/subscribe", pd.port, 0.5, expect="/pimodule/status/subscribed", timeout_s=20)
             _wait_for_model(d, "test-0")
             rc = cli(
                 ["flash", str(model_dir / "voice_b.onnx"), "--to", f"127.0.0.1:{port}", "--name", "flashed", "--quiet"]
@@ -81,7 +81,7 @@ def test_a_flashed_voice_is_swapped_in_and_a_bad_one_refused(model_dir, tmp_path
         d.close()
     err = capsys.readouterr().err
     assert "NaN" in err and "nothing installed" in err
-    assert sorted(p.name for p in store.iterdir()) == ["flashed.onnx", "voice_a.onnx"]
+    assert sorted(p.name for p in store.iterdir()) == ["flashed.onnx", "voice_a.onnx"]  # new name: no previous
     y = d.runner.recorder.audio
     assert d.runner.stats.n_exceptions == 0 and np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
     assert np.sqrt(np.mean(y[swapped_at:].astype(np.float64) ** 2)) > 1e-4  # still playing
@@ -96,7 +96,7 @@ def test_flash_cli_without_torch_and_with_an_unreachable_module(model_dir, tmp_p
         "'--to', '127.0.0.1:1']); assert 'torch' not in sys.modules; sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "error" in proc.stderr.lower()
+    assert proc.returncode == 1 and "nothing listens on 127.0.0.1:1" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "pimodule.cli", "flash", str(tmp_path / "none.onnx"), "--to", "127.0.0.1"],
         capture_output=True,
@@ -110,7 +110,7 @@ def test_flash_cli_without_torch_and_with_an_unreachable_module(model_dir, tmp_p
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1 and "onnxruntime cannot load it" in proc.stderr
+    assert proc.returncode == 1 and "not an ONNX model" in proc.stderr
 
 
 def test_the_daemon_receives_over_its_configured_serial_port(model_dir, tmp_path, pty_pair, capsys):
