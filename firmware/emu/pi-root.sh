@@ -66,13 +66,15 @@ if [[ "$FORCE" -eq 1 || ! -e "$PI_ROOT/$PI_ROOT_STAMP" ]]; then
     if [[ -e "$PI_ROOT" ]]; then
         emu_log "removing the incomplete (or --force) root $PI_ROOT"
         # leftovers of an older, interrupted build in the host namespace
-        findmnt -rn -o TARGET | grep -F "$PI_ROOT/" | sort -r | while read -r m; do
+        findmnt -rn -o TARGET | { grep -F "$PI_ROOT/" || true; } | sort -r | while read -r m; do
             umount -R -l "$m" || true
         done
         rm -rf --one-file-system "$PI_ROOT"
     fi
     emu_log "debootstrap stage 1 (arm64 bookworm minbase from $MIRROR)"
+    t1=$SECONDS
     debootstrap --arch=arm64 --foreign --variant=minbase bookworm "$PI_ROOT" "$MIRROR" >/dev/null
+    emu_log "stage 1 took $((SECONDS - t1)) s"
     emu_binfmt_into_root "$PI_ROOT"
     if ! chroot "$PI_ROOT" /bin/true; then
         emu_die "the kernel cannot run arm64 programs through binfmt_misc ($(head -n 2 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null | tr '\n' ' '))"
