@@ -48,8 +48,10 @@ class OscConfig:
     allow_hosts: tuple[str, ...] = ()
     max_packet_bytes: int = 4096
     max_subscribers: int = 8
+    max_subscribers_per_host: int = 3
     subscription_ttl_s: float = 60.0
     error_replies_per_s: float = 20.0
+    key_file: str = ""  # shared key: OSC from other hosts must be signed with it (docs/osc.md)
 
     def server_config(self):
 

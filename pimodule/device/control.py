@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pimodule.core.controls import GAIN_SPEC
 from pimodule.core.modelfile import ModelFileError
@@ -22,14 +23,29 @@ log = logging.getLogger(__name__)
 class DaemonController:
     """The engine, model loader and statistics behind the OSC server (``pimodule.device.io.osc``)."""
 
-    def __init__(self, engine, loader, runner, *, cv_snapshot: Callable[[], dict] | None = None):
+    def __init__(
+        self,
+        engine,
+        loader,
+        runner,
+        *,
+        cv_snapshot: Callable[[], dict] | None = None,
+        cv_override: Callable[[str, float], None] | None = None,
+    ):
         self.engine = engine
         self.loader = loader
         self.runner = runner
         self.cv_snapshot = cv_snapshot or dict
+        # /pimodule/cv/<name>: the CV reader's override (given, or the reader behind cv_snapshot)
+        self.cv_override = cv_override or getattr(getattr(cv_snapshot, "__self__", None), "override", None)
         self.gain_db = GAIN_SPEC.clamp(engine.config.gain_db)
         self.mute = False
         self.fx = None  # the fx analyzer (pimodule.device.fx.mode.FxAnalyzer), if installed
+        self._models: list[str] = []  # the voices' names as last listed (status reads this, no disk)
+        try:
+            self.list_models()
+        except (OSError, AttributeError):
+            pass
 
     def controls(self) -> ParamTable:
         table = self.engine.controls()
@@ -42,14 +58,47 @@ class DaemonController:
         self.engine.set_mode(mode)
 
     def list_models(self) -> list[str]:
-        return self.loader.store.list("ddsp")
+        """The installed voices (reads the models directory: the OSC server calls it on its
+        request thread, and status() shows the list as it was last read)."""
+        self._models = self.loader.store.list("ddsp")
+        return list(self._models)
 
-    def load_model(self, name_or_path: str) -> None:
+    def load_model(self, name: str) -> None:
+        """Queue the voice ``name`` (a name, never a path: the OSC layer refuses anything else)."""
         try:
-            self.loader.store.resolve(name_or_path)
+            self.loader.store.resolve(name)
         except ModelFileError as err:
             raise KeyError(str(err)) from None
-        self.loader.request(name_or_path)
+        self.loader.request(name)
+
+    def set_cv(self, name: str, volts: float) -> None:
+        """A CV value from outside (``/pimodule/cv/<name>``, Pd reading the Tedium itself): it
+        replaces the ADC reading of that input from now on (the engine reads it at once)."""
+        names = tuple(getattr(self.engine, "cv_names", ()))
+        if name not in names:
+            raise KeyError(f"no CV input {name!r} ({', '.join(names)})")
+        if self.cv_override is None:
+            raise KeyError("this daemon reads its CV itself (no external CV)")
+        self.cv_override(name, float(volts))
+
+    @staticmethod
+    def _model_name(session) -> str:
+        """The playing voice as model/list and model/load name it (its file's name in the store),
+        else the name its metadata gives."""
+        if session is None:
+            return ""
+        path = getattr(session, "path", None)
+        if path is not None and str(path).endswith(".onnx"):
+            return Path(path).name[: -len(".onnx")]
+        return session.info.name
+
+    def control_values(self) -> dict[str, float]:
+        """The current model's controls as they are now, in their units (pots and OSC both)."""
+        session = getattr(self.engine, "latest_session", None)
+        values = getattr(session, "controls", None)
+        if session is None or values is None:
+            return {}
+        return {s.name: round(float(values[i]), 4) for i, s in enumerate(session.info.controls)}
 
     def set_gain_db(self, gain_db: float) -> float:
         self.gain_db = GAIN_SPEC.clamp(gain_db)
@@ -125,10 +174,12 @@ class DaemonController:
             "callback_max_us": round(stats["max_us"], 1),
             "xruns": stats["xruns"],
             "exceptions": stats["exceptions"],
-            "model": session.info.name if session is not None else "",
+            "model": self._model_name(session),
             "mode": engine.mode,
             "gain_db": self.gain_db,
             "mute": int(self.mute),
+            "models": list(self._models),
+            "control": self.control_values(),
             "f0_hz": round(engine.last_f0_hz, 2),
             "loudness_db": round(engine.last_loudness_db, 2),
             "swaps": engine.n_swaps,

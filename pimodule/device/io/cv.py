@@ -253,6 +253,7 @@ class CVReader(BackgroundThread):
         self.values = np.zeros(n, dtype=np.float64)  # published volts: the lock-free hand-off
         self.raw = np.zeros(n, dtype=np.int64)  # last raw codes (for `pimodule calibrate`)
         self.sequence = 0
+        self._overrides: dict[int, float] = {}  # channels set from outside (override())
         self.counters = CVCounters()
         self._clock = clock
         super().__init__("pimodule-cv")
@@ -274,6 +275,10 @@ class CVReader(BackgroundThread):
     def poll_once(self) -> None:
         """One conversion per channel, then publish. Safe to call from tests without the thread."""
         for i, ch in enumerate(self.channels):
+            external = self._overrides.get(i)
+            if external is not None:  # set from outside: the ADC is not read for it
+                self.values[i] = external
+                continue
             try:
                 raw = self.chip.read(ch.channel)
             except (OSError, ValueError):
@@ -291,6 +296,21 @@ class CVReader(BackgroundThread):
                 self.values[i] = smooth
         self.sequence += 1
         self.counters.polls += 1
+
+    def override(self, name: str, volts: float | None) -> None:
+        """A value from outside (``/pimodule/cv/<name>``: Pd reading the Tedium itself), published
+        at once and kept: the ADC reading of that channel is ignored from now on. ``None`` gives
+        the channel back to the ADC. KeyError for an unknown name."""
+        i = self.index(name)
+        if volts is None:
+            self._overrides.pop(i, None)
+            self._smooth[i] = math.nan
+            return
+        volts = float(volts)
+        if not math.isfinite(volts):
+            raise ValueError(f"{volts} is not a finite number")
+        self._overrides[i] = volts
+        self.values[i] = volts
 
     def snapshot(self) -> dict[str, float]:
         """A copy of the published volts by name (for status messages; not for the callback)."""

@@ -15,32 +15,51 @@ Client (tests, scripts)::
         c.send("/pimodule/control/noise_gain_db", -12.0)
         addr, args = c.request("/pimodule/ping", expect="/pimodule/pong")
 
-Every address, argument and reply is documented in docs/osc.md. Encoding and parsing are
-python-osc's (``OscMessageBuilder``, ``OscPacket``); the socket loop is ours so that size limits,
-the allow-list, reply routing and the status timer live in one thread that mostly sleeps in
-``recvfrom``. Nothing raised by a packet or by the controller leaves that thread.
+Every address, argument and reply is documented in docs/osc.md. The socket loop is ours so that
+size limits, the allow-list, signatures, reply routing and the status timer live in one thread
+that mostly sleeps in ``recvfrom``. Requests that may touch the disk (``model/load``,
+``fx/model``, ``model/list``, ``fx/list``) are handed to a second thread, latest request wins, so
+the OSC thread never waits for a controller that reads files. Nothing raised by a packet or by the
+controller leaves these threads; what is logged about them is rate limited (:class:`LogLimiter`).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
+import os
+import secrets
 import socket
+import threading
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pythonosc.osc_packet import ParseError
-
 from pimodule.core.controls import CV_VOLTS, GAIN_SPEC
 from pimodule.device.io.controller import Controller
-from pimodule.device.io.osc_args import Refused, no_args, one_number, one_port, one_string
-from pimodule.device.io.osc_client import OscClient, decode, encode, is_loopback
+from pimodule.device.io.osc_args import Refused, echo_args, model_name, no_args, one_number, one_port, one_string
+from pimodule.device.io.osc_client import (
+    AUTH_ADDRESS,
+    CLIENT_ID_CHARS,
+    FLOAT32_MAX,
+    INT32,
+    NONCE_ADDRESS,
+    OscClient,
+    OscDecodeError,
+    OscEncodeError,
+    auth_mac,
+    decode,
+    encode,
+    is_loopback,
+    load_key,
+)
 from pimodule.device.io.osc_fx import FX_PATHS, dispatch_fx
 from pimodule.device.io.worker import BackgroundThread
 
-__all__ = ["OscClient", "OscConfig", "OscServer", "decode", "encode"]
+__all__ = ["LogLimiter", "OscClient", "OscConfig", "OscServer", "decode", "encode"]
 
 log = logging.getLogger(__name__)
 PREFIX = "/pimodule/"
@@ -48,23 +67,32 @@ ERROR_ADDRESS = "/pimodule/error"
 # Bounds of the server's own knobs (the one table; OscConfig values are clamped into these).
 STATUS_RATE_HZ = (0.2, 30.0)  # allowed subscription rates; the default is DEFAULT_STATUS_RATE_HZ
 DEFAULT_STATUS_RATE_HZ = 4.0
+REPLAY_WINDOW = 64  # counters this far below the highest seen are accepted once (UDP reorders)
+MAX_AUTH_CLIENTS = 64  # signed clients remembered (least recently used forgotten first)
+MAX_SLOW_REQUESTS = 16  # list/load requests waiting for the request thread
+SLOW_PATHS = ("model/load", "model/list", "fx/model", "fx/list")
+MAX_STATUS_STRING = 256
 
 
 @dataclass(frozen=True)
 class OscConfig:
     host: str = "127.0.0.1"  # bind address; anything but loopback needs allow_hosts
     port: int = 9000
-    allow_hosts: tuple[str, ...] = ()  # remote hosts allowed (loopback always is)
+    allow_hosts: tuple[str, ...] = ()  # remote hosts allowed (loopback always is); they must sign
     max_packet_bytes: int = 4096
     max_subscribers: int = 8
+    max_subscribers_per_host: int = 3  # one host cannot hold every slot (Pd's panel stays in)
     subscription_ttl_s: float = 60.0  # a subscription ends unless renewed within this time
     error_replies_per_s: float = 20.0  # token bucket for /pimodule/error replies (burst = rate)
+    key_file: str = ""  # shared key for signed OSC from other hosts ("" = loopback only)
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.allow_hosts:
             raise ValueError(f"OSC bound to {self.host!r} needs an allow_hosts list (remote control)")
         if not 0 <= self.port <= 65535 or self.max_packet_bytes < 64:
             raise ValueError("bad OSC port or max_packet_bytes")
+        if not 1 <= self.max_subscribers_per_host <= self.max_subscribers:
+            raise ValueError("max_subscribers_per_host must be 1..max_subscribers")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OscConfig:
@@ -88,7 +116,70 @@ class OscCounters:
     errors: int = 0  # requests answered with /pimodule/error (or that would have been)
     errors_suppressed: int = 0  # error replies dropped by the rate limit
     clamped: int = 0
+    unsigned_remote: int = 0  # requests from another host without a valid signature
+    auth_refused: int = 0  # bad signature, stale nonce, replayed counter
+    auth_ok: int = 0
+    unencodable: int = 0  # replies that could not be encoded (a bug: the fuzz tests keep it 0)
+    internal: int = 0  # controller bugs (exceptions other than KeyError/ValueError)
+    superseded: int = 0  # load requests replaced by a later one before they ran
     wakeups: int = 0  # loop iterations: packets + status ticks + idle timeouts (≤ 5/s when idle)
+
+
+class LogLimiter:
+    """At most ``burst`` log lines per ``interval_s``; the rest are counted by kind and summed up
+    in one line when the interval ends (``flush``, called from the server loop). A traceback is
+    logged only the first time a kind is seen."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0, burst: int = 5, clock=time.monotonic):
+        self.logger = logger
+        self.interval_s = interval_s
+        self.burst = burst
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start = clock()
+        self._n = 0
+        self._dropped: collections.Counter[str] = collections.Counter()
+        self._traced: set[str] = set()
+        self.total_dropped = 0
+
+    def log(self, level: int, kind: str, message: str, *, exc: BaseException | None = None) -> None:
+        with self._lock:
+            self._roll()
+            if self._n >= self.burst:
+                if len(self._dropped) < 32 or kind in self._dropped:
+                    self._dropped[kind] += 1
+                else:
+                    self._dropped["other"] += 1
+                self.total_dropped += 1
+                return
+            self._n += 1
+            trace = exc is not None and kind not in self._traced and len(self._traced) < 64
+            if trace:
+                self._traced.add(kind)
+        text = message
+        if trace:
+            text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+        self.logger.log(level, "%s", text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._roll()
+
+    def _roll(self) -> None:
+        now = self._clock()
+        if now - self._start < self.interval_s:
+            return
+        if self._dropped:
+            kinds = ", ".join(f"{k} x{n}" for k, n in self._dropped.most_common(8))
+            self.logger.warning(
+                "OSC: %d more log lines dropped in the last %.0f s (%s)",
+                sum(self._dropped.values()),
+                now - self._start,
+                kinds,
+            )
+        self._dropped.clear()
+        self._n = 0
+        self._start = now
 
 
 @dataclass
@@ -97,6 +188,13 @@ class _Subscriber:
     period_s: float
     expires: float
     next_due: float = field(default=0.0)
+    owner: tuple[str, int] = ("", 0)  # the source address that subscribed (or renewed) last
+
+
+@dataclass
+class _AuthClient:
+    highest: int = 0
+    seen: int = 0  # bit k: counter highest - k was accepted
 
 
 class OscServer(BackgroundThread):
@@ -112,15 +210,40 @@ class OscServer(BackgroundThread):
         self._reply_ports: dict[tuple[str, int], int] = {}
         self._tokens = config.error_replies_per_s
         self._tokens_t = clock()
-        self._last_error_to: tuple[str, int] | None = None
+        self._lock = threading.Lock()  # error bucket and counters shared with the request thread
+        self.limiter = LogLimiter(log)
+        self.key: bytes | None = None
+        if config.key_file:
+            self.key = load_key(config.key_file)
+            mode = os.stat(os.path.expanduser(config.key_file)).st_mode
+            if mode & 0o077:
+                log.warning("OSC key file %s is readable by other users: chmod 600 it", config.key_file)
+        elif not is_loopback(config.host):
+            log.warning("OSC on %s without [osc] key_file: other hosts cannot control the module", config.host)
+        self.nonce = secrets.token_hex(16)  # new at every start: signatures of a past run are void
+        self._auth_clients: collections.OrderedDict[str, _AuthClient] = collections.OrderedDict()
+        self._slow: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+        self._slow_cv = threading.Condition()
+        self._slow_thread: threading.Thread | None = None
         super().__init__("pimodule-osc")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((config.host, config.port))
         self.port = self.sock.getsockname()[1]  # the real port when config.port == 0
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        super().start()
+        if self._slow_thread is None:
+            self._slow_thread = threading.Thread(target=self._run_slow, name="pimodule-osc-requests", daemon=True)
+            self._slow_thread.start()
+
     def stop(self, timeout_s: float = 2.0) -> None:
         super().stop(timeout_s)
+        with self._slow_cv:
+            self._slow_cv.notify_all()
+        if self._slow_thread is not None:
+            self._slow_thread.join(timeout_s)
+            self._slow_thread = None
         self.sock.close()
 
     def _run(self) -> None:
@@ -142,34 +265,45 @@ class OscServer(BackgroundThread):
                 if data is not None:
                     self.handle_packet(data, src)
                 self._send_status_if_due()
-            except Exception:  # the server never dies from one bad packet or controller bug
-                log.exception("OSC handling failed")
+            except Exception as err:  # the server never dies from one bad packet or controller bug
+                self.counters.internal += 1
+                self.limiter.log(logging.ERROR, f"loop {type(err).__name__}", "OSC handling failed", exc=err)
+            self.limiter.flush()
 
     # -- sending -------------------------------------------------------------------------------
-    def _send(self, addr: tuple[str, int], address: str, *args: Any) -> None:
+    def _send(self, addr: tuple[str, int], address: str, *args: Any) -> bool:
         try:
-            self.sock.sendto(encode(address, *args), addr)
+            data = encode(address, *args)
+        except OscEncodeError as err:  # replies are built from checked values: this is a bug
+            self.counters.unencodable += 1
+            self.limiter.log(logging.ERROR, "unencodable", f"OSC reply {address} not sent: {err}")
+            return False
+        try:
+            self.sock.sendto(data, addr)
         except OSError as err:  # e.g. nobody listening / buffer full: not our problem
             log.debug("OSC send to %s failed: %s", addr, err)
+            return False
+        return True
 
     def _reply_to(self, src: tuple[str, int]) -> tuple[str, int]:
         return (src[0], self._reply_ports.get(src, src[1]))
 
     def _error(self, src: tuple[str, int], address: str, reason: str) -> None:
-        self.counters.errors += 1
-        now = self._clock()
-        rate = self.config.error_replies_per_s
-        self._tokens = min(rate, self._tokens + (now - self._tokens_t) * rate)
-        self._tokens_t = now
-        if self._tokens < 1.0:
-            self.counters.errors_suppressed += 1
-            return
-        self._tokens -= 1.0
-        self._send(self._reply_to(src), ERROR_ADDRESS, address, reason)
+        with self._lock:
+            self.counters.errors += 1
+            now = self._clock()
+            rate = self.config.error_replies_per_s
+            self._tokens = min(rate, self._tokens + (now - self._tokens_t) * rate)
+            self._tokens_t = now
+            if self._tokens < 1.0:
+                self.counters.errors_suppressed += 1
+                return
+            self._tokens -= 1.0
+        self._send(self._reply_to(src), ERROR_ADDRESS, address[:200], reason[:300])
 
     def notify_error(self, address: str, reason: str) -> None:
         """An asynchronous failure (e.g. a model load refused later): to every subscriber."""
-        log.warning("%s: %s", address, reason)
+        self.limiter.log(logging.WARNING, f"notify {address}", f"{address}: {reason}")
         self.broadcast(ERROR_ADDRESS, address, reason)
 
     def broadcast(self, address: str, *args: Any) -> None:
@@ -180,7 +314,8 @@ class OscServer(BackgroundThread):
     # -- receiving -----------------------------------------------------------------------------
     def handle_packet(self, data: bytes, src: tuple[str, int]) -> None:
         self.counters.packets += 1
-        if not is_loopback(src[0]) and src[0] not in self._allowed:
+        local = is_loopback(src[0])
+        if not local and src[0] not in self._allowed:
             self.counters.refused_host += 1
             return
         if len(data) > self.config.max_packet_bytes:
@@ -189,21 +324,88 @@ class OscServer(BackgroundThread):
             return
         try:
             messages = decode(data)
-        except (ParseError, ValueError, IndexError, OverflowError) as err:
+        except OscDecodeError as err:
             self.counters.malformed += 1
             self._error(src, "", f"not an OSC packet: {str(err)[:80]}")
             return
         for address, args in messages:
-            self.counters.messages += 1
-            try:
-                self._dispatch(address, args, src)
-            except Refused as err:
-                self._error(src, address, str(err))
-            except (KeyError, ValueError) as err:
-                self._error(src, address, str(err.args[0] if err.args else err))
-            except Exception as err:  # a controller bug: logged, answered, the server goes on
-                log.exception("OSC %s failed", address)
-                self._error(src, address, f"internal error: {type(err).__name__}")
+            if address == AUTH_ADDRESS:
+                self._handle_signed(args, src)
+            elif local or address == NONCE_ADDRESS:
+                self._handle_message(address, args, src)
+            else:
+                self.counters.messages += 1
+                self.counters.unsigned_remote += 1
+                self._error(src, address, "from another host every request must be signed (docs/osc.md)")
+
+    def _handle_message(self, address: str, args: list, src: tuple[str, int]) -> None:
+        self.counters.messages += 1
+        try:
+            self._dispatch(address, args, src)
+        except Refused as err:
+            self._error(src, address, str(err))
+        except (KeyError, ValueError) as err:
+            self._error(src, address, str(err.args[0] if err.args else err))
+        except Exception as err:  # a controller bug: logged (rate limited), answered, the server goes on
+            self.counters.internal += 1
+            self.limiter.log(logging.ERROR, f"{address[:40]} {type(err).__name__}", f"OSC {address} failed", exc=err)
+            self._error(src, address, f"internal error: {type(err).__name__}")
+
+    def _handle_signed(self, args: list, src: tuple[str, int]) -> None:
+        """``/pimodule/auth s nonce, s client, i counter, b packet, b mac`` (docs/osc.md)."""
+        self.counters.messages += 1
+        try:
+            packet = self._verify(args)
+            inner = decode(packet)
+        except Refused as err:
+            self.counters.auth_refused += 1
+            self._error(src, AUTH_ADDRESS, str(err))
+            return
+        except OscDecodeError as err:
+            self.counters.malformed += 1
+            self._error(src, AUTH_ADDRESS, f"signed packet is not OSC: {str(err)[:80]}")
+            return
+        self.counters.auth_ok += 1
+        for address, inner_args in inner:
+            if address == AUTH_ADDRESS:
+                self._error(src, address, "a signed packet cannot hold another signed one")
+            else:
+                self._handle_message(address, inner_args, src)
+
+    def _verify(self, args: list) -> bytes:
+        if self.key is None:
+            raise Refused("this module has no OSC key ([osc] key_file): only its own host can control it")
+        if (
+            len(args) != 5
+            or not all(isinstance(a, str) for a in args[:2])
+            or not isinstance(args[2], int)
+            or isinstance(args[2], bool)
+            or not all(isinstance(a, bytes) for a in args[3:])
+        ):
+            raise Refused("expected nonce s, client s, counter i, packet b, mac b")
+        nonce, client, counter, packet, mac = args
+        if not 1 <= len(client) <= 32 or not set(client) <= CLIENT_ID_CHARS or counter < 1:
+            raise Refused("bad client id or counter")
+        if nonce != self.nonce:
+            raise Refused(f"stale nonce: ask {NONCE_ADDRESS} again (the module restarted)")
+        if not secrets.compare_digest(mac, auth_mac(self.key, nonce, client, counter, packet)):
+            raise Refused("bad signature (wrong key?)")
+        state = self._auth_clients.get(client)
+        if state is None:
+            state = self._auth_clients[client] = _AuthClient()
+            while len(self._auth_clients) > MAX_AUTH_CLIENTS:
+                self._auth_clients.popitem(last=False)
+        self._auth_clients.move_to_end(client)
+        if counter > state.highest:
+            shift = counter - state.highest
+            state.seen = ((state.seen << shift) | 1) & ((1 << REPLAY_WINDOW) - 1) if shift < REPLAY_WINDOW else 1
+            state.highest = counter
+        else:
+            back = state.highest - counter
+            if back >= REPLAY_WINDOW or state.seen >> back & 1:
+                raise Refused("replayed or too old (counter already used)")
+            state.seen |= 1 << back
+        return packet
 
     def _dispatch(self, address: str, args: list, src: tuple[str, int]) -> None:
         if not address.startswith(PREFIX):
@@ -214,12 +416,12 @@ class OscServer(BackgroundThread):
         if path.startswith("control/"):
             name = path[len("control/") :]
             if name not in c.controls():
-                raise Refused(f"unknown control {name!r}")
+                raise Refused(f"unknown control {name[:64]!r}")
             value = one_number(args)
-            applied = c.set_control(name, value)
+            applied = float(c.set_control(name, value))
             if applied != value:
                 self.counters.clamped += 1
-                self._send(reply, address, float(applied))
+                self._send(reply, address, applied)
         elif path.startswith("cv/"):
             volts = one_number(args)
             applied = min(max(volts, CV_VOLTS[0]), CV_VOLTS[1])
@@ -232,25 +434,22 @@ class OscServer(BackgroundThread):
                 self._send(reply, address, float(applied))
         elif path == "gain":
             value = one_number(args)
-            applied = c.set_gain_db(GAIN_SPEC.clamp(value))
+            applied = float(c.set_gain_db(GAIN_SPEC.clamp(value)))
             if applied != value:
                 self.counters.clamped += 1
-                self._send(reply, address, float(applied))
+                self._send(reply, address, applied)
         elif path == "mute":
-            c.set_mute(bool(one_number(args)))
-            self._send(reply, address, int(bool(one_number(args))))
+            on = bool(one_number(args))
+            c.set_mute(on)
+            self._send(reply, address, int(on))
+        elif path in SLOW_PATHS:
+            self._queue_slow(path, address, args, src)
         elif path in FX_PATHS:
             dispatch_fx(path, address, args, c, lambda *msg: self._send(reply, *msg))
         elif path == "mode":
-            c.set_mode(one_string(args))
-            self._send(reply, address, one_string(args))
-        elif path == "model/load":
-            name = one_string(args)
-            c.load_model(name)
-            self._send(reply, "/pimodule/model/loading", name)
-        elif path == "model/list":
-            no_args(args)
-            self._send(reply, "/pimodule/models", *c.list_models())
+            mode = one_string(args)
+            c.set_mode(mode)
+            self._send(reply, address, mode)
         elif path == "controls":
             no_args(args)
             table = c.controls()
@@ -267,20 +466,90 @@ class OscServer(BackgroundThread):
                 )
             self._send(reply, "/pimodule/controls/end", len(table))
         elif path == "ping":
-            self._send(reply, "/pimodule/pong", *[a for a in args if isinstance(a, (int, float, str))])
+            self._send(reply, "/pimodule/pong", *echo_args(args))
+        elif path == "auth/nonce":
+            no_args(args)
+            self._send(reply, NONCE_ADDRESS, self.nonce)
         elif path == "reply/port":
             port = one_port(args)
+            if src not in self._reply_ports and len(self._reply_ports) >= 256:
+                self._reply_ports.pop(next(iter(self._reply_ports)))  # bounded: oldest forgotten
             self._reply_ports[src] = port
             self._send((src[0], port), address, port)
         elif path == "status/subscribe":
             self._subscribe(src, args)
         elif path == "status/unsubscribe":
             port = one_port(args) if args else self._reply_to(src)[1]
-            self._subs.pop((src[0], port), None)
-            self._send((src[0], port), address, port)
+            key = (src[0], port)
+            sub = self._subs.get(key)
+            if sub is not None and src not in (sub.owner, key):
+                raise Refused("not your subscription (only the client that subscribed may end it)")
+            self._subs.pop(key, None)
+            self._send(key, address, port)
         else:
             raise Refused("unknown address")
 
+    # -- requests that may read files: the request thread, latest wins ----------------------------
+    def _queue_slow(self, path: str, address: str, args: list, src: tuple[str, int]) -> None:
+        if path in ("model/load", "fx/model"):
+            name = model_name(args)  # checked here: names only, never paths
+            key: tuple = (path,)  # one load of each kind waits; a newer request replaces it
+        else:
+            no_args(args)
+            name = ""
+            key = (path, self._reply_to(src))
+        with self._slow_cv:
+            old = self._slow.pop(key, None)
+            if old is None and len(self._slow) >= MAX_SLOW_REQUESTS:
+                raise Refused("busy: too many requests waiting")
+            self._slow[key] = (path, address, name, src)
+            self._slow_cv.notify()
+        if old is not None and path in ("model/load", "fx/model"):
+            self.counters.superseded += 1
+            self._error(old[3], old[1], f"superseded by a later request ({name})")
+
+    def _run_slow(self) -> None:
+        while not self._stop.is_set():
+            with self._slow_cv:
+                while not self._slow and not self._stop.is_set():
+                    self._slow_cv.wait(0.5)
+                if self._stop.is_set():
+                    return
+                _, (path, address, name, src) = self._slow.popitem(last=False)
+            try:
+                self._run_one_slow(path, address, name, src)
+            except Refused as err:
+                self._error(src, address, str(err))
+            except (KeyError, ValueError) as err:
+                self._error(src, address, str(err.args[0] if err.args else err))
+            except Exception as err:  # noqa: BLE001 - a controller bug: logged, answered
+                self.counters.internal += 1
+                self.limiter.log(logging.ERROR, f"{path} {type(err).__name__}", f"OSC {address} failed", exc=err)
+                self._error(src, address, f"internal error: {type(err).__name__}")
+
+    def _run_one_slow(self, path: str, address: str, name: str, src: tuple[str, int]) -> None:
+        c = self.controller
+        reply = self._reply_to(src)
+        if path == "model/load":
+            c.load_model(name)
+            self._send(reply, "/pimodule/model/loading", name)
+        elif path == "model/list":
+            self._send(reply, "/pimodule/models", *_names(c.list_models()))
+        else:
+            send = lambda *msg: self._send(reply, *msg)  # noqa: E731
+            dispatch_fx(path, address, [name] if name else [], c, send)
+
+    def wait_requests(self, timeout_s: float = 5.0) -> bool:
+        """True once no list/load request waits (tests)."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            with self._slow_cv:
+                if not self._slow:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    # -- status --------------------------------------------------------------------------------
     def _subscribe(self, src: tuple[str, int], args: list) -> None:
         if len(args) > 2:
             raise Refused("expected [port i] [rate f]")
@@ -290,12 +559,20 @@ class OscServer(BackgroundThread):
             rate = one_number(args[1:])
             rate = min(max(rate, STATUS_RATE_HZ[0]), STATUS_RATE_HZ[1])
         key = (src[0], port)
-        if key not in self._subs and len(self._subs) >= self.config.max_subscribers:
-            raise Refused(f"too many subscribers (max {self.config.max_subscribers})")
+        if key not in self._subs:
+            cfg = self.config
+            per_host = cfg.max_subscribers_per_host
+            if len(self._subs) >= cfg.max_subscribers:
+                raise Refused(f"too many subscribers (max {cfg.max_subscribers})")
+            if sum(1 for h, _ in self._subs if h == src[0]) >= per_host:
+                raise Refused(f"too many subscriptions from {src[0]} (max {per_host} per host)")
+            remote = sum(1 for h, _ in self._subs if not is_loopback(h))
+            if not is_loopback(src[0]) and remote >= cfg.max_subscribers - per_host:
+                raise Refused(f"too many subscribers from other hosts ({per_host} slots are kept for this one)")
         now = self._clock()
         old = self._subs.get(key)
         first_due = now if old is None else min(old.next_due, now + 1.0 / rate)  # renewal: keep pace
-        self._subs[key] = _Subscriber(key, 1.0 / rate, now + self.config.subscription_ttl_s, first_due)
+        self._subs[key] = _Subscriber(key, 1.0 / rate, now + self.config.subscription_ttl_s, first_due, src)
         self._send(key, "/pimodule/status/subscribed", port, float(rate))
 
     def _send_status_if_due(self) -> None:
@@ -311,32 +588,46 @@ class OscServer(BackgroundThread):
         due = [s for s in due if s.addr in self._subs]
         if not due:
             return
-        fields = _flatten(self.controller.status())
-        fields["errors"] = self.counters.errors
+        fields = status_fields(self.controller.status())
+        fields["errors"] = min(self.counters.errors, INT32[1])
         for s in due:
             for name, value in fields.items():
-                self._send(s.addr, f"/pimodule/status/{name}", value)
+                if isinstance(value, tuple):
+                    self._send(s.addr, f"/pimodule/status/{name}", *value)
+                else:
+                    self._send(s.addr, f"/pimodule/status/{name}", value)
 
     @property
     def subscribers(self) -> list[tuple[str, int]]:
         return list(self._subs)
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _names(values: Any) -> tuple[str, ...]:
+    return tuple(str(v)[:MAX_STATUS_STRING].replace("\x00", "") for v in values)
+
+
+def status_fields(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A status dict flattened to OSC-ready values: nested keys joined with ``/``; bool → int;
+    int clamped to int32; float: non-finite → 0, clamped to float32; str cut to 256 characters;
+    a list or tuple → a tuple of strings (one message with several ``s`` arguments)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "/"))
+            out.update(status_fields(v, key + "/"))
         elif isinstance(v, bool):
             out[key] = int(v)
-        elif isinstance(v, (int, str)):
-            out[key] = v
-        elif isinstance(v, float):
-            out[key] = v if math.isfinite(v) else 0.0
+        elif isinstance(v, int):
+            out[key] = min(max(v, INT32[0]), INT32[1])
+        elif isinstance(v, str):
+            out[key] = v[:MAX_STATUS_STRING].replace("\x00", "")
+        elif isinstance(v, (list, tuple)):
+            out[key] = _names(v)
         else:
             try:
-                out[key] = float(v)  # numpy scalars
-            except (TypeError, ValueError):
-                out[key] = str(v)
+                x = float(v)  # float, numpy scalars
+            except (TypeError, ValueError, OverflowError):
+                out[key] = str(v)[:MAX_STATUS_STRING].replace("\x00", "")
+                continue
+            out[key] = min(max(x, -FLOAT32_MAX), FLOAT32_MAX) if math.isfinite(x) else 0.0
     return out

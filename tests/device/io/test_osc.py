@@ -12,6 +12,8 @@ from pimodule.core.controls import DDSP_CONTROLS
 from pimodule.core.params import ParamSpec, ParamTable
 from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscClient, OscConfig, OscServer, decode, encode
+from pimodule.device.io.osc_args import Refused
+from pimodule.device.io.osc_client import Signer, load_key, make_key
 
 
 @pytest.fixture()
@@ -127,7 +129,10 @@ def test_status_subscription_to_another_port(client, ctl):
         listener.settimeout(0.2)
         seen: dict = {}
         end = time.monotonic() + 5.0
-        while time.monotonic() < end and len(seen) < 9:
+        while time.monotonic() < end and not {
+            "/pimodule/status/cv/cv1",
+            "/pimodule/status/control/noise_gain_db",
+        } <= set(seen):
             if "/pimodule/status/subscribed" not in seen:
                 client.send("/pimodule/status/subscribe", port, 30.0)
             try:
@@ -141,6 +146,11 @@ def test_status_subscription_to_another_port(client, ctl):
         assert seen["/pimodule/status/xruns"] == [2]
         assert seen["/pimodule/status/model"] == ["violin"]
         assert seen["/pimodule/status/mode"] == ["synth"]
+        # what the Pd panel follows: every control's value now, gain, the model list, swaps
+        assert seen["/pimodule/status/control/noise_gain_db"] == [0.0]
+        assert seen["/pimodule/status/gain_db"] == [0.0]
+        assert seen["/pimodule/status/models"] == ["crusher", "violin"]
+        assert seen["/pimodule/status/swaps"] == [0]
         end = time.monotonic() + 3.0
         while time.monotonic() < end:
             client.send("/pimodule/status/unsubscribe", port)
@@ -198,15 +208,20 @@ def test_storm_is_survived_and_error_replies_are_rate_limited(client, server, ct
     assert server._thread is not None and server._thread.is_alive()
 
 
-def test_allow_list(ctl):
+def test_allow_list(ctl, tmp_path):
     with pytest.raises(ValueError, match="allow_hosts"):
         OscConfig(host="0.0.0.0")
-    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=("192.0.2.7",)))
+    key_file = make_key(tmp_path / "osc.key")
+    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=("192.0.2.7",), key_file=str(key_file)))
     try:
-        srv.handle_packet(encode("/pimodule/mode", "fx"), ("198.51.100.9", 5555))
-        assert ctl.mode == "synth" and srv.counters.refused_host == 1
+        signer = Signer(load_key(key_file))
+        signer.nonce = srv.nonce
+        srv.handle_packet(signer.wrap(encode("/pimodule/mode", "fx")), ("198.51.100.9", 5555))
+        assert ctl.mode == "synth" and srv.counters.refused_host == 1  # not allowed: dropped, signed or not
         srv.handle_packet(encode("/pimodule/mode", "fx"), ("192.0.2.7", 5555))
-        assert ctl.mode == "fx"
+        assert ctl.mode == "synth" and srv.counters.unsigned_remote == 1  # allowed host, unsigned
+        srv.handle_packet(signer.wrap(encode("/pimodule/mode", "fx")), ("192.0.2.7", 5555))
+        assert ctl.mode == "fx" and srv.counters.auth_ok == 1
     finally:
         srv.stop()
 
@@ -221,11 +236,12 @@ def _local_non_loopback_ip() -> str | None:
     return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
-def test_remote_host_over_real_socket(ctl):
+def test_remote_host_over_real_socket(ctl, tmp_path):
     ip = _local_non_loopback_ip()
     if ip is None:
         pytest.skip("no non-loopback interface")
-    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=("192.0.2.7",)))
+    key_file = make_key(tmp_path / "osc.key")
+    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=("192.0.2.7",), key_file=str(key_file)))
     srv.start()
     try:
         with OscClient(ip, srv.port) as c:
@@ -238,10 +254,13 @@ def test_remote_host_over_real_socket(ctl):
         assert srv.counters.refused_host >= 1 and ctl.mode == "synth"
     finally:
         srv.stop()
-    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=(ip,)))
+    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=(ip,), key_file=str(key_file)))
     srv.start()
     try:
-        with OscClient(ip, srv.port) as c:
+        with OscClient(ip, srv.port) as c:  # allowed but unsigned: refused, with the reason
+            err = c.request("/pimodule/mode", "fx", expect="/pimodule/error")[1]
+            assert "must be signed" in err[1] and ctl.mode == "synth"
+        with OscClient(ip, srv.port, key=load_key(key_file)) as c:
             assert c.request("/pimodule/mode", "fx", expect="/pimodule/mode")[1] == ["fx"]
     finally:
         srv.stop()
@@ -317,3 +336,151 @@ def test_controller_bugs_and_missing_set_cv_are_answered():
             assert c.request("/pimodule/ping", expect="/pimodule/pong")
     finally:
         srv.stop()
+
+
+def _int64_ping(value: int) -> bytes:
+    return b"/pimodule/ping\x00\x00,h\x00\x00" + struct.pack(">q", value)
+
+
+def _double_ping(value: float) -> bytes:
+    return b"/pimodule/ping\x00\x00,d\x00\x00" + struct.pack(">d", value)
+
+
+def test_ping_with_int64_or_huge_double_is_refused_not_a_traceback(client, server, caplog):
+    client.request("/pimodule/ping", expect="/pimodule/pong")
+    for data, why in ((_int64_ping(2**40), "does not fit int32"), (_double_ping(1e300), "not a finite float32")):
+        client.send_raw(data)
+        err = _drain_until(client, "/pimodule/error")
+        assert err[1][0] == "/pimodule/ping" and why in err[1][1]
+    # values that fit are converted and echoed faithfully
+    client.send_raw(_int64_ping(-7))
+    assert _drain_until(client, "/pimodule/pong")[1] == [-7]
+    client.send_raw(_double_ping(0.5))
+    assert _drain_until(client, "/pimodule/pong")[1] == [0.5]
+    for _ in range(2000):
+        client.send_raw(_int64_ping(2**62))
+    client.request("/pimodule/ping", 1, expect="/pimodule/pong", timeout_s=20)
+    assert server.counters.unencodable == 0 and server.counters.internal == 0
+    assert "Traceback" not in caplog.text and len(caplog.records) < 20
+
+
+def test_subscriber_slots_are_limited_per_host(ctl):
+    srv = OscServer(ctl, OscConfig(host="0.0.0.0", port=0, allow_hosts=("192.0.2.7", "192.0.2.8")))
+    sent = []
+    srv._send = lambda addr, address, *args: sent.append((addr, address, args)) or True  # no network
+    for port in range(10000, 10003):
+        srv._dispatch("/pimodule/status/subscribe", [port], ("192.0.2.7", 5000))
+    with pytest.raises(Refused, match="max 3 per host"):
+        srv._dispatch("/pimodule/status/subscribe", [10003], ("192.0.2.7", 5000))
+    # other hosts: at most max_subscribers - per_host remote slots in all (5) ...
+    for port in range(10000, 10002):
+        srv._dispatch("/pimodule/status/subscribe", [port], ("192.0.2.8", 5000))
+    with pytest.raises(Refused, match="kept for this one"):
+        srv._dispatch("/pimodule/status/subscribe", [10002], ("192.0.2.8", 5000))
+    assert len(srv.subscribers) == 5
+    # ... so the module's own Pd panel (loopback) still gets its slots
+    for port in (9001, 9002, 9003):
+        srv._dispatch("/pimodule/status/subscribe", [port], ("127.0.0.1", 40000))
+    assert len(srv.subscribers) == 8
+    # renewing is not a new slot
+    srv._dispatch("/pimodule/status/subscribe", [9001, 2.0], ("127.0.0.1", 40000))
+    srv.stop()
+
+
+def test_unsubscribe_only_your_own(server, ctl):
+    with OscClient("127.0.0.1", server.port) as owner, OscClient("127.0.0.1", server.port) as other:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+            listener.bind(("127.0.0.1", 0))
+            port = listener.getsockname()[1]
+            owner.send("/pimodule/status/subscribe", port, 1.0)
+            deadline = time.monotonic() + 5
+            while ("127.0.0.1", port) not in server.subscribers and time.monotonic() < deadline:
+                time.sleep(0.02)
+            err = other.request("/pimodule/status/unsubscribe", port, expect="/pimodule/error")[1]
+            assert "not your subscription" in err[1]
+            assert ("127.0.0.1", port) in server.subscribers
+            owner.send("/pimodule/status/unsubscribe", port)
+            deadline = time.monotonic() + 5
+            while ("127.0.0.1", port) in server.subscribers and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert ("127.0.0.1", port) not in server.subscribers
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../violin", "/etc/passwd", "violin.onnx", "evil\n", "Violin", "-x", "a" * 65, "", "vi olin"],
+)
+@pytest.mark.parametrize("address", ["/pimodule/model/load", "/pimodule/fx/model"])
+def test_models_are_named_never_paths(client, ctl, address, name):
+    err = client.request(address, name, expect="/pimodule/error")[1]
+    assert err[0] == address and "models are named" in err[1]
+    assert ctl.model == "violin" and ctl.fx_model == "fx"
+
+
+def test_names_that_follow_the_rule_reach_the_controller(client, ctl):
+    assert client.request("/pimodule/fx/model", "fx-dry", expect="/pimodule/fx/loading")[1] == ["fx-dry"]
+    assert ctl.fx_model == "fx-dry"
+    err = client.request("/pimodule/model/load", "ghost_2", expect="/pimodule/error")[1]
+    assert "no model 'ghost_2'" in err[1]
+
+
+class _SlowLoader(MemoryController):
+    """A controller whose load_model takes 1.5 s (a daemon that reads and checks files)."""
+
+    def __init__(self):
+        super().__init__(DDSP_CONTROLS, models={f"m{i}": DDSP_CONTROLS for i in range(30)})
+        self.loads: list[str] = []
+
+    def load_model(self, name: str) -> None:
+        time.sleep(1.5)
+        self.loads.append(name)
+        super().load_model(name)
+
+
+def test_loads_run_off_the_osc_thread_latest_wins():
+    ctl = _SlowLoader()
+    srv = OscServer(ctl, OscConfig(port=0))
+    srv.start()
+    try:
+        with OscClient("127.0.0.1", srv.port) as c:
+            c.request("/pimodule/ping", expect="/pimodule/pong")
+            for i in range(30):
+                c.send("/pimodule/model/load", f"m{i}")
+            t0 = time.monotonic()
+            c.request("/pimodule/ping", 2, expect="/pimodule/pong", timeout_s=1.0)
+            assert time.monotonic() - t0 < 1.0  # the OSC thread did not wait for the loads
+            assert srv.wait_requests(10.0)
+            deadline = time.monotonic() + 5
+            while ctl.model != "m29" and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert ctl.model == "m29"  # the last request won
+        assert len(ctl.loads) <= 3 and srv.counters.superseded >= 27  # the rest were coalesced
+    finally:
+        srv.stop()
+
+
+def test_external_cv_values_are_clamped_and_named(client, ctl):
+    assert client.request("/pimodule/cv/pot3", -99, expect="/pimodule/cv/pot3")[1] == [-10.0]
+    err = client.request("/pimodule/cv/../cv1", 1.0, expect="/pimodule/error")[1]
+    assert "no CV input" in err[1] and ctl.cv["pot3"] == -10.0
+
+
+def test_log_limiter_sums_up_what_it_dropped(caplog):
+    import logging
+
+    from pimodule.device.io.osc import LogLimiter
+
+    now = [0.0]
+    limiter = LogLimiter(logging.getLogger("test.limiter"), interval_s=10.0, burst=3, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="test.limiter"):
+        for i in range(5000):
+            try:
+                raise RuntimeError(f"bug {i}")
+            except RuntimeError as err:
+                limiter.log(logging.ERROR, "RuntimeError", "failed", exc=err)
+        now[0] = 11.0
+        limiter.flush()
+    lines = caplog.records
+    assert len(lines) == 4  # three logged (one traceback: the first of its kind), one summary
+    assert caplog.text.count("Traceback") == 1
+    assert "4997 more log lines dropped" in lines[-1].getMessage() and "RuntimeError x4997" in lines[-1].getMessage()
