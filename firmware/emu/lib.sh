@@ -85,7 +85,7 @@ emu_binfmt_into_root() {
 # Call as: emu_private_namespace "$@"   (no-op when already inside, or when unshare is refused;
 # the callers also unmount in an EXIT trap).
 emu_private_namespace() {
-    [[ -n "${PI_EMU_NS:-}" ]] && return 0
+    [[ -n "${PI_EMU_NS:-}" || "$(id -u)" -ne 0 ]] && return 0  # (non-root: emu_need_root says so)
     if unshare --mount --propagation private true 2>/dev/null; then
         PI_EMU_NS=1 exec unshare --mount --propagation private -- bash "$0" "$@"
     fi
