@@ -1,12 +1,20 @@
 """A private JACK server on the dummy backend (no sound card needed), for ``pimodule run
---jack-dummy`` and ``make demo``: the daemon then plays through a real audio server anywhere."""
+--jack-dummy`` and ``make demo``: the daemon then plays through a real audio server anywhere.
+
+The server dies with the process that started it, however that process dies (``kill -9``
+included): the child asks the kernel for a SIGTERM when its parent goes
+(``prctl(PR_SET_PDEATHSIG)``, set between fork and exec). The kernel sends it when the *thread*
+that started the server exits, so start it from the main thread (as ``pimodule run`` does)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +35,22 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout_s)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int, sig: int = signal.SIGTERM):
+    """A ``preexec_fn``: the child gets ``sig`` when its parent dies (Linux); if the parent is
+    already gone by now, the child exits at once."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,7 @@ def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None 
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - started before the daemon's threads
     )
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     try:
