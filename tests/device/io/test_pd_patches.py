@@ -1,244 +1,238 @@
-"""The PureData patches, run in real headless Pd, against a real OSC server.
+"""The PureData patches in real headless Pd (``pd -nogui``), against the real OSC server (an
+in-memory controller) and against the real daemon: messages flow both ways, and what the panel
+*shows* is read back from its widgets (``pm-dump``: sliders and radios output their value on a
+bang) — sliders at the daemon's values and ranges, the model menu marking the model that plays.
 
-A small harness patch (written here) instantiates firmware/pd_patches/pimodule_panel.pd with test
-ports, lets the test move its sliders through FUDI (`netreceive -u`), and forwards everything the
-panel receives from the daemon (its `pm-in` send, after `oscparse`) back to the test as FUDI.
+The harness (pimodule.device.io.pd_gen.harness) forwards ``<receive name> <message>`` FUDI lines
+from the test into Pd and sends ``pm-in`` / ``pm-shown`` back to the test.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
+import threading
 
 import pytest
 
 from pimodule.core.controls import DDSP_CONTROLS
 from pimodule.core.params import ParamSpec, ParamTable
+from pimodule.device.io import pd_gen
 from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscConfig, OscServer
-from pimodule.device.jackdummy import stop_process
+from pimodule.device.io.osc_client import OscClient
+from pimodule.device.io.pd_gen import PdRig, free_udp_port
 
-PATCHES = Path(__file__).resolve().parents[3] / "firmware" / "pd_patches"
-STUBS = Path(__file__).resolve().parent / "pd_stubs"  # abstractions standing in for the Tedium externals
 pytestmark = [pytest.mark.pd, pytest.mark.skipif(shutil.which("pd") is None, reason="needs pd")]
-
-HARNESS = """#N canvas 0 50 600 400 10;
-#X obj 10 10 pimodule_panel {dport} {lport};
-#X obj 10 40 netreceive -u {ctrl};
-#X obj 10 65 route slider mode model gain mute controls pick;
-#X obj 10 90 route pitch_shift_semitones loudness_offset_db harmonic_gain_db noise_gain_db;
-#X obj 10 120 s pm-pitch_shift_semitones;
-#X obj 10 145 s pm-loudness_offset_db;
-#X obj 10 170 s pm-harmonic_gain_db;
-#X obj 10 195 s pm-noise_gain_db;
-#X obj 200 120 s pm-mode;
-#X obj 200 145 s pm-model;
-#X obj 200 170 s pm-gain;
-#X obj 200 195 s pm-mute;
-#X obj 200 220 s pm-controls;
-#X obj 300 10 r pm-in;
-#X obj 300 35 list prepend send;
-#X obj 300 60 list trim;
-#X obj 300 85 netsend -u;
-#X obj 400 10 loadbang;
-#X msg 400 35 connect localhost {fwd};
-#X obj 200 245 s pm-model-index;
-#X connect 1 0 2 0;
-#X connect 2 0 3 0;
-#X connect 3 0 4 0;
-#X connect 3 1 5 0;
-#X connect 3 2 6 0;
-#X connect 3 3 7 0;
-#X connect 2 1 8 0;
-#X connect 2 2 9 0;
-#X connect 2 3 10 0;
-#X connect 2 4 11 0;
-#X connect 2 5 12 0;
-#X connect 13 0 14 0;
-#X connect 14 0 15 0;
-#X connect 15 0 16 0;
-#X connect 17 0 18 0;
-#X connect 18 0 16 0;
-#X connect 2 6 19 0;
-"""
+STUBS = pd_gen.PATCH_DIR.parents[1] / "tests" / "device" / "io" / "pd_stubs"
+CRUSHER = ParamTable([ParamSpec("drive_db", "dB", 0.0, 30.0, 6.0)])
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PdRig:
-    def __init__(self, tmp_path: Path, harness_text: str = HARNESS):
-        crusher = ParamTable([ParamSpec("drive_db", "dB", 0.0, 30.0, 6.0)])
-        self.ctl = MemoryController(DDSP_CONTROLS, models={"violin": DDSP_CONTROLS, "crusher": crusher})
-        self.server = OscServer(self.ctl, OscConfig(port=0))
-        self.fwd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.fwd.bind(("127.0.0.1", 0))
-        self.fwd.settimeout(0.1)
-        self.ctrl_port = _free_udp_port()
-        self.listen_port = _free_udp_port()
-        self.ctrl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.lines: list[str] = []
-        harness = tmp_path / "harness.pd"
-        harness.write_text(
-            harness_text.format(
-                dport=self.server.port, lport=self.listen_port, ctrl=self.ctrl_port, fwd=self.fwd.getsockname()[1]
-            )
-        )
-        self.log_path = tmp_path / "pd.log"
-        self.log = self.log_path.open("w")
-        self.server.start()
-        self.proc = subprocess.Popen(
-            [
-                "pd",
-                "-nogui",
-                "-nosound",
-                "-nomidi",
-                "-nrt",
-                "-sleepgrain",
-                "0.5",
-                "-stderr",
-                "-path",
-                str(PATCHES),
-                "-path",
-                str(STUBS),
-                "-open",
-                str(harness),
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def close(self) -> None:
-        stop_process(self.proc)
-        self.server.stop()
-        self.fwd.close()
-        self.ctrl.close()
-        self.log.close()
-
-    def pump(self) -> None:
-        """Collect what Pd forwarded (FUDI lines)."""
-        try:
-            while True:
-                data = self.fwd.recvfrom(65536)[0].decode()
-                self.lines += [ln.strip() for ln in data.split(";") if ln.strip()]
-        except TimeoutError:
-            pass
-
-    def drive(self, fudi: str, until, timeout_s: float = 20.0, resend_s: float = 0.1) -> None:
-        """Send a FUDI message to the harness, resending every `resend_s` until `until()` holds."""
-        end = time.monotonic() + timeout_s
-        next_send = 0.0
-        while time.monotonic() < end:
-            if fudi and time.monotonic() >= next_send:
-                self.ctrl.sendto((fudi + ";\n").encode(), ("127.0.0.1", self.ctrl_port))
-                next_send = time.monotonic() + resend_s
-            self.pump()
-            if until():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out on {fudi!r}; Pd forwarded {self.lines[-10:]}")
-
-    def pd_errors(self) -> list[str]:
-        """Lines where Pd complained (couldn't create, no method, bad connection ...)."""
-        text = self.log_path.read_text()
-        return [ln for ln in text.splitlines() if "error" in ln or "couldn't" in ln or "failed" in ln]
-
-    def saw(self, prefix: str) -> bool:
-        return any(ln.startswith(prefix) for ln in self.lines)
+def test_committed_patches_are_the_generated_ones():
+    assert pd_gen.main(["--check"]) == 0
 
 
 @pytest.fixture()
-def rig(tmp_path):
-    r = PdRig(tmp_path)
-    yield r
-    r.close()
+def served():
+    ctl = MemoryController(DDSP_CONTROLS, models={"violin": DDSP_CONTROLS, "crusher": CRUSHER})
+    srv = OscServer(ctl, OscConfig(port=0))
+    srv.start()
+    yield ctl, srv
+    srv.stop()
 
 
-def test_panel_controls_the_daemon_and_shows_status(rig):
-    srv, ctl = rig.server, rig.ctl
-    # Pd registers its reply port and subscribes to status on its own (loadbang + keep-alive).
+@pytest.fixture()
+def panel(tmp_path, served):
+    ctl, srv = served
+    lport = free_udp_port()
+    rig = PdRig(tmp_path, [f"#X obj 10 10 pimodule_panel 127.0.0.1 {srv.port} {lport};"])
+    rig.listen_port = lport
+    yield rig, ctl, srv
+    rig.close()
+
+
+def _slider(shown, row):
+    label, value = shown[f"slider {row}"]
+    return label, float(value)
+
+
+def test_panel_follows_the_daemon_and_controls_it(panel):
+    rig, ctl, srv = panel
+    # it registers its reply port and subscribes on its own (loadbang, then every 2 s)
     rig.drive("", lambda: ("127.0.0.1", rig.listen_port) in srv.subscribers)
-    # Status (and the control table it asks for) reach Pd, parsed by oscparse.
-    rig.drive("", lambda: rig.saw("pimodule status model violin") and rig.saw("pimodule status mode synth"))
-    rig.drive("", lambda: rig.saw("pimodule controls spec noise_gain_db dB -40 12 0 lin"))
-    # Sliders, mode, gain, mute.
-    rig.drive("slider noise_gain_db -12", lambda: ctl.values["noise_gain_db"] == -12.0)
-    rig.drive("slider pitch_shift_semitones 7", lambda: ctl.values["pitch_shift_semitones"] == 7.0)
-    rig.drive("mode fx", lambda: ctl.mode == "fx" and rig.saw("pimodule mode fx"))
-    rig.drive("gain -6", lambda: ctl.gain_db == -6.0)
-    rig.drive("mute 1", lambda: ctl.mute and rig.saw("pimodule mute 1"))
-    # Errors come back to Pd.
-    rig.drive("model ghost", lambda: rig.saw("pimodule error /pimodule/model/load"))
-    # A model swap relabels the first slider from the new control table; it then drives drive_db.
-    rig.drive("model crusher", lambda: ctl.model == "crusher" and rig.saw("pimodule controls spec drive_db"))
-    rig.drive("slider pitch_shift_semitones 20", lambda: ctl.values.get("drive_db") == 20.0)
-    # The model list reached Pd; picking entry 1 of it ("violin") loads that model.
-    assert rig.saw("pimodule models crusher violin")
-    # `pimodule flash` installed another model: the panel asks for the list again on its own.
+    # it asks for the control table and labels and ranges its rows from it
+    shown = rig.wait_shown(
+        lambda s: _slider(s, 0)[0] == "pitch_shift_semitones" and s["range 3"] == ["-40", "12"] and s["model"] == ["1"]
+    )
+    assert [_slider(shown, i)[0] for i in range(4)] == list(DDSP_CONTROLS.names)
+    assert shown["range 0"] == ["-24", "24"] and shown["range 1"] == ["-20", "20"]
+    assert _slider(shown, 4)[0] == _slider(shown, 5)[0] == "-none-"  # no fifth control: unused rows
+    # sliders at the daemon's values, not at their minimum
+    assert all(abs(_slider(shown, i)[1]) < 0.01 for i in range(4))
+    assert abs(float(shown["gain"][0])) < 0.01 and shown["mute"] == ["0"]
+    assert shown["mode"] == ["0"] and shown["model"] == ["1"]  # synth; models [crusher, violin]: violin plays
+    # the daemon changes (another client, the pots...): the panel follows
+    ctl.set_control("noise_gain_db", -12.0)
+    ctl.set_control("pitch_shift_semitones", 7.0)
+    ctl.set_gain_db(-6.0)
+    ctl.set_mute(True)
+    ctl.set_mode("transfer")
+    rig.wait_shown(
+        lambda s: (
+            abs(_slider(s, 3)[1] + 12) < 0.05
+            and abs(_slider(s, 0)[1] - 7) < 0.05
+            and abs(float(s["gain"][0]) + 6) < 0.05
+            and s["mute"] == ["1"]
+            and s["mode"] == ["1"]
+        )
+    )
+    # the user moves things: the daemon follows (a slider as a hand moves it, mode, gain, mute)
+    rig.drive("pm-slider 1 -10", lambda: ctl.values["loudness_offset_db"] == pytest.approx(-10.0, abs=0.01))
+    rig.drive("pm-mode-pick 2", lambda: ctl.mode == "fx")
+    rig.drive("pm-gain -20", lambda: ctl.gain_db == -20.0)
+    rig.drive("pm-mute 0", lambda: not ctl.mute)
+    rig.drive("pm-control harmonic_gain_db 3", lambda: ctl.values["harmonic_gain_db"] == 3.0)
+    shown = rig.wait_shown(lambda s: abs(_slider(s, 1)[1] + 10) < 0.05 and abs(_slider(s, 2)[1] - 3) < 0.05)
+    assert s_mode(shown) == 2
+    # errors come back (and are shown in the panel's error bar)
+    rig.drive("pm-model ghost", lambda: rig.saw("pm-in pimodule error /pimodule/model/load"))
+    assert srv.counters.unencodable == 0
+    # the model menu: pick row 0 (crusher): it loads, the menu marks it, the rows relabel/re-range
+    rig.drive("pm-pick 0", lambda: ctl.model == "crusher")
+    shown = rig.wait_shown(lambda s: _slider(s, 0)[0] == "drive_db" and s["model"] == ["0"])
+    assert shown["range 0"] == ["0", "30"] and abs(_slider(shown, 0)[1] - 6.0) < 0.05  # its default
+    assert all(_slider(shown, i)[0] == "-none-" for i in range(1, 6))
+    rig.drive("pm-slider 0 20", lambda: ctl.values.get("drive_db") == pytest.approx(20.0, abs=0.01))
+    # a model flashed meanwhile: the panel lists it again on its own
     ctl._models["cello"] = DDSP_CONTROLS
     srv.broadcast("/pimodule/model/installed", "cello", "ddsp")
-    rig.drive("", lambda: rig.saw("pimodule models cello crusher violin"))
-    rig.drive("pick 2", lambda: ctl.model == "violin")
-    assert srv.counters.refused_host == 0
-    assert rig.proc.poll() is None
+    rig.drive("", lambda: rig.saw("pm-in pimodule models cello crusher violin"))
+    assert srv.counters.refused_host == 0 and rig.proc.poll() is None
     assert rig.pd_errors() == []
 
 
-TEDIUM_HARNESS = """#N canvas 0 50 600 400 10;
-#X obj 10 10 pimodule_tedium {dport};
-#X obj 10 40 netreceive -u {ctrl};
-#X obj 10 65 route adc gpio;
-#X obj 10 90 route 0 1 2 3 4 5;
-#X obj 10 120 s tedium-stub-0;
-#X obj 10 145 s tedium-stub-1;
-#X obj 10 170 s tedium-stub-2;
-#X obj 10 195 s tedium-stub-3;
-#X obj 10 220 s tedium-stub-4;
-#X obj 10 245 s tedium-stub-5;
-#X obj 200 90 route 23 25;
-#X obj 200 120 s tedium-stub-gpio-23;
-#X obj 200 145 s tedium-stub-gpio-25;
-#X text 300 10 unused {lport} {fwd};
-#X connect 1 0 2 0;
-#X connect 2 0 3 0;
-#X connect 3 0 4 0;
-#X connect 3 1 5 0;
-#X connect 3 2 6 0;
-#X connect 3 3 7 0;
-#X connect 3 4 8 0;
-#X connect 3 5 9 0;
-#X connect 2 1 10 0;
-#X connect 10 0 11 0;
-#X connect 10 1 12 0;
-"""
+def s_mode(shown) -> int:
+    return int(float(shown["mode"][0]))
 
 
-@pytest.fixture()
-def tedium_rig(tmp_path):
-    r = PdRig(tmp_path, TEDIUM_HARNESS)
-    yield r
-    r.close()
-
-
-def test_tedium_patch_sends_cv_pots_and_buttons(tedium_rig):
-    rig, ctl = tedium_rig, tedium_rig.ctl
-    # ADC values as the external gives them (already inverted): 2400 -> +1 V, 3000 -> +2.5 V
-    rig.drive("adc 0 2400", lambda: ctl.cv["cv1"] == pytest.approx(1.0))
-    rig.drive("adc 1 0", lambda: ctl.cv["cv2"] == pytest.approx(-5.0))
-    rig.drive(
-        "adc 3 3000",
-        lambda: ctl.values["pitch_shift_semitones"] == pytest.approx(12.0) and ctl.cv["pot1"] == pytest.approx(2.5),
+def test_panel_takes_host_and_ports_as_arguments(tmp_path, served):
+    """[pimodule_panel localhost PORT LISTEN] and the older [pimodule_panel PORT LISTEN]."""
+    ctl, srv = served
+    p1, p2 = free_udp_port(), free_udp_port()
+    rig = PdRig(
+        tmp_path,
+        [
+            f"#X obj 10 10 pimodule_panel localhost {srv.port} {p1};",
+            f"#X obj 500 10 pimodule_panel {srv.port} {p2};",
+        ],
     )
-    rig.drive("adc 5 4000", lambda: ctl.values["noise_gain_db"] == pytest.approx(12.0))
-    rig.drive("adc 4 9999", lambda: ctl.values["harmonic_gain_db"] == pytest.approx(12.0))  # clipped
-    mute_before = ctl.mute
-    rig.drive("gpio 23", lambda: ctl.mute != mute_before, resend_s=3.0)
-    rig.drive("gpio 25", lambda: ctl.mode != "synth", resend_s=3.0)
-    assert ctl.mode == "transfer"
+    try:
+        rig.drive("", lambda: {("127.0.0.1", p1), ("127.0.0.1", p2)} <= set(srv.subscribers), timeout_s=8)
+    finally:
+        rig.close()
     assert rig.pd_errors() == []
+
+
+def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
+    ctl, srv = served
+    lport = free_udp_port()
+    rig = PdRig(tmp_path, [f"#X obj 10 10 pimodule_fx 127.0.0.1 {srv.port} {lport};"])
+    try:
+        rig.drive("", lambda: ("127.0.0.1", lport) in srv.subscribers)
+        # estimates as the daemon broadcasts them: the sliders show them (read back from the sliders)
+        srv.broadcast("/pimodule/fx/distortion/probability", 0.9)
+        srv.broadcast("/pimodule/fx/distortion/active", 1)
+        srv.broadcast("/pimodule/fx/distortion/drive_db", 18.0)
+        srv.broadcast("/pimodule/fx/reverb/mix_pct", 25.0)
+        srv.broadcast("/pimodule/fx/compressor/ratio", 4.0)  # a log-scale slider
+        shown = rig.wait_shown(
+            lambda s: (
+                abs(float(s["distortion drive_db"][0]) - 18) < 0.1
+                and abs(float(s["reverb mix_pct"][0]) - 25) < 0.2
+                and abs(float(s["compressor ratio"][0]) - 4) < 0.05
+                and s["distortion active"] == ["1"]
+            ),
+            tap="pm-fx-shown",
+            dump="pm-fx-dump",
+        )
+        assert abs(float(shown["distortion probability"][0]) - 0.9) < 0.01
+        assert rig.saw("pm-fx distortion drive_db 18")  # passed on flat, as before
+        # the estimator menu lists fx/list and marks the one in use (status fx_model)
+        rig.wait_shown(lambda s: s["estimator"] == ["0"], tap="pm-fx-shown", dump="pm-fx-dump")
+        rig.drive("pm-fx-model fx-dry", lambda: ctl.fx_model == "fx-dry")
+        rig.wait_shown(lambda s: s["estimator"] == ["1"], tap="pm-fx-shown", dump="pm-fx-dump")
+        # match, hold, set by hand; the toggles follow status
+        rig.drive("pm-fx-match 1", lambda: ctl.fx_match)
+        rig.drive("pm-fx-set reverb mix_pct 30", lambda: ctl.fx_chain["reverb"]["params"]["mix_pct"] == 30.0)
+        assert ctl.fx_hold  # set by hand: held
+        rig.wait_shown(lambda s: s["hold"] == ["1"] and s["match"] == ["1"], tap="pm-fx-shown", dump="pm-fx-dump")
+        rig.drive("pm-fx-set distortion mode hard", lambda: ctl.fx_chain["distortion"]["mode"] == "hard")
+        ctl.set_fx_hold(False)
+        rig.wait_shown(lambda s: s["hold"] == ["0"], tap="pm-fx-shown", dump="pm-fx-dump")
+        assert srv.counters.errors == 0
+    finally:
+        rig.close()
+    assert rig.pd_errors() == []
+
+
+def test_tedium_patch_sends_cv_pots_and_buttons(tmp_path, served):
+    ctl, srv = served
+    rig = PdRig(tmp_path, [f"#X obj 10 10 pimodule_tedium {srv.port};"], stubs=STUBS)
+    try:
+        # ADC values as the external gives them (already inverted): 2400 -> +1 V, 3000 -> +2.5 V
+        rig.drive("tedium-stub-0 2400", lambda: ctl.cv["cv1"] == pytest.approx(1.0))
+        rig.drive("tedium-stub-1 0", lambda: ctl.cv["cv2"] == pytest.approx(-5.0))
+        rig.drive(
+            "tedium-stub-3 3000",
+            lambda: ctl.values["pitch_shift_semitones"] == pytest.approx(12.0) and ctl.cv["pot1"] == pytest.approx(2.5),
+        )
+        rig.drive("tedium-stub-5 4000", lambda: ctl.values["noise_gain_db"] == pytest.approx(12.0))
+        rig.drive("tedium-stub-4 9999", lambda: ctl.values["harmonic_gain_db"] == pytest.approx(12.0))  # clipped
+        mute_before = ctl.mute
+        rig.drive("tedium-stub-gpio-23 bang", lambda: ctl.mute != mute_before, resend_s=3.0)
+        rig.drive("tedium-stub-gpio-25 bang", lambda: ctl.mode != "synth", resend_s=3.0)
+        assert ctl.mode == "transfer"
+    finally:
+        rig.close()
+    assert rig.pd_errors() == []
+
+
+@pytest.mark.timeout(180)
+def test_panel_against_the_real_daemon(tmp_path, model_dir):
+    """The daemon built in-process, playing on its simulated clock: the panel shows its table,
+    its values (moved by another OSC client) and its voices, and a click loads another voice."""
+    from pimodule.device import daemon as daemon_mod
+    from pimodule.device.config import parse_config
+
+    cfg = parse_config(
+        {
+            "osc": {"port": 0},
+            "models": {"dir": str(model_dir), "default": "voice_a"},
+            "cv": {"backend": "simulated"},
+            "fx": {"model": ""},
+        },
+        "test",
+    )
+    d = daemon_mod.build(cfg)
+    thread = threading.Thread(target=daemon_mod.run, kwargs=dict(d=d, offline=True, duration_s=None))
+    thread.start()
+    rig = None
+    try:
+        with OscClient("127.0.0.1", d.osc.port) as c:
+            c.request("/pimodule/ping", expect="/pimodule/pong", timeout_s=20)
+            rig = PdRig(tmp_path, [f"#X obj 10 10 pimodule_panel 127.0.0.1 {d.osc.port} {free_udp_port()};"])
+            names = d.controller.controls().names
+            rig.wait_shown(lambda s: [_slider(s, i)[0] for i in range(len(names))] == list(names), timeout_s=30)
+            c.send(f"/pimodule/control/{names[0]}", 5.0)
+            voices = d.controller.list_models()
+            playing = voices.index("voice_a")
+            shown = rig.wait_shown(lambda s: abs(_slider(s, 0)[1] - 5.0) < 0.05 and s["model"] == [str(playing)])
+            assert abs(float(shown["gain"][0]) - d.controller.gain_db) < 0.05
+            rig.drive(f"pm-pick {voices.index('voice_b')}", lambda: d.controller.status()["model"] == "voice_b", 30)
+            rig.wait_shown(lambda s: s["model"] == [str(voices.index("voice_b"))])
+            assert rig.pd_errors() == []
+    finally:
+        if rig is not None:
+            rig.close()
+        d.stop_event.set()
+        thread.join(20)
+        d.close()
