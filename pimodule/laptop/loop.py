@@ -38,8 +38,16 @@ class Budget:
         self._t0 = time.monotonic()
         self.out_of_time = False
         self._timers: dict[str, float] = {}
+        # smoothing=0: the bar's rate is the session's average, the same rate that sets its total,
+        # so elapsed + ETA is the time limit
         self.bar = tqdm(
-            total=self.steps, initial=self.start, desc=desc, unit="step", disable=not progress, dynamic_ncols=True
+            total=self.steps,
+            initial=self.start,
+            desc=desc,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+            smoothing=0,
         )
 
     @property

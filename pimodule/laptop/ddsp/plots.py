@@ -22,8 +22,9 @@ def _spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 128) -> np.
 
 
 def write_plots(run_dir: Path, model, held_out: dict | None, sample_rate: int, seconds: float = 4.0) -> None:
-    """RUN/plots/loss.png, and for the first held-out phrase RUN/plots/spectrogram.png (target
-    against resynthesis) and RUN/listen/heldout_{target,resynthesis}.wav, overwritten each time."""
+    """RUN/plots/loss.png, and for the held-out phrase with the most sound RUN/plots/spectrogram.png
+    (target against resynthesis) and RUN/listen/heldout_{target,resynthesis}.wav, overwritten each
+    time. ``pimodule eval ddsp --listen`` does this for every held-out phrase."""
     out = Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     entries = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines() if line]
@@ -43,9 +44,10 @@ def write_plots(run_dir: Path, model, held_out: dict | None, sample_rate: int, s
         return
     hop = model.config.hop_size
     frames = min(held_out["f0_hz"].shape[1], int(seconds * sample_rate) // hop)
-    f0 = torch.from_numpy(held_out["f0_hz"][:1, :frames]).float()
-    ld = torch.from_numpy(held_out["loudness_db"][:1, :frames]).float()
-    target = held_out["audio"][0, : frames * hop]
+    k = int(np.argmax((held_out["loudness_db"][:, :frames] > -60.0).sum(axis=1)))  # the fullest phrase
+    f0 = torch.from_numpy(held_out["f0_hz"][k : k + 1, :frames]).float()
+    ld = torch.from_numpy(held_out["loudness_db"][k : k + 1, :frames]).float()
+    target = held_out["audio"][k, : frames * hop]
     was_training = model.training
     model.eval()
     with torch.no_grad():

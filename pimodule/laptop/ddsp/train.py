@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from pimodule.laptop import runs
-from pimodule.laptop.data import dataset
+from pimodule.laptop.data import dataset, summary
 from pimodule.laptop.ddsp.evaluate import evaluate_run
 from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
 from pimodule.laptop.ddsp.model import DDSPVoice
@@ -40,7 +41,7 @@ def dataset_info(data_dir: Path) -> dict:
 
 
 def summarize_info(info: dict) -> dict:
-    out = {k: v for k, v in info.items() if k not in ("splits", "skipped")}
+    out = {k: v for k, v in info.items() if k not in ("splits", "skipped", "notes")}
     out["splits"] = {
         name: {k: v for k, v in split.items() if k != "files"} for name, split in info.get("splits", {}).items()
     }
@@ -68,15 +69,37 @@ class CropSampler:
 
 
 def data_stats(data: dict[str, np.ndarray], sample_rate: int) -> dict:
-    """Register and level of the training data (for auto-adjusting inputs at render time)."""
-    audible = data["loudness_db"] > -60.0
-    voiced = audible & (data.get("periodicity", np.ones_like(data["f0_hz"])) > 0.7)
-    midi = 69 + 12 * np.log2(np.maximum(data["f0_hz"][voiced], 1.0) / 440.0)
-    return {
+    """Register and level of the training data, stored in the model file's provenance: ``render``
+    warns when an input's pitch leaves ``f0_hz_range`` (5th to 95th percentile of the voiced frames)."""
+    audible = data["loudness_db"] > summary.AUDIBLE_DB
+    voiced = audible & (data.get("periodicity", np.ones_like(data["f0_hz"])) > summary.VOICED)
+    hz = data["f0_hz"][voiced]
+    midi = summary.hz_to_midi(hz)
+    out = {
         "f0_midi_mean": round(float(midi.mean()), 2) if midi.size else None,
         "loudness_db_mean": round(float(data["loudness_db"][audible].mean()), 2) if audible.any() else None,
         "minutes": round(data["audio"].size / sample_rate / 60, 2),
     }
+    if hz.size:
+        p5, p50, p95 = (float(v) for v in np.percentile(hz, (5, 50, 95)))
+        out.update(f0_hz_range=[round(p5, 1), round(p95, 1)], f0_hz_median=round(p50, 1))
+        out["f0_notes"] = f"{summary.note_name(p5)}-{summary.note_name(p95)}"
+    return out
+
+
+def check_held_out(data_dir: Path) -> None:
+    """Refuse before training when the held-out part cannot score the voice (no audible pitched
+    frames): the evaluation at the end would give NaN."""
+    if not dataset.split_path(data_dir, "held_out").is_file():
+        return
+    held = dataset.load_dataset(data_dir, "held_out")
+    scored = (held["loudness_db"] > summary.AUDIBLE_DB) & (held["periodicity"] > summary.VOICED)
+    if not scored.any():
+        raise ValueError(
+            f"{data_dir}: the held-out part has no pitched audio to score the voice on "
+            f"({len(held['audio'])} examples): prepare the data again with more recordings "
+            f"(pimodule data prepare says how much), or train with --no-eval"
+        )
 
 
 def _dist_setup() -> tuple[int, int]:
@@ -179,7 +202,11 @@ def train(data_dir: Path, run_dir: Path, config: RunConfig, *, resume: bool = Fa
         if budget.out_of_time:
             log.info("time limit of %.1f min reached at step %d", tc.max_minutes, budget.step)
     except KeyboardInterrupt:
-        if rank == 0 and budget.step > step:
+        if budget.step == step:
+            raise Interrupted(
+                f"stopped before the first step{' of this session' if step else ''}: nothing new saved"
+            ) from None
+        if rank == 0:
             checkpoint_now()
         raise Interrupted(
             f"stopped at step {budget.step}; checkpoint saved in {run_dir}. Resume with: "
@@ -221,7 +248,16 @@ def main(args: argparse.Namespace) -> int:
     }
     if overrides:
         config = RunConfig(config.model, TrainConfig(**{**asdict(config.train), **overrides}))
-    meta = train(args.data, args.out, config, resume=args.resume)
+    if not args.no_eval:
+        check_held_out(args.data)
+    info = dataset.load_info(args.data) if (args.data / dataset.INFO_FILE).is_file() else {}
+    for warning in info.get("summary", {}).get("warnings", []):
+        log.warning("data: %s", warning)
+    try:
+        meta = train(args.data, args.out, config, resume=args.resume)
+    except Interrupted as stop:
+        print(f"pimodule train ddsp: {stop}", file=sys.stderr)
+        return 130
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     print(f"trained {meta['step']} steps in {meta['train_seconds'] / 60:.1f} min, loss {meta['loss']:.3f}")

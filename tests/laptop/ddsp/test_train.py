@@ -1,7 +1,10 @@
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -9,9 +12,10 @@ import pytest
 import torch
 
 from pimodule.laptop import runs
+from pimodule.laptop.data.dataset import load_dataset
 from pimodule.laptop.ddsp.model import DDSPConfig
 from pimodule.laptop.ddsp.recipe import RunConfig, TrainConfig, load_run
-from pimodule.laptop.ddsp.train import train
+from pimodule.laptop.ddsp.train import data_stats, train
 
 TINY = RunConfig(
     DDSPConfig(hidden_size=16),
@@ -101,3 +105,74 @@ def test_torchrun_with_two_processes(tone_data, tmp_path):
     assert meta["world_size"] == 2 and meta["step"] == 6
     model, _ = load_run(run)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_time_limit_sets_the_bar_total_and_the_end(tone_data, tmp_path, capsys):
+    """--max-minutes: the bar's total shrinks to the steps the limit allows and ends full (N/N)."""
+    limited = replace(TINY, train=replace(TINY.train, steps=100_000, max_minutes=0.15, listen_every_minutes=0))
+    meta = train(tone_data, tmp_path / "run", limited, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    totals = [tuple(map(int, m)) for m in re.findall(r"\| *(\d+)/(\d+) \[", err)]
+    assert 2 < meta["step"] < 100_000 and 8.5 < meta["train_seconds"] < 40, meta
+    assert totals[-1] == (meta["step"], meta["step"])  # ends full, at the limit
+    assert all(total < 100_000 for n, total in totals if n >= 2)  # the total follows the time, not the steps
+    etas = [(int(a), int(b), int(c), int(d)) for a, b, c, d in re.findall(r"\[(\d+):(\d+)<(\d+):(\d+),", err)]
+    mid = [60 * a + b + 60 * c + d for a, b, c, d in etas[2:-1]]
+    assert all(mid_s <= 9 + 2 for mid_s in mid), etas  # elapsed + ETA stays at the 9 s limit
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tone_data, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(replace(TINY, train=replace(TINY.train, steps=100_000, checkpoint_every=100_000)).to_toml())
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pimodule.cli", "train", "ddsp", "--data", str(tone_data), "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd + ["--config", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            log = run / "log.jsonl"
+            if log.is_file() and len(log.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err.decode()
+    assert proc.returncode == 130, err
+    step = runs.load_checkpoint(run)[1]["step"]
+    assert step >= 5 and f"stopped at step {step}; checkpoint saved in {run}" in err
+    assert f"pimodule train ddsp --data {tone_data} --out {run} --resume" in err
+    resumed = subprocess.run(
+        cmd + ["--resume", "--steps", str(step + 3), "--no-eval"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"trained {step + 3} steps" in resumed.stdout and runs.load_checkpoint(run)[1]["step"] == step + 3
+
+
+def test_held_out_without_pitched_audio_is_refused_before_training(tone_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.npz", "dataset.json"):
+        (data / name).write_bytes((tone_data / name).read_bytes())
+    with np.load(tone_data / "held_out.npz") as held:
+        silent = {k: np.zeros_like(held[k]) if k == "audio" else held[k] for k in held}
+    silent["loudness_db"] = np.full_like(silent["loudness_db"], -100.0)
+    np.savez(data / "held_out.npz", **silent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pimodule.cli", "train", "ddsp", "--data", str(data), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "no pitched audio to score the voice" in proc.stderr
+    assert not (tmp_path / "r").exists()  # refused before training
+
+
+def test_data_stats_store_the_pitch_range(tone_data):
+    stats = data_stats(load_dataset(tone_data, "train"), 16000)
+    lo, hi = stats["f0_hz_range"]
+    assert 140 < lo < stats["f0_hz_median"] < hi < 560 and stats["f0_notes"].count("-") == 1
