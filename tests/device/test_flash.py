@@ -474,3 +474,58 @@ def test_a_model_reading_files_outside_itself_is_refused_and_nothing_leaks(tmp_p
     seen = str(err.value) + caplog.text + repr(module.events)
     assert secret.decode() not in seen and module.activated == []
     assert _installed(module.store) == ["keep.onnx"] and _no_partials(module.store)
+
+
+def _fuzz_lines(rng, data: bytes) -> list[bytes]:
+    """Valid lines of a session, mutated: bytes flipped, cut, repeated, replaced by noise."""
+    meta = {"name": "fuzz", "size": len(data), "sha256": _sha_bytes(data)}
+    good = [flashlink.header_line(meta).encode()]
+    good += [flashlink.data_line(i, data[i * 3072 : (i + 1) * 3072]).encode() for i in range(3)]
+    good += [b"END", b"PING", b"ABORT"]
+    out = []
+    for _ in range(60):
+        line = bytearray(good[rng.integers(len(good))])
+        how = rng.integers(6)
+        if how == 0 and line:
+            for _ in range(rng.integers(1, 8)):
+                line[rng.integers(len(line))] = rng.integers(256)
+        elif how == 1:
+            line = line[: rng.integers(len(line) + 1)]
+        elif how == 2:
+            line = bytearray(rng.integers(0, 256, rng.integers(1, 200), dtype=np.uint8).tobytes())
+        elif how == 3:
+            line = bytearray(b"PIMODULE-FLASH 1 " + b"[" * int(rng.integers(1, 3000)))
+        elif how == 4:
+            line = line + line
+        out.append(bytes(line).replace(b"\n", b" "))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fuzzed_sessions_install_nothing_and_leave_the_receiver_working(module, seed, caplog):
+    caplog.set_level(logging.DEBUG)
+    rng = np.random.default_rng(seed)
+    keep = _sha(module.store / "keep.onnx")
+    data = (module.store / "keep.onnx").read_bytes()[:9000]
+    sock = socket.create_connection(("127.0.0.1", module.server.port), timeout=5)
+    try:
+        for line in _fuzz_lines(rng, data):
+            sock.sendall(line + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(10)
+        while sock.recv(65536):  # every answer, until the module closes the connection
+            pass
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    module.wait_for(lambda: module.receiver._busy.acquire(blocking=False))  # the lock is free again
+    module.receiver._busy.release()
+    assert _sha(module.store / "keep.onnx") == keep and _no_partials(module.store)
+    assert not (module.store / "fuzz.onnx").exists() and module.activated == []
+    assert "Traceback" not in caplog.text
+    link = module.link()
+    try:
+        assert flashlink.ping(link).startswith("PONG")
+    finally:
+        link.close()

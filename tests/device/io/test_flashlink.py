@@ -79,3 +79,34 @@ def test_serial_link_over_a_pty_pair(pty_pair):
 def test_serial_link_refuses_a_missing_port(tmp_path):
     with pytest.raises(OSError, match="cannot open serial port"):
         SerialLink.open(str(tmp_path / "no-such-tty"))
+
+
+def test_headers_are_bounded_before_they_are_parsed():
+    with pytest.raises(ValueError, match="longer than 2048"):
+        flashlink.parse_header("PIMODULE-FLASH 1 " + "[" * 5000)
+    with pytest.raises(ValueError, match="nests too deep"):
+        flashlink.parse_header("PIMODULE-FLASH 1 " + "[" * 1000 + "]" * 1000)
+    with pytest.raises(ValueError, match="not ASCII"):
+        flashlink.parse_header('PIMODULE-FLASH 1 {"name": "fl\u00fcte"}')
+    with pytest.raises(ValueError, match="not ASCII"):
+        flashlink.parse_header('PIMODULE-FLASH 1 {"name": "fl\ufffdte"}')  # what undecodable bytes become
+    meta = {"name": "violin", "size": 10, "sha256": "0" * 64, "activate": True, "replace_kind": True}
+    assert flashlink.parse_header(flashlink.header_line(meta)) == meta
+
+
+def test_lines_on_the_wire_are_ascii_and_single():
+    a, b = socket.socketpair()
+    la, lb = SocketLink(a), SocketLink(b)
+    try:
+        la.send_line("ERROR bad model name 'fl\u00fcte'\ninjected line")
+        line = lb.read_line(1.0)
+        assert line == "ERROR bad model name 'fl\\xfcte' injected line" and lb.read_line(0.05) is None
+    finally:
+        la.close()
+        lb.close()
+
+
+@pytest.mark.parametrize("target", ["-oProxyCommand=touch /tmp/x", "host;rm -rf /", "a b", "", "x" * 300])
+def test_ssh_destinations_are_checked_before_ssh_runs(target):
+    with pytest.raises(ValueError, match="not an SSH destination"):
+        flashlink.SshLink.open(target)
