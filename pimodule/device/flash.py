@@ -426,18 +426,23 @@ class SerialFlashListener(BackgroundThread):
 
 
 def daemon_validator(
-    engine, budget: validation.ValidationBudget | None = None, engine_cost: Callable[[Path], dict] | None = None
+    engine,
+    budget: validation.ValidationBudget | None = None,
+    engine_cost: Callable[[Path], dict] | None = None,
+    kind: str | None = None,
 ) -> Callable[[Path], str]:
     """What the daemon accepts, decided in a child process with limits
     (:func:`pimodule.device.validate.validate`): a voice at the engine's rate and block, finite
     and bounded over 2000 frames and within the board's real-time budget, or an effect estimator
-    whose outputs check out on test windows. Returns ``validate(path) -> kind``."""
+    whose outputs check out on test windows (``kind``: only that kind). Returns
+    ``validate(path) -> kind``, raising ModelFileError with the reason; at start the daemon
+    passes ``daemon_validator(engine, kind="ddsp")`` to :func:`pimodule.device.store.load_with_fallback`."""
     budget = budget or validation.ValidationBudget()
     rate = getattr(engine, "model_rate_hz", None)
     block = getattr(engine, "model_block", None)
 
     def validate(path: Path) -> str:
-        report = validation.validate(path, None, budget, expect_rate=rate, expect_block=block, engine_cost=engine_cost)
+        report = validation.validate(path, kind, budget, expect_rate=rate, expect_block=block, engine_cost=engine_cost)
         report.raise_if_refused()
         log.info(
             "flash: %s validated in %.1f s (%s, cpu p99 %.0f us of %.0f us)",

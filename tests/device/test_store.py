@@ -13,6 +13,8 @@ import pytest
 
 from pimodule.cli import main as cli
 from pimodule.core.modelfile import ModelFileError
+from pimodule.device.engine import VoiceEngine
+from pimodule.device.flash import daemon_validator
 from pimodule.device.store import ModelStore, check_name, load_with_fallback
 from pimodule.device.validate import validate
 
@@ -121,3 +123,11 @@ def test_start_falls_back_to_the_previous_version(store, model_dir):
     store.install("violin", shutil.copy(model_dir / "bad_nan.onnx", store.partial_path("violin")))
     with pytest.raises(ModelFileError, match="and so did its previous version"):
         load_with_fallback(store, "violin", _ddsp)
+
+
+def test_the_daemons_start_up_call(store, model_dir):
+    """What the daemon calls at start: the flash module's validator for voices."""
+    validate_voice = daemon_validator(VoiceEngine(device_rate_hz=48000, max_block=128), kind="ddsp")
+    _install(store, "violin", model_dir / "bad_rate.onnx")
+    path, note = load_with_fallback(store, "violin", validate_voice)
+    assert "runs at 22050 Hz" in note and _sha(path) == _sha(model_dir / "voice_a.onnx")
