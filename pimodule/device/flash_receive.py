@@ -35,7 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> tuple[int, bool, str]:
     path = args.config if args.config is not None else (SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None)
-    cfg = config_mod.load_config(path)
+    try:
+        cfg = config_mod.load_config(path)
+    except PermissionError:  # the config may be the service's own: its port is the default then
+        print(f"cannot read {path}: assuming the default flash port", file=sys.stderr)
+        cfg = config_mod.load_config(None)
     port = args.port if args.port is not None else cfg.flash.port
     return port, cfg.flash.enabled, str(path or "the default config")
 
