@@ -13,6 +13,7 @@ from pathlib import Path
 from pimodule.laptop import runs
 from pimodule.laptop.ddsp import export as ddsp_export
 from pimodule.laptop.fx import export as fx_export
+from pimodule.laptop.quiet import quiet_onnx_export
 
 EXAMPLES = (
     "pimodule export runs/violin --out export/violin.onnx",
@@ -29,5 +30,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    quiet_onnx_export()
     family = runs.family(args.run)
     return (fx_export if family == "fx" else ddsp_export).main(args)
