@@ -22,8 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pimodule.core.fx_specs import AUDIBLE_DB, EFFECT_NAMES, INAUDIBLE_DB, LABEL_DB, SELECTABLE, SPECS
-from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_effect, sample_chain
+from pimodule.core.fx_specs import (
+    AUDIBLE_DB,
+    DISTORTION_MODES,
+    EFFECT_NAMES,
+    INAUDIBLE_DB,
+    LABEL_DB,
+    SELECTABLE,
+    SPECS,
+)
+from pimodule.laptop.fx import thirdparty
+from pimodule.laptop.fx.chain import N_PARAMS, PARAM_SLICES, Chain, apply_effect, sample_chain
 from pimodule.laptop.fx.losses import log_mel_db, mel_distance
 from pimodule.laptop.fx.sources import DryCorpus
 
@@ -206,6 +215,98 @@ def from_dry(
     return Batch(y, x if conditioning == "dry" else None, x, y, chain, rendered, clear, change)
 
 
+def foreign_change(x: np.ndarray, sample_rate: int, chain: thirdparty.ForeignChain, y: np.ndarray) -> torch.Tensor:
+    """How much removing each of a third-party ``chain``'s effects changes its output ``y`` on
+    ``x`` (level-matched log-mel dB), ``(N_EFFECTS,)``, 0 where the effect is not in the chain."""
+    change = torch.zeros(len(EFFECT_NAMES))
+    effects = chain.effects
+    if not effects:
+        return change
+    alts = torch.from_numpy(np.stack([thirdparty.render(x, sample_rate, chain.without(e)) for e in effects]))
+    ref = torch.from_numpy(np.asarray(y, np.float64))[None].expand(len(effects), -1)
+    d = mel_distance(_unit_rms(alts.float()), _unit_rms(ref.float()), sample_rate)
+    for e, v in zip(effects, d):
+        change[EFFECT_NAMES.index(e)] = float(v)
+    return change
+
+
+def _foreign_mode(chain: thirdparty.ForeignChain) -> int:
+    """The project's distortion curve nearest to a chain's distortion (for the curve's label)."""
+    for name, p in chain.stages:
+        if name == "distortion":
+            if p.get("kind") == "Clipping":
+                return DISTORTION_MODES.index("hard")
+            return DISTORTION_MODES.index("tanh")
+    return DISTORTION_MODES.index("tanh")
+
+
+def foreign_batch(
+    dry: np.ndarray, sample_rate: int, conditioning: str, families: tuple[str, ...], rng: np.random.Generator
+) -> Batch:
+    """Examples processed by third-party chains (:mod:`pimodule.laptop.fx.thirdparty`, each
+    family's own ranges, level changes anywhere) instead of the project's: ``dry`` ``(batch,
+    n_parts, samples)``. Labelled by what removing each effect changes (there are no parameters in
+    the project's terms: ``unit`` is 0.5, usable by the audio objective, not the parameter one)."""
+    n = dry.shape[0]
+    wet = np.zeros((n, dry.shape[-1]), np.float32)
+    target = np.zeros_like(wet)
+    change = torch.zeros(n, len(EFFECT_NAMES))
+    mode = torch.zeros(n, dtype=torch.long)
+    for i in range(n):
+        chain = thirdparty.draw(families[int(rng.integers(len(families)))], rng, sample_rate)
+        heard_on = dry[i, 0]
+        y = thirdparty.render(heard_on, sample_rate, chain)
+        change[i] = foreign_change(heard_on, sample_rate, chain, y)
+        wet[i] = y
+        target[i] = thirdparty.render(dry[i, 1], sample_rate, chain) if conditioning == "reference" else y
+        mode[i] = _foreign_mode(chain)
+    heard = heard_effects(change)
+    active = heard.float()
+    clear = ~((change > INAUDIBLE_DB) & (change < AUDIBLE_DB))[:, [EFFECT_NAMES.index(e) for e in SELECTABLE]]
+    chain = Chain(
+        active, torch.full((n, N_PARAMS), 0.5), torch.nn.functional.one_hot(mode, len(DISTORTION_MODES)).float()
+    )
+    x = torch.from_numpy(np.ascontiguousarray(dry[:, -1 if conditioning == "reference" else 0]))
+    w = torch.from_numpy(wet)
+    t = torch.from_numpy(target) if conditioning == "reference" else w
+    other = x if conditioning != "blind" else None
+    return Batch(w, other, x, t, chain, chain, clear, change * active)
+
+
+def peak_normalise(batch: Batch, rng: np.random.Generator, lo_db: float = -12.0, hi_db: float = -0.1) -> Batch:
+    """The processed signals (``wet``, ``target``) scaled to a random peak level each, as a
+    mastering or export step does: their level says nothing about the chain's gains."""
+
+    def scaled(a: torch.Tensor) -> torch.Tensor:
+        peak = a.abs().amax(-1, keepdim=True).clamp_min(1e-9)
+        level = torch.from_numpy(10 ** (rng.uniform(lo_db, hi_db, size=(a.shape[0], 1)) / 20)).to(a.dtype)
+        return a * level / peak
+
+    same = batch.target is batch.wet
+    batch.wet = scaled(batch.wet)
+    batch.target = batch.wet if same else scaled(batch.target)
+    return batch
+
+
+def _cat(a: Batch, b: Batch) -> Batch:
+    def cat(u, v):
+        return None if u is None else torch.cat([u, v])
+
+    chain = Chain(*(torch.cat([getattr(a.chain, k), getattr(b.chain, k)]) for k in ("active", "unit", "mode_weights")))
+    wet = cat(a.wet, b.wet)
+    target = wet if a.target is a.wet and b.target is b.wet else cat(a.target, b.target)
+    return Batch(
+        wet,
+        cat(a.other, b.other),
+        cat(a.source, b.source),
+        target,
+        chain,
+        chain,
+        cat(a.clear, b.clear),
+        cat(a.change, b.change),
+    )
+
+
 def random_batch(
     corpus: DryCorpus,
     rng: np.random.Generator,
@@ -215,11 +316,26 @@ def random_batch(
     n_samples: int,
     p_active: float,
     labels: str = "stage",
+    foreign: tuple[str, ...] = (),
+    foreign_share: float = 0.0,
+    peak_level: bool = False,
 ) -> Batch:
+    """A training batch: dry excerpts through random chains of the project's effects, and with
+    ``foreign`` families a share ``foreign_share`` of them through third-party chains instead
+    (:func:`foreign_batch`); with ``peak_level`` the processed signals are peak-normalised to
+    random levels (:func:`peak_normalise`)."""
     parts = 2 if conditioning == "reference" else 1
     dry = corpus.excerpts(rng, batch, n_samples, parts)
-    chain = sample_chain(batch, generator, p_active)
-    return from_dry(dry, chain, corpus.sample_rate, conditioning, generator, labels=labels)
+    n_foreign = int(rng.binomial(batch, foreign_share)) if foreign and foreign_share > 0 else 0
+    own = batch - n_foreign
+    out = None
+    if own:
+        chain = sample_chain(own, generator, p_active)
+        out = from_dry(dry[:own], chain, corpus.sample_rate, conditioning, generator, labels=labels)
+    if n_foreign:
+        alien = foreign_batch(dry[own:], corpus.sample_rate, conditioning, tuple(foreign), rng)
+        out = alien if out is None else _cat(out, alien)
+    return peak_normalise(out, rng) if peak_level else out
 
 
 def selection_correct(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,15 @@ def mel_distance(
     )
 
 
+def match_level(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y_hat`` ``(batch, samples)`` scaled to the level of ``y`` in closed form: the least-squares
+    gain between their STFT magnitudes (FFT 1024), which ignores phase, so a reverb's or a
+    filter's phase does not pull it down as a waveform least-squares gain would."""
+    s_hat, s = _mag(y_hat, 1024), _mag(y, 1024)
+    g = (s_hat * s).sum((-2, -1)) / (s_hat.square().sum((-2, -1)) + 1e-12)
+    return y_hat * g[:, None]
+
+
 def param_mask(active: torch.Tensor) -> torch.Tensor:
     """``(batch, N_PARAMS)``: 1 where the parameter belongs to an active effect."""
     cols = [
@@ -90,6 +99,7 @@ def estimator_loss(
     select_weight: float = 1.0,
     change: torch.Tensor | None = None,
     change_weight: float = 0.0,
+    level_match: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch. ``source`` ``(batch, samples)`` is what the predicted chain is applied to
     for the audio loss and ``wet`` the target it should reproduce. Chain selection (which effects
@@ -100,7 +110,9 @@ def estimator_loss(
     ``select_weight`` scales the chain-selection term. With ``change`` (each stage's change in dB,
     :class:`pimodule.laptop.fx.batch.Batch`) and ``change_weight`` > 0 the selectable effects' logits are
     also pulled (smooth L1) towards :func:`change_logits`: how far each effect is from the audibility
-    threshold, not only on which side."""
+    threshold, not only on which side. With ``level_match`` the rendered estimate is brought to the
+    target's level in closed form (:func:`match_level`) before the audio distance, so the effects
+    are judged on their own and the chain's gain stage is left to that closed form."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}")
     parts = {}
@@ -121,6 +133,8 @@ def estimator_loss(
     if objective in ("audio", "hybrid"):
         render = Chain(target.active, pred.unit, target.mode_weights) if teacher_forcing else pred
         rendered = apply_chain(source[:, None], sample_rate, render)[:, 0]
+        if level_match:
+            rendered = match_level(rendered, wet)
         parts["audio"] = mrstft(rendered, wet).mean()
         total = total + parts["audio"]
     return total, {k: float(v.detach()) for k, v in parts.items()}

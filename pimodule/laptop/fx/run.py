@@ -15,7 +15,8 @@ from pimodule.laptop import runs
 from pimodule.laptop.fx.batch import LABELS
 from pimodule.laptop.fx.losses import OBJECTIVES
 from pimodule.laptop.fx.model import Estimator, ModelConfig
-from pimodule.laptop.fx.sources import instrument_programs
+from pimodule.laptop.fx.sources import ALL_KINDS, instrument_programs
+from pimodule.laptop.fx.thirdparty import FAMILIES, HELD_OUT
 
 LR_DECAYS = ("constant", "cosine")
 
@@ -64,6 +65,17 @@ class TrainConfig:
     val_every: int = 0
     val_examples: int = 128
     val_seed: int = 1
+    # domain randomisation: this share of each batch goes through third-party chains of these
+    # families (their own ranges, level changes anywhere; pimodule.laptop.fx.thirdparty) instead
+    # of the project's; the benchmark's held-out families (thirdparty.HELD_OUT) are refused
+    foreign: tuple[str, ...] = ()
+    foreign_share: float = 0.0
+    # processed signals peak-normalised to random levels (their level tells nothing)
+    peak_level: bool = False
+    # audio objective: the estimate's level matched to the target in closed form (losses.match_level)
+    level_match: bool = False
+    # start from the weights of an exported estimator of the same architecture (.onnx)
+    init_from: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -74,6 +86,19 @@ class TrainConfig:
         if self.labels not in LABELS:
             raise ValueError(f"labels must be one of {LABELS}, not {self.labels!r}")
         instrument_programs(self.instruments, "train")  # refuses an unknown set
+        unknown = [k for k in self.kinds if k not in ALL_KINDS]
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown} (one of {ALL_KINDS})")
+        bad = [f for f in self.foreign if f not in FAMILIES or f in HELD_OUT]
+        if bad:
+            raise ValueError(
+                f"foreign families {bad} refused: training may use {set(FAMILIES) - set(HELD_OUT)} "
+                f"(the benchmark holds {HELD_OUT} out of training and tuning)"
+            )
+        if not 0 <= self.foreign_share <= 1:
+            raise ValueError("foreign_share must be in [0, 1]")
+        if self.foreign and self.objective != "audio":
+            raise ValueError("foreign chains have no parameters in the project's terms: objective must be audio")
         if self.lr_decay not in LR_DECAYS or not 0 <= self.lr_final <= 1:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, lr_final in [0, 1]")
 
@@ -122,6 +147,19 @@ def load_run(run_dir: Path, checkpoint: str | int | None = None) -> tuple[Estima
     model.load_state_dict(weights)
     model.eval()
     return model, config, meta
+
+
+def weights_from_onnx(path: Path) -> dict[str, torch.Tensor]:
+    """The named weights of an exported estimator (``model.<name>`` initializers) as a state dict."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    return {
+        i.name.removeprefix("model."): torch.from_numpy(numpy_helper.to_array(i).copy())
+        for i in proto.graph.initializer
+        if i.name.startswith("model.")
+    }
 
 
 def load_optimizer_state(run_dir: Path) -> dict | None:

@@ -3,6 +3,14 @@
 - speech: Debian's ``asterisk-core-sounds-en-wav`` (8 kHz prompts, resampled)
 - samples: Debian's ``sonic-pi-samples`` (CC0 drums, loops, bass, guitar, ambient)
 - instruments: General MIDI soundfont phrases rendered by the fluidsynth CLI from MIDI made with mido
+- voices (Debian ``asterisk-core-sounds-{es,fr,it,ru}-wav``: four more speakers, male and female),
+  music (``asterisk-moh-opsound-wav``: five CC music tracks), drums (``hydrogen-drumkits``: real
+  drum kits' samples sequenced into seeded patterns, and ``lmms-common``'s beats and drum
+  samples), lmms (``lmms-common``'s recorded instruments, basses and pads, without its
+  pre-distorted guitars): the ``world`` material of the recipes trained for real recordings
+
+The recordings of the real-recording benchmark (:mod:`pimodule.laptop.fx.realbench`) come from
+other packages and are never listed here (a test holds the lists apart).
 
 Files are split into ``train`` and ``heldout`` by a hash of their name (and by GM program for the
 soundfont), so evaluation never sees training sources. Randomness comes in as a numpy Generator.
@@ -27,7 +35,23 @@ log = logging.getLogger(__name__)
 SPEECH_DIR = Path("/usr/share/asterisk/sounds")
 SAMPLES_DIR = Path("/usr/share/sonic-pi/samples")
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-KINDS = ("speech", "samples", "instruments")
+MOH_DIR = Path("/usr/share/asterisk/moh")
+HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
+LMMS_DIR = Path("/usr/share/lmms/samples")
+KINDS = ("speech", "samples", "instruments")  # the default (and the project's held-out cases)
+WORLD_KINDS = ("voices", "music", "drums", "lmms")
+ALL_KINDS = KINDS + WORLD_KINDS
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+#: the package that holds each kind's recordings (for the error message when it is missing)
+PACKAGES = {
+    "speech": "asterisk-core-sounds-en-wav",
+    "samples": "sonic-pi-samples",
+    "voices": "asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav "
+    "asterisk-core-sounds-ru-wav",
+    "music": "asterisk-moh-opsound-wav",
+    "drums": "hydrogen-drumkits lmms-common",
+    "lmms": "lmms-common",
+}
 SPLITS = ("train", "heldout")
 #: GM programs (0-based) rendered for each split: the held-out instruments are never trained on
 PROGRAMS = {"train": (0, 24, 33, 48, 19, 65), "heldout": (40, 73, 56, 4)}
@@ -67,16 +91,78 @@ def _load(path: Path, sample_rate: int) -> np.ndarray:
     return audio
 
 
-def _files(kind: str, split: str) -> list[Path]:
+def _load_many(paths, sample_rate: int) -> list[np.ndarray]:
+    """The readable ones of ``paths`` (a few packaged files are mislabelled or damaged: skipped)."""
+    out = []
+    for p in paths:
+        try:
+            out.append(_load(p, sample_rate))
+        except (RuntimeError, sf.LibsndfileError) as err:
+            log.debug("skipped %s: %s", p, err)
+    return out
+
+
+def _audio_under(folder: Path, pattern: str = "**/*") -> list[Path]:
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def all_files(kind: str) -> list[Path]:
+    """Every recording of ``kind`` (both splits; drum kits are folders, see :func:`_drum_kits`)."""
     if kind == "speech":
-        files = sorted(SPEECH_DIR.glob("en*/**/*.wav"))
-        hint = "asterisk-core-sounds-en-wav"
-    else:
-        files = sorted(p for p in SAMPLES_DIR.glob("*.flac"))
-        hint = "sonic-pi-samples"
+        return sorted(SPEECH_DIR.glob("en*/**/*.wav"))
+    if kind == "samples":
+        return sorted(SAMPLES_DIR.glob("*.flac"))
+    if kind == "voices":
+        return [p for lang in ("es", "fr", "it", "ru") for p in sorted(SPEECH_DIR.glob(f"{lang}*/**/*.wav"))]
+    if kind == "music":
+        return _audio_under(MOH_DIR)
+    if kind == "drums":
+        return [*_audio_under(LMMS_DIR / "beats"), *_audio_under(LMMS_DIR / "drums")]
+    if kind == "lmms":
+        files = [
+            p
+            for d in ("instruments", "basses", "bassloops", "stringsnpads", "latin")
+            for p in _audio_under(LMMS_DIR / d)
+        ]
+        return [p for p in files if "distort" not in p.name]  # already processed: not dry
+    raise ValueError(f"unknown kind {kind!r} (one of {ALL_KINDS})")
+
+
+def _files(kind: str, split: str) -> list[Path]:
+    files = all_files(kind)
     if not files:
-        raise SourceError(f"no {kind} recordings found; apt-get install {hint}")
+        raise SourceError(f"no {kind} recordings found; apt-get install {PACKAGES.get(kind, '?')}")
     return [p for p in files if split_of(p.name) == split]
+
+
+def _drum_kits(split: str) -> list[Path]:
+    """hydrogen-drumkits' kits (folders) of ``split``, by a hash of the kit's name."""
+    if not HYDROGEN_DIR.is_dir():
+        return []
+    return [d for d in sorted(HYDROGEN_DIR.iterdir()) if d.is_dir() and split_of(d.name) == split]
+
+
+def drum_patterns(kit: Path, sample_rate: int, seed: int, n: int = 3, seconds: float = 4.0) -> list[np.ndarray]:
+    """``n`` seeded patterns (16th notes at 80-160 BPM, velocities varied) played from a real
+    drum kit's samples: a drum loop as a drummer with that kit would play it."""
+    hits = [a for a in _load_many(_audio_under(kit)[:64], sample_rate) if len(a) > 32]
+    if not hits:
+        return []
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        length = int(seconds * sample_rate)
+        y = np.zeros(length + sample_rate, np.float32)
+        step = int(sample_rate * 60 / rng.uniform(80, 160) / 4)
+        voices = rng.choice(len(hits), size=min(4, len(hits)), replace=False)
+        density = rng.uniform(0.2, 0.6, size=len(voices))
+        for t in range(0, length, step):
+            for v, d in zip(voices, density):
+                if rng.random() < d:
+                    hit = hits[v][:sample_rate]
+                    y[t : t + len(hit)] += rng.uniform(0.3, 1.0) * hit
+        out.append(y[:length])
+    return out
 
 
 def make_midi(path: Path, program: int, seed: int, n_notes: int = 24) -> None:
@@ -179,8 +265,12 @@ class DryCorpus:
                     render_program(p, 1000 + p + (0 if split == "train" else 500), sample_rate, cache_dir)
                     for p in programs[:max_files]
                 ]
+            elif kind == "drums":
+                kits = _drum_kits(split)[:max_files]
+                audio = [a for i, kit in enumerate(kits) for a in drum_patterns(kit, sample_rate, 77 + i)]
+                audio += _load_many(_files(kind, split)[:max_files], sample_rate)
             else:
-                audio = [_load(p, sample_rate) for p in _files(kind, split)[:max_files]]
+                audio = _load_many(_files(kind, split)[:max_files], sample_rate)
             clips[kind] = [a for a in (_trim(a, sample_rate) for a in audio) if len(a) > sample_rate // 4]
             log.info("%s/%s: %d clips, %.0f s", split, kind, len(clips[kind]), sum(map(len, clips[kind])) / sample_rate)
         if not any(clips.values()):

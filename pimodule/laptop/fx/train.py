@@ -32,6 +32,7 @@ from pimodule.laptop.fx.run import (
     load_optimizer_state,
     load_run,
     save_run,
+    weights_from_onnx,
     with_overrides,
 )
 from pimodule.laptop.fx.sources import DryCorpus
@@ -96,6 +97,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         if state:
             optimizer.load_state_dict(state)
         start, train_seconds = int(meta["step"]), float(meta.get("train_seconds", 0.0))
+    elif config.init_from:
+        weights = weights_from_onnx(Path(config.init_from))
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{config.init_from}: not this architecture (missing {missing}, unexpected {unexpected})")
+        log.info("starting from the weights of %s", config.init_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / runs.CONFIG_FILE).write_text(config_to_toml(config))
     runs.truncate_log(run_dir, start)
@@ -146,6 +153,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
                 n_samples,
                 config.p_active,
                 config.labels,
+                config.foreign,
+                config.foreign_share,
+                config.peak_level,
             )
             pred, active_logits, mode_logits = model(batch.wet, batch.other)
             loss, parts = estimator_loss(
@@ -161,6 +171,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
                 select_weight=config.select_weight,
                 change=batch.change,
                 change_weight=config.change_weight,
+                level_match=config.level_match,
             )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step}: loss is {float(loss)} ({parts})")
