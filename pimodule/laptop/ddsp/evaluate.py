@@ -1,4 +1,5 @@
-"""Held-out quality of a DDSP voice: spectral loss, loudness error (dB), f0 error (cents).
+"""Held-out quality of a DDSP voice: spectral loss, loudness error (dB), f0 error (cents); with
+--listen, each held-out phrase's target and resynthesis as wavs, a picture and one HTML page.
 
 The f0 and loudness of the *output* are measured with the same trackers that made the training
 features (pimodule.core.features), on frames where the target is voiced and audible.
@@ -17,6 +18,7 @@ from pimodule.core import features
 from pimodule.device.session import ModelSession
 from pimodule.laptop import runs
 from pimodule.laptop.data import dataset
+from pimodule.laptop.ddsp.listen import write_listening
 from pimodule.laptop.ddsp.loss import multiscale_spectral_loss
 from pimodule.laptop.ddsp.recipe import load_run
 
@@ -59,23 +61,36 @@ def summarize(spectral: list[float], ld_errs: list[np.ndarray], f0_errs: list[np
     }
 
 
-def evaluate_arrays(
+def score_examples(
     render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int, tracker: dict | None = None
-) -> dict:
-    """``render(f0_hz, loudness_db) -> audio`` for each held-out example; the summary metrics."""
+) -> list[dict]:
+    """``render(f0_hz, loudness_db) -> audio`` for each held-out example: per example its index,
+    output, spectral loss and the per-frame loudness and f0 errors."""
     loss_fn = multiscale_spectral_loss()
-    spectral, ld_errs, f0_errs = [], [], []
+    scored = []
     for i in range(len(data["audio"])):
         out = np.asarray(render(data["f0_hz"][i], data["loudness_db"][i]), np.float32)
         target = data["audio"][i][: len(out)]
         with torch.no_grad():
-            spectral.append(float(loss_fn(torch.from_numpy(out)[None, None], torch.from_numpy(target)[None, None])))
+            spectral = float(loss_fn(torch.from_numpy(out)[None, None], torch.from_numpy(target)[None, None]))
         ld, f0 = frame_errors(
             out, data["f0_hz"][i], data["loudness_db"][i], data["periodicity"][i], sample_rate, hop_size, tracker
         )
-        ld_errs.append(ld)
-        f0_errs.append(f0)
-    return summarize(spectral, ld_errs, f0_errs)
+        scored.append({"index": i, "output": out, "spectral_loss": spectral, "loudness_error": ld, "f0_error": f0})
+    return scored
+
+
+def summarize_scored(scored: list[dict]) -> dict:
+    return summarize(
+        [s["spectral_loss"] for s in scored], [s["loudness_error"] for s in scored], [s["f0_error"] for s in scored]
+    )
+
+
+def evaluate_arrays(
+    render, data: dict[str, np.ndarray], sample_rate: int, hop_size: int, tracker: dict | None = None
+) -> dict:
+    """The summary metrics of ``render`` on the held-out examples (see :func:`score_examples`)."""
+    return summarize_scored(score_examples(render, data, sample_rate, hop_size, tracker))
 
 
 def torch_renderer(model):
@@ -96,18 +111,23 @@ def onnx_renderer(session):
     return render
 
 
-def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
+def _listen(
+    out_dir: Path | None, title: str, data: dict, scored: list[dict], metrics: dict, sr: int, hop: int, tracker: dict
+) -> None:
+    if out_dir is not None:
+        page = write_listening(out_dir, title, data, scored, metrics, sr, hop, tracker)
+        print(f"listen: {page} ({len(scored)} held-out phrases: target and resynthesis, pictures, numbers)")
+
+
+def evaluate_run(run_dir: Path, data_dir: Path, listen: Path | None = None) -> dict:
     """Evaluate a run's latest checkpoint on the held-out split; writes RUN/metrics.json and adds
     the metrics to the checkpoint's metadata (so `pimodule export` records them)."""
     model, meta = load_run(run_dir)
     data = dataset.load_dataset(data_dir, "held_out")
-    metrics = evaluate_arrays(
-        torch_renderer(model),
-        data,
-        model.config.sample_rate,
-        model.config.hop_size,
-        features.tracker_settings(dataset.load_info(data_dir)),
-    )
+    tracker = features.tracker_settings(dataset.load_info(data_dir))
+    sr, hop = model.config.sample_rate, model.config.hop_size
+    scored = score_examples(torch_renderer(model), data, sr, hop, tracker)
+    metrics = summarize_scored(scored)
     metrics["step"] = meta.get("step")
     metrics["train_minutes"] = round(meta.get("train_seconds", 0.0) / 60, 2)
     runs.write_metrics(run_dir, metrics)
@@ -115,27 +135,30 @@ def evaluate_run(run_dir: Path, data_dir: Path) -> dict:
     if found is not None and (found / "meta.json").is_file():
         meta["metrics"] = metrics
         (found / "meta.json").write_text(json.dumps(meta, indent=1))
+    _listen(
+        listen, f"{Path(run_dir).name} (step {meta.get('step')}) on {data_dir}", data, scored, metrics, sr, hop, tracker
+    )
     return metrics
 
 
-def evaluate_model_file(model_path: Path, data_dir: Path) -> dict:
+def evaluate_model_file(model_path: Path, data_dir: Path, listen: Path | None = None) -> dict:
     """Evaluate an exported ONNX model with the device runtime (what ships)."""
 
     session = ModelSession(model_path)
     data = dataset.load_dataset(data_dir, "held_out")
-    return evaluate_arrays(
-        onnx_renderer(session),
-        data,
-        session.info.sample_rate,
-        session.info.block_size,
-        features.tracker_settings(dataset.load_info(data_dir)),
-    )
+    tracker = features.tracker_settings(dataset.load_info(data_dir))
+    sr, hop = session.info.sample_rate, session.info.block_size
+    scored = score_examples(onnx_renderer(session), data, sr, hop, tracker)
+    metrics = summarize_scored(scored)
+    _listen(listen, f"{Path(model_path).name} on {data_dir}", data, scored, metrics, sr, hop, tracker)
+    return metrics
 
 
 EXAMPLES = (
     "pimodule eval ddsp export/violin.onnx --data data/violin",
     "pimodule eval ddsp export/violin.onnx export/flute.onnx --data data/violin data/flute --json out/ddsp_eval.json",
     "pimodule eval ddsp runs/mine --data data/mine",
+    "pimodule eval ddsp export/mine.onnx --data data/mine --listen out/listen-mine   # then open out/listen-mine/index.html",
 )
 
 
@@ -145,13 +168,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, nargs="+", required=True, help="dataset folder per model (one for all, or one each)"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--listen",
+        type=Path,
+        help="folder for each held-out phrase's target and resynthesis (wav), a picture and index.html to "
+        "open in a browser (one subfolder per model when there are several)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     data_dirs = args.data if len(args.data) == len(args.model) else args.data[:1] * len(args.model)
     results = {}
+    if len(set(args.model)) != len(args.model):
+        raise ValueError("a model is named twice")
     for model, data in zip(args.model, data_dirs):
-        metrics = evaluate_run(model, data) if model.is_dir() else evaluate_model_file(model, data)
+        listen = args.listen if args.listen is None or len(args.model) == 1 else args.listen / model.stem
+        metrics = evaluate_run(model, data, listen) if model.is_dir() else evaluate_model_file(model, data, listen)
         results[str(model)] = metrics
     print("| model | spectral loss | loudness error (dB) | f0 error (cents, median) |")
     print("| --- | --- | --- | --- |")

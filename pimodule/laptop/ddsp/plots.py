@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the non-interactive backend)
 
 
-def _spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 128) -> np.ndarray:
+def spectrogram_db(audio: np.ndarray, n_fft: int = 1024, hop: int = 128) -> np.ndarray:
     x = torch.from_numpy(np.asarray(audio, np.float32))
     spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()
     return 20 * np.log10(spec.numpy() + 1e-6)
@@ -56,7 +56,7 @@ def write_plots(run_dir: Path, model, held_out: dict | None, sample_rate: int, s
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     extent = (0, len(target) / sample_rate, 0, sample_rate / 2000)
     for ax, x, title in zip(axes, (target, audio), ("held-out target", "resynthesis")):
-        ax.imshow(_spectrogram_db(x), origin="lower", aspect="auto", extent=extent, vmin=-80, vmax=20, cmap="magma")
+        ax.imshow(spectrogram_db(x), origin="lower", aspect="auto", extent=extent, vmin=-80, vmax=20, cmap="magma")
         ax.set(ylabel="kHz", title=title)
     axes[-1].set_xlabel("s")
     fig.tight_layout()
