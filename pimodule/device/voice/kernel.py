@@ -38,16 +38,41 @@ import numba
 import numpy as np
 
 from pimodule.device.voice import layout as L
-from pimodule.device.voice.kernel_ops import OPTS, U0, U1, U2, U3, U4, dim, layer_norm_leaky, matvec, off, sigmoid
+from pimodule.device.voice.kernel_math import exp64, log64, sigmoid32, tanh32
+from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U1, U2, U3, U4, dim, layer_norm_leaky, matvec, off
 from pimodule.device.voice.kernel_synth import amplitudes, harmonic, noise, phases, reverb
 
-_SOURCES = ("layout.py", "kernel_ops.py", "kernel_synth.py", "kernel.py")
+_SOURCES = ("layout.py", "kernel_ops.py", "kernel_math.py", "kernel_synth.py", "kernel.py")
 SOURCE_HASH = int.from_bytes(hashlib.sha256(b"".join(
     (Path(__file__).parent / name).read_bytes() for name in _SOURCES)).digest()[:7], "little")
 _A = "float32[::1]"
 FRAME_SIGNATURE = f"void({_A}, int64[::1], {_A}, float64, float64, float64[::1], {_A}, {_A})"
 FRAMES_SIGNATURE = (f"void({_A}, int64[::1], float32[:, ::1], {_A}, {_A}, float64[::1], {_A}, "
                     "float32[:, ::1])")
+
+
+@numba.njit(fastmath=FAST, **OPTS)
+def _gru_update(w, bhn, sx, gi, gh, xh, h, hp, state, sg):
+    """h_next = n + z (h_prev - n), r and z sigmoids, n = tanh(gi_n + r (gh_n + b_hn)); into
+    scratch H (it held h_prev) and the state."""
+    for j in range(h):
+        r = sigmoid32(sx[gi + j] + sx[gh + j])
+        z = sigmoid32(sx[gi + hp + j] + sx[gh + hp + j])
+        n = tanh32(sx[gi + U2 * hp + j] + r * (sx[gh + U2 * hp + j] + w[bhn + j]))
+        hn = n + z * (sx[xh + j] - n)
+        sx[xh + j] = hn
+        state[sg + j] = hn
+
+
+@numba.njit(fastmath=FAST, **OPTS)
+def _scaled_sigmoid(sx, p, n, pw, scale, offset):
+    """x -> 2 sigmoid(x)^ln10 + 1e-7 (the constants read from the graph) in place, as
+    exp(pw log(sigmoid(x))) in float64; NaN stays NaN."""
+    for i in range(n):
+        x = np.float64(sx[p + i])
+        v = exp64(pw * log64(1.0 / (1.0 + exp64(-x))))
+        v = v if x == x else x
+        sx[p + i] = np.float32(v) * scale + offset
 
 
 @numba.njit(**OPTS)
@@ -77,15 +102,7 @@ def _decode(w, lay, f0, ld, state, sx):
         sx[xh + j] = np.float32(state[sg + j])
     matvec(w, off(lay, L.W_AB), U4 * hp, U2 * hp, sx, y1, w, off(lay, L.W_BAB), True, sx, gi)
     matvec(w, off(lay, L.W_HH), U3 * hp, hp, sx, xh, w, U0, False, sx, gh)
-    bhn = off(lay, L.W_BHN)
-    for j in range(h):
-        r = np.float32(sigmoid(np.float64(sx[gi + j] + sx[gh + j])))
-        z = np.float32(sigmoid(np.float64(sx[gi + hp + j] + sx[gh + hp + j])))
-        a = sx[gi + U2 * hp + j] + r * (sx[gh + U2 * hp + j] + w[bhn + j])
-        n = np.float32(math.tanh(np.float64(a)))
-        hn = n + z * (sx[xh + j] - n)
-        sx[xh + j] = hn
-        state[sg + j] = hn
+    _gru_update(w, off(lay, L.W_BHN), sx, gi, gh, xh, h, hp, state, sg)
     # out MLP on [h, a, b] (its [a, b] part is gi's last block) and the projection
     matvec(w, off(lay, L.W_X), hp, hp, sx, xh, sx, gi + U3 * hp, True, sx, o1)
     layer_norm_leaky(sx, o1, h, w[c + L.C_EPS + 2], w, off(lay, L.W_LN1W), off(lay, L.W_LN1B),
@@ -94,10 +111,8 @@ def _decode(w, lay, f0, ld, state, sx):
     layer_norm_leaky(sx, o2, h, w[c + L.C_EPS + 3], w, off(lay, L.W_LN2W), off(lay, L.W_LN2B),
                       w[c + L.C_SLOPE + 3], sx, o2)
     matvec(w, off(lay, L.W_PROJ), dim(lay, L.D_NOUTP), hp, sx, o2, w, off(lay, L.W_PROJB), True, sx, p)
-    pw, scale, offset = np.float64(w[c + L.C_POW]), w[c + L.C_SIG_SCALE], w[c + L.C_SIG_OFFSET]
-    for i in range(dim(lay, L.D_NOUT)):
-        s = sigmoid(np.float64(sx[p + i]))
-        sx[p + i] = np.float32(math.pow(s, pw)) * scale + offset
+    _scaled_sigmoid(sx, p, dim(lay, L.D_NOUT), np.float64(w[c + L.C_POW]), w[c + L.C_SIG_SCALE],
+                    w[c + L.C_SIG_OFFSET])
 
 
 @numba.njit(FRAME_SIGNATURE, **OPTS)
@@ -126,7 +141,7 @@ def voice_frame(weights, layout, controls, f0_hz, loudness_db, state, scratch, o
     hop = dim(lay, L.D_HOP)
     a = off(lay, L.X_AUDIO)
     dry = scratch[a: a + hop]
-    harmonic(w, lay, scratch, dry)
+    harmonic(w, lay, state, scratch, dry)
     noise(w, lay, g_noise, state, scratch, dry)
     if lay[L.D_NREV] > 0:
         reverb(w, lay, state, scratch, dry, out)

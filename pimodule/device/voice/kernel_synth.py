@@ -1,7 +1,7 @@
 """The synth half of the compiled voice (:mod:`pimodule.device.voice.kernel`): harmonic amplitudes,
 f0 ramp and phase, the sines by recurrence with per-harmonic Nyquist ranges, table noise through
 the frame's FIR with overlap-add, and the optional learned reverb. All in place on the scratch and
-state arrays; the float64 scratch regions are read through a float64 view of the float32 scratch.
+state arrays (the float64 work of the sines in the state vector's workspace).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import numba
 import numpy as np
 
 from pimodule.device.voice import layout as L
+from pimodule.device.voice.kernel_math import fmod_2pi, sincos64
 from pimodule.device.voice.kernel_ops import OPTS, F32_0, FAST, U0, U1, U2, U3, U4, U8, dim, matvec, off
+
+FMOD_LIMIT = 2.0 ** 20  # phases up to here are wrapped by fmod_2pi (exact for x < 2^20 * 2 pi)
 
 
 @numba.njit(**OPTS)
@@ -21,8 +24,8 @@ def amplitudes(w, lay, f0, harm_gain, state, sx):
     state; the previous ones and the difference (the ramp) into scratch PK, DK (float64)."""
     k_n = dim(lay, L.D_K)
     c = off(lay, L.W_CONST)
-    p, pk, dk = off(lay, L.X_P) + U1, off(lay, L.X_PK) // U2, off(lay, L.X_DK) // U2
-    s64 = sx.view(np.float64)
+    p, pk, dk = off(lay, L.X_P) + U1, off(lay, L.S_PK), off(lay, L.S_DK)
+    s64 = state
     nyq = w[c + L.C_NYQUIST]
     total = 0.0
     for k in range(k_n):
@@ -57,34 +60,75 @@ def _audible(x, nyq, k_n):
 
 @numba.njit(**OPTS)
 def phases(w, lay, f0, state, sx):
-    """f0 ramp (float32), phase (float64 cumulative sum, fmod-wrapped) and per sample: the float32
-    phase's 2 cos and -sin (the recurrence's start) and the number of audible harmonics."""
+    """f0 ramp (float32, no contraction: the Nyquist masks depend on its last bit), phase
+    (float64 cumulative sum, exactly fmod-wrapped) and per sample the number of audible
+    harmonics; then the wrapped phase and the recurrence's start (:func:`_start`)."""
     hop, k_n = dim(lay, L.D_HOP), dim(lay, L.D_K)
-    s64 = sx.view(np.float64)
+    s64 = state
     ramp, nyq = off(lay, L.W_RAMP), w[off(lay, L.W_CONST) + L.C_NYQUIST]
-    c2, s0, s1 = off(lay, L.X_C2) // U2, off(lay, L.X_S0) // U2, off(lay, L.X_S1) // U2
-    acc_a, acc_b, kn = off(lay, L.X_ACC_A) // U2, off(lay, L.X_ACC_B) // U2, off(lay, L.X_KN)
+    u, kn = off(lay, L.S_S1), off(lay, L.X_KN)
     step = np.int64(lay[L.F64_PHASE_STEP]).view(np.float64)
-    two_pi = np.int64(lay[L.F64_TWO_PI]).view(np.float64)
     sp, sf = off(lay, L.S_PHASE), off(lay, L.S_PREV_F0)
     prev = np.float32(state[sf])
     d = f0 - prev
     phase = state[sp]
     cum = 0.0
-    wrapped = phase
+    exact = phase >= 0.0
     for n in range(hop):
         f0s = prev + d * w[ramp + n]
         cum += np.float64(f0s) * step
-        wrapped = np.fmod(phase + cum, two_pi)
-        p32 = np.float64(np.float32(wrapped))
-        s64[c2 + n] = 2.0 * math.cos(p32)
-        s64[s0 + n] = -math.sin(p32)
-        s64[s1 + n] = 0.0
-        s64[acc_a + n] = 0.0
-        s64[acc_b + n] = 0.0
+        x = phase + cum
+        s64[u + n] = x
+        exact = exact and x < FMOD_LIMIT
         sx[kn + n] = _audible(f0s, nyq, k_n)
-    state[sp] = wrapped
+    if exact:
+        _wrap_exact(lay, s64)
+    else:
+        _wrap_fmod(lay, s64)
+    state[sp] = s64[off(lay, L.S_WRAP) + hop - U1]
     state[sf] = f0
+
+
+@numba.njit(fastmath=FAST, **OPTS)
+def _start(s64, o, n, wrapped):
+    """Sample n: the wrapped phase (WRAP) and the recurrence's start from its float32 rounding
+    p: C2 = 2 cos p, S0 = -sin p, S1 = 0 (S1 held the unwrapped phase), both sums 0. ``o``: the
+    offsets of WRAP, C2, S0, S1, ACC_A, ACC_B, read once by the caller (numba tells LLVM nothing
+    about aliasing, so a ``layout`` read in the loop would be repeated after every store)."""
+    s64[o[0] + n] = wrapped
+    sin_p, cos_p = sincos64(np.float64(np.float32(wrapped)))
+    s64[o[1] + n] = 2.0 * cos_p
+    s64[o[2] + n] = -sin_p
+    s64[o[3] + n] = 0.0
+    s64[o[4] + n] = 0.0
+    s64[o[5] + n] = 0.0
+
+
+@numba.njit(**OPTS)
+def _offsets(lay):
+    return (off(lay, L.S_WRAP), off(lay, L.S_C2), off(lay, L.S_S0), off(lay, L.S_S1),
+            off(lay, L.S_ACC_A), off(lay, L.S_ACC_B))
+
+
+@numba.njit(fastmath=FAST, **OPTS)
+def _wrap_exact(lay, s64):
+    """fmod(phase, two_pi) per sample by :func:`fmod_2pi` (vectorised), then :func:`_start`."""
+    bits = np.int64(lay[L.F64_TWO_PI])
+    two_pi = bits.view(np.float64)
+    hi = np.int64(bits & np.int64(-(1 << 21))).view(np.float64)  # 32 significant bits
+    lo = two_pi - hi
+    o = _offsets(lay)
+    for n in range(dim(lay, L.D_HOP)):
+        _start(s64, o, n, fmod_2pi(s64[o[3] + n], hi, lo, two_pi))
+
+
+@numba.njit(**OPTS)
+def _wrap_fmod(lay, s64):
+    """The same with glibc's fmod, for phases fmod_2pi does not cover (a corrupt state)."""
+    two_pi = np.int64(lay[L.F64_TWO_PI]).view(np.float64)
+    o = _offsets(lay)
+    for n in range(dim(lay, L.D_HOP)):
+        _start(s64, o, n, np.fmod(s64[o[3] + n], two_pi))
 
 
 @numba.njit(fastmath=FAST, **OPTS)
@@ -171,13 +215,13 @@ def _audible_range(sx, kn, hop, k, falling):
 
 
 @numba.njit(**OPTS)
-def harmonic(w, lay, sx, audio):
+def harmonic(w, lay, state, sx, audio):
     """Sum of the audible harmonics with ramped amplitudes into ``audio[0:hop]``."""
     hop = dim(lay, L.D_HOP)
-    s = sx.view(np.float64)
-    c2, s0, s1 = off(lay, L.X_C2) // U2, off(lay, L.X_S0) // U2, off(lay, L.X_S1) // U2
-    acc_a, acc_b = off(lay, L.X_ACC_A) // U2, off(lay, L.X_ACC_B) // U2
-    pk, dk, kn = off(lay, L.X_PK) // U2, off(lay, L.X_DK) // U2, off(lay, L.X_KN)
+    s = state
+    c2, s0, s1 = off(lay, L.S_C2), off(lay, L.S_S0), off(lay, L.S_S1)
+    acc_a, acc_b = off(lay, L.S_ACC_A), off(lay, L.S_ACC_B)
+    pk, dk, kn = off(lay, L.S_PK), off(lay, L.S_DK), off(lay, L.X_KN)
     falling = sx[kn] < sx[kn + hop - U1]
     k_max = np.uint64(max(sx[kn], sx[kn + hop - U1]))
     k0 = U0  # 0-based index of the next harmonic

@@ -6,6 +6,10 @@ The kernel (:mod:`pimodule.device.voice.kernel`) takes one float32 ``weights`` a
 indices into ``layout``; numba reads these module globals as compile-time constants, so the kernel
 pays nothing for the indirection.
 
+The state vector is the named state (gru_h, phase, ...) followed by a float64 workspace for the
+harmonic synth (its recurrence and sums must be float64; the float32 scratch cannot hold them
+without a dtype view, which in numba carries an exception path).
+
 ``layout`` holds:
 
 - the dimensions (``D_*``): hidden size ``H`` and ``HP`` (``H`` rounded up to :data:`COL_ALIGN`, so
@@ -15,9 +19,9 @@ pays nothing for the indirection.
 - for each weight segment ``W_*``, each state entry ``S_*`` and each scratch buffer ``X_*`` its
   offset at ``OFFSETS + 2 * id`` and its size (elements) at ``OFFSETS + 2 * id + 1``.
 
-Matrices are stored (out, in) row-major with ``in`` padded to ``HP`` (or ``NBP`` for the noise
-bands) so that each output is one contiguous dot product, and ``out`` padded to a multiple of
-:data:`ROW_BLOCK` rows (zero rows) so the kernel computes 4 rows per pass sharing the input loads.
+Matrices are (out, in) with ``in`` padded to ``HP`` (or ``NBP`` for the noise bands) and ``out``
+to a multiple of :data:`ROW_BLOCK` (zero padding), stored as panels of 4 rows with the columns
+interleaved (:func:`panels`): the kernel computes 4 outputs per pass over one contiguous stream.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import numpy as np
 
 COL_ALIGN = 8  # dot-product length multiple (two NEON float32 vectors)
 ROW_BLOCK = 4  # rows computed together by the kernel's matrix-vector product
-F64_ALIGN = 2  # float32 elements per float64 (scratch regions read as float64)
 
 # -- dimensions --------------------------------------------------------------------------------
 D_H, D_HP, D_K, D_NB, D_NBP, D_TAPS, D_HOP, D_NSEG, D_NOISE_A, D_NOISE_B, D_PERIOD, D_NREV, \
@@ -50,7 +53,10 @@ _WEIGHT_NAMES = (
     "LN1W", "LN1B", "LIN2", "LIN2B", "LN2W", "LN2B", "PROJ", "PROJB", "FIR", "RAMP", "NOISE_A",
     "NOISE_B", "REV",
 )
-_STATE_NAMES = ("GRU", "PHASE", "PREV_F0", "PREV_AMP", "TAIL", "POS", "REV")
+_STATE_NAMES = ("GRU", "PHASE", "PREV_F0", "PREV_AMP", "TAIL", "POS", "REV",
+                # float64 workspace after the state (overwritten every frame, not state):
+                "WRAP", "C2", "S0", "S1", "ACC_A", "ACC_B",  # (HOP) per sample
+                "PK", "DK")  # (K) per harmonic
 _SCRATCH_NAMES = (
     "Y1",  # (2, HP) input MLPs' first layer, then [a, b] (the GRU's input)
     "Y2",  # (2, HP) input MLPs' second layer before its LayerNorm
@@ -66,10 +72,7 @@ _SCRATCH_NAMES = (
     "AUDIO",  # (HOP) dry audio (the reverb's input)
     "REVX",  # (NREV - 1 + HOP) reverb history followed by this frame's dry audio
     "KN",  # (HOP) audible harmonics per sample (stored as float32 integers)
-    # float64 regions (offset even, size counted in float32 elements)
-    "F0S", "P32", "C2", "S0", "S1", "ACC_A", "ACC_B", "PK", "DK",
 )
-_F64_SCRATCH = {"F0S", "P32", "C2", "S0", "S1", "ACC_A", "ACC_B", "PK", "DK"}
 
 _names = {}
 for _i, _n in enumerate(_WEIGHT_NAMES):
@@ -100,13 +103,12 @@ class LayoutBuilder:
 
     def add(self, name: str, size: int) -> int:
         """Place segment ``name`` (e.g. ``"W_HH"``) of ``size`` elements after the previous one of
-        its kind; scratch float64 regions start on an even float32 index."""
+        its kind (scratch and workspace buffers 16-byte aligned for the SIMD loops)."""
         kind = name[0]
         seg = _names[name]
         start = self._end[kind]
-        if kind == "X":
-            start = round_up(start, F64_ALIGN if name[2:] in _F64_SCRATCH else 1)
-            start = round_up(start, 4)  # 16-byte aligned buffers for the SIMD loops
+        if kind == "X" or (kind == "S" and seg >= _names["S_WRAP"]):
+            start = round_up(start, 4)
         self.layout[OFFSETS + 2 * seg] = start
         self.layout[OFFSETS + 2 * seg + 1] = size
         self._end[kind] = start + size
@@ -114,6 +116,14 @@ class LayoutBuilder:
 
     def total(self, kind: str) -> int:
         return round_up(self._end[kind], 4)
+
+
+def panels(m: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """An (out, in) matrix zero-padded to (rows, cols) and stored as panels of 4 rows, each
+    column-interleaved: element [4 i + k, c] at 4 i cols + 4 c + k (what ``matvec`` reads)."""
+    padded = np.zeros((rows, cols), np.float32)
+    padded[: m.shape[0], : m.shape[1]] = m
+    return padded.reshape(rows // ROW_BLOCK, ROW_BLOCK, cols).transpose(0, 2, 1).ravel()
 
 
 def segment(layout: np.ndarray, name: str) -> tuple[int, int]:

@@ -4,7 +4,7 @@
 :class:`UnsupportedVoice`) and packs every weight into ONE contiguous float32 array with an int64
 layout vector (:mod:`pimodule.device.voice.layout`), matrices as (out, in) rows for contiguous dot
 products. The voice's state is ONE float64 vector: every state tensor's values (float32, float64,
-int64 noise position) are exact in float64. :meth:`VoiceWeights.state_dict` and
+int64 noise position) are exact in float64; a float64 workspace of the kernel follows them. :meth:`VoiceWeights.state_dict` and
 :meth:`VoiceWeights.pack_state` convert to and from onnxruntime's named tensors, so every state
 can be compared with the reference.
 """
@@ -53,7 +53,8 @@ class VoiceWeights:
 
     @property
     def state_size(self) -> int:
-        return int(self.layout[L.OFFSETS + 2 * L.S_REV] + self.layout[L.OFFSETS + 2 * L.S_REV + 1])
+        """Length of the state vector: the named state, then the kernel's float64 workspace."""
+        return L.round_up(max(sum(L.segment(self.layout, n)) for n in L.segment_names("S")), 4)
 
     @property
     def scratch_size(self) -> int:
@@ -121,10 +122,7 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     b = L.LayoutBuilder(dims, float(t["phase_step"]), float(t["two_pi"]))
     parts: list[tuple[str, np.ndarray]] = []
 
-    def mat(m: np.ndarray, rows: int, cols: int) -> np.ndarray:  # (out, in) zero-padded
-        out = np.zeros((rows, cols), np.float32)
-        out[: m.shape[0], : m.shape[1]] = m
-        return out
+    mat = L.panels  # (out, in) zero-padded, as 4-row panels
 
     def vec(v: np.ndarray, n: int) -> np.ndarray:
         out = np.zeros(n, np.float32)
@@ -145,7 +143,7 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     parts.append(("W_CONST", const))
     for name in ("w1", "b1", "g1", "be1"):
         parts.append(("W_" + name.upper(), np.concatenate([vec(t[name][m], hp) for m in range(2)])))
-    parts.append(("W_W2", np.concatenate([mat(t["w2"][m].T, hp, hp).ravel() for m in range(2)])))
+    parts.append(("W_W2", np.concatenate([mat(t["w2"][m].T, hp, hp) for m in range(2)])))
     for name in ("b2", "g2", "be2"):
         parts.append(("W_" + name.upper(), np.concatenate([vec(t[name][m], hp) for m in range(2)])))
     # [a, b] (2H) -> [r, z, n, out] (4H); inputs a at [0, H), b at [HP, HP + H); each output block HP rows
@@ -155,17 +153,17 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
         for m in range(2):
             w_ab[q * hp: q * hp + h, m * hp: m * hp + h] = t["w_ab"][m * h: (m + 1) * h, q * h: (q + 1) * h].T
         b_ab[q * hp: q * hp + h] = t["b_ab"][0, q * h: (q + 1) * h]
-    parts += [("W_AB", w_ab.ravel()), ("W_BAB", b_ab)]
+    parts += [("W_AB", mat(w_ab, 4 * hp, 2 * hp)), ("W_BAB", b_ab)]
     w_hh = np.zeros((3 * hp, hp), np.float32)
     for q in range(3):
         w_hh[q * hp: q * hp + h, :h] = t["w_hh"][:, q * h: (q + 1) * h].T
-    parts += [("W_HH", w_hh.ravel()), ("W_BHN", vec(t["b_hn"], hp)), ("W_X", mat(t["w_x"].T, hp, hp).ravel()),
+    parts += [("W_HH", mat(w_hh, 3 * hp, hp)), ("W_BHN", vec(t["b_hn"], hp)), ("W_X", mat(t["w_x"].T, hp, hp)),
               ("W_LN1W", vec(t["ln_out1.weight"], hp)), ("W_LN1B", vec(t["ln_out1.bias"], hp)),
-              ("W_LIN2", mat(t["lin_out2.weight"], hp, hp).ravel()), ("W_LIN2B", vec(t["lin_out2.bias"], hp)),
+              ("W_LIN2", mat(t["lin_out2.weight"], hp, hp)), ("W_LIN2B", vec(t["lin_out2.bias"], hp)),
               ("W_LN2W", vec(t["ln_out2.weight"], hp)), ("W_LN2B", vec(t["ln_out2.bias"], hp)),
-              ("W_PROJ", mat(t["proj.weight"], n_outp, hp).ravel()), ("W_PROJB", vec(t["proj.bias"], n_outp)),
+              ("W_PROJ", mat(t["proj.weight"], n_outp, hp)), ("W_PROJB", vec(t["proj.bias"], n_outp)),
               # FIR g[j] = sum_b mags[b] * fir_basis[b, taps - 1 - j] (the graph's basis is flipped)
-              ("W_FIR", mat(t["fir_basis"][:, ::-1].T, taps, nbp).ravel()),
+              ("W_FIR", mat(t["fir_basis"][:, ::-1].T, taps, nbp)),
               ("W_RAMP", t["ramp"].reshape(-1).copy()),
               ("W_NOISE_A", t["noise_a"].copy()), ("W_NOISE_B", t["noise_b"].copy()),
               ("W_REV", t["reverb_kernel"].copy() if n_rev else np.zeros(0, np.float32))]
@@ -176,13 +174,13 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
         off, size = L.segment(b.layout, name)
         weights[off: off + size] = arr
     for name, size in (("S_GRU", h), ("S_PHASE", 1), ("S_PREV_F0", 1), ("S_PREV_AMP", k),
-                       ("S_TAIL", (n_seg - 1) * hop), ("S_POS", 1), ("S_REV", max(n_rev - 1, 0))):
+                       ("S_TAIL", (n_seg - 1) * hop), ("S_POS", 1), ("S_REV", max(n_rev - 1, 0)),
+                       ("S_WRAP", hop), ("S_C2", hop), ("S_S0", hop), ("S_S1", hop), ("S_ACC_A", hop),
+                       ("S_ACC_B", hop), ("S_PK", k), ("S_DK", k)):
         b.add(name, size)
     scratch = {"Y1": 2 * hp, "Y2": 2 * hp, "GI": 4 * hp, "GH": 3 * hp, "H": hp, "O1": hp, "O2": hp,
                "P": n_outp, "MAGS": nbp, "G": taps, "Y": n_seg * hop, "WHITE": hop, "AUDIO": hop,
                "REVX": (n_rev - 1 + hop) if n_rev else 0, "KN": hop}
-    for name in L._F64_SCRATCH:
-        scratch[name] = 2 * (k if name in ("PK", "DK") else hop)
     for name in L._SCRATCH_NAMES:
         b.add("X_" + name, scratch[name])
     return weights, b.layout

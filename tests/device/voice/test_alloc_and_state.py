@@ -97,11 +97,12 @@ def test_one_weight_array_and_a_consistent_layout():
     for (o1, s1), (o2, _) in zip(segments, segments[1:]):
         assert o1 + s1 <= o2
     assert segments[-1][0] + segments[-1][1] <= v.weights.size
-    # (out, in) rows: the GRU's recurrent matrix is the graph's w_hh transposed
+    # (out, in) in panels of 4 rows: the GRU's recurrent matrix is the graph's w_hh transposed
     from onnx import numpy_helper
     import onnx
 
     w_hh = next(numpy_helper.to_array(i) for i in onnx.load(str(EXPORT / "violin.onnx")).graph.initializer
                 if i.name == "w_hh")
     off, size = L.segment(v.layout, "W_HH")
-    assert np.array_equal(v.weights[off: off + size].reshape(3 * 128, 128), w_hh.T)
+    panels = v.weights[off: off + size].reshape(3 * 128 // 4, 128, 4)
+    assert np.array_equal(panels.transpose(0, 2, 1).reshape(3 * 128, 128), w_hh.T)
