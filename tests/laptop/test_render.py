@@ -10,7 +10,7 @@ from pimodule.cli import main as cli_main
 from pimodule.core.features import yin_f0
 from pimodule.device.session import ModelSession
 from pimodule.laptop.ddsp.export import build_test_model
-from pimodule.laptop.render import midi_controls, transfer
+from pimodule.laptop.render import midi_controls, midi_notes, polyphony_warning, training_range, transfer
 
 VIOLIN = "export/violin.onnx"
 
@@ -93,4 +93,75 @@ def test_render_refuses_unreadable_input_clearly(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1 and "cannot read audio" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{bad}: cannot be read as audio (format not recognised)" in proc.stderr
+
+
+@pytest.mark.parametrize("what", ["input", "midi", "model"])
+def test_a_missing_file_says_so(tmp_path, capsys, what):
+    args = {"input": ["--input", str(tmp_path / "nope.wav")], "midi": ["--midi", str(tmp_path / "nope.mid")]}
+    model = str(tmp_path / "nope.onnx") if what == "model" else VIOLIN
+    assert cli_main(["render", model, *args.get(what, args["input"]), "--out", str(tmp_path / "o.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "nope" in err and "no such" in err and "System error" not in err
+
+
+def test_training_range_from_what_the_model_file_stores():
+    assert training_range({"data": {"stats": {"f0_hz_range": [180.0, 900.0], "f0_midi_mean": 70}}})[:2] == (180, 900)
+    lo, hi, source = training_range({"data": {"program": 73, "stats": {"f0_midi_mean": 78.85}}})  # shipped flute
+    assert round(lo) == 262 and round(hi) == 2093 and "rendered" in source
+    lo, hi, source = training_range({"data": {"stats": {"f0_midi_mean": 69.0}}})
+    assert round(lo) == 220 and round(hi) == 880 and "mean" in source
+    assert training_range({}) is None
+
+
+def test_render_warns_outside_the_training_range_and_suggests_a_shift(tmp_path, caplog):
+    low = tmp_path / "low.wav"
+    sf.write(str(low), _tone(110.0, 3.0, 16000), 16000)  # A2 into the flute (C4-C7)
+    with caplog.at_level("WARNING"):
+        assert cli_main(["render", "export/flute.onnx", "--input", str(low), "--out", str(tmp_path / "o.wav")]) == 0
+    assert (
+        "below the voice's range" in caplog.text and "C4-C7" in caplog.text and "--pitch-shift 24 fits" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        args = ["render", "export/flute.onnx", "--input", str(low), "--out", str(tmp_path / "o.wav")]
+        assert cli_main(args + ["--pitch-shift", "24"]) == 0
+        sf.write(str(low), _tone(523.0, 3.0, 16000), 16000)
+        assert cli_main(args) == 0
+    assert "range" not in caplog.text
+
+
+def test_polyphonic_midi_is_named_and_what_is_played_said(tmp_path, caplog):
+    mid = mido.MidiFile()
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    for chord in ([60, 64, 67], [62, 65, 69]):
+        track += [mido.Message("note_on", note=n, velocity=90, time=0) for n in chord]
+        track += [
+            mido.Message("note_off", note=n, velocity=0, time=mid.ticks_per_beat if i == 0 else 0)
+            for i, n in enumerate(chord)
+        ]
+    mid.save(str(tmp_path / "chords.mid"))
+    notes = midi_notes(tmp_path / "chords.mid")
+    assert len(notes) == 6 and polyphony_warning(tmp_path / "chords.mid", notes).startswith("chords.mid is polyphonic")
+    with caplog.at_level("WARNING"):
+        assert (
+            cli_main(["render", VIOLIN, "--midi", str(tmp_path / "chords.mid"), "--out", str(tmp_path / "o.wav")]) == 0
+        )
+    assert "4 of 6 notes overlap" in caplog.text and "the newest held note sounds" in caplog.text
+    # a legato line (50 ms overlaps) is not polyphonic
+    legato = [(0.0, 0.55, 60), (0.5, 1.05, 62), (1.0, 1.5, 64)]
+    assert polyphony_warning(tmp_path / "l.mid", legato) is None
+
+
+def test_long_inputs_show_progress(tmp_path):
+    wav = tmp_path / "long.wav"
+    sf.write(str(wav), _tone(300.0, 12.0, 16000), 16000)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pimodule.cli", "render", VIOLIN, "--input", str(wav), "--out", str(tmp_path / "o.wav")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "render: 100%" in proc.stderr.replace("\r", "\n") and "12/12" in proc.stderr
