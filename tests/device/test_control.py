@@ -87,9 +87,10 @@ def test_controller_drives_engine_and_reports_status(model_dir):
         c.load_model("does_not_exist")
     assert "voice_b" in c.list_models()
     s = c.status()
-    assert s["model"] == "test-0" and s["mode"] == "transfer" and s["mute"] == 1
+    assert s["model"] == "voice_a" and s["mode"] == "transfer" and s["mute"] == 1  # by its store name
+    assert s["models"] == c.list_models() and s["control"]["pitch_shift_semitones"] == 24.0
     assert s["cv"] == {"cv1": 0.5} and s["gain_db"] == -60.0
     assert s["callback_p99_us"] > 0 and s["exceptions"] == 0
-    assert all(isinstance(v, (int, float, str, dict)) for v in s.values())
+    assert all(isinstance(v, (int, float, str, dict, list)) for v in s.values())  # list: the model names
     empty = DaemonController(VoiceEngine(device_rate_hz=48000, max_block=128), loader, runner)
     assert len(empty.controls()) == 0

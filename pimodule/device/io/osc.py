@@ -91,8 +91,10 @@ class OscConfig:
             raise ValueError(f"OSC bound to {self.host!r} needs an allow_hosts list (remote control)")
         if not 0 <= self.port <= 65535 or self.max_packet_bytes < 64:
             raise ValueError("bad OSC port or max_packet_bytes")
-        if not 1 <= self.max_subscribers_per_host <= self.max_subscribers:
-            raise ValueError("max_subscribers_per_host must be 1..max_subscribers")
+        if self.max_subscribers < 1 or self.max_subscribers_per_host < 1:
+            raise ValueError("max_subscribers and max_subscribers_per_host must be at least 1")
+        if self.max_subscribers_per_host > self.max_subscribers:  # e.g. max_subscribers = 2 alone
+            object.__setattr__(self, "max_subscribers_per_host", self.max_subscribers)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OscConfig:

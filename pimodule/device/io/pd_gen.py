@@ -27,15 +27,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pimodule.core.controls import CV_NAMES, GAIN_SPEC, MODES
+import numpy as np
+
+from pimodule.core.controls import CV_NAMES, DDSP_CONTROLS, GAIN_SPEC, MODES
 from pimodule.core.fx_specs import SPECS
+from pimodule.device.io.controller import MemoryController
+from pimodule.device.io.osc import OscConfig, OscServer
 from pimodule.device.jackdummy import stop_process
 
 PATCH_DIR = Path(__file__).resolve().parents[3] / "firmware" / "pd_patches"
@@ -1041,8 +1048,6 @@ SHOT_TOOLS = ("Xvfb", "xdotool", "import")  # apt: xvfb xdotool imagemagick, and
 
 def shot_tools_missing() -> list[str]:
     """What the screenshots need and this machine lacks (Pd's GUI: puredata-gui)."""
-    import shutil
-
     missing = [t for t in ("pd", *SHOT_TOOLS) if shutil.which(t) is None]
     if not Path("/usr/lib/puredata/tcl/pd-gui.tcl").is_file() and shutil.which("pd-gui") is None:
         missing.append("pd-gui (puredata-gui)")
@@ -1087,8 +1092,6 @@ class Xvfb:
     def grab(self, window: str, path: Path | None = None, crop: tuple[int, int, int, int] | None = None):
         """A window's pixels: saved as ``path`` (PNG, cropped to ``(x, y, w, h)``), or returned as an
         ``(height, width, 3)`` uint8 array."""
-        import numpy as np
-
         env = {**os.environ, "DISPLAY": self.display}
         cmd = ["import", "-silent", "-window", window]
         if path is not None:
@@ -1099,8 +1102,6 @@ class Xvfb:
         ppm = subprocess.run(
             [*cmd, "-depth", "8", "ppm:-"], check=True, capture_output=True, env=env, timeout=30
         ).stdout
-        import re
-
         m = re.match(rb"P6\s+(\d+)\s+(\d+)\s+255\s", ppm)
         if m is None:
             raise ValueError("import did not write an 8-bit PPM")
@@ -1114,8 +1115,6 @@ def _rgb(hex_color: str) -> tuple[int, int, int]:
 
 def find_panel(img, width: int) -> tuple[int, int]:
     """Top-left corner of a panel in a screenshot: the first run of ``width`` header pixels."""
-    import numpy as np
-
     header = np.all(img == _rgb(HEADER), axis=2)
     for y in range(header.shape[0]):
         row = np.concatenate(([0], header[y].astype(np.int8), [0]))
@@ -1129,8 +1128,6 @@ def find_panel(img, width: int) -> tuple[int, int]:
 def knob_x(img, origin: tuple[int, int], x: int, y: int, w: int, h: int) -> float:
     """Where a horizontal slider's knob is drawn, in pixels from the slider's left edge: the
     centre of the dark columns inside its frame (the frame's own columns excluded)."""
-    import numpy as np
-
     ox, oy = origin
     band = img[oy + y + 3 : oy + y + h - 2, ox + x + 2 : ox + x + w - 1].astype(int).sum(axis=2)
     dark = np.flatnonzero((band < 200).all(axis=0))
@@ -1170,10 +1167,6 @@ def make_screenshots(outdir: Path, work: Path) -> dict:
     server): ``panel.png``, ``fx.png`` (the graph-on-parent areas of ``pimodule.pd``'s two boxes) and
     ``tedium.png`` (``pimodule_tedium.pd`` opened, stand-ins for its externals). Returns what the
     checks need: the window's pixels and where the panels are."""
-    from pimodule.core.controls import DDSP_CONTROLS
-    from pimodule.device.io.controller import MemoryController
-    from pimodule.device.io.osc import OscConfig, OscServer
-
     outdir.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     ctl = MemoryController(
@@ -1275,8 +1268,6 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"screenshots need: {', '.join(missing)} (apt-get install xvfb xdotool imagemagick puredata-gui)")
             return 1
-        import tempfile
-
         with tempfile.TemporaryDirectory() as work:
             make_screenshots(args.screenshots, Path(work))
         print(f"wrote {', '.join(str(args.screenshots / n) for n in ('panel.png', 'fx.png', 'tedium.png'))}")
