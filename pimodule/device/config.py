@@ -8,6 +8,7 @@ section of a config file in place (used by ``pimodule calibrate``).
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +21,8 @@ from pimodule.device.io.osc import OscConfig as ServerConfig
 
 LOUDNESS_SOURCES = ("cv2", "envelope")
 CV_BACKENDS = ("auto", "spi", "simulated")
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.toml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.toml"  # the repository's
+SYSTEM_CONFIG_PATH = Path("/etc/pimodule/config.toml")  # the module's (firmware/provision.sh installs it)
 
 
 class ConfigError(ValueError):
@@ -229,20 +231,52 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> DaemonConfi
     return cfg
 
 
-def load_config(path: str | Path | None = None) -> DaemonConfig:
-    """Read a config file (``None``: the repository's ``configs/default.toml`` if present)."""
-    if path is None:
-        if not DEFAULT_CONFIG_PATH.is_file():
-            return DaemonConfig()
-        path = DEFAULT_CONFIG_PATH
-    path = Path(path)
+def user_config_path() -> Path:
+    """This user's config file: ``$XDG_CONFIG_HOME/pimodule/config.toml`` (``~/.config/...``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pimodule" / "config.toml"
+
+
+def user_config() -> Path | None:
+    """The config read when none is named: the module's ``/etc/pimodule/config.toml``, else this
+    user's ``~/.config/pimodule/config.toml``; None when neither exists."""
+    return next((p for p in (SYSTEM_CONFIG_PATH, user_config_path()) if p.is_file()), None)
+
+
+def _read_toml(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from err
-    return parse_config(data, str(path))
+
+
+def _merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | None = None) -> DaemonConfig:
+    """Read a config file. ``None``: the user's config (:func:`user_config`, e.g. the one
+    ``pimodule calibrate`` wrote) over the repository's ``configs/default.toml``, or the latter
+    alone; the built-in defaults when neither exists."""
+    if path is not None:
+        return parse_config(_read_toml(Path(path)), str(path))
+    found = user_config()
+    base = _read_toml(DEFAULT_CONFIG_PATH) if DEFAULT_CONFIG_PATH.is_file() else {}
+    if found is None:
+        return parse_config(base, str(DEFAULT_CONFIG_PATH)) if base else DaemonConfig()
+    top = _read_toml(found)
+    data = _merged(base, top)
+    if base and "dir" not in top.get("models", {}):  # the repository's models, wherever the user file is
+        data["models"] = {
+            **data.get("models", {}),
+            "dir": str(parse_config(base, str(DEFAULT_CONFIG_PATH)).models_dir()),
+        }
+    return parse_config(data, str(found))
 
 
 def override(cfg: DaemonConfig, section: str, **changes: Any) -> DaemonConfig:

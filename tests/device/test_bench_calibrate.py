@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pimodule.device import bench
+from pimodule.device import config as config_mod
 from pimodule.device import cv_calibrate as calibrate
 from pimodule.device.config import load_config
 
@@ -60,6 +65,79 @@ def test_calibrate_fake_board_recovers_its_true_input_stage(tmp_path, capsys):
         value = (volts - calibrate.FAKE_TRUE_OFFSET_V) / calibrate.FAKE_TRUE_SCALE_V_PER_STEP
         assert fitted.volts(value) == pytest.approx(volts, abs=0.005)
     assert "written to" in capsys.readouterr().out
+
+
+@pytest.fixture
+def tmp_home(tmp_path, monkeypatch):
+    """A HOME of its own and no module config: what calibrate and the daemon's lookup see."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    system = tmp_path / "etc" / "pimodule" / "config.toml"
+    monkeypatch.setattr(config_mod, "SYSTEM_CONFIG_PATH", system)
+    monkeypatch.setattr(calibrate, "SYSTEM_CONFIG_PATH", system)
+    return home, system
+
+
+def _fake_args(config=None):
+    return argparse.Namespace(config=config, channel="cv1", low_volts=1.0, high_volts=3.0, n_reads=64, fake=True)
+
+
+def test_calibrate_writes_the_users_config_never_the_repositorys(tmp_home, capsys):
+    home, _ = tmp_home
+    repo_default = config_mod.DEFAULT_CONFIG_PATH.read_bytes()
+    assert load_config(None).cv.calibration_of("cv1") is None
+    assert calibrate.main(_fake_args()) == 0
+    user = home / ".config" / "pimodule" / "config.toml"
+    assert f"written to {user}" in capsys.readouterr().out
+    assert user.read_text().startswith("# pimodule daemon config of this user")
+    assert config_mod.DEFAULT_CONFIG_PATH.read_bytes() == repo_default
+    cfg = load_config(None)  # the daemon without --config: the user's file over the repository's defaults
+    assert cfg.source == str(user) and cfg.cv.calibration_of("cv1") is not None
+    assert cfg.models_dir() == config_mod.DEFAULT_CONFIG_PATH.parents[1] / "export"
+    assert cfg.engine == load_config(config_mod.DEFAULT_CONFIG_PATH).engine
+
+
+def test_calibrate_writes_the_modules_config_when_it_may(tmp_home, capsys, monkeypatch):
+    home, system = tmp_home
+    system.parent.mkdir(parents=True)
+    system.write_text('[models]\ndir = "/var/lib/pimodule/models"\n')
+    assert calibrate.main(_fake_args()) == 0
+    assert f"written to {system}" in capsys.readouterr().out
+    cfg = load_config(None)
+    assert cfg.source == str(system) and cfg.cv.calibration_of("cv1") is not None
+    assert cfg.models_dir() == Path("/var/lib/pimodule/models")
+    monkeypatch.setattr(calibrate.os, "access", lambda path, mode: False)  # a user without sudo
+    assert calibrate.main(_fake_args()) == 0
+    out = capsys.readouterr().out
+    assert f"written to {home / '.config' / 'pimodule' / 'config.toml'}" in out and "run with sudo" in out
+
+
+def test_calibrate_refuses_the_repository_defaults_and_takes_a_given_path(tmp_home, tmp_path):
+    repo_default = config_mod.DEFAULT_CONFIG_PATH.read_bytes()
+    with pytest.raises(ValueError, match="never written"):
+        calibrate.main(_fake_args(config_mod.DEFAULT_CONFIG_PATH))
+    assert config_mod.DEFAULT_CONFIG_PATH.read_bytes() == repo_default
+    given = tmp_path / "deep" / "mine.toml"
+    assert calibrate.main(_fake_args(given)) == 0
+    assert load_config(given).cv.calibration_of("cv1") is not None
+
+
+def test_pimodule_calibrate_command_uses_home(tmp_path):
+    if config_mod.SYSTEM_CONFIG_PATH.is_file():
+        pytest.skip(f"{config_mod.SYSTEM_CONFIG_PATH} exists on this machine")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("XDG_CONFIG_HOME", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pimodule.cli", "calibrate", "--fake", "--n-reads", "32"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"written to {tmp_path / '.config' / 'pimodule' / 'config.toml'}" in proc.stdout
 
 
 def test_calibrate_refuses_points_too_close():
