@@ -153,7 +153,7 @@ def shortfall(summary: dict, min_voiced_minutes: float, min_held_out_voiced_s: f
     have = summary["train"].get("voiced_minutes", 0.0)
     if have < min_voiced_minutes:
         problems.append(
-            f"only {have:.1f} min of pitched (voiced) audio to train on; a voice needs at least "
+            f"only {duration(have)} of pitched (voiced) audio to train on; a voice needs at least "
             f"{min_voiced_minutes:.0f} min: record about {max(min_voiced_minutes - have, 0.1) * 1.4:.0f} more "
             f"minutes of playing (with pauses)"
         )
@@ -166,6 +166,11 @@ def shortfall(summary: dict, min_voiced_minutes: float, min_held_out_voiced_s: f
     return "; ".join(problems) or None
 
 
+def duration(minutes: float) -> str:
+    """0.4 -> '24 s', 5.13 -> '5.1 min'."""
+    return f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.1f} min"
+
+
 def _range(stats: dict, key: str, unit: str) -> str:
     r = stats.get(key)
     return f"{r['p5']:.0f} to {r['p95']:.0f} {unit} (median {r['p50']:.0f})" if r else "none"
@@ -176,11 +181,11 @@ def format_summary(info: dict) -> list[str]:
     s = info["summary"]
     a = s["all"]
     lines = [
-        f"kept {s['train']['minutes']:.1f} min to train on, {s['held_out']['minutes']:.1f} min held out "
+        f"kept {duration(s['train']['minutes'])} to train on, {duration(s['held_out']['minutes'])} held out "
         f"({info['splits']['train']['n_examples']} + {info['splits']['held_out']['n_examples']} examples "
         f"of {info['example_seconds']:g} s)",
-        f"pitched: {a.get('voiced_share', 0):.0%} of the time ({s['train']['voiced_minutes']:.1f} min to train on)"
-        f"; silence: {a.get('silence_share', 0):.0%}",
+        f"pitched: {a.get('voiced_share', 0):.0%} of the time ({duration(s['train']['voiced_minutes'])} to train "
+        f"on); silence: {a.get('silence_share', 0):.0%}",
     ]
     if "f0_hz" in a:
         n = a["f0_notes"]

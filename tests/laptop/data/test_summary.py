@@ -43,5 +43,10 @@ def test_note_names_and_shortfall() -> None:
     enough = {"train": {"voiced_minutes": 3.5}, "held_out": {"voiced_seconds": 30.0}}
     assert summary.shortfall(enough, 3.0, 10.0) is None
     short = summary.shortfall({"train": {"voiced_minutes": 1.0}, "held_out": {"voiced_seconds": 4.0}}, 3.0, 10.0)
-    assert "only 1.0 min" in short and "at least 3 min" in short and "record about 3 more minutes" in short
+    assert (
+        "only 1.0 min" in short
+        and summary.duration(0.4) == "24 s"
+        and "at least 3 min" in short
+        and "record about 3 more minutes" in short
+    )
     assert "4 s of pitched audio" in short
