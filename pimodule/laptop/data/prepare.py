@@ -44,7 +44,7 @@ from pimodule.laptop.data.audio_files import (
 __all__ = ["AUDIO_EXTENSIONS", "AudioFileError", "NoUsableAudioError", "NotEnoughAudioError", "PrepareConfig"]
 __all__ += ["examples_of_file", "load_audio", "prepare", "resample"]
 log = logging.getLogger(__name__)
-QUIET_SEARCH_S = 2.0  # a held-out stretch's edges move up to this far to the quietest moment
+QUIET_SEARCH_S = 2.0  # a held-out stretch's edges move up to this far (and a quarter of it) to a quiet moment
 
 
 class NoUsableAudioError(ValueError):
@@ -120,11 +120,10 @@ def examples_of_file(path: Path | str, config: PrepareConfig) -> dict[str, np.nd
 
 
 # -- which audio is held out ------------------------------------------------------------------------
-def _quietest(audio: np.ndarray, near: int, sample_rate: int, lo: int, hi: int) -> int:
-    """The quietest 20 ms point within QUIET_SEARCH_S of ``near``, inside [lo, hi]."""
+def _quietest(audio: np.ndarray, near: int, sample_rate: int, lo: int, hi: int, reach: int) -> int:
+    """The quietest 20 ms point within ``reach`` samples of ``near``, inside [lo, hi]."""
     win = int(0.02 * sample_rate)
-    a = max(lo, near - int(QUIET_SEARCH_S * sample_rate))
-    b = min(hi, near + int(QUIET_SEARCH_S * sample_rate))
+    a, b = max(lo, near - reach), min(hi, near + reach)
     if b - a < 2 * win:
         return min(max(near, lo), hi)
     n = (b - a) // win
@@ -156,10 +155,10 @@ def split_by_share(recs: list[Recording], held_out: float, seed: int, min_held: 
             del train[i]
             need, left = need - n, left - n
             continue
-        margin = int(0.5 * sr)
+        margin, reach = int(0.5 * sr), min(int(QUIET_SEARCH_S * sr), need // 4)
         start = int(rng.integers(0, max(1, n - need + 1)))
-        start = _quietest(recs[i].audio, start, sr, 0, max(0, n - need))
-        stop = _quietest(recs[i].audio, start + need, sr, start + need // 2, n)
+        start = _quietest(recs[i].audio, start, sr, 0, max(0, n - need), reach)
+        stop = _quietest(recs[i].audio, start + need, sr, start + need // 2, n, reach)
         start = 0 if start < margin else start
         stop = n if n - stop < margin else stop
         held.append((i, start, stop))
