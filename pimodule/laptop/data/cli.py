@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -34,7 +35,21 @@ EXAMPLES = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, help="prepare your recordings, or render phrases")
-    r = sub.add_parser("render", help="render GM phrases with fluidsynth into a dataset")
+
+    def action(name: str, text: str, examples: tuple[str, ...]) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=text,
+            description=textwrap.fill(text, 88),
+            epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+            formatter_class=parser.formatter_class,
+        )
+
+    r = action(
+        "render",
+        "render seeded GM phrases with fluidsynth (dry) into a dataset",
+        tuple(e for e in EXAMPLES if " render " in e),
+    )
     r.add_argument(
         "--program",
         action="append",
@@ -51,7 +66,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT, help="GM soundfont (.sf2) to play them with")
     _common(r)
 
-    p = sub.add_parser("prepare", help="turn a folder of recordings into a dataset")
+    p = action(
+        "prepare",
+        "turn your recordings (a folder or one file: wav, flac, ogg, aiff, mp3) into a dataset: every file "
+        "checked, a share held out, a summary of minutes, pitch and loudness range with warnings; under "
+        f"{MIN_VOICED_MINUTES:g} minutes of pitched audio refused with the amount to reach. Record one "
+        "instrument, one note at a time, dry, with pauses (docs/guide-voice.md)",
+        tuple(e for e in EXAMPLES if " prepare " in e),
+    )
     p.add_argument(
         "src", type=Path, help="folder (with train/ and held_out/ subfolders, or not) or a single audio file"
     )
