@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pimodule.core.features import yin_f0
 from pimodule.laptop.data import cli as data_cli
 from pimodule.laptop.data.dataset import load_dataset, load_info
 from pimodule.laptop.data.midi import Note, pitch_at
@@ -22,11 +23,11 @@ from pimodule.laptop.data.soundfont import (
     render_phrases,
     split_seeds,
 )
-from pimodule.core.features import yin_f0
 
 pytestmark = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or not DEFAULT_SOUNDFONT.is_file(),
-    reason="needs fluidsynth and fluid-soundfont-gm (see .ci/run)")
+    reason="needs fluidsynth and fluid-soundfont-gm (see .ci/run)",
+)
 
 SR = 16000
 SHORT = RenderConfig(sample_rate=SR, phrase_seconds=3.0)
@@ -103,15 +104,31 @@ def test_missing_soundfont_and_fluidsynth_are_clear_errors(tmp_path: Path, monke
 def test_cli_two_programs_make_two_datasets(tmp_path: Path, capsys) -> None:
     parser = argparse.ArgumentParser()
     data_cli.configure(parser)
-    args = parser.parse_args(["render", "--program", "violin", "--program", "73",
-                              "--out", str(tmp_path), "--n-phrases", "1", "--n-held-out", "1",
-                              "--phrase-seconds", "2", "--example-seconds", "1"])
+    args = parser.parse_args(
+        [
+            "render",
+            "--program",
+            "violin",
+            "--program",
+            "73",
+            "--out",
+            str(tmp_path),
+            "--n-phrases",
+            "1",
+            "--n-held-out",
+            "1",
+            "--phrase-seconds",
+            "2",
+            "--example-seconds",
+            "1",
+        ]
+    )
     assert data_cli.main(args) == 0
     for name, program in (("violin", 40), ("flute", 73)):
         assert load_info(tmp_path / name)["program"] == program
         assert load_dataset(tmp_path / name, "held_out")["audio"].shape[1] == SR
     out = capsys.readouterr().out
-    assert "violin" in out and "flute" in out and "min" in out
+    assert "violin" in out and "flute" in out and "to train on" in out
 
 
 def test_cli_prepare_and_error_exit(tmp_path: Path, capsys) -> None:
