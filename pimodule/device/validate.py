@@ -238,6 +238,18 @@ def _limit_self(budget: ValidationBudget) -> None:
     cap(resource.RLIMIT_NOFILE, 256)
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory since its exec (``VmHWM``; ``ru_maxrss`` would count
+    the parent's image it was forked from)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def _out_of_memory(text: str) -> bool:
     return any(s in text for s in ("bad_alloc", "bad allocation", "Failed to allocate", "MemoryError"))
 
@@ -288,7 +300,7 @@ def _child(spec: dict) -> Report:
             if memory
             else f"{name}: fails when run ({text})"
         )
-    report.max_rss_kb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    report.max_rss_kb = _peak_rss_kb()
     return report
 
 
@@ -299,7 +311,9 @@ def _voice(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> 
     except ModelFileError as err:
         text = str(err).replace(str(path), name)
         if _out_of_memory(text):
-            raise _Refusal("memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap") from None
+            raise _Refusal(
+                "memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap"
+            ) from None
         raise _Refusal("load" if "onnxruntime" in text else "signature", text) from None
     info = session.info
     if spec.get("expect_rate") is not None and info.sample_rate != spec["expect_rate"]:
@@ -369,7 +383,9 @@ def _estimator(path: Path, spec: dict, budget: ValidationBudget, report: Report)
     except ModelFileError as err:
         text = str(err).replace(str(path), name)
         if _out_of_memory(text):
-            raise _Refusal("memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap") from None
+            raise _Refusal(
+                "memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap"
+            ) from None
         raise _Refusal("load" if "loadable" in text else "signature", text) from None
     rng = np.random.default_rng(1)
     budget_us = budget.fx_share * budget.fx_interval_s * 1e6

@@ -58,13 +58,13 @@ def test_a_flashed_voice_is_swapped_in_and_a_bad_one_refused(model_dir, tmp_path
     try:
         with OscClient("127.0.0.1", d.osc.port) as pd:
             pd.request("/pimodule/status/subscribe", pd.port, 0.5, expect="/pimodule/status/subscribed", timeout_s=20)
-            _wait_for_model(d, "test-0")
+            _wait_for_model(d, "voice_a")
             rc = cli(
                 ["flash", str(model_dir / "voice_b.onnx"), "--to", f"127.0.0.1:{port}", "--name", "flashed", "--quiet"]
             )
             assert rc == 0
             assert _messages(pd, "/pimodule/model/installed", 10) == ["flashed", "ddsp"]
-            _wait_for_model(d, "test-1")  # voice_b's name: the flashed voice was swapped in
+            _wait_for_model(d, "flashed")  # the flashed voice (voice_b) was swapped in
             swapped_at = d.engine.n_samples
             time.sleep(0.3)
             rc = cli(
@@ -74,7 +74,7 @@ def test_a_flashed_voice_is_swapped_in_and_a_bad_one_refused(model_dir, tmp_path
             error = _messages(pd, "/pimodule/error", 10)
             assert error and error[0] == "/pimodule/flash" and "NaN" in error[1]
             time.sleep(0.3)
-            assert d.controller.status()["model"] == "test-1"  # still playing the flashed voice
+            assert d.controller.status()["model"] == "flashed"  # still playing the flashed voice
     finally:
         d.stop_event.set()
         thread.join(20)

@@ -144,10 +144,10 @@ def test_flash_over_ssh_to_a_playing_daemon(sshd, playing, model_dir, capsys):
     ssh = ["--to", "pimodule-test", "--ssh-config", str(sshd.client_config()), "--remote-command", _remote(port)]
     assert cli(["flash", "--ping", *ssh]) == 0
     assert "PONG pimodule-flash 1" in capsys.readouterr().out
-    _wait_for_model(d, "test-0")
+    _wait_for_model(d, "voice_a")
     assert _flash(str(model_dir / "voice_b.onnx"), "--name", "flashed", *ssh) == 0, capsys.readouterr().err
     assert '"name": "flashed"' in capsys.readouterr().out
-    _wait_for_model(d, "test-1")  # voice_b is playing, flashed over SSH
+    _wait_for_model(d, "flashed")  # voice_b is playing, flashed over SSH
     swapped_at = d.engine.n_samples
     # a model the module refuses: the reason arrives over SSH, nothing changes
     before = (store / "flashed.onnx").read_bytes()
@@ -156,7 +156,7 @@ def test_flash_over_ssh_to_a_playing_daemon(sshd, playing, model_dir, capsys):
     assert "the module refused" in err and "NaN" in err and "nothing installed" in err
     assert (store / "flashed.onnx").read_bytes() == before
     time.sleep(0.3)
-    assert d.controller.status()["model"] == "test-1"
+    assert d.controller.status()["model"] == "flashed"
     y = d.runner.recorder.audio[swapped_at:]
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0 and np.sqrt(np.mean(y.astype(np.float64) ** 2)) > 1e-4
 
