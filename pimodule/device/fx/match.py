@@ -33,6 +33,7 @@ class FxMatcher:
         self.held = False
         self._mode = "tanh"
         self._lock = threading.Lock()
+        self.on_targets = None  # called with the chain after each change, under the lock (the compiled chain's writer)
 
     def apply(self, estimate: dict) -> None:
         """New targets (any control thread): parameters ramp in the callback."""
@@ -45,6 +46,11 @@ class FxMatcher:
         if mode and mode != self._mode:
             self.chain.set_distortion_mode(mode)
             self._mode = mode
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_targets is not None:
+            self.on_targets(self.chain)
 
     def follow(self, estimate: dict) -> bool:
         """An analyzer's estimate: applied unless the chain is held; True if applied."""
@@ -84,6 +90,7 @@ class FxMatcher:
                 applied = float(specs[name].clamp(_number(value, name)))
                 self.chain.set_params(effect, **{name: applied})
             self.held = True
+            self._notify()
         return applied
 
     def matched(self) -> dict:
