@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from pimodule.cli import main as cli
 from pimodule.device import daemon as daemon_mod
 from pimodule.device.config import parse_config
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(400)
+FX_EXPORT = Path(__file__).resolve().parents[2] / "export" / "fx.onnx"
 
 
 def _messages(client, address: str, timeout_s: float) -> list:
@@ -28,7 +30,7 @@ def _messages(client, address: str, timeout_s: float) -> list:
     return []
 
 
-def _wait_for_model(d, name: str, timeout_s: float = 20.0) -> None:
+def _wait_for_model(d, name: str, timeout_s: float = 120.0) -> None:  # a cold numba cache compiles first
     deadline = time.monotonic() + timeout_s
     while d.controller.status()["model"] != name:
         assert time.monotonic() < deadline, f"model {name} is not playing"
@@ -140,3 +142,98 @@ def test_the_daemon_receives_over_its_configured_serial_port(model_dir, tmp_path
     assert rc == 0, out.err
     assert '"activated": false' in out.out and "100 %" in out.err
     assert sorted(p.name for p in store.iterdir()) == ["over_serial.onnx", "voice_a.onnx"]
+
+
+def test_hostile_uploads_to_a_playing_daemon_change_nothing(model_dir, tmp_path, synthetic_voice, caplog, capsys):
+    """The uploads of issue 19 against the real daemon: a model reading a file outside itself, an
+    estimator over the default voice's name, a voice too slow for this board, one whose state
+    turns NaN after the warm-up, a name with a dot, a header of 5000 brackets and a sender that
+    only NAKs; afterwards the default voice still plays, finite, nothing was installed and the
+    secret file's content appears nowhere."""
+    import hashlib
+    import logging
+    import secrets
+    import socket
+
+    import onnx
+    from onnx import TensorProto, external_data_helper, helper, numpy_helper
+
+    from pimodule.device.io import flashlink
+
+    caplog.set_level(logging.DEBUG)
+    secret = f"CANARY-{secrets.token_hex(16)}".encode()
+    (tmp_path / "secret.txt").write_bytes(secret * 16)
+    leak = onnx.load(str(synthetic_voice(tmp_path / "leak.onnx")))
+    tensor = numpy_helper.from_array(np.zeros(64, np.uint8), "leak")
+    external_data_helper.set_external_data(tensor, location="../secret.txt", offset=0, length=64)
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    leak.graph.initializer.append(tensor)
+    leak.graph.node.append(helper.make_node("Cast", ["leak"], ["leaked"], to=TensorProto.FLOAT))
+    leak.graph.output.append(helper.make_tensor_value_info("leaked", TensorProto.FLOAT, [64]))
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "leak.onnx").write_bytes(leak.SerializeToString())
+    attacks = [
+        (uploads / "leak.onnx", "voice_a", "outside the file"),
+        (FX_EXPORT, "voice_a", "default voice"),
+        (synthetic_voice(uploads / "slow.onnx", "slow"), "slow", "too slow for this board"),
+        (synthetic_voice(uploads / "later.onnx", "nan_later"), "later", "turns NaN or inf at frame 101"),
+        (model_dir / "voice_b.onnx", "flute.v2", "bad model name"),
+    ]
+    store = tmp_path / "models"
+    store.mkdir()
+    shutil.copy(model_dir / "voice_a.onnx", store / "voice_a.onnx")
+    before = hashlib.sha256((store / "voice_a.onnx").read_bytes()).hexdigest()
+    cfg = parse_config(
+        {
+            "osc": {"enabled": False},
+            "flash": {"port": 0},
+            "fx": {"model": ""},
+            "models": {"dir": str(store), "default": "voice_a"},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
+    d = daemon_mod.build(cfg, record_s=120.0)
+    port = d.flash[0].port
+    thread = threading.Thread(target=daemon_mod.run, kwargs=dict(d=d, offline=True, duration_s=None))
+    thread.start()
+    try:
+        _wait_for_model(d, "voice_a")
+        for path, name, reason in attacks:
+            assert cli(["flash", str(path), "--to", f"127.0.0.1:{port}", "--name", name, "--quiet"]) == 1
+            assert reason in capsys.readouterr().err, (name, reason)
+        for line in ("PIMODULE-FLASH 1 " + "[" * 5000, 'PIMODULE-FLASH 1 {"name": "\u00e9vil"}'):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(line.encode() + b"\n")
+                assert sock.recv(4096).startswith(b"ERROR ")
+        link = flashlink.SocketLink.connect("127.0.0.1", port)  # a sender that never sends a chunk
+        try:
+            data = b"x" * 5000
+            link.send_line(
+                flashlink.header_line({"name": "stuck", "size": 5000, "sha256": hashlib.sha256(data).hexdigest()})
+            )
+            assert link.read_line(5).startswith("READY")
+            t0 = time.monotonic()
+            reply = None
+            while reply is None or not reply.startswith("ERROR"):
+                link.send_line("DATA 0 00000000 AAAA")
+                reply = link.read_line(1.0)
+                assert time.monotonic() - t0 < 30
+        finally:
+            link.close()
+        assert "nothing for 10 s" in reply
+        played_from = d.engine.n_samples
+        time.sleep(0.5)
+        assert d.controller.status()["model"] == "voice_a"
+    finally:
+        d.stop_event.set()
+        thread.join(20)
+        d.close()
+    assert sorted(p.name for p in store.iterdir()) == ["voice_a.onnx"]
+    assert hashlib.sha256((store / "voice_a.onnx").read_bytes()).hexdigest() == before
+    y = d.runner.recorder.audio[played_from:]
+    assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0 and np.sqrt(np.mean(y.astype(np.float64) ** 2)) > 1e-4
+    out = capsys.readouterr()
+    assert secret.decode() not in caplog.text + out.out + out.err

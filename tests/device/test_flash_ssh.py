@@ -24,7 +24,7 @@ from pimodule.device.config import parse_config
 from pimodule.device.jackdummy import stop_process
 
 pytestmark = [
-    pytest.mark.timeout(180),
+    pytest.mark.timeout(400),
     pytest.mark.skipif(shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(), reason="needs sshd"),
 ]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -131,7 +131,7 @@ def _flash(*args: str) -> int:
     return cli(["flash", *args, "--quiet"])
 
 
-def _wait_for_model(d, name: str, timeout_s: float = 30.0) -> None:
+def _wait_for_model(d, name: str, timeout_s: float = 120.0) -> None:  # a cold numba cache compiles first
     deadline = time.monotonic() + timeout_s
     while d.controller.status()["model"] != name:
         assert time.monotonic() < deadline, f"model {name} is not playing"
