@@ -38,6 +38,122 @@ from pimodule.core.melscale import log_mel_db, unit_rms
 from pimodule.device.fx import twin_core as core
 from pimodule.device.fx.twin_effects import make_twin
 
+#: an effect whose removal changes the sound at least this much (level-matched log-mel dB) and takes
+#: the render clearly away from the recording is "on, sure" (pimodule.laptop.fx.refine.confidence)
+SURE_DB = 3.0
+FFT_SIZES = (256, 512, 1024, 2048)  # of the multi-resolution STFT distance (= the laptop's)
+
+
+def _stft_mag(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """|STFT| as torch.stft computes it (centred, reflect padding, periodic Hann, hop n_fft/4)."""
+    hop = n_fft // 4
+    pad = np.pad(x, (n_fft // 2, n_fft // 2), mode="reflect")
+    n_frames = 1 + (pad.shape[-1] - n_fft) // hop
+    idx = np.arange(n_fft)[None] + hop * np.arange(n_frames)[:, None]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    spec = np.fft.rfft(pad[idx] * window, axis=-1)
+    return np.maximum(np.sqrt(spec.real**2 + spec.imag**2 + 1e-14), 1e-7)
+
+
+def mrstft(a: np.ndarray, b: np.ndarray) -> float:
+    """Multi-resolution STFT distance of ``a`` to ``b`` (1-D; spectral convergence + mean abs log
+    magnitude, averaged over :data:`FFT_SIZES`): pimodule.laptop.fx.losses.mrstft in numpy."""
+    total = 0.0
+    for n_fft in FFT_SIZES:
+        s_hat, s = _stft_mag(a, n_fft), _stft_mag(b, n_fft)
+        total += np.linalg.norm(s - s_hat) / np.linalg.norm(s) + np.mean(np.abs(np.log(s) - np.log(s_hat)))
+    return float(total / len(FFT_SIZES))
+
+
+def confidence(on: bool, change_db: float, margin: float, probability: float, tried: bool) -> str:
+    """An effect's decision in words. On: "sure" when removing it changes the sound by at least
+    :data:`SURE_DB` and takes the render clearly farther from the recording (``margin``, the
+    normalised distance without it minus with it, at least 0.1), "probably" otherwise. Off: "sure"
+    when neither the network (``probability`` < 0.5) nor the fit had it on, "probably" otherwise
+    (``tried``)."""
+    if on:
+        return "on, sure" if change_db >= SURE_DB and margin >= 0.1 else "on, probably"
+    return "off, probably" if tried or probability >= 0.5 else "off, sure"
+
+
+def closed_form_gain_db(est: np.ndarray, target: np.ndarray) -> float:
+    """The gain (dB, within the gain stage's range) that brings ``est`` to ``target``'s level: least squares
+    on STFT magnitudes (FFT 1024), deaf to phase (pimodule.laptop.fx.refine's closed form)."""
+    a, b = _stft_mag(np.asarray(est, np.float64), 1024), _stft_mag(np.asarray(target, np.float64), 1024)
+    g = float((a * b).sum() / ((a * a).sum() + 1e-12))
+    return float(SPECS["gain"]["gain_db"].clamp(20 * np.log10(max(g, 1e-6))))
+
+
+def choose(distances, n_effects, level_only: int) -> int:
+    """**Never worse than doing nothing**: of the candidates' ``distances`` ((MRSTFT, log-mel dB)
+    to the recording, levels matched), the index of the closest among those no farther than the
+    level alone's (index ``level_only``) on either; closeness is the sum of both, each divided by
+    the level alone's; a tie goes to the one with fewer effects (``n_effects``)."""
+    m0, l0 = distances[level_only]
+    best, key = level_only, (2.0, n_effects[level_only])
+    for i, (m, mel) in enumerate(distances):
+        if m > m0 or mel > l0:
+            continue
+        k = (round(m / max(m0, 1e-12) + mel / max(l0, 1e-12), 9), n_effects[i])
+        if k < key:
+            best, key = i, k
+    return best
+
+
+#: what one more effect must earn: the normalised distance (the sum of the MRSTFT and log-mel
+#: distances, each divided by the level alone's; 2 for the level alone) it must lower to stay
+EFFECT_PENALTY = 0.04
+#: ... less this much per unit of the network's logit for it (an effect the network is sure of
+#: costs less, one it does not believe in more)
+NETWORK_PRIOR = 0.0
+
+
+def effect_costs(probability: dict, penalty: float = EFFECT_PENALTY, prior: float = NETWORK_PRIOR) -> dict:
+    """Each effect's cost in :func:`simplest_closest` from the network's probabilities."""
+    out = {}
+    for name, p in probability.items():
+        p = min(max(float(p), 1e-4), 1 - 1e-4)
+        out[name] = penalty - prior * math.log(p / (1 - p))
+    return out
+
+
+def simplest_closest(effects, distance_of, costs: dict | None = None):
+    """**Never worse than doing nothing**, and no effect that does not earn its place: from the
+    effects of a fitted chain, drop one at a time (the drop that leaves the closest chain) while
+    that does not take the render farther from the recording by more than the effect's cost
+    (``costs``, :data:`EFFECT_PENALTY` by default), then keep the level alone unless the result is
+    closer on both distances and overall. ``distance_of(subset)`` gives the (MRSTFT, log-mel dB)
+    of the chain with only ``subset`` on, levels matched (the level alone: ``()``). Returns (the
+    chosen subset, {subset: distances})."""
+    costs = costs or {}
+    seen: dict = {}
+
+    def dist(sub):
+        if sub not in seen:
+            seen[sub] = tuple(float(v) for v in distance_of(sub))
+        return seen[sub]
+
+    m0, l0 = dist(())
+
+    def key(sub):
+        m, mel = dist(sub)
+        if sub and (m > m0 or mel > l0):
+            return math.inf
+        return m / max(m0, 1e-12) + mel / max(l0, 1e-12) + sum(costs.get(e, EFFECT_PENALTY) for e in sub)
+
+    current = tuple(effects)
+    while current:
+        drops = [tuple(e for e in current if e != d) for d in current]
+        best = min(drops, key=key)
+        if key(best) <= key(current):
+            current = best
+        else:
+            break
+    if key(()) <= key(current):
+        current = ()
+    return current, seen
+
+
 #: every on/off combination of SELECTABLE, in itertools.product order, (16, 4)
 SUBSETS = np.array(list(itertools.product((0, 1), repeat=len(SELECTABLE))), dtype=bool)
 _BLOCK = 4096
@@ -80,6 +196,7 @@ class SubsetCheck:
         )
         self._bands = core.reverb_bands(self.sample_rate)
         self._ir: tuple | None = None  # (key, its spectrum)
+        self._probability: dict = {}  # the estimate's probabilities (of the check under way)
         #: of the last check: each combination's distance (dB), score and effects' changes (dB), the best
         self.last: dict = {}
 
@@ -188,22 +305,86 @@ class SubsetCheck:
         ll = subset_log_likelihood([estimate[n]["probability"] for n in SELECTABLE])
         score = distance - self.config.prior * ll
         changes = np.stack([c for _, _, c in nodes])
-        out = {name: dict(item) for name, item in estimate.items()}
         self.last = {"distance_db": distance, "score": score, "change_db": changes}
+        items = {
+            n: {"params": dict(estimate[n]["params"]), "mode": estimate[n].get("mode", "tanh")} for n in SELECTABLE
+        }
         if self.config.n_candidates == 0:
             best = int(np.argmin(score))
-            heard = SUBSETS[best] & (changes[best] >= LABEL_DB)
         else:
             fits = [
                 (self._fit(dry, target, SUBSETS[c], estimate), c)
                 for c in np.argsort(score, kind="stable")[: self.config.n_candidates]
             ]
-            (items, _, change), best = min(fits, key=lambda f: f[0][1] - self.config.choice_prior * ll[f[1]])
-            heard = SUBSETS[best] & (change >= LABEL_DB)
-            for name in SELECTABLE:
-                out[name]["params"] = items[name]["params"]
+            (items, _, _), best = min(fits, key=lambda f: f[0][1] - self.config.choice_prior * ll[f[1]])
             self.last["fitted_db"] = {int(c): f[1] for f, c in fits}
         self.last["best"] = int(best)
-        for k, name in enumerate(SELECTABLE):
-            out[name]["active"] = bool(heard[k])
+        on = [n for k, n in enumerate(SELECTABLE) if SUBSETS[best][k]]
+        decided, words, change, tried = self.decide(dry, wet, items, on)
+        out = {name: dict(item) for name, item in estimate.items()}
+        for name in SELECTABLE:
+            out[name]["params"] = items[name]["params"]
+            out[name]["active"] = name in decided
+            p = float(estimate[name].get("probability", 0.0))
+            out[name]["confidence"] = confidence(
+                name in decided, change.get(name, 0.0), words.get(name, 0.0), p, name in tried or p >= 0.5
+            )
+        gain = dict(out.get("gain", {"params": {}}))
+        gain["params"] = {**gain.get("params", {}), "gain_db": self.last["gain_db"]}
+        out["gain"] = gain
         return out
+
+    def _chain(self, x: np.ndarray, items: dict, on) -> np.ndarray:
+        for name in SELECTABLE:
+            if name in on:
+                x = self._render(name, x, items[name])
+                if not np.all(np.isfinite(x)):
+                    x = np.zeros_like(x)
+        return x
+
+    def decide(self, dry: np.ndarray, wet: np.ndarray, items: dict, on: list[str]):
+        """The decisions on a fitted chain: effects whose removal changes its output by less than
+        LABEL_DB are off; of the rest, :func:`simplest_closest` keeps what earns its place (never
+        worse than the level alone). Returns (the effects on, each one's margin: how much farther
+        the render gets without it, the removal changes dB, the effects the fit had on); sets
+        ``last["choice"]``, ``last["candidates"]`` and the gain in closed form (``last["gain_db"]``)."""
+        full = self._chain(dry, items, on)
+        full_mel = self._mel(full)
+        change = {
+            n: float(np.abs(self._mel(self._chain(dry, items, [m for m in on if m != n])) - full_mel).mean())
+            for n in on
+        }
+        kept = tuple(n for n in on if change[n] >= LABEL_DB)
+        target_u, target_mel = unit_rms(wet), self._mel(wet)
+        renders = {}
+
+        def distance_of(sub):
+            r = renders[sub] = full if list(sub) == on else self._chain(dry, items, sub)
+            return mrstft(unit_rms(r), target_u), float(np.abs(self._mel(r) - target_mel).mean())
+
+        chosen, dist = simplest_closest(kept, distance_of, effect_costs(self._probability))
+        margin = {n: _margin(dist, chosen, n) for n in chosen}
+        self.last.update(
+            choice=_label(chosen, kept), candidates=dist, gain_db=closed_form_gain_db(renders[chosen], wet)
+        )
+        return list(chosen), margin, change, on
+
+
+def _norm(dist: dict, sub) -> float:
+    m0, l0 = dist[()]
+    m, mel = dist[sub]
+    return m / max(m0, 1e-12) + mel / max(l0, 1e-12)
+
+
+def _margin(dist: dict, chosen: tuple, effect: str) -> float:
+    """How much farther (normalised distance) the render gets without ``effect`` (inf if not measured)."""
+    without = tuple(e for e in chosen if e != effect)
+    return _norm(dist, without) - _norm(dist, chosen) if without in dist else math.inf
+
+
+def _label(chosen: tuple, kept: tuple) -> str:
+    """ "chain", "without reverb, eq", or "level only"."""
+    if not chosen:
+        return "level only"
+    dropped = [e for e in kept if e not in chosen]
+    return "chain" if not dropped else "without " + ", ".join(dropped)

@@ -17,6 +17,11 @@ from pimodule.core.modelfile import ModelFileError, parse_metadata
 
 KEY_CHAIN = "pimodule.fx.chain"
 KEY_CONDITIONING = "pimodule.fx.conditioning"
+#: per effect, the probability from which a blind estimate keeps it on (calibrated on the training
+#: families so that what is kept rarely takes the sound away from the recording; JSON)
+KEY_KEEP = "pimodule.fx.keep"
+SELECTABLE = ("eq", "compressor", "distortion", "reverb")
+CURVE_WORDS = {"hard": "hard clipping", "soft": "soft clipping", "tanh": "overdrive"}
 
 
 class OnnxEstimator:
@@ -39,6 +44,11 @@ class OnnxEstimator:
         self.sample_rate = self.info.sample_rate
         self.window = self.info.block_size
         self.input_names = [i.name for i in self.session.get_inputs()]
+        try:
+            keep = json.loads(meta.get(KEY_KEEP, "{}"))
+            self.keep = {str(k): float(v) for k, v in keep.items() if str(k) in SELECTABLE and 0.0 <= float(v) <= 1.0}
+        except (ValueError, TypeError, AttributeError):
+            self.keep = {}
 
     def run(self, wet: np.ndarray, other: np.ndarray | None = None):
         """``(batch, window)`` arrays -> ``(active, mode, unit)`` numpy arrays."""
@@ -66,3 +76,75 @@ class OnnxEstimator:
                 item["mode"] = entry["modes"][int(np.argmax(mode))]
             out[entry["effect"]] = item
         return out
+
+
+def keep_confident(estimate: dict, keep: dict[str, float]) -> dict:
+    """A blind ``estimate`` (:meth:`OnnxEstimator.describe`) with only the effects the network is
+    sure enough of left on: an effect stays on when its probability reaches ``keep[effect]`` (0.5
+    when not calibrated). Every selectable effect gets ``confidence`` in words: "on, sure" (p at
+    least 0.9 and the threshold), "on, probably" (kept below 0.9), "unsure, left off" (p ≥ 0.5 but
+    under the threshold), "off, probably" (p 0.1-0.5), "off, sure" (p < 0.1)."""
+    out = {name: dict(item) for name, item in estimate.items()}
+    for name in SELECTABLE:
+        if name not in out:
+            continue
+        p = float(out[name].get("probability", 1.0 if out[name].get("active") else 0.0))
+        t = max(0.5, float(keep.get(name, 0.5)))
+        on = p >= t
+        out[name]["active"] = on
+        if on:
+            out[name]["confidence"] = "on, sure" if p >= max(t, 0.9) else "on, probably"
+        elif p >= 0.5:
+            out[name]["confidence"] = "unsure, left off"
+        else:
+            out[name]["confidence"] = "off, probably" if p >= 0.1 else "off, sure"
+    return out
+
+
+def _db(v: float) -> str:
+    return f"{v:+.1f} dB"
+
+
+def settings_in_words(name: str, item: dict) -> str:
+    """An effect's settings as a musician reads them ("decay 1.2 s, mix 25 %")."""
+    p = item.get("params", {})
+    if name == "eq":
+        bands = []
+        for band, label in (
+            ("low_shelf", "low shelf"),
+            ("peak1", "peak"),
+            ("peak2", "peak"),
+            ("peak3", "peak"),
+            ("high_shelf", "high shelf"),
+        ):
+            g = p.get(f"{band}_gain_db", 0.0)
+            if abs(g) >= 1.0:
+                f = p.get(f"{band}_freq_hz", 0.0)
+                where = f"{f / 1000:.1f} kHz" if f >= 1000 else f"{f:.0f} Hz"
+                bands.append(f"{_db(g)} {label} at {where}")
+        return ", ".join(bands) or "flat"
+    if name == "compressor":
+        return (
+            f"threshold {p.get('threshold_db', 0):.0f} dB, ratio {p.get('ratio', 1):.1f}:1, attack "
+            f"{p.get('attack_ms', 0):.0f} ms, release {p.get('release_ms', 0):.0f} ms, makeup {_db(p.get('makeup_db', 0))}"
+        )
+    if name == "distortion":
+        curve = CURVE_WORDS.get(item.get("mode", ""), item.get("mode", ""))
+        return f"{curve}, drive {p.get('drive_db', 0):.0f} dB, output {_db(p.get('output_gain_db', 0))}"
+    if name == "reverb":
+        return f"decay {p.get('decay_s', 0):.1f} s, mix {p.get('mix_pct', 0):.0f} %, damping {p.get('damping_pct', 0):.0f} %"
+    if name == "gain":
+        return f"level {_db(p.get('gain_db', 0))}"
+    return ", ".join(f"{k} {v:.3g}" for k, v in p.items())
+
+
+def in_words(estimate: dict) -> list[str]:
+    """One line per effect: "reverb      on, sure        decay 1.2 s, mix 25 %, damping 40 %"."""
+    lines = []
+    for name, item in estimate.items():
+        if name == "gain":
+            lines.append(f"{'level':<11} {'':<17} {settings_in_words(name, item)}")
+            continue
+        word = item.get("confidence") or ("on" if item.get("active") else "off")
+        lines.append(f"{name:<11} {word:<17} {settings_in_words(name, item) if item.get('active') else ''}".rstrip())
+    return lines

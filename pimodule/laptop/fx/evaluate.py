@@ -74,6 +74,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "checks them (pimodule.device.fx.check; cases chain and pedalboard)",
     )
     parser.add_argument(
+        "--improve-examples",
+        type=int,
+        default=0,
+        dest="improve_examples",
+        help="score --check and --refine on the first N examples of each case only (0: all; refining takes "
+        "about 10 s per example)",
+    )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="also score the models on the real-recording benchmark (pimodule.laptop.fx.realbench: recordings "
+        "never trained on, through pedalboard, SoX and dasp-pytorch chains) into real.json",
+    )
+    parser.add_argument("--real-draws", type=int, default=3, dest="real_draws", help="chains per recording and family")
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="also score each dry-conditioned model's estimates refined by analysis by "
@@ -244,7 +259,23 @@ IMPROVEMENTS = {
 }
 
 
-def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = None) -> dict:
+def _first(batch, n: int):
+    """The first ``n`` examples of a case (all when ``n`` is 0)."""
+    if not n or n >= batch.wet.shape[0]:
+        return batch
+    rows = slice(0, n)
+
+    def cut(v):
+        if isinstance(v, torch.Tensor):
+            return v[rows]
+        if isinstance(v, Chain):
+            return v.rows(rows)
+        return v
+
+    return dataclasses.replace(batch, **{f.name: cut(getattr(batch, f.name)) for f in dataclasses.fields(batch)})
+
+
+def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = None, n_improve: int = 0) -> dict:
     """Every case's scores; with ``improve`` (a key of :data:`IMPROVEMENTS`), of the estimates
     checked or refined against the wet audio with the dry one (a dry-conditioned model's cases
     chain and pedalboard)."""
@@ -255,6 +286,7 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
         elif case == "style":  # the reference's own dry signal is not at hand
             continue
         else:
+            batch = _first(batch, n_improve)
             config, fn = IMPROVEMENTS[improve]
             pred = fn(batch.source, batch.wet, sample_rate, predict(model, batch), config)
         est = torch.cat(
@@ -282,6 +314,29 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
             r["param_mae_unit"] = float(err.sum() / mask.sum())
         results[case] = r
     return results
+
+
+def real_benchmark(paths, seed: int, draws: int) -> dict:
+    """The models on the real-recording benchmark (:mod:`pimodule.laptop.fx.realeval`)."""
+    from pimodule.laptop.fx import realbench, realeval
+    from pimodule.laptop.fx.infer import LoadedEstimator
+
+    models = {Path(p).name: LoadedEstimator(p) for p in paths}
+    check, refine_config = CheckConfig(), RefineConfig()
+    examples = realbench.build(seed=seed, draws=draws)
+    style = realbench.build_style(seed=seed, draws=draws)
+    rows, style_rows = realeval.benchmark_rows(models, check, refine_config)
+    return {
+        "benchmark": realbench.describe_benchmark(examples),
+        "style_benchmark": realbench.describe_benchmark(style),
+        "seed": seed,
+        "draws": draws,
+        "check": dataclasses.asdict(check),
+        "refine": dataclasses.asdict(refine_config),
+        "models": {n: {"conditioning": m.conditioning, "keep": m.keep} for n, m in models.items()},
+        "rows": realeval.run_rows(rows, examples),
+        "style_rows": realeval.run_rows(style_rows, style),
+    }
 
 
 def markdown(results: dict) -> str:
@@ -322,14 +377,17 @@ def main(args: argparse.Namespace) -> int:
                 continue
             log.info("evaluating %s, %s", name, improve)
             t0, row = time.perf_counter(), f"{name} +{improve}"
-            results["models"][row] = evaluate_model(model, data, sr, improve)
-            n = sum(b.wet.shape[0] for c, b in data.items() if c != "style")
+            results["models"][row] = evaluate_model(model, data, sr, improve, args.improve_examples)
+            n = sum(_first(b, args.improve_examples).wet.shape[0] for c, b in data.items() if c != "style")
             results["training"][row] = {
                 **facts,
                 improve: dataclasses.asdict(config),
                 f"{improve}_seconds_per_example": (time.perf_counter() - t0) / max(n, 1),
             }
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.real:
+        real = real_benchmark(args.models, args.seed, args.real_draws)
+        (args.out / "real.json").write_text(json.dumps(real, indent=1))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)
     (args.out / "results.md").write_text(table)

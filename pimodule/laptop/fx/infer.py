@@ -8,6 +8,7 @@ file (onnxruntime).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -20,11 +21,11 @@ from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.device.fx.twin_chain import ChainTwin
 from pimodule.laptop.fx.chain import Chain
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
-from pimodule.laptop.fx.refine import RefineConfig, refine
+from pimodule.laptop.fx.refine import RefineConfig, Refined, refine_one
 from pimodule.laptop.fx.run import load_run
 
 log = logging.getLogger(__name__)
-REFINE_S = 4.0  # seconds of wet and dry audio an estimate is refined on
+KEEP_FILE = "keep.json"  # a run folder's calibrated keep thresholds (pimodule.laptop.fx.calibrate)
 SILENCE_RMS = 10 ** (-60 / 20)
 
 
@@ -36,19 +37,26 @@ class LoadedEstimator:
             self.sample_rate = self.backend.sample_rate
             self.window = self.backend.window
             self.conditioning = self.backend.conditioning
+            self.keep = dict(self.backend.keep)
         else:
             self.model, self.config, _ = load_run(path)
             self.backend = None
             self.sample_rate = self.config.model.sample_rate
             self.window = analysis_samples(self.config.model, WINDOW_S)
             self.conditioning = self.config.model.conditioning
+            keep = path / KEEP_FILE
+            self.keep = json.loads(keep.read_text()) if keep.is_file() else {}
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
+        """The model's analysis windows over the whole signal, half overlapping, the last one
+        ending with the signal (a short signal is zero-padded into one window)."""
         n = self.window
-        count = max(1, len(audio) // n)
-        padded = np.zeros(count * n, dtype=np.float32)
-        padded[: min(len(audio), count * n)] = audio[: count * n]
-        return padded.reshape(count, n)
+        if len(audio) <= n:
+            return np.pad(np.asarray(audio, np.float32), (0, n - len(audio)))[None]
+        starts = list(range(0, len(audio) - n + 1, n // 2))
+        if starts[-1] != len(audio) - n:
+            starts.append(len(audio) - n)
+        return np.stack([np.asarray(audio[s : s + n], np.float32) for s in starts])
 
     def estimate(
         self, wet: np.ndarray, sample_rate: int, other: np.ndarray | None = None, other_rate: int | None = None
@@ -57,7 +65,7 @@ class LoadedEstimator:
         if self.conditioning != "blind" and other is None:
             raise ValueError(f"this estimator is {self.conditioning}-conditioned: give --dry or --reference")
         if other is not None and self.conditioning == "blind":
-            log.warning("a blind estimator: the second signal is ignored")
+            raise ValueError("a blind estimator hears the wet signal only: it takes no second signal")
         w = self._windows(to_rate(wet, sample_rate, self.sample_rate))
         o = None
         if other is not None and self.conditioning != "blind":
@@ -80,6 +88,14 @@ class LoadedEstimator:
         )
 
 
+def aligned(wet: np.ndarray, dry: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wet and dry cut to their common length (at least 0.1 s, else ValueError)."""
+    n = min(len(wet), len(dry))
+    if n < rate // 10:
+        raise ValueError("the wet and dry files need at least 0.1 s in common")
+    return wet[:n], dry[:n]
+
+
 def refine_estimate(
     estimator: LoadedEstimator,
     chain: Chain,
@@ -87,29 +103,56 @@ def refine_estimate(
     sample_rate: int,
     dry: np.ndarray,
     dry_rate: int,
-    config=None,
-) -> Chain:
-    """``chain`` (the estimate of ``wet`` from ``dry``) refined by analysis by synthesis
-    (:mod:`pimodule.laptop.fx.refine`) on up to :data:`REFINE_S` seconds from the first loud window."""
-
+    config: RefineConfig | None = None,
+    progress=None,
+) -> Refined:
+    """``chain`` (the network's estimate of ``wet`` from ``dry``) refined by analysis by synthesis
+    (:func:`pimodule.laptop.fx.refine.refine_one`) at the model's rate."""
     rate = estimator.sample_rate
-    y, x = to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate)
-    n = min(len(x), len(y))
-    if n < rate // 10:
-        raise ValueError("--refine needs at least 0.1 s of aligned wet and dry audio")
-    x, y = x[:n], y[:n]
-    w = min(estimator.window, n)
-    loud = np.flatnonzero(np.sqrt(np.mean(y[: n // w * w].reshape(-1, w) ** 2, 1)) > SILENCE_RMS)
-    start = int(loud[0]) * w if loud.size else 0
-    seg = slice(start, start + max(w, int(REFINE_S * rate)))
-    refined, _ = refine(
-        torch.from_numpy(x[seg].copy())[None],
-        torch.from_numpy(y[seg].copy())[None],
-        rate,
-        chain,
-        config or RefineConfig(),
+    y, x = aligned(to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate), rate)
+    return refine_one(
+        torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), rate, chain, config or RefineConfig(), progress
     )
-    return refined
+
+
+def _envelope_db(x: np.ndarray, rate: int) -> np.ndarray:
+    frame = max(1, rate // 50)  # 20 ms
+    n = len(x) // frame
+    return 10 * np.log10(np.mean(x[: n * frame].reshape(n, frame) ** 2, 1) + 1e-10) if n else np.zeros(0)
+
+
+#: below this the dry and wet level envelopes are taken as unrelated (effects of the benchmark's
+#: chains keep it above 0.5; unrelated recordings sit around 0-0.3)
+MATCH_CORRELATION = 0.4
+
+
+def dry_mismatch(wet: np.ndarray, dry: np.ndarray, rate: int) -> list[str]:
+    """Why ``dry`` may not be the source of ``wet`` (both mono at ``rate``), as warnings: lengths
+    that differ, levels 40 dB apart, level envelopes (20 ms frames, dB) that do not go together
+    (best correlation within ±100 ms below :data:`MATCH_CORRELATION`). Empty when they match."""
+    out = []
+    if abs(len(wet) - len(dry)) > 0.5 * rate + 0.1 * max(len(wet), len(dry)):
+        out.append(f"the files' lengths differ ({len(dry) / rate:.1f} s dry, {len(wet) / rate:.1f} s wet)")
+    n = min(len(wet), len(dry))
+    level = 10 * np.log10((np.mean(wet[:n] ** 2) + 1e-12) / (np.mean(dry[:n] ** 2) + 1e-12))
+    if abs(level) > 40:
+        out.append(f"their levels are {abs(level):.0f} dB apart")
+    a, b = _envelope_db(wet[:n], rate), _envelope_db(dry[:n], rate)
+    if len(a) >= 10:
+        best = -1.0
+        for lag in range(-5, 6):
+            u, v = (a[lag:], b[: len(b) - lag]) if lag >= 0 else (a[:lag], b[-lag:])
+            if len(u) > 5 and np.std(u) > 1e-6 and np.std(v) > 1e-6:
+                best = max(best, float(np.corrcoef(u, v)[0, 1]))
+        if best < MATCH_CORRELATION:
+            out.append(f"their level envelopes do not go together (correlation {best:.2f})")
+    return out
+
+
+def is_silent(audio: np.ndarray, rate: int) -> bool:
+    """No signal: no 20 ms of it reaches -60 dBFS (RMS)."""
+    env = _envelope_db(np.asarray(audio, np.float64), rate)
+    return len(env) == 0 or float(np.max(env)) < 20 * np.log10(SILENCE_RMS)
 
 
 def to_rate(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
@@ -129,9 +172,23 @@ def read_mono(path: Path) -> tuple[np.ndarray, int]:
     return audio.mean(1), sr
 
 
+PEAK_DB = -1.0  # --apply-to output: peaks above this are normalised down to it
+
+
+def peak_safe(audio: np.ndarray, peak_db: float = PEAK_DB) -> tuple[np.ndarray, float]:
+    """``audio`` scaled down so that its peak is at most ``peak_db`` dBFS (never up), and the gain
+    applied in dB (0 when it was already below; non-finite samples become 0)."""
+    audio = np.nan_to_num(np.asarray(audio, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    ceiling = 10 ** (peak_db / 20)
+    if peak <= ceiling:
+        return audio, 0.0
+    return audio * (ceiling / peak), 20 * np.log10(ceiling / peak)
+
+
 def apply_estimate(description: dict, audio: np.ndarray, sample_rate: int, block_size: int = 4096) -> np.ndarray:
     """Render an estimate (:func:`pimodule.laptop.fx.chain.describe`) on ``(samples, channels)`` audio with
-    the real-time twin chain, as the module would."""
+    the real-time twin chain, as the module would (no peak limit: see :func:`peak_safe`)."""
 
     audio = np.asarray(audio, dtype=np.float64)
     x = audio.T.copy() if audio.ndim == 2 else audio[None].copy()

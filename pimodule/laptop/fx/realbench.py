@@ -214,6 +214,42 @@ def build_style(
     return out
 
 
+#: the training material a tuning set draws from (never the benchmark's recordings)
+TUNING_KINDS = ("speech", "samples", "voices", "music", "drums", "lmms")
+
+
+def build_tuning(
+    seed: int = 0,
+    n: int = 128,
+    families=tuple(f for f in thirdparty.FAMILIES if f not in thirdparty.HELD_OUT),
+    kinds=TUNING_KINDS,
+    sample_rate: int = SAMPLE_RATE,
+    seconds: float = EXCERPT_S,
+    corpus=None,
+) -> list[Example]:
+    """Examples made as the benchmark's are, from the *training* recordings and the families
+    training may see (not the held-out ones): what thresholds and settings are tuned on."""
+    from pimodule.laptop.fx.sources import DryCorpus
+
+    if any(f in thirdparty.HELD_OUT for f in families):
+        raise ValueError(f"tuning never sees the held-out families {thirdparty.HELD_OUT}")
+    corpus = corpus or DryCorpus.load(sample_rate, "train", kinds)
+    names = [k for k in corpus.clips if corpus.clips[k]]
+    out = []
+    m = int(seconds * sample_rate)
+    for i in range(n):
+        rng = _seed(seed, "tuning", i)
+        kind = names[int(rng.integers(len(names)))]
+        clip = corpus.clips[kind][int(rng.integers(len(corpus.clips[kind])))].astype(np.float64)
+        family = families[int(rng.integers(len(families)))]
+        dry = _peak(_excerpt(clip, m, rng), rng.uniform(-20, -1))
+        chain = thirdparty.draw(family, rng, sample_rate)
+        wet = thirdparty.render(dry, sample_rate, chain)
+        change = removal_changes(dry, sample_rate, chain, wet)
+        out.append(Example(kind, family, chain, dry, _peak(wet, WET_PEAK_DB), change))
+    return out
+
+
 def describe_benchmark(examples: list[Example]) -> dict:
     """What the benchmark holds, for the results file."""
     heard = {e: sum(ex.audible[e] for ex in examples) for e in SELECTABLE}

@@ -72,7 +72,8 @@ def test_decisions_equal_the_torch_refinement_without_fitting(sample_rate):
     unit = (truth.unit + 0.08 * torch.randn(truth.unit.shape, generator=gen)).clamp(0, 1)
     prob = (0.6 * truth.active + 0.4 * torch.rand(truth.active.shape, generator=gen)).clamp(0, 1)
     guess = Chain(prob, unit, truth.mode_weights)
-    torch_chain, _ = refine(x, y, sample_rate, guess, RefineConfig(steps=0, n_candidates=1, search_prior=PRIOR))
+    config = RefineConfig(steps=0, n_candidates=1, full_chain=False, search_prior=PRIOR)
+    torch_chain, _ = refine(x, y, sample_rate, guess, config)
     check = SubsetCheck(sample_rate, CheckConfig(n_candidates=0))
     cols = [EFFECT_NAMES.index(e) for e in SELECTABLE]
     differ = 0
@@ -80,8 +81,49 @@ def test_decisions_equal_the_torch_refinement_without_fitting(sample_rate):
         out = check(x[i].numpy(), y[i].numpy(), _describe(guess, i))
         mine = np.array([out[e]["active"] for e in SELECTABLE])
         differ += int(np.any(mine != (torch_chain.active[i, cols].numpy() >= 0.5)))
-        assert set(out) == set(EFFECT_NAMES) and out["gain"] == _describe(guess, i)["gain"]
+        assert set(out) == set(EFFECT_NAMES)
+        gain = out["gain"]["params"]["gain_db"]  # the level in closed form, as the laptop sets it
+        laptop_gain = SPECS["gain"]["gain_db"].from_unit(float(torch_chain.unit[i, PARAM_SLICES["gain"]][0]))
+        assert gain == pytest.approx(laptop_gain, abs=0.05)
     assert differ == 0
+
+
+def test_the_module_check_decides_as_the_laptop_on_a_fixed_example():
+    """The laptop's default refinement (gradient fit, about 10 s) and the module's check at its own
+    budget (coordinate search on one window) reach the same decisions on a clipped, reverberant tone
+    that the network half missed."""
+    sr = 16000
+    x = _dry(sr, seconds=1.0)
+    truth = sample_chain(1, torch.Generator().manual_seed(0)).hard()
+    active = torch.zeros(1, len(EFFECT_NAMES))
+    for name in ("distortion", "reverb", "gain"):
+        active[0, EFFECT_NAMES.index(name)] = 1.0
+    unit = truth.unit.clone()
+    for name, param, value in (
+        ("distortion", "drive_db", 24.0),
+        ("distortion", "output_gain_db", -12.0),
+        ("reverb", "mix_pct", 40.0),
+        ("reverb", "decay_s", 0.8),
+    ):
+        unit[0, PARAM_SLICES[name].start + SPECS[name].index(param)] = float(SPECS[name][param].to_unit(value))
+    made = Chain(active, unit, torch.eye(N_MODES)[DISTORTION_MODES.index("hard")][None])
+    y, _ = render_stages(x, sr, made)
+    guess = _describe(made, 0)  # the network: the reverb right, the clipper missed, an EQ imagined
+    guess["distortion"].update(active=False, probability=0.3)
+    guess["eq"].update(active=True, probability=0.7)
+    guess_chain = Chain(
+        torch.tensor([[0.7, 0.0, 0.3, 1.0, 1.0]]), unit, torch.eye(N_MODES)[DISTORTION_MODES.index("hard")][None]
+    )
+    from pimodule.laptop.fx.refine import refine_one
+
+    laptop = refine_one(x[0], y[0], sr, guess_chain, RefineConfig())
+    module = SubsetCheck(sr, CheckConfig())(x[0].numpy(), y[0].numpy(), guess)
+    expected = {"eq": False, "compressor": False, "distortion": True, "reverb": True}
+    assert {e: bool(laptop.chain.active[0, EFFECT_NAMES.index(e)]) for e in SELECTABLE} == expected
+    assert {e: module[e]["active"] for e in SELECTABLE} == expected
+    assert {e: module[e]["confidence"].split(",")[0] for e in SELECTABLE} == {
+        e: laptop.confidence[e].split(",")[0] for e in SELECTABLE
+    }
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 22050])

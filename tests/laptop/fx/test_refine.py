@@ -1,5 +1,6 @@
 """Analysis by synthesis (pimodule.laptop.fx.refine): a wrong estimate is corrected, fitting never makes
-an estimate worse, the CLI uses it (the evaluation: tests/fx/test_evaluate.py), bad input is refused."""
+an estimate worse, a chain worse than doing nothing loses to the level alone, the time budget holds,
+the CLI uses it by default (the evaluation: tests/fx/test_evaluate.py), bad input is refused."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import soundfile as sf
 import torch
 
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.device.fx.check import choose, confidence
 from pimodule.laptop.fx import estimate
 from pimodule.laptop.fx.batch import render_stages
 from pimodule.laptop.fx.chain import N_MODES, N_PARAMS, PARAM_SLICES, Chain
-from pimodule.laptop.fx.refine import RefineConfig, distance, fit_parameters, refine, subset_log_likelihood
+from pimodule.laptop.fx.refine import RefineConfig, distance, fit, refine, refine_one, subset_log_likelihood
 
-FAST = RefineConfig(steps=8, n_candidates=3)
+FAST = RefineConfig(steps=8, n_candidates=3, budget_s=120.0)  # steps, not time, end it
 
 
 def _dry(sample_rate: int, seconds: float = 0.5, batch: int = 1) -> torch.Tensor:
@@ -67,24 +69,75 @@ def test_a_missed_effect_is_found_and_an_imagined_one_dropped(sample_rate):
 
 def test_fitting_brings_the_parameters_closer_and_never_makes_them_worse():
     sr = 16000
-    x = _dry(sr, batch=2)
+    x = _dry(sr)[0]
     truth = _chain(
         {"eq": 1.0, "compressor": 1.0, "gain": 1.0},
         {"eq": {"peak2_gain_db": 9.0}, "compressor": {"threshold_db": -30.0, "ratio": 6.0}},
     )
-    truth = truth.rows(torch.tensor([0, 0]))
-    y, _ = render_stages(x, sr, truth)
+    y, _ = render_stages(x[None], sr, truth)
     start_unit = truth.unit.clone()
     col = PARAM_SLICES["eq"].start + [s.name for s in SPECS["eq"]].index("peak2_gain_db")
     start_unit[:, col] = float(SPECS["eq"]["peak2_gain_db"].to_unit(2.0))
-    start = Chain(truth.active, start_unit, truth.mode_weights)
-    fitted = fit_parameters(x, y, sr, start, steps=25, learning_rate=0.1)
-    assert torch.all(distance(x, y, sr, Chain(truth.active, fitted, truth.mode_weights)) < distance(x, y, sr, start))
-    exact = fit_parameters(x, y, sr, truth, steps=3, learning_rate=0.1)  # already right: kept or as good
-    assert torch.all(
-        distance(x, y, sr, Chain(truth.active, exact, truth.mode_weights)) <= 1e-3 + distance(x, y, sr, truth)
+    start = Chain(truth.active, start_unit, truth.mode_weights).rows(torch.tensor([0, 0]))
+    fitted, steps = fit(x, y[0], sr, start, steps=25, learning_rate=0.1)
+    assert steps == 25
+    hard = Chain(fitted.active, fitted.unit, truth.mode_weights.expand(2, -1))
+    xx, yy = x.expand(2, -1), y.expand(2, -1)
+    assert torch.all(distance(xx, yy, sr, hard) < distance(xx, yy, sr, start))
+    exact, _ = fit(x, y[0], sr, truth, steps=3, learning_rate=0.1)  # already right: kept or as good
+    assert float(distance(x[None], y, sr, Chain(truth.active, exact.unit, truth.mode_weights))[0]) <= 1e-3 + float(
+        distance(x[None], y, sr, truth)[0]
     )
-    assert torch.equal(fit_parameters(x, y, sr, start, steps=0, learning_rate=0.1), start.unit)
+    same, taken = fit(x, y[0], sr, start, steps=0, learning_rate=0.1)
+    assert taken == 0 and torch.allclose(same.unit, start.unit, atol=1e-6)
+
+
+def test_a_chain_worse_than_doing_nothing_loses_to_the_level_alone():
+    sr = 16000
+    x = _dry(sr, seconds=1.0)
+    y = 0.5 * x  # no effect at all, only a level change
+    # the network is sure of a hard clipper and a wet reverb
+    guess = _chain(
+        {"distortion": 0.95, "reverb": 0.9, "gain": 1.0},
+        {"distortion": {"drive_db": 30.0, "output_gain_db": -12.0}, "reverb": {"mix_pct": 60.0, "decay_s": 1.2}},
+    )
+    config = RefineConfig(steps=0, n_candidates=1, full_chain=False, search_prior=100.0)
+    r = refine_one(x[0], y[0], sr, guess, config)
+    assert r.candidates["chain"][0] > r.candidates["level only"][0]  # the network's chain is worse
+    assert r.choice == "level only" and r.distance == r.level_only
+    assert not any(bool(r.chain.active[0, EFFECT_NAMES.index(e)]) for e in SELECTABLE)
+    gain = SPECS["gain"]["gain_db"].from_unit(float(r.chain.unit[0, PARAM_SLICES["gain"]][0]))
+    assert gain == pytest.approx(-6.02, abs=0.1)  # the level in closed form
+    assert r.confidence["distortion"] == "off, probably"  # the network had it on
+
+
+def test_choose_never_picks_what_is_worse_than_doing_nothing():
+    level = (1.0, 5.0)
+    # a chain closer on MRSTFT but farther on the log-mel is out; the closest of the rest wins
+    assert choose([(0.5, 6.0), (0.8, 4.0), level], [2, 1, 0], 2) == 1
+    assert choose([(1.2, 1.0), level], [1, 0], 1) == 1
+    assert choose([(0.5, 2.5), (0.5, 2.5), level], [2, 1, 0], 2) == 1  # a tie: the simpler chain
+
+
+def test_confidence_words():
+    assert confidence(True, 6.0, 0.5, 0.9, True) == "on, sure"
+    assert confidence(True, 6.0, 0.01, 0.9, True) == "on, probably"  # barely helps
+    assert confidence(True, 1.8, 0.5, 0.9, True) == "on, probably"  # barely heard
+    assert confidence(False, 0.0, 0.0, 0.05, False) == "off, sure"
+    assert confidence(False, 0.0, 0.0, 0.7, True) == "off, probably"
+
+
+def test_the_time_budget_holds_and_steps_are_bounded():
+    sr = 16000
+    x = _dry(sr, seconds=2.0)
+    guess = _chain({"eq": 0.8, "compressor": 0.8, "reverb": 0.8, "gain": 1.0}, {})
+    y, _ = render_stages(x, sr, _chain({"reverb": 1.0, "gain": 1.0}, {"reverb": {"mix_pct": 40.0}}))
+    refine_one(x[0], y[0], sr, guess, RefineConfig(steps=1))  # compiles the effects' kernels
+    r = refine_one(x[0], y[0], sr, guess, RefineConfig(steps=10_000, budget_s=1.5))
+    assert r.steps < 10_000 and r.seconds < 1.5 + 10.0  # the fit stops on time (the rest: a busy machine)
+    seen = []
+    r = refine_one(x[0], y[0], sr, guess, RefineConfig(steps=3, budget_s=100.0), lambda *a: seen.append(a))
+    assert r.steps == 3 and [s[0] for s in seen] == [1, 2, 3]
 
 
 def test_subset_log_likelihood_is_exact():
@@ -103,8 +156,8 @@ def test_bad_input_is_refused():
         refine(x, x[:, :-1], 16000, guess, FAST)
     with pytest.raises(ValueError, match="do not match"):
         refine(_dry(16000, batch=2), _dry(16000, batch=2), 16000, guess, FAST)
-    with pytest.raises(ValueError, match="labels"):
-        RefineConfig(labels="loudness")
+    with pytest.raises(ValueError, match="positive"):
+        RefineConfig(budget_s=0.0)
     with pytest.raises(ValueError, match="n_candidates"):
         RefineConfig(n_candidates=17)
 
@@ -116,32 +169,22 @@ def _run_estimate(argv, capsys):
     return code, capsys.readouterr().out
 
 
-def test_estimate_cli_refines_with_the_dry_file(tiny_paired_run, tmp_path, capsys):
+def test_estimate_cli_refines_with_the_dry_file_by_default(tiny_paired_run, tmp_path, capsys):
     sr = 22050
     x = _dry(sr, seconds=1.2)
     y, _ = render_stages(x, sr, _chain({"distortion": 1.0, "gain": 1.0}, {"distortion": {"drive_db": 24.0}}))
     sf.write(str(tmp_path / "dry.wav"), x[0].numpy(), sr)
     sf.write(str(tmp_path / "wet.wav"), y[0].numpy(), sr)
-    code, out = _run_estimate(
-        [
-            str(tiny_paired_run),
-            "--input",
-            str(tmp_path / "wet.wav"),
-            "--dry",
-            str(tmp_path / "dry.wav"),
-            "--refine",
-            "--json",
-        ],
-        capsys,
-    )
+    wet, dry = str(tmp_path / "wet.wav"), str(tmp_path / "dry.wav")
+    code, out = _run_estimate([str(tiny_paired_run), "--input", wet, "--dry", dry, "--json", "--no-progress"], capsys)
     assert code == 0
     desc = json.loads(out)
     assert all(e["probability"] in (0.0, 1.0) for e in desc.values()) and desc["gain"]["active"]
-    code, out = _run_estimate([str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--refine"], capsys)
-    assert code == 2 and "--refine needs --dry" in out
+    assert all(desc[e]["confidence"].startswith(("on,", "off,")) for e in SELECTABLE)
+    code, out = _run_estimate([str(tiny_paired_run), "--input", wet, "--dry", dry, "--no-refine"], capsys)
+    assert code == 0 and "checked in" in out and "closest to the recording" in out
+    code, out = _run_estimate([str(tiny_paired_run), "--input", wet], capsys)
+    assert code == 2 and "give --dry" in out
     sf.write(str(tmp_path / "short.wav"), x[0, : sr // 20].numpy(), sr)  # 50 ms
-    code, out = _run_estimate(
-        [str(tiny_paired_run), "--input", str(tmp_path / "wet.wav"), "--dry", str(tmp_path / "short.wav"), "--refine"],
-        capsys,
-    )
+    code, out = _run_estimate([str(tiny_paired_run), "--input", wet, "--dry", str(tmp_path / "short.wav")], capsys)
     assert code == 2 and "at least 0.1 s" in out

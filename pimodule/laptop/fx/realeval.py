@@ -1,0 +1,241 @@
+"""Scoring estimators on the real-recording benchmark (:mod:`pimodule.laptop.fx.realbench`) the way a
+user meets them: the estimate of each example rendered on its dry signal (with the project's chain,
+at the benchmark's rate) and compared with the wet file.
+
+Rows (an estimator and what is done with its estimate):
+
+- ``level only``: no effect, the dry signal at the wet one's level (closed form): doing nothing;
+- ``<dry model> network``: the network's decisions (p ≥ 0.5) and parameters, level in closed form;
+- ``<dry model> module check``: the module's check (:class:`pimodule.device.fx.check.SubsetCheck`,
+  numpy twins) of the network's estimate on one analysis window (the loudest), as fx mode runs it;
+- ``<dry model> refine``: the laptop's default path (:mod:`pimodule.laptop.fx.refine`);
+- ``<blind model> network`` and ``<blind model> kept``: a blind model's decisions at p ≥ 0.5, and
+  with only the effects it is sure enough of (its calibrated thresholds, ``pimodule.fx.keep``).
+
+Numbers per row: ratio = MRSTFT(estimate, wet) ÷ MRSTFT(dry, wet) ("raw": the estimate with its own
+level, the dry as it is, as the issue measured it), and with levels matched (both signals at unit
+RMS before the distance); the same for the log-mel distance; the share of examples where the ratio
+is below 1, and where the level-matched ratio is at most 1 ("never worse than doing nothing": the
+level alone scores exactly 1); detection: each effect's on/off against what is audible in the
+third-party chain (removing it changes the output by ≥ 1.5 dB), and the whole audible chain right;
+seconds per example on this machine. Style transfer rows (DeepAFx-ST: the estimate from the
+reference rendered on the input b, compared with the target chain(b)) are scored the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.device.fx.check import CheckConfig, SubsetCheck
+from pimodule.device.fx.estimator import keep_confident
+from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe
+from pimodule.laptop.fx.infer import LoadedEstimator
+from pimodule.laptop.fx.losses import mel_distance, mrstft
+from pimodule.laptop.fx.realbench import SAMPLE_RATE, Example
+from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, refine_one, render
+
+log = logging.getLogger(__name__)
+_GAIN = SPECS["gain"]["gain_db"]
+#: a level-matched ratio up to 1 + this counts as "not worse" (float32 rendering: the level alone
+#: itself scores 1 ± 1e-6)
+NOT_WORSE_TOL = 1e-4
+
+
+@dataclass
+class Outcome:
+    audio: np.ndarray  # the estimate rendered on the example's dry signal (or input b)
+    on: dict[str, bool]  # the estimate's decisions
+    seconds: float
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / (x.square().mean(-1, keepdim=True).sqrt() + 1e-9)
+
+
+def example_scores(ex: Example, out: Outcome) -> dict:
+    """One example's distances, ratios and detection (see the module doc)."""
+    est, wet, dry = (torch.from_numpy(np.asarray(a, np.float64)).float()[None] for a in (out.audio, ex.wet, ex.dry))
+    est = torch.where(torch.isfinite(est), est, torch.zeros_like(est))
+    r = {}
+    for name, fn in (("mrstft", mrstft), ("mel", lambda a, b: mel_distance(a, b, SAMPLE_RATE))):
+        d_raw, d0_raw = float(fn(est, wet)[0]), float(fn(dry, wet)[0])
+        d_lm, d0_lm = float(fn(_unit(est), _unit(wet))[0]), float(fn(_unit(dry), _unit(wet))[0])
+        r[f"{name}_ratio_raw"] = d_raw / max(d0_raw, 1e-12)
+        r[f"{name}_ratio_lm"] = d_lm / max(d0_lm, 1e-12)
+    truth = ex.audible
+    r["right"] = {e: bool(out.on.get(e, False) == truth[e]) for e in SELECTABLE}
+    r["seconds"] = out.seconds
+    return r
+
+
+def summarise(scores: list[dict], examples: list[Example]) -> dict:
+    """A row's aggregate numbers (and per family)."""
+
+    def agg(idx: list[int]) -> dict:
+        if not idx:
+            return {"n": 0}
+        s = [scores[i] for i in idx]
+        raw = np.array([x["mrstft_ratio_raw"] for x in s])
+        lm = np.array([x["mrstft_ratio_lm"] for x in s])
+        mel = np.array([x["mel_ratio_lm"] for x in s])
+        right = np.array([[x["right"][e] for e in SELECTABLE] for x in s])
+        return {
+            "n": len(s),
+            "median_ratio_raw": float(np.median(raw)),
+            "median_ratio_lm": float(np.median(lm)),
+            "median_mel_ratio_lm": float(np.median(mel)),
+            "share_raw_below_1": float(np.mean(raw < 1)),
+            "share_not_worse_lm": float(np.mean(lm <= 1 + NOT_WORSE_TOL)),
+            "whole_chain_right": float(np.mean(right.all(1))),
+            "per_effect_right": {e: float(right[:, i].mean()) for i, e in enumerate(SELECTABLE)},
+            "seconds_per_example": float(np.mean([x["seconds"] for x in s])),
+        }
+
+    out = agg(list(range(len(scores))))
+    out["by_family"] = {
+        fam: agg([i for i, ex in enumerate(examples) if ex.family == fam])
+        for fam in sorted({e.family for e in examples})
+    }
+    return out
+
+
+# -- the estimators as a user runs them --------------------------------------------------------------------
+def _closed_form(chain: Chain, x: torch.Tensor, y: torch.Tensor) -> tuple[Chain, torch.Tensor]:
+    """``chain`` with its gain stage set in closed form for dry ``x`` -> wet ``y`` (1-D), and its render."""
+    unit = chain.unit.clone()
+    unit[:, PARAM_SLICES["gain"]] = float(_GAIN.to_unit(0.0))
+    active = chain.active.clone()
+    active[:, EFFECT_NAMES.index("gain")] = 1.0
+    c = Chain(active, unit, chain.mode_weights)
+    est = render(x, SAMPLE_RATE, c)[0]
+    g = _GAIN.clamp(closed_form_gain_db(est, y))
+    unit[:, PARAM_SLICES["gain"]] = float(_GAIN.to_unit(g))
+    c = Chain(active, unit, chain.mode_weights)
+    return c, render(x, SAMPLE_RATE, c)[0]
+
+
+def _decisions(chain: Chain) -> dict[str, bool]:
+    return {e: bool(chain.active[0, EFFECT_NAMES.index(e)] >= 0.5) for e in SELECTABLE}
+
+
+def level_only(ex: Example, source: np.ndarray | None = None) -> Outcome:
+    t0 = time.perf_counter()
+    x = torch.from_numpy(ex.dry if source is None else source).float()
+    y = torch.from_numpy(ex.wet if source is None else ex.reference).float()
+    g = (
+        closed_form_gain_db(x, y)
+        if source is None
+        else 20 * np.log10(float(y.square().mean().sqrt()) / (float(x.square().mean().sqrt()) + 1e-12) + 1e-12)
+    )
+    return Outcome((x * 10 ** (g / 20)).numpy(), dict.fromkeys(SELECTABLE, False), time.perf_counter() - t0)
+
+
+def network(model: LoadedEstimator, ex: Example) -> Outcome:
+    t0 = time.perf_counter()
+    chain = model.estimate(ex.wet, SAMPLE_RATE, other=ex.dry if model.conditioning == "dry" else None)
+    hard = chain.hard()
+    x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
+    c, est = _closed_form(hard, x, y)
+    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+
+
+def refined(model: LoadedEstimator, ex: Example, config: RefineConfig = RefineConfig()) -> Outcome:
+    t0 = time.perf_counter()
+    chain = model.estimate(ex.wet, SAMPLE_RATE, other=ex.dry)
+    x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
+    r = refine_one(x, y, SAMPLE_RATE, chain, config)
+    est = render(x, SAMPLE_RATE, r.chain)[0]
+    return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
+
+
+def module_check(model: LoadedEstimator, ex: Example, config: CheckConfig = CheckConfig()) -> Outcome:
+    """As fx mode runs it: the network and the check on one analysis window (the loudest)."""
+    t0 = time.perf_counter()
+    part = loudest(torch.from_numpy(ex.wet), model.window)
+    dry, wet = ex.dry[part], ex.wet[part]
+    chain = model.estimate(wet, SAMPLE_RATE, other=dry)
+    out = SubsetCheck(SAMPLE_RATE, config)(dry, wet, describe(chain, 0))
+    active = chain.hard().active.clone()
+    unit = chain.unit.clone()
+    for name in EFFECT_NAMES:
+        if name in SELECTABLE:
+            active[0, EFFECT_NAMES.index(name)] = float(out[name]["active"])
+        for j, spec in enumerate(SPECS[name]):
+            unit[0, PARAM_SLICES[name].start + j] = float(spec.to_unit(out[name]["params"][spec.name]))
+    modes = chain.hard().mode_weights
+    c, est = _closed_form(
+        Chain(active, unit, modes), torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
+    )
+    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+
+
+def blind(model: LoadedEstimator, ex: Example, kept: bool, style: bool = False) -> Outcome:
+    """A blind estimate of the wet file (or, in style examples, of the reference) rendered on the
+    dry signal (input b); with ``kept`` only the effects above the model's keep thresholds."""
+    t0 = time.perf_counter()
+    heard = ex.reference if style else ex.wet
+    chain = model.estimate(heard, SAMPLE_RATE)
+    hard = chain.hard()
+    if kept:
+        desc = keep_confident(describe(chain, 0), model.keep)
+        active = hard.active.clone()
+        for e in SELECTABLE:
+            active[0, EFFECT_NAMES.index(e)] = float(desc[e]["active"])
+        hard = Chain(active, hard.unit, hard.mode_weights)
+    x = torch.from_numpy(ex.dry).float()
+    y = torch.from_numpy(heard).float()
+    if style:  # the level of the reference is what there is to match
+        c, est = _closed_form(hard, x, y)
+        est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+    else:
+        c, est = _closed_form(hard, x, y)
+    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+
+
+def run_rows(rows: dict[str, Callable[[Example], Outcome]], examples: list[Example]) -> dict:
+    """Every row on every example: {row: summary} plus the per-example ratios."""
+    out = {}
+    for name, fn in rows.items():
+        log.info("real benchmark: %s (%d examples)", name, len(examples))
+        scores = []
+        for ex in examples:
+            scores.append(example_scores(ex, fn(ex)))
+        summary = summarise(scores, examples)
+        summary["ratios_lm"] = [round(s["mrstft_ratio_lm"], 4) for s in scores]
+        out[name] = summary
+    return out
+
+
+def reference_model(model: LoadedEstimator, ex: Example) -> Outcome:
+    """A reference-conditioned model: the chain heard in the reference, for the input b."""
+    t0 = time.perf_counter()
+    chain = model.estimate(ex.reference, SAMPLE_RATE, other=ex.dry)
+    c, est = _closed_form(chain.hard(), torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.reference).float())
+    y = torch.from_numpy(ex.reference).float()
+    est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+
+
+def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refine: RefineConfig):
+    """(rows for the dry-conditioned and blind examples, rows for the style examples)."""
+    rows: dict[str, Callable[[Example], Outcome]] = {"level only": level_only}
+    style: dict[str, Callable[[Example], Outcome]] = {"level only (the reference's)": lambda e: level_only(e, e.dry)}
+    for name, m in models.items():
+        if m.conditioning == "dry":
+            rows[f"{name} network"] = lambda e, m=m: network(m, e)
+            rows[f"{name} module check"] = lambda e, m=m: module_check(m, e, check)
+            rows[f"{name} refine"] = lambda e, m=m: refined(m, e, refine)
+        elif m.conditioning == "blind":
+            rows[f"{name} network"] = lambda e, m=m: blind(m, e, kept=False)
+            rows[f"{name} kept"] = lambda e, m=m: blind(m, e, kept=True)
+            style[f"{name} from the reference"] = lambda e, m=m: blind(m, e, kept=True, style=True)
+        else:
+            style[f"{name}"] = lambda e, m=m: reference_model(m, e)
+    return rows, style
