@@ -97,11 +97,57 @@ def render_fx_eval(results: dict) -> str:
     return "".join(out)
 
 
+def _real_rows(rows: dict, detection: bool = True) -> str:
+    head = ["estimator", "median ratio", "median ratio, levels matched", "mel ratio, levels matched",
+            "ratio < 1", "not worse than nothing (levels matched)"]
+    if detection:
+        head += ["whole audible chain right", "eq / comp / dist / reverb right"]
+    head.append("s per example")
+    out = []
+    for name, m in rows.items():
+        row = [f"`{name}`", _f(m.get("median_ratio_raw")), _f(m.get("median_ratio_lm")), _f(m.get("median_mel_ratio_lm")),
+               _pct(m.get("share_raw_below_1")), _pct(m.get("share_not_worse_lm"))]
+        if detection:
+            per = m.get("per_effect_right", {})
+            row += [_pct(m.get("whole_chain_right")),
+                    " / ".join(_pct(per.get(e)) for e in ("eq", "compressor", "distortion", "reverb"))]
+        row.append(_f(m.get("seconds_per_example"), 1))
+        out.append(row)
+    return _table(head, out)
+
+
+def render_fx_real(results: dict) -> str:
+    b = results.get("benchmark", {})
+    recs = ", ".join(f"{k} ({v['kind']}, {v['package']})" for k, v in b.get("recordings", {}).items())
+    out = [f"{b.get('n_examples', '?')} examples at {b.get('sample_rate', '?')} Hz: {recs}; random chains of "
+           f"{', '.join(b.get('families', []))} (each effect on with p = 1/2, level changes anywhere, wet peak-normalised); "
+           f"**held out of training and tuning: {', '.join(b.get('held_out_families', []))}**. Audible effects (removing "
+           f"them changes the level-matched log-mel by >= 1.5 dB): {b.get('audible_effects', {})}; "
+           f"{b.get('examples_with_nothing_audible', '?')} examples with none.\n\n"]
+    out.append(_real_rows(results.get("rows", {})))
+    fams = results.get("benchmark", {}).get("families", [])
+    if fams:
+        out.append("\nBy family (median ratio with levels matched / whole audible chain right):\n\n")
+        rows = []
+        for name, m in results.get("rows", {}).items():
+            by = m.get("by_family", {})
+            rows.append([f"`{name}`"] + [f"{_f(by.get(f, {}).get('median_ratio_lm'))} / "
+                                         f"{_pct(by.get(f, {}).get('whole_chain_right'))}" for f in fams])
+        out.append(_table(["estimator"] + fams, rows))
+    if results.get("style_rows"):
+        sb = results.get("style_benchmark", {})
+        out.append(f"\nStyle transfer, DeepAFx-ST protocol ({sb.get('n_examples', '?')} examples: reference = chain(a), "
+                   "input b, another part of the same recording, target = chain(b); the estimate from the reference "
+                   "played on b, compared with the target; 'ratio' divides by the distance of b itself):\n\n")
+        out.append(_real_rows(results["style_rows"]))
+    return "".join(out)
+
+
 def render_generic(results) -> str:
     return "```json\n" + json.dumps(results, indent=1)[:4000] + "\n```\n"
 
 
-RENDERERS: dict[str, Callable] = {"ddsp_eval": render_ddsp_eval, "fx_eval": render_fx_eval}
+RENDERERS: dict[str, Callable] = {"ddsp_eval": render_ddsp_eval, "fx_eval": render_fx_eval, "fx_real": render_fx_real}
 
 
 def register(kind: str):

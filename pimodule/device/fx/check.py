@@ -105,7 +105,7 @@ def choose(distances, n_effects, level_only: int) -> int:
 EFFECT_PENALTY = 0.04
 #: ... less this much per unit of the network's logit for it (an effect the network is sure of
 #: costs less, one it does not believe in more)
-NETWORK_PRIOR = 0.0
+NETWORK_PRIOR = 0.02
 
 
 def effect_costs(probability: dict, penalty: float = EFFECT_PENALTY, prior: float = NETWORK_PRIOR) -> dict:

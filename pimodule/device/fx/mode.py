@@ -7,8 +7,10 @@
 - :class:`FxAnalyzer`, a background thread, every ``interval_s`` (≤ 250 ms) takes the last
   analysis window of L, resamples it to the estimator's rate, runs the exported estimator
   (``kind = fx``, onnxruntime), smooths the estimate (exponential average of the [0, 1]
-  parameters and of the probabilities), publishes it (``latest``; OSC ``/pimodule/fx/...``) and
-  hands it to the matcher's twin chain as new targets.
+  parameters and of the probabilities), keeps only the effects a blind or reference model is sure
+  enough of (its calibrated thresholds, ``keep_confident``; a dry model's estimates are checked
+  instead), publishes it with each effect's confidence in words (``latest``; OSC
+  ``/pimodule/fx/...``) and hands it to the matcher's twin chain as new targets.
 - :class:`FxMatcher` (pimodule.device.fx.match): in matching mode the callback runs input R
   through the torch-free twin chain (pimodule.device.fx), which ramps every parameter towards its
   target block by block (no zipper noise); otherwise R passes through. The chain follows the estimates unless it is held
@@ -35,7 +37,7 @@ from scipy.signal import resample_poly
 
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.fx.check_thread import FxChecker
-from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.device.fx.estimator import OnnxEstimator, keep_confident
 from pimodule.device.fx.match import FxMatcher
 from pimodule.device.io.worker import BackgroundThread
 
@@ -213,6 +215,8 @@ class FxAnalyzer(BackgroundThread):
             a = self.smoothing
             self._smoothed = tuple((1 - a) * old + a * cur for old, cur in zip(self._smoothed, new))
         estimate = self.estimator.describe(*self._smoothed)
+        if self.estimator.conditioning != "dry":  # nothing to check against: keep what it is sure of
+            estimate = keep_confident(estimate, self.estimator.keep)
         self.latest = estimate
         self.n_runs += 1
         checker = self.checker if self.estimator.conditioning == "dry" else None
@@ -278,6 +282,8 @@ def osc_messages(estimate: dict, prefix: str = "/pimodule/fx") -> list[tuple[str
             out.append((f"{base}/probability", (float(item["probability"]),)))
         if "mode" in item:
             out.append((f"{base}/mode", (str(item["mode"]),)))
+        if "confidence" in item:
+            out.append((f"{base}/confidence", (str(item["confidence"]),)))
         out += [(f"{base}/{name}", (float(value),)) for name, value in item["params"].items()]
     return out
 

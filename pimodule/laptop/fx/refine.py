@@ -56,11 +56,11 @@ _ZERO_GAIN = float(_GAIN_SPEC.to_unit(0.0))
 class RefineConfig:
     steps: int = 150  # at most this many gradient steps (all candidates at once)
     budget_s: float = 8.0  # seconds for the whole refinement; the fit stops when the rest would not fit
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     n_candidates: int = 3  # best-ranked on/off combinations fitted
     full_chain: bool = True  # also fit all four effects on (pruning then drops what is not heard)
     search_prior: float = 0.3  # weight of the network's log-likelihood when ranking combinations
-    fit_s: float = 2.0  # seconds of audio the fit runs on (the loudest stretch)
+    fit_s: float = 1.0  # seconds of audio the fit runs on (the loudest stretch; 2 s: a third of the steps)
     select_s: float = 8.0  # seconds of audio the never-worse selection compares on
 
     def __post_init__(self):

@@ -251,3 +251,25 @@ def test_model_list_offers_voices_not_the_estimator(tmp_path, model_dir):
     store = ModelStore(store_dir)
     assert store.list() == ["broken", "fx", "voice_a"]
     assert store.list("ddsp") == ["voice_a"] and store.list("fx") == ["fx"]
+
+
+def test_a_blind_estimate_keeps_what_it_is_sure_of_and_says_so_in_words():
+    from pimodule.device.fx.estimator import keep_confident
+
+    analyzer = FxAnalyzer(FX_MODEL, RATE_HZ, interval_s=0.1, smoothing=1.0)
+    analyzer.history.write(_signal(1.5))
+    est = analyzer.analyse_once()
+    keep = analyzer.estimator.keep
+    for name in ("eq", "compressor", "distortion", "reverb"):
+        p = est[name]["probability"]
+        assert est[name]["active"] == (p >= max(0.5, keep.get(name, 0.5)))
+        assert est[name]["confidence"] in ("on, sure", "on, probably", "unsure, left off", "off, probably", "off, sure")
+    assert dict(osc_messages(est))["/pimodule/fx/reverb/confidence"] == (est["reverb"]["confidence"],)
+    sure = {
+        "eq": {"active": True, "probability": 0.95, "params": {}},
+        "reverb": {"active": True, "probability": 0.7, "params": {}},
+    }
+    kept = keep_confident(sure, {"eq": 0.9, "reverb": 0.8})
+    assert kept["eq"]["confidence"] == "on, sure" and kept["eq"]["active"]
+    assert kept["reverb"]["confidence"] == "unsure, left off" and not kept["reverb"]["active"]
+    assert sure["reverb"]["active"]  # the caller's estimate is not changed
