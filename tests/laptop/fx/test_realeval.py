@@ -1,0 +1,64 @@
+"""Scoring on the real-recording benchmark: the level alone scores 1, refined estimates are never worse
+than it, every row reports what the results page shows; blind keep thresholds follow their target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pimodule.device.fx.check import CheckConfig, simplest_closest
+from pimodule.laptop.fx import realbench, realeval
+from pimodule.laptop.fx.calibrate import choose_thresholds
+from pimodule.laptop.fx.infer import LoadedEstimator
+from pimodule.laptop.fx.refine import RefineConfig
+
+
+@pytest.fixture(scope="module")
+def examples():
+    recs = [r for r in realbench.RECORDINGS if r.name == "alsa_voice"]
+    try:
+        return realbench.build(seed=1, draws=2, families=("pedalboard",), recordings=recs)
+    except realbench.BenchmarkError as err:
+        pytest.skip(str(err))
+
+
+def test_rows_of_a_dry_and_a_blind_model(tiny_paired_run, tiny_run, examples):
+    if LoadedEstimator(tiny_paired_run).sample_rate != realbench.SAMPLE_RATE:
+        pytest.skip("the tiny runs are not at the benchmark's rate")
+    models = {"dry": LoadedEstimator(tiny_paired_run), "blind": LoadedEstimator(tiny_run)}
+    rows, style = realeval.benchmark_rows(models, CheckConfig(n_candidates=1, steps=(0.1,)), RefineConfig(steps=2))
+    assert set(rows) == {"level only", "dry network", "dry module check", "dry refine", "blind network", "blind kept"}
+    assert any(k.startswith("blind") for k in style)
+    picked = {k: rows[k] for k in ("level only", "dry refine", "dry module check", "blind kept")}
+    out = realeval.run_rows(picked, examples)
+    level = out["level only"]
+    assert level["median_ratio_lm"] == pytest.approx(1.0, abs=1e-3) and level["share_not_worse_lm"] == 1.0
+    assert out["dry refine"]["share_not_worse_lm"] == 1.0  # never worse than doing nothing
+    for r in out.values():
+        assert set(r["by_family"]) == {"pedalboard"} and len(r["ratios_lm"]) == len(examples)
+        assert 0 <= r["whole_chain_right"] <= 1 and r["seconds_per_example"] >= 0
+
+
+def test_simplest_closest_drops_what_does_not_earn_its_place():
+    d = {(): (1.0, 10.0), ("eq",): (0.5, 5.0), ("eq", "reverb"): (0.49, 4.9), ("reverb",): (0.9, 9.0)}
+    chosen, seen = simplest_closest(("eq", "reverb"), lambda s: d[s])
+    assert chosen == ("eq",)  # the reverb brings 0.02, less than it costs
+    chosen, _ = simplest_closest(("eq", "reverb"), lambda s: d[s], {"eq": 0.04, "reverb": -0.05})
+    assert chosen == ("eq", "reverb")  # ... unless the network is sure of it
+    worse = {(): (1.0, 10.0), ("eq",): (0.5, 11.0)}
+    assert simplest_closest(("eq",), lambda s: worse[s])[0] == ()  # farther on the log-mel: out
+
+
+def test_keep_thresholds_follow_their_target():
+    rng = np.random.default_rng(0)
+    n = 200
+    probs = rng.uniform(0, 1, (n, 4))
+    ratios = np.ones((n, 16))
+    weights = 2 ** np.arange(4)[::-1]
+    for s in range(16):  # an effect the network is sure of helps, an unsure one hurts
+        bits = np.array([(s >> (3 - k)) & 1 for k in range(4)], bool)
+        ratios[:, s] = np.prod(np.where(bits, np.where(probs > 0.8, 0.8, 1.3), 1.0), 1)
+    keep, stats = choose_thresholds(probs, ratios, target=0.95)
+    assert stats["worse"] <= 0.05 and stats["better"] > 0.3
+    assert all(0.8 <= v <= 1.01 for v in keep.values())
+    assert weights.sum() == 15
