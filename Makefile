@@ -29,6 +29,8 @@ $(BIN)/pimodule: pyproject.toml
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[device,train,dev]'
+	# the real-time engine into numba's cache now, not at the first start (about a minute)
+	$(BIN)/python -m pimodule.device.rt.warm
 	touch $@
 
 venv: $(BIN)/pimodule

@@ -19,6 +19,15 @@ JACK_RATE_HZ = 48000
 JACK_PERIOD = 128
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_engine():
+    """The real-time engine compiled into numba's cache once, before any test starts a daemon
+    (whose audio process then loads it in about a second instead of compiling it)."""
+    from pimodule.device.rt.warm import warm
+
+    warm()
+
+
 @pytest.fixture(scope="session")
 def jack_server():
     """``jackd --no-realtime -d dummy -r 48000 -p 128`` under a private server name (the daemon's

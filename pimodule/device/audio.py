@@ -26,29 +26,61 @@ SWITCH_INTERVAL_S = 0.001  # the GIL changes hands this often (default 5 ms)
 N_TIMINGS = 4096
 
 
+ANCHOR_WINDOW = 256  # as the compiled engine's (pimodule.device.rt.stream)
+
+
 class CallbackStats:
-    """Callback durations in a preallocated ring (audio thread writes, status thread reads)."""
+    """Callback durations and responses in preallocated rings (audio thread writes, status thread
+    reads). A block's *response* is the time from when it was due (the device's schedule, as the
+    compiled engine defines it: pimodule.device.rt.stream) to the end of its callback; it includes
+    any wait for the GIL before the callback could run, which its duration does not."""
 
     def __init__(self, n_timings: int = N_TIMINGS):
         self.durations_ns = np.zeros(n_timings, dtype=np.int64)
+        self.responses_ns = np.zeros(n_timings, dtype=np.int64)
         self.frames = np.zeros(n_timings, dtype=np.int64)
         self.n_callbacks = 0
         self.n_xruns = 0  # callbacks whose status flags reported an under/overflow
         self.n_exceptions = 0
+        self.n_late = 0  # blocks whose response exceeded their period (after the warm-up)
+        self.n_samples = 0
+        self._wmin = [0, 0, 0]  # current window's min, previous window's min, count
 
-    def record(self, duration_ns: int, frames: int) -> None:
+    def record(self, duration_ns: int, frames: int, start_ns: int | None = None, rate_hz: int = 48000) -> None:
         i = self.n_callbacks % self.durations_ns.shape[0]
         self.durations_ns[i] = duration_ns
         self.frames[i] = frames
+        if start_ns is not None:
+            due_offset = self.n_samples * 1_000_000_000 // rate_hz
+            offset = start_ns - due_offset
+            w = self._wmin
+            if self.n_callbacks == 0:
+                w[0] = w[1] = offset
+            elif w[2] >= ANCHOR_WINDOW:
+                w[1], w[0], w[2] = w[0], offset, 0
+            w[0] = min(w[0], offset)
+            w[2] += 1
+            response = start_ns + duration_ns - (min(w[0], w[1]) + due_offset)
+            warm = self.n_callbacks >= 2 * ANCHOR_WINDOW  # the schedule is known from here on
+            self.responses_ns[i] = response if warm else -1
+            if warm and response > frames * 1_000_000_000 // rate_hz:
+                self.n_late += 1
+        self.n_samples += frames
         self.n_callbacks += 1
 
+    def responses_us(self) -> np.ndarray:
+        r = self.responses_ns[: min(self.n_callbacks, self.responses_ns.shape[0])]
+        return r[r >= 0].astype(np.float64) / 1e3
+
     def summary(self, sample_rate_hz: int) -> dict:
-        """p50/p99/max callback time (µs), cpu % of the block period, counters (any thread)."""
+        """Response (from each block's due time to the end of its callback) p50/p99/max in µs and
+        late blocks; the callback's own duration (``duration_*``); cpu % of the block period."""
         n = min(self.n_callbacks, self.durations_ns.shape[0])
         out = {
             "callbacks": self.n_callbacks,
             "xruns": self.n_xruns,
             "exceptions": self.n_exceptions,
+            "late_blocks": self.n_late,
             "p50_us": 0.0,
             "p99_us": 0.0,
             "max_us": 0.0,
@@ -58,10 +90,14 @@ class CallbackStats:
             return out
         d_us = self.durations_ns[:n].astype(np.float64) / 1e3
         period_us = self.frames[:n].astype(np.float64) / sample_rate_hz * 1e6
+        r_us = self.responses_us()
+        r_us = r_us if r_us.size else d_us  # a clock that gives no start times: durations only
         out.update(
-            p50_us=float(np.percentile(d_us, 50)),
-            p99_us=float(np.percentile(d_us, 99)),
-            max_us=float(d_us.max()),
+            p50_us=float(np.percentile(r_us, 50)),
+            p99_us=float(np.percentile(r_us, 99)),
+            max_us=float(r_us.max()),
+            duration_p50_us=float(np.percentile(d_us, 50)),
+            duration_p99_us=float(np.percentile(d_us, 99)),
             cpu_percent=float(100.0 * d_us.sum() / max(period_us.sum(), 1e-9)),
         )
         return out
@@ -152,7 +188,7 @@ class AudioRunner:
             if self.recorder is not None:
                 self.recorder.write(mono)
             start = stop
-        self.stats.record(time.perf_counter_ns() - t0, frames)
+        self.stats.record(time.perf_counter_ns() - t0, frames, t0, self.sample_rate_hz)
 
     # -- a real device ---------------------------------------------------------------------------
     def open_stream(self, *, device=None, block_size: int = 128, n_input_channels: int = 2, latency: str = "low"):

@@ -1,46 +1,48 @@
-"""Real-time headroom of each model on this machine (run it on the module itself).
+"""Real-time response of each voice on this machine: run it on the module itself.
 
-For every model (``export/*.onnx`` or the given paths) and device block size (64, 128, 256 at
-48 kHz by default) it runs the daemon's own callback (:class:`AudioRunner.callback` over a
-:class:`VoiceEngine`, synth mode, 16 kHz model upsampled to the device rate) block after block
-and reports the callback time p50/p99/max in µs, p99 as a percentage of the block period, and
-the real-time factor (mean processing time / block duration; < 1 is faster than real time),
-also from the thread's CPU time alone (``rtf_cpu``: robust on a busy machine, where wall-clock
-percentiles include preemption by other processes).
-Also the bare model: one onnxruntime frame, p50 µs. Printed as a table, written as JSON (--out).
+Every case plays the real daemon (its OSC server, model loader, CV reader, the audio callback)
+on a private JACK server (dummy backend: a real audio server's scheduling, no sound card) for a
+few seconds, after a warm-up, and measures each block's **response**: the time from when the
+block was due to the end of its callback, the figure a listener meets (it includes any wait to
+be scheduled or for Python's GIL, which a callback's own duration does not). A block whose
+response exceeds its period is late. Cases: every voice × block size × engine (the compiled
+engine in its own audio process, and the earlier onnxruntime engine, as the ratio) × load (idle,
+or the fx check, an OSC storm and a model swap every second all at once). Without jackd the
+simulated clock paces the callback instead. Also the effect estimators: ms per analysis window
+and the module check's ms. Printed as tables, written as JSON (--out).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pimodule.core.controls import CV_NAMES
-from pimodule.device import floor
-from pimodule.device.audio import AudioRunner
-from pimodule.device.engine import VoiceEngine
-from pimodule.device.fx.cost import bench_chain, bench_check, bench_estimator
-from pimodule.device.models import load_session
+from pimodule.device import benchload
+from pimodule.device import daemon as daemon_mod
+from pimodule.device.config import parse_config
+from pimodule.device.fx.cost import bench_check, bench_estimator
+from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
 from pimodule.device.session import ModelSession
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZES = (64, 128, 256)
 DEFAULT_RATE_HZ = 48000
-DEFAULT_N_BLOCKS = 600
-N_WARMUP_BLOCKS = 20
 EXPORT_DIR = Path(__file__).resolve().parents[2] / "export"
-
-
+ENGINES = ("compiled", "onnxruntime")
+WARMUP_S = 1.5
 EXAMPLES = (
     "pimodule bench",
-    "pimodule bench export/violin.onnx --block-sizes 128 --n-blocks 3000 --out out/bench.json",
+    "pimodule bench export/violin.onnx --block-sizes 128 --seconds 20 --out out/bench.json",
+    "pimodule bench export/violin.onnx --block-sizes 128 --loads all --seconds 600 --engines compiled",
 )
 
 
@@ -54,176 +56,263 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="device blocks (frames per callback) to time",
     )
     parser.add_argument("--sample-rate", type=int, default=DEFAULT_RATE_HZ, help="device rate in Hz")
-    parser.add_argument("--n-blocks", type=int, default=DEFAULT_N_BLOCKS, help="timed callbacks per case")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case (after a warm-up)")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        choices=ENGINES,
+        default=list(ENGINES),
+        help="the compiled engine, the earlier onnxruntime engine, or both (ratios)",
+    )
+    parser.add_argument(
+        "--loads", nargs="+", default=["idle", "all"], help="idle, all, or any of: " + ", ".join(benchload.LOADS)
+    )
     parser.add_argument(
         "--modes",
         nargs="+",
         default=["synth"],
         choices=["synth", "transfer"],
-        help="engine modes to time (transfer adds resampling + streaming f0/loudness of a sine)",
+        help="engine modes (transfer analyses a sine line at input L)",
     )
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument(
-        "--floor",
+        "--realtime-server",
         action="store_true",
-        help="also time the callback without a model and onnxruntime's cost per run and node",
+        help="run the JACK dummy server at real-time priority (as a sound card's server runs)",
     )
+    parser.add_argument("--no-jack", action="store_true", help="the simulated clock instead of a JACK server")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
 
 
-def _percentiles(times_us: np.ndarray) -> dict:
-    return {
-        "p50_us": float(np.percentile(times_us, 50)),
-        "p99_us": float(np.percentile(times_us, 99)),
-        "max_us": float(times_us.max()),
-        "mean_us": float(times_us.mean()),
-    }
+def _loads(name: str) -> tuple[str, ...]:
+    if name == "idle":
+        return ()
+    if name == "all":
+        return benchload.LOADS
+    return tuple(name.split("+"))
 
 
-def bench_model(path: Path, block_size: int, rate_hz: int, n_blocks: int, mode: str = "synth") -> dict:
-    """Time the daemon's callback on one model, block size and mode (moving CV; transfer mode
-    analyses a 220 Hz sine at the input)."""
+def _partner(path: Path, voices: list[Path]) -> str:
+    """The voice swapped with ``path`` under the swaps load (another voice, or itself)."""
+    others = [v for v in voices if v != path and v.parent == path.parent]
+    return others[0].stem if others else path.stem
 
-    engine = VoiceEngine(device_rate_hz=rate_hz, max_block=block_size)
-    session = load_session(path, engine)
-    engine.install(session)
-    engine.set_mode(mode)
-    engine.cv_values[CV_NAMES.index("cv2")] = 4.0
-    runner = AudioRunner(engine, sample_rate_hz=rate_hz, realtime_priority=False)
-    out = np.zeros((block_size, 2), np.float32)
-    t = np.arange((N_WARMUP_BLOCKS + n_blocks) * block_size) / rate_hz
-    tone = np.repeat((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)[:, None], 2, axis=1)
-    times_ns = np.zeros(n_blocks, np.int64)
-    cpu_ns = 0
-    for i in range(N_WARMUP_BLOCKS + n_blocks):
-        engine.cv_values[0] = (i % 48) / 24.0 - 1.0  # move the pitch like a melody would
-        c0 = time.thread_time_ns()
-        t0 = time.perf_counter_ns()
-        indata = tone[i * block_size : (i + 1) * block_size] if mode == "transfer" else None
-        runner.callback(indata, out, block_size, None, None)
-        if i >= N_WARMUP_BLOCKS:
-            times_ns[i - N_WARMUP_BLOCKS] = time.perf_counter_ns() - t0
-            cpu_ns += time.thread_time_ns() - c0
-    times_us = times_ns / 1e3
-    period_us = block_size / rate_hz * 1e6
-    frame = np.zeros(session.info.block_size, np.float32)
-    frame_us = np.zeros(200)
-    for i in range(frame_us.shape[0]):
-        t0 = time.perf_counter_ns()
-        session.process_frame(220.0, -30.0, frame)
-        frame_us[i] = (time.perf_counter_ns() - t0) / 1e3
+
+def run_case(
+    path: Path,
+    partner: str,
+    block: int,
+    engine: str,
+    load: str,
+    mode: str,
+    seconds: float,
+    rate: int,
+    jack_index: int | None,
+) -> dict:
+    cfg = parse_config(
+        {
+            "audio": {
+                "device": jack_index if jack_index is not None else "",
+                "block_size": block,
+                "sample_rate_hz": rate,
+            },
+            "osc": {"port": 0},
+            "flash": {"enabled": False},
+            "fx": {"model": ""},
+            "models": {"dir": str(path.parent.resolve()), "default": path.stem},
+            "engine": {"backend": engine, "mode": mode, "loudness_source": "cv2"},
+            "cv": {"backend": "simulated"},
+        },
+        "bench",
+    )
+    d = daemon_mod.build(cfg)
+    thread = threading.Thread(
+        target=daemon_mod.run, kwargs={"d": d, "offline": jack_index is None, "duration_s": None}, daemon=True
+    )
+    t_start = time.monotonic()
+    thread.start()
+    stats = d.runner.stats
+    deadline = time.monotonic() + 300
+    while stats.n_callbacks == 0 and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.005)
+    first_sound_s = time.monotonic() - t_start
+    time.sleep(WARMUP_S)
+    loads = benchload.start(_loads(load), d, (partner, path.stem))
+    n0, late0, xr0 = stats.n_callbacks, _late(stats), stats.n_xruns
+    time.sleep(seconds)
+    n1, late1, xr1 = stats.n_callbacks, _late(stats), stats.n_xruns
+    r_us = _last_responses(stats, n1 - n0)
+    counts = {ld.name: ld.stop() for ld in loads}
+    d.stop_event.set()
+    thread.join(30)
+    d.close()
+    period_us = block / rate * 1e6
     row = {
-        "model": session.info.name,
-        "path": str(path),
+        "model": path.stem,
+        "engine": engine,
         "mode": mode,
-        "block_size": block_size,
-        "rate_hz": rate_hz,
-        "n_blocks": n_blocks,
+        "block_size": block,
+        "load": load,
+        "rate_hz": rate,
         "period_us": period_us,
-        **_percentiles(times_us),
+        "blocks": n1 - n0,
+        "late_blocks": late1 - late0,
+        "xruns": xr1 - xr0,
+        "load_counts": counts,
+        "cold_start_s": first_sound_s,
+        "backend": d.runner.backend,
     }
-    row["p99_percent_of_period"] = 100.0 * row["p99_us"] / period_us
-    row["rtf"] = row["mean_us"] / period_us
-    # CPU time of this thread only: what the callback costs when nothing else preempts it
-    row["cpu_mean_us"] = cpu_ns / n_blocks / 1e3
-    row["rtf_cpu"] = row["cpu_mean_us"] / period_us
-    row["model_frame_p50_us"] = float(np.percentile(frame_us, 50))
-    row["exceptions"] = runner.stats.n_exceptions
+    if r_us.size:
+        row.update(
+            p50_us=float(np.percentile(r_us, 50)), p99_us=float(np.percentile(r_us, 99)), max_us=float(r_us.max())
+        )
+        row["p99_percent_of_period"] = 100.0 * row["p99_us"] / period_us
     return row
 
 
+def _late(stats) -> int:
+    return int(getattr(stats, "n_late", 0))
+
+
+def _last_responses(stats, k: int) -> np.ndarray:
+    if hasattr(stats, "block"):  # the compiled engine's
+        return stats.responses_us(last=k)
+    r = stats.responses_ns  # the onnxruntime engine's ring, indexed by callback count
+    n = stats.n_callbacks
+    idx = np.arange(n - min(k, r.shape[0]), n) % r.shape[0]
+    vals = r[idx]
+    return vals[vals >= 0].astype(np.float64) / 1e3
+
+
 def format_table(rows: list[dict]) -> str:
-    head = f"{'model':<16} {'mode':<8} {'block':>5} {'p50 us':>8} {'p99 us':>8} {'max us':>8} {'p99 %':>6} {'RTF':>6} {'RTF cpu':>7} {'frame us':>8}"
-    extra = sorted({k for r in rows for k in r if k.endswith("_p99_ratio")})
-    head += "".join(f" {k:>14}" for k in extra)
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        line = (
-            f"{r['model'][:16]:<16} {r['mode']:<8} {r['block_size']:>5} {r['p50_us']:>8.0f} {r['p99_us']:>8.0f} "
-            f"{r['max_us']:>8.0f} {r['p99_percent_of_period']:>6.1f} {r['rtf']:>6.3f} {r['rtf_cpu']:>7.3f} "
-            f"{r['model_frame_p50_us']:>8.0f}"
-        )
-        line += "".join(f" {r.get(k, float('nan')):>14.2f}" for k in extra)
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def bench_fx(path: Path, block_sizes, rate_hz: int, n_blocks: int) -> list[dict]:
-    """fx mode's two costs: the estimator per analysis window (off the audio thread) and the
-    twin chain with every effect on, per device block (in the callback)."""
-
-    est = bench_estimator(path)
-    check = bench_check(path)  # a dry model's check (its own thread, every fx.check_interval_s)
-    rows = []
-    for block in block_sizes:
-        chain = bench_chain(rate_hz, block, n_blocks)
-        rows.append(
-            {
-                "model": path.stem,
-                "block_size": block,
-                "rate_hz": rate_hz,
-                "estimator_ms_per_window": est["median_ms"],
-                "estimator_max_ms": est["max_ms"],
-                "window_s": est["window"] / est["sample_rate"],
-                "check_ms_per_window": check["median_ms"] if check else float("nan"),
-                "chain_p50_us": chain["p50_us"],
-                "chain_p99_us": chain["p99_us"],
-                "chain_p99_percent_of_period": 100 * chain["p99_share"],
-            }
-        )
-    return rows
-
-
-def format_fx_table(rows: list[dict]) -> str:
     head = (
-        f"{'fx model':<16} {'block':>5} {'estimator ms/window':>20} {'check ms':>9} {'chain p50 us':>13} "
-        f"{'chain p99 us':>13} {'p99 %':>6}"
+        f"{'model':<14} {'engine':<11} {'mode':<8} {'block':>5} {'load':<5} {'p50 us':>8} {'p99 us':>8} "
+        f"{'max us':>8} {'p99 %':>6} {'late':>5} {'blocks':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        check = r.get("check_ms_per_window", float("nan"))
-        check = f"{check:>9.0f}" if check == check else f"{'–':>9}"
         lines.append(
-            f"{r['model'][:16]:<16} {r['block_size']:>5} {r['estimator_ms_per_window']:>20.2f} {check} "
-            f"{r['chain_p50_us']:>13.0f} {r['chain_p99_us']:>13.0f} {r['chain_p99_percent_of_period']:>6.1f}"
+            f"{r['model'][:14]:<14} {r['engine']:<11} {r['mode']:<8} {r['block_size']:>5} {r['load']:<5} "
+            f"{r.get('p50_us', float('nan')):>8.0f} {r.get('p99_us', float('nan')):>8.0f} "
+            f"{r.get('max_us', float('nan')):>8.0f} {r.get('p99_percent_of_period', float('nan')):>6.1f} "
+            f"{r['late_blocks']:>5} {r['blocks']:>6}"
         )
     return "\n".join(lines)
 
 
+def ratios(rows: list[dict]) -> list[dict]:
+    """onnxruntime ÷ compiled for every case both engines ran (above 1: the compiled is better)."""
+    by = {(r["model"], r["mode"], r["block_size"], r["load"], r["engine"]): r for r in rows}
+    out = []
+    for (m, mode, b, ld, eng), r in by.items():
+        other = by.get((m, mode, b, ld, "onnxruntime"))
+        if eng == "compiled" and other is not None and "p99_us" in r and "p99_us" in other:
+            out.append(
+                {
+                    "model": m,
+                    "mode": mode,
+                    "block_size": b,
+                    "load": ld,
+                    "p50_ratio": other["p50_us"] / r["p50_us"],
+                    "p99_ratio": other["p99_us"] / r["p99_us"],
+                    "late_compiled": r["late_blocks"],
+                    "late_onnxruntime": other["late_blocks"],
+                }
+            )
+    return out
+
+
+def bench_fx(path: Path) -> dict:
+    est = bench_estimator(path)
+    check = bench_check(path)
+    return {
+        "model": path.stem,
+        "estimator_ms_per_window": est["median_ms"],
+        "estimator_max_ms": est["max_ms"],
+        "window_s": est["window"] / est["sample_rate"],
+        "check_ms_per_window": check["median_ms"] if check else None,
+    }
+
+
 def main(args: argparse.Namespace) -> int:
-    paths = list(args.models) or sorted(EXPORT_DIR.glob("*.onnx"))
+    paths = [Path(p) for p in (args.models or sorted(EXPORT_DIR.glob("*.onnx")))]
     if not paths:
         log.error("no models: give paths or build export/*.onnx (make models)")
         return 2
+    kinds = {p: ModelSession.peek_kind(p) for p in paths}
+    voices = [p for p in paths if kinds[p] == "ddsp"]
+    for p in voices:  # a voice the module would refuse is refused here too, with its reason
+        try:
+            ModelSession(p).warm()
+        except ValueError as err:  # ModelFileError
+            log.error("%s: %s", p, err)
+            return 1
+    rows, fx_rows = [], [bench_fx(p) for p in paths if kinds[p] == "fx"]
+    for block in args.block_sizes:
+        with contextlib.ExitStack() as stack:
+            jack_index = None
+            if not args.no_jack:
+                try:
+                    server = stack.enter_context(
+                        dummy_jack_server(args.sample_rate, block, realtime=args.realtime_server)
+                    )
+                    jack_index = jack_device_index(server)
+                except JackUnavailable as err:
+                    log.warning("no JACK dummy server (%s): the simulated clock paces the callback", err)
+            for path in voices:
+                for mode in args.modes:
+                    for load in args.loads:
+                        for engine in args.engines:
+                            row = run_case(
+                                path,
+                                _partner(path, voices),
+                                block,
+                                engine,
+                                load,
+                                mode,
+                                args.seconds,
+                                args.sample_rate,
+                                jack_index,
+                            )
+                            rows.append(row)
+                            log.info(
+                                "%s %s %s block %d %s: p99 %.0f us, late %d",
+                                row["model"],
+                                engine,
+                                mode,
+                                block,
+                                load,
+                                row.get("p99_us", float("nan")),
+                                row["late_blocks"],
+                            )
+            if jack_index is not None:
+                import sounddevice as sd
 
-    rows, fx_rows = [], []
-    for path in paths:
-        if ModelSession.peek_kind(path) == "fx":  # the effect estimator and the real-time chain
-            fx_rows += bench_fx(Path(path), args.block_sizes, args.sample_rate, args.n_blocks)
-            continue
-        for mode, block in ((m, b) for m in args.modes for b in args.block_sizes):
-            try:
-                rows.append(bench_model(Path(path), block, args.sample_rate, args.n_blocks, mode))
-            except (ValueError, OSError) as err:  # ModelFileError is a ValueError
-                log.error("%s: %s", path, err)
-                return 1
+                sd._terminate()  # before the server goes
+        if jack_index is not None:
+            import sounddevice as sd
+
+            sd._initialize()
     print(format_table(rows))
-    if fx_rows:
-        print()
-        print(format_fx_table(fx_rows))
-    floor_rows = []
-    if getattr(args, "floor", False):
-        floor_rows = floor.measure(args.block_sizes, args.sample_rate, args.n_blocks)
-        print()
-        print(floor.format_table(floor_rows))
+    rat = ratios(rows)
+    for r in rat:
+        print(
+            f"{r['model']} {r['mode']} {r['block_size']} {r['load']}: onnxruntime / compiled p50 "
+            f"{r['p50_ratio']:.1f}x, p99 {r['p99_ratio']:.1f}x; late {r['late_onnxruntime']} vs {r['late_compiled']}"
+        )
+    for r in fx_rows:
+        print(
+            f"{r['model']}: estimator {r['estimator_ms_per_window']:.1f} ms per {r['window_s']:.2f} s window, "
+            f"check {r['check_ms_per_window'] or float('nan'):.0f} ms"
+        )
     if args.out is not None:
         result = {
             "machine": platform.machine(),
-            "processor": platform.processor(),
             "python": platform.python_version(),
-            "note": "callback = the daemon's AudioRunner.callback; RTF = mean / period",
+            "seconds": args.seconds,
+            "realtime_server": args.realtime_server,
             "rows": rows,
+            "ratios": rat,
             "fx": fx_rows,
-            "floor": floor_rows,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

@@ -20,6 +20,7 @@ from pimodule.core.controls import MODES
 from pimodule.device.io.osc import OscConfig as ServerConfig
 
 LOUDNESS_SOURCES = ("cv2", "envelope")
+ENGINE_BACKENDS = ("compiled", "onnxruntime")
 CV_BACKENDS = ("auto", "spi", "simulated")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.toml"  # the repository's
 SYSTEM_CONFIG_PATH = Path("/etc/pimodule/config.toml")  # the module's (firmware/provision.sh installs it)
@@ -94,6 +95,9 @@ class FlashConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
+    # "compiled": the audio process with the compiled callback (pimodule.device.rt); "onnxruntime":
+    # the earlier engine, onnxruntime in a Python callback in this process (kept for comparison)
+    backend: str = "compiled"
     mode: str = "synth"
     gain_db: float = 0.0
     loudness_source: str = "envelope"  # "cv2" (0..5 V) or "envelope" (gate on trig1)
@@ -174,6 +178,8 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError("audio: needs at least one output channel")
     if e.mode not in MODES:
         raise ConfigError(f"engine.mode {e.mode!r} is not one of {MODES}")
+    if e.backend not in ENGINE_BACKENDS:
+        raise ConfigError(f"engine.backend {e.backend!r} is not one of {ENGINE_BACKENDS}")
     if e.loudness_source not in LOUDNESS_SOURCES:
         raise ConfigError(f"engine.loudness_source {e.loudness_source!r} is not one of {LOUDNESS_SOURCES}")
     for name in ("f0_range_hz", "loudness_range_db", "cv2_range_v"):

@@ -173,6 +173,7 @@ class DaemonController:
             "callback_p99_us": round(stats["p99_us"], 1),
             "callback_max_us": round(stats["max_us"], 1),
             "xruns": stats["xruns"],
+            "late_blocks": stats.get("late_blocks", 0),
             "exceptions": stats["exceptions"],
             "model": self._model_name(session),
             "mode": engine.mode,

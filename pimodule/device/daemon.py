@@ -20,12 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile
+
 from pimodule.core.controls import MODES
+from pimodule.core.modelfile import ModelFileError
 from pimodule.device import config as config_mod
-from pimodule.device.audio import AudioRunner, Recorder
 from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
-from pimodule.device.engine import VoiceEngine
-from pimodule.device.flash import daemon_receivers
+from pimodule.device.engines import Engines
+from pimodule.device.engines import make as make_engines
+from pimodule.device.flash import daemon_receivers, daemon_validator
 from pimodule.device.fx import mode as fxmode
 from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
 from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Triggers
@@ -33,7 +36,8 @@ from pimodule.device.io.hardware import load_hardware
 from pimodule.device.io.notify import Notifier, Watchdog
 from pimodule.device.io.osc import OscServer
 from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
-from pimodule.device.models import ModelLoader, ModelStore
+from pimodule.device.models import ModelLoader
+from pimodule.device.store import ModelStore, load_with_fallback
 
 log = logging.getLogger("pimodule.daemon")
 
@@ -130,6 +134,9 @@ class Daemon:
     fx: object | None = None  # the effect-estimation thread (fx mode), when an estimator is installed
     flash: list = field(default_factory=list)  # model-file receivers (TCP server, serial listener)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    engines: Engines | None = None
+    seen_bad_frames: int = 0
+    start_notes: list = field(default_factory=list)  # said over OSC once it runs
 
     def report_error(self, message: str, address: str = "/pimodule/model/load") -> None:
         if self.osc is not None:
@@ -171,6 +178,8 @@ class Daemon:
                     log.exception("stopping %s failed", type(part).__name__)
         if self.gpio is not None:
             self.gpio.cleanup()
+        if self.engines is not None:
+            self.engines.close()
 
 
 def build(
@@ -195,29 +204,11 @@ def build(
 
     audio = cfg.audio
     max_block = max(audio.block_size, 4096)
-    engine = VoiceEngine(
-        device_rate_hz=audio.sample_rate_hz,
-        max_block=max_block,
-        config=cfg.engine,
-        model_rate_hz=cfg.models.sample_rate_hz,
-        crossfade_ms=cfg.models.crossfade_ms,
-        cv_values=reader.values,
-        cv_names=[c.name for c in reader.channels],
-        gate_values=triggers.active,
-        gate_index=0,
-        analysis_thread=True,
-    )
-    recorder = Recorder(audio.sample_rate_hz, record_s) if record_s else None
-    runner = AudioRunner(
-        engine,
-        sample_rate_hz=audio.sample_rate_hz,
-        n_output_channels=audio.n_output_channels,
-        input_channel=audio.input_channel,
-        recorder=recorder,
-    )
+    engines = make_engines(cfg, reader, triggers, record_s=record_s, max_block=max_block)
+    engine, runner = engines.engine, engines.runner
     store = ModelStore(cfg.models_dir())
     loader = ModelLoader(engine, store)
-    controller = DaemonController(engine, loader, runner, cv_snapshot=reader.snapshot)
+    controller = DaemonController(engine, loader, runner, cv_snapshot=reader.snapshot, cv_override=reader.override)
     pots = PotMapper(
         engine,
         reader.values,
@@ -226,7 +217,7 @@ def build(
         volts_range=(hw.adc.volts_at_min, hw.adc.volts_at_max),
         pickup=cfg.engine.pot_pickup,
     )
-    daemon = Daemon(cfg, engine, runner, loader, controller, reader, pots=pots, gpio=gpio)
+    daemon = Daemon(cfg, engine, runner, loader, controller, reader, pots=pots, gpio=gpio, engines=engines)
     loader.on_error = daemon.report_error
     daemon.buttons = Buttons(gpio, hw.gpio, on_event=daemon.on_button)
     daemon.outputs = Outputs(gpio, hw.gpio)
@@ -248,9 +239,23 @@ def build(
         publish=lambda msgs: _broadcast(daemon, msgs),
         on_error=lambda message: daemon.report_error(message, "/pimodule/fx/model"),
     )
+    if engines.compiled and daemon.fx is not None:
+        _share_histories(engine, daemon.fx)
+        engine.attach_fx(engine.fx_matcher)
     controller.fx = daemon.fx
     controller.set_gain_db(cfg.engine.gain_db)
     name = model or cfg.models.default
+    validator = daemon_validator(engine, kind="ddsp", engine_cost=getattr(engine, "voice_cost", None))
+    loader.validate = validator
+    if name:
+        try:  # the installed file fails now but its previous version plays: roll back, and say so
+            path, note = load_with_fallback(store, name, validator)
+            loader.mark_validated(path)
+            if note:
+                log.error("%s", note)
+                daemon.start_notes.append(note)
+        except ModelFileError as err:
+            log.error("%s", err)
     if not loader.load(name):
         log.error("starting without a voice (silence until a model loads): %s", loader.last_error)
     if cfg.osc.enabled:
@@ -259,6 +264,18 @@ def build(
     if cfg.flash.enabled:
         daemon.flash = daemon_receivers(cfg.flash, daemon, lambda msgs: _broadcast(daemon, msgs))
     return daemon
+
+
+def _share_histories(engine, analyzer) -> None:
+    """The compiled engine keeps the inputs' history in its shared block: the fx analyzer reads it
+    there (for every estimator it installs) instead of histories the callback would fill."""
+
+    def attach(history, other) -> None:
+        analyzer.history = engine.shared_history("L", history.n)
+        analyzer.other_history = engine.shared_history("R", other.n) if other is not None else None
+
+    analyzer.on_histories = attach
+    attach(analyzer.history, analyzer.other_history)
 
 
 def _broadcast(daemon: Daemon, messages) -> None:
@@ -290,7 +307,13 @@ def control_loop(d: Daemon, deadline: float | None) -> None:
             d.stop_event.set()
             break
         d.pots.poll()
-        d.engine.collect_retired()
+        tick = getattr(d.engine, "tick", None)  # the compiled engine: fx chain, matching, waiting voice
+        (tick or d.engine.collect_retired)()
+        supervise = getattr(d.runner, "supervise", None)
+        message = supervise() if supervise is not None else None
+        if message:
+            d.report_error(message, "/pimodule/audio")
+        _replace_bad_voice(d)
         if not rt_logged and d.runner.rt_status != "not tried":
             rt_logged = True
             log.info("audio thread priority: %s", d.runner.rt_status)
@@ -307,6 +330,25 @@ def control_loop(d: Daemon, deadline: float | None) -> None:
             )
 
 
+def _replace_bad_voice(d: Daemon) -> None:
+    """A voice whose output or state turned non-finite while playing is silenced by the callback;
+    here it is replaced by the last good voice, and the module says so."""
+    bad = getattr(d.engine, "n_bad_frames", 0)
+    if bad <= d.seen_bad_frames:
+        return
+    d.seen_bad_frames = bad
+    session = d.engine.session
+    name = session.info.name if session is not None else "?"
+    previous = d.loader.previous_good(name)
+    message = f"voice {name!r} went non-finite while playing; " + (
+        f"back to {previous!r}" if previous else "silenced (no earlier voice to go back to)"
+    )
+    log.error("%s", message)
+    d.report_error(message)
+    if previous:
+        d.loader.request(previous)
+
+
 def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     """Start everything, play until the duration ends or a signal arrives; returns the backend."""
     d.reader.start()
@@ -319,6 +361,8 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     d.engine.analysis.start()  # transfer mode's f0/loudness analysis, off the audio thread
     if d.osc is not None:
         d.osc.start()
+    for note in d.start_notes:
+        d.report_error(note)
     for part in d.flash:
         part.start()
     stream = None
@@ -335,9 +379,14 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
 
     d.notifier = Notifier()
     watchdog = Watchdog(d.notifier, is_healthy=_Health(d.runner.stats))
+    if stream is not None:
+        try:
+            stream.start()
+        except OSError as err:  # the audio process could not open the device
+            log.warning("no audio device could be opened (%s): running OFFLINE on a simulated clock", err)
+            stream = None
     deadline = None if duration_s is None else time.monotonic() + duration_s
     if stream is not None:
-        stream.start()
         log.info(
             "playing on %s at %d Hz, block %s",
             d.runner.backend,
@@ -362,10 +411,12 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
         worker = threading.Thread(target=control_loop, args=(d, None), name="pimodule-control", daemon=True)
         worker.start()
         try:
+            kwargs = {"separate_process": True} if d.engines is not None and d.engines.compiled else {}
             d.runner.run_offline(
                 duration_s if duration_s is not None else float("inf"),
                 block_size=d.cfg.audio.block_size or 128,
                 should_stop=d.stop_event.is_set,
+                **kwargs,
             )
         finally:
             d.stop_event.set()
@@ -410,6 +461,9 @@ def main(args: argparse.Namespace) -> int:
             signal.signal(sig, lambda *_: d.stop_event.set())
         try:
             backend = run(d, offline=offline, duration_s=args.duration)
+            s = d.controller.status()
+            played_s = d.engine.n_samples / cfg.audio.sample_rate_hz
+            recording = d.runner.recorder.audio.copy() if d.runner.recorder is not None else None
         finally:
             d.close()
             if args.jack_dummy and not offline:
@@ -420,14 +474,13 @@ def main(args: argparse.Namespace) -> int:
         import sounddevice as sd
 
         sd._initialize()  # PortAudio usable again in this process (the server has gone)
-    s = d.controller.status()
     print(
-        f"played on {backend}: {d.engine.n_samples / cfg.audio.sample_rate_hz:.2f} s, model "
-        f"{s['model'] or '(none)'}, mode {s['mode']}, callback p50 {s['callback_p50_us']:.0f} us "
-        f"p99 {s['callback_p99_us']:.0f} us, xruns {s['xruns']}, exceptions {s['exceptions']}"
+        f"played on {backend}: {played_s:.2f} s, model {s['model'] or '(none)'}, mode {s['mode']}, "
+        f"response p50 {s['callback_p50_us']:.0f} us p99 {s['callback_p99_us']:.0f} us, "
+        f"late blocks {s.get('late_blocks', 0)}, xruns {s['xruns']}, exceptions {s['exceptions']}"
     )
-    if d.runner.recorder is not None:
+    if recording is not None:
         args.record.parent.mkdir(parents=True, exist_ok=True)
-        d.runner.recorder.save(args.record)
-        print(f"recorded {len(d.runner.recorder.audio) / cfg.audio.sample_rate_hz:.2f} s to {args.record}")
+        soundfile.write(str(args.record), recording, cfg.audio.sample_rate_hz, subtype="FLOAT")
+        print(f"recorded {len(recording) / cfg.audio.sample_rate_hz:.2f} s to {args.record}")
     return 0 if s["exceptions"] == 0 else 1

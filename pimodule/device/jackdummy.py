@@ -78,9 +78,12 @@ class JackServer:
 
 
 @contextlib.contextmanager
-def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None = None) -> Iterator[JackServer]:
-    """Start ``jackd --no-realtime -d dummy``, make it this process's default server
-    (``JACK_DEFAULT_SERVER``), yield it; stop it by PID on exit."""
+def dummy_jack_server(
+    rate_hz: int = 48000, period: int = 128, name: str | None = None, realtime: bool = False
+) -> Iterator[JackServer]:
+    """Start ``jackd --no-realtime -d dummy`` (``realtime``: ``jackd -R``, its threads and its
+    clients' process threads at SCHED_FIFO, as a sound card's server runs), make it this process's
+    default server (``JACK_DEFAULT_SERVER``), yield it; stop it by PID on exit."""
     for tool in ("jackd", "jack_wait"):
         if shutil.which(tool) is None:
             raise JackUnavailable(f"{tool} not found (apt install jackd2)")
@@ -88,7 +91,7 @@ def dummy_jack_server(rate_hz: int = 48000, period: int = 128, name: str | None 
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
     log_file = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: jackd must never block on it
     proc = subprocess.Popen(
-        ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(rate_hz), "-p", str(period)],
+        ["jackd", "-n", name, "-R" if realtime else "--no-realtime", "-d", "dummy", "-r", str(rate_hz), "-p", str(period)],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ validates and warms models off the audio thread, then offers them to the engine 
 from __future__ import annotations
 
 import logging
-import queue
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,12 +43,18 @@ class ModelLoader(BackgroundThread):
         *,
         on_error: Callable[[str], None] | None = None,
         on_loaded: Callable[[str], None] | None = None,
+        validate: Callable[[Path], object] | None = None,
     ):
         self.engine = engine
         self.store = store
+        #: decides in a child process with limits whether a file may play (pimodule.device.flash.
+        #: daemon_validator); each version of a file is validated once (by path, size, mtime)
+        self.validate = validate
+        self._validated: dict[Path, tuple[int, int]] = {}
         self.on_error = on_error
         self.on_loaded = on_loaded
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._pending: str | None = None  # the newest request: a newer one replaces it (latest wins)
+        self._wake = threading.Event()
         super().__init__("pimodule-loader")
         self._busy = False
         self.n_loaded = 0
@@ -62,13 +68,15 @@ class ModelLoader(BackgroundThread):
         self.engine.collect_retired()
 
     def request(self, name_or_path: str) -> None:
-        self._queue.put(str(name_or_path))
+        """Load this model next; a request not yet started is replaced (latest wins)."""
+        self._pending = str(name_or_path)
+        self._wake.set()
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """True once no request is queued or loading and no swap is pending."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._queue.empty() and not self._busy and not self.engine.swap_pending:
+            if self._pending is None and not self._busy and not self.engine.swap_pending:
                 return True
             time.sleep(0.01)
         return False
@@ -77,6 +85,7 @@ class ModelLoader(BackgroundThread):
         """Load one model in the calling thread (startup, tests); True if it was offered."""
         try:
             path = self.store.resolve(name_or_path)
+            self._check(path)
             session = load_session(path, self.engine)
             self.engine.offer_model(session)
         except (ModelFileError, OSError, ValueError, KeyError) as err:
@@ -94,6 +103,20 @@ class ModelLoader(BackgroundThread):
             self.on_loaded(session.info.name)
         return True
 
+    def mark_validated(self, path: Path) -> None:
+        """``path`` as it is now passed validation elsewhere (at start, by the store's fallback)."""
+        st = Path(path).stat()
+        self._validated[Path(path)] = (st.st_size, st.st_mtime_ns)
+
+    def _check(self, path: Path) -> None:
+        if self.validate is None:
+            return
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns)
+        if self._validated.get(path) != key:
+            self.validate(path)  # ModelFileError with the reason
+            self._validated[path] = key
+
     def previous_good(self, bad_name: str) -> str | None:
         """The most recent model loaded before ``bad_name`` (the one to go back to)."""
         for name in reversed(self.history):
@@ -104,9 +127,11 @@ class ModelLoader(BackgroundThread):
     def _run(self) -> None:
         while not self._stop.is_set():
             self.engine.collect_retired()
-            try:
-                name = self._queue.get(timeout=0.05)
-            except queue.Empty:
+            if not self._wake.wait(0.05):
+                continue
+            self._wake.clear()
+            name, self._pending = self._pending, None
+            if name is None:
                 continue
             self._busy = True
             try:

@@ -60,14 +60,16 @@ def demo_input(out_dir: Path) -> tuple[Path, str]:
 def run_daemon(model: Path, out_wav: Path, seconds: float) -> int:
     """A few seconds of `pimodule run` in synth mode with the simulated CV melody, on a private
     JACK dummy server (or the simulated clock when jackd cannot start), recorded to out_wav."""
-
     cmd = [
         sys.executable,
         "-m",
         "pimodule.cli",
         "run",
+        "--models-dir",
+        str(model.parent),
         "--model",
-        str(model),
+        model.stem,
+        "--no-flash",
         "--mode",
         "synth",
         "--cv",

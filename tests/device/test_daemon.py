@@ -150,7 +150,7 @@ def test_front_panel_buttons(model_dir):
         press(pins[2])
         assert d.controller.mute and d.engine.guard.muted
         press(pins[0])
-        assert d.loader._queue.get_nowait() == "voice_b"  # the next model after the pending one
+        assert d.loader._pending == "voice_b"  # the next model after the pending one (latest wins)
     finally:
         d.close()
 

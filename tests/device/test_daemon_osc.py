@@ -38,6 +38,9 @@ def test_osc_pitch_shift_and_mute_are_heard(model_dir):
     try:
         with OscClient("127.0.0.1", d.osc.port) as c:
             c.request("/pimodule/ping", expect="/pimodule/pong", timeout_s=20)
+            deadline = time.monotonic() + 60
+            while d.engine.n_samples == 0 and time.monotonic() < deadline:  # the audio process is up
+                time.sleep(0.01)
             time.sleep(0.6)
             marks["shift"] = d.engine.n_samples
             c.request(

@@ -1,0 +1,38 @@
+"""Where numba keeps the compiled engine, keyed by the engine's source.
+
+numba's own cache notices a change only in the file that defines a function, not in the
+functions it calls from other files: after an upgrade that touched only ``analysis.py``, the
+callback's cached machine code would still hold the old analysis. So the engine's compiled code
+lives in a directory named after a hash of every source it is built from (this package and the
+compiled voice), under ``$NUMBA_CACHE_DIR`` (the systemd unit sets it) or
+``~/.cache/pimodule/numba``: a changed source means a fresh directory, never stale code.
+:func:`configure` runs when :mod:`.dsp` is imported, before any of the engine's functions is
+decorated (the cache location is fixed then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+
+PACKAGES = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "voice")
+
+
+def source_hash() -> str:
+    h = hashlib.sha256()
+    for folder in PACKAGES:
+        for path in sorted(folder.glob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    h.update(numba.__version__.encode())
+    return h.hexdigest()[:16]
+
+
+def configure() -> str:
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(Path.home(), ".cache", "pimodule", "numba")
+    folder = os.path.join(base, "engine-" + source_hash())
+    numba.config.CACHE_DIR = folder
+    return folder

@@ -1,0 +1,362 @@
+"""Transfer mode's streaming f0 and loudness in the callback, compiled.
+
+The same analysis as :class:`pimodule.core.streaming_features.StreamingFeatures` (YIN with
+band-limited 2x oversampling of each window and parabolic refinement, A-weighted loudness; frame
+for frame equal to it up to FFT rounding), fed with input L resampled to the model rate, and the
+same look-ahead queue as the onnxruntime engine: frames wait ``lookahead`` frames so the voice
+never runs ahead of the analysis; if it would, the last frame is held (counted).
+
+Everything lives in the block: ``I_ANA`` holds sizes, offsets and counters, ``D_ANA`` the
+buffers and tables, written once by :func:`configure` (control process, before audio runs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from pimodule.core.features import DEFAULT_F0_HZ, LOUDNESS_FLOOR_DB, SILENCE_RMS_DB
+from pimodule.core.streaming_features import StreamingFeatures
+from pimodule.device.resample import StreamingResampler
+from pimodule.device.rt import dsp, fft
+from pimodule.device.rt import layout as L
+
+OPTS = dsp.OPTS
+SILENCE_DB = -100.0
+MAX_N = 2048  # the largest real transform (the oversampled YIN window)
+QUEUE = 64  # look-ahead queue capacity (frames)
+
+# I_ANA slots: 0..3 the upsampler (block.py), 4..7 the downsampler, then the analysis
+(
+    A_OS,
+    A_W,
+    A_MINLAG,
+    A_MAXLAG,
+    A_NFFT,
+    A_WIN,
+    A_YINOFF,
+    A_LOUDOFF,
+    A_PAD,
+    A_LOOKAHEAD,
+    A_BUFLEN,
+    A_FILL,
+    A_NDONE,
+    A_FRAME0,
+    A_QW,
+    A_QR,
+    A_HAS_LAST,
+    A_RATE,
+) = range(8, 26)
+A_OFF = 32  # offsets into D_ANA at A_OFF + id
+(
+    O_BUF,
+    O_FR,
+    O_WRE,
+    O_WIM,
+    O_SRE,
+    O_SIM,
+    O_UP,
+    O_HRE,
+    O_HIM,
+    O_CORR,
+    O_SQ,
+    O_DIFF,
+    O_CMND,
+    O_LWIN,
+    O_LW,
+    O_COS,
+    O_SIN,
+    O_QF,
+    O_QL,
+) = range(19)
+A_REV = 64  # bit-reversal tables (1024 and 512 entries) in I_ANA from here
+# D_ANA[0:8]: threshold, loudness reference dB, last voiced f0, last popped f0 and loudness
+D_THRESHOLD, D_REF_DB, D_LAST_F0, D_POP_F0, D_POP_LD = range(5)
+D_HEAD = 8
+
+
+def configure(block: L.Shared, features: StreamingFeatures | None = None, lookahead_frames: int | None = None) -> int:
+    """Write the analysis's sizes, tables and zeroed state into the block; returns the look-ahead
+    (frames) the queue holds. ``features`` gives the tracker settings (its defaults otherwise)."""
+    ih = block.ih
+    rate, hop = int(ih[L.I_MODEL_RATE]), int(ih[L.I_HOP])
+    f = features or StreamingFeatures(rate, hop)
+    min_lag, max_lag = f._lags  # noqa: SLF001 - the one tracker definition, read not copied
+    os_ = f._oversample  # noqa: SLF001
+    w = f.yin_window_size
+    if w * os_ > MAX_N or f.n_fft > MAX_N:
+        raise ValueError(f"analysis windows of {w} x {os_} and {f.n_fft} exceed {MAX_N} points")
+    dn_up, dn_down = int(ih[L.I_DN_UP]), int(ih[L.I_DN_DOWN])
+    chunk = -(-int(ih[L.I_MAX_CHUNK]) * dn_up // dn_down) + 1
+    if lookahead_frames is None:
+        down_latency = StreamingResampler(int(ih[L.I_DEVICE_RATE]), rate).latency_out_samples
+        lookahead_frames = -(-(f.latency_samples + down_latency) // hop) + 2
+    a = block.buf("I_ANA")
+    d = block.buf("D_ANA")
+    a[:] = 0
+    d[:] = 0.0
+    n = w * os_
+    sizes = {
+        O_BUF: f._win + chunk,
+        O_FR: w,
+        O_WRE: MAX_N // 2,
+        O_WIM: MAX_N // 2,
+        O_SRE: MAX_N // 2 + 1,  # noqa: SLF001
+        O_SIM: MAX_N // 2 + 1,
+        O_UP: n,
+        O_HRE: MAX_N // 2 + 1,
+        O_HIM: MAX_N // 2 + 1,
+        O_CORR: n,
+        O_SQ: n + 1,
+        O_DIFF: max_lag + 1,
+        O_CMND: max_lag + 1,
+        O_LWIN: f.n_fft,
+        O_LW: f.n_fft // 2 + 1,
+        O_COS: MAX_N // 2 + 1,
+        O_SIN: MAX_N // 2 + 1,
+        O_QF: QUEUE,
+        O_QL: QUEUE,
+    }
+    pos = D_HEAD
+    for k in range(len(sizes)):
+        a[A_OFF + k] = pos
+        pos += sizes[k]
+    if pos > d.shape[0]:
+        raise ValueError(f"the analysis needs {pos} doubles, the block has {d.shape[0]}")
+    cos, sin, perms = fft.tables(MAX_N)
+    d[a[A_OFF + O_COS] : a[A_OFF + O_COS] + cos.shape[0]] = cos
+    d[a[A_OFF + O_SIN] : a[A_OFF + O_SIN] + sin.shape[0]] = sin
+    a[A_REV : A_REV + 1024] = perms[1024]
+    a[A_REV + 1024 : A_REV + 1536] = perms[512]
+    window, weight, ref_db = f._tables  # noqa: SLF001
+    d[a[A_OFF + O_LWIN] : a[A_OFF + O_LWIN] + window.shape[0]] = window
+    d[a[A_OFF + O_LW] : a[A_OFF + O_LW] + weight.shape[0]] = weight
+    d[D_THRESHOLD], d[D_REF_DB] = f.threshold, ref_db
+    a[A_OS], a[A_W], a[A_MINLAG], a[A_MAXLAG], a[A_NFFT] = os_, w, min_lag, max_lag, f.n_fft
+    a[A_WIN], a[A_YINOFF], a[A_LOUDOFF], a[A_PAD] = f._win, f._yin_off, f._loud_off, f._pad  # noqa: SLF001
+    a[A_LOOKAHEAD], a[A_BUFLEN], a[A_RATE] = lookahead_frames, sizes[O_BUF], rate
+    reset_python(block)
+    return lookahead_frames
+
+
+def reset_python(block: L.Shared) -> None:
+    reset(block.ih, block.dh, block.fh)
+
+
+@numba.njit(**OPTS)
+def _ana(ih):
+    off = ih[L.I_BUF + 2 * L.I_ANA]
+    return ih[off : off + ih[L.I_BUF + 2 * L.I_ANA + 1]]
+
+
+@numba.njit(**OPTS)
+def _dana(ih, dh):
+    off = ih[L.I_BUF + 2 * L.D_ANA]
+    return dh[off : off + ih[L.I_BUF + 2 * L.D_ANA + 1]]
+
+
+@numba.njit(**OPTS)
+def _seg(a, d, k, n):
+    o = a[A_OFF + k]
+    return d[o : o + n]
+
+
+@numba.njit(**OPTS)
+def reset(ih, dh, fh):
+    """Forget all input; the queue holds ``lookahead`` silent frames again."""
+    a, d = _ana(ih), _dana(ih, dh)
+    if a[A_W] == 0:
+        return
+    buf = _seg(a, d, O_BUF, a[A_BUFLEN])
+    for i in range(buf.shape[0]):
+        buf[i] = 0.0
+    a[A_FILL] = a[A_PAD]
+    a[A_NDONE] = 0
+    a[A_FRAME0] = 0
+    a[A_HAS_LAST] = 0
+    a[4], a[5], a[6], a[7] = ih[L.I_DN_TAPS] - 1, 0, 0, ih[L.I_DN_DOWN]  # the downsampler
+    dnbuf_off = ih[L.I_BUF + 2 * L.F_DN_BUF]
+    for i in range(ih[L.I_BUF + 2 * L.F_DN_BUF + 1]):
+        fh[dnbuf_off + i] = 0.0
+    qf, ql = _seg(a, d, O_QF, QUEUE), _seg(a, d, O_QL, QUEUE)
+    for i in range(a[A_LOOKAHEAD]):
+        qf[i] = 0.0
+        ql[i] = SILENCE_DB
+    a[A_QR] = 0
+    a[A_QW] = a[A_LOOKAHEAD]
+    d[D_POP_F0], d[D_POP_LD] = 0.0, SILENCE_DB
+
+
+@numba.njit(**OPTS)
+def _frame(a, d, x0):
+    """f0 (Hz), voiced, loudness (dB) of the frame whose window starts at buf[x0]."""
+    cos, sin = _seg(a, d, O_COS, MAX_N // 2 + 1), _seg(a, d, O_SIN, MAX_N // 2 + 1)
+    wre, wim = _seg(a, d, O_WRE, MAX_N // 2), _seg(a, d, O_WIM, MAX_N // 2)
+    buf = _seg(a, d, O_BUF, a[A_BUFLEN])
+    w, os_, min_lag, max_lag = a[A_W], a[A_OS], a[A_MINLAG], a[A_MAXLAG]
+    n = w * os_
+    rev_n = a[A_REV : A_REV + 1024] if n // 2 == 1024 else a[A_REV + 1024 : A_REV + 1536]
+    rev_w = a[A_REV : A_REV + 1024] if w // 2 == 1024 else a[A_REV + 1024 : A_REV + 1536]
+    fr = _seg(a, d, O_FR, w)
+    yo = x0 + a[A_YINOFF]
+    for i in range(w):
+        fr[i] = buf[yo + i]
+    sre, sim = _seg(a, d, O_SRE, n // 2 + 1), _seg(a, d, O_SIM, n // 2 + 1)
+    fft.rfft(fr, w, sre, sim, wre, wim, rev_w, cos, sin, MAX_N)
+    up = _seg(a, d, O_UP, n)
+    if os_ > 1:  # band-limited upsampling: the spectrum zero-padded, the old Nyquist split
+        for k in range(w // 2 + 1):
+            sre[k] *= os_
+            sim[k] *= os_
+        sre[w // 2] *= 0.5
+        sim[w // 2] *= 0.5
+        for k in range(w // 2 + 1, n // 2 + 1):
+            sre[k] = 0.0
+            sim[k] = 0.0
+        sim[0] = 0.0
+        fft.irfft(sre, sim, n, up, wre, wim, rev_n, cos, sin, MAX_N)
+    else:
+        for i in range(w):
+            up[i] = fr[i]
+    integ = n - max_lag
+    corr = _seg(a, d, O_CORR, n)
+    for i in range(integ):
+        corr[i] = up[i]
+    for i in range(integ, n):
+        corr[i] = 0.0
+    hre, him = _seg(a, d, O_HRE, n // 2 + 1), _seg(a, d, O_HIM, n // 2 + 1)
+    fft.rfft(corr, n, hre, him, wre, wim, rev_n, cos, sin, MAX_N)
+    for k in range(n // 2 + 1):  # spec_all * conj(spec_head)
+        r = sre[k] * hre[k] + sim[k] * him[k]
+        i_ = sim[k] * hre[k] - sre[k] * him[k]
+        hre[k] = r
+        him[k] = i_
+    fft.irfft(hre, him, n, corr, wre, wim, rev_n, cos, sin, MAX_N)
+    sq = _seg(a, d, O_SQ, n + 1)
+    sq[0] = 0.0
+    for i in range(n):
+        sq[i + 1] = sq[i] + up[i] * up[i]
+    diff, cmnd = _seg(a, d, O_DIFF, max_lag + 1), _seg(a, d, O_CMND, max_lag + 1)
+    e0 = sq[integ] - sq[0]
+    for t in range(max_lag + 1):
+        e = sq[t + integ] - sq[t]
+        diff[t] = max(e0 + e - 2.0 * corr[t], 0.0)
+    cmnd[0] = 1.0
+    csum = 0.0
+    for t in range(1, max_lag + 1):
+        csum += diff[t]
+        cmnd[t] = diff[t] * t / csum if csum > 1e-12 * (e0 + 1e-30) else 1.0
+    threshold = d[D_THRESHOLD]
+    tau = -1
+    best = min_lag
+    for t in range(min_lag, max_lag + 1):
+        left = cmnd[t - 1]
+        right = cmnd[t + 1] if t < max_lag else np.inf
+        if cmnd[t] < threshold and cmnd[t] <= left and cmnd[t] < right:
+            tau = t
+            break
+        if cmnd[t] < cmnd[best]:
+            best = t
+    has = tau >= 0
+    if not has:
+        tau = best
+    lo, hi = max(tau - 1, 0), min(tau + 1, max_lag)
+    aa, bb, cc = diff[lo], diff[tau], diff[hi]
+    denom = aa - 2.0 * bb + cc
+    shift = 0.5 * (aa - cc) / denom if denom > 1e-20 else 0.0
+    shift = min(max(shift, -1.0), 1.0)
+    if not (0 < tau < max_lag):
+        shift = 0.0
+    f0 = ih_rate(a) * os_ / (tau + shift)
+    rms_db = 10.0 * math.log10(sq[n] / n + 1e-30)
+    voiced = has and rms_db > SILENCE_RMS_DB
+    # loudness: Hann-windowed power spectrum, A-weighted mean
+    nf = a[A_NFFT]
+    lw, wt = _seg(a, d, O_LWIN, nf), _seg(a, d, O_LW, nf // 2 + 1)
+    lo_ = x0 + a[A_LOUDOFF]
+    for i in range(nf):
+        fr_i = buf[lo_ + i] * lw[i]
+        corr[i] = fr_i
+    rev_l = a[A_REV : A_REV + 1024] if nf // 2 == 1024 else a[A_REV + 1024 : A_REV + 1536]
+    fft.rfft(corr, nf, sre, sim, wre, wim, rev_l, cos, sin, MAX_N)
+    total = 0.0
+    for k in range(nf // 2 + 1):
+        total += (sre[k] * sre[k] + sim[k] * sim[k]) * wt[k]
+    db = 10.0 * math.log10(total / (nf // 2 + 1) + 1e-30) - d[D_REF_DB]
+    return f0, voiced, max(db, LOUDNESS_FLOOR_DB)
+
+
+@numba.njit(**OPTS)
+def ih_rate(a):
+    return a[A_RATE]
+
+
+@numba.njit(**OPTS)
+def feed(ih, dh, fh, ring, write_count, n):
+    """Input L (the device ring's ``n`` samples from ``write_count``) resampled to the model
+    rate; every frame it completes goes into the look-ahead queue."""
+    a = _ana(ih)
+    if a[A_W] == 0:
+        return
+    size = ring.shape[0]
+    pos = write_count % size
+    first = min(n, size - pos)
+    _feed_piece(ih, dh, fh, ring[pos : pos + first])
+    if n > first:
+        _feed_piece(ih, dh, fh, ring[0 : n - first])
+
+
+@numba.njit(**OPTS)
+def _region(ih, fh, k):
+    off = ih[L.I_BUF + 2 * k]
+    return fh[off : off + ih[L.I_BUF + 2 * k + 1]]
+
+
+@numba.njit(**OPTS)
+def _feed_piece(ih, dh, fh, x):
+    a, d = _ana(ih), _dana(ih, dh)
+    out = _region(ih, fh, L.F_DNOUT)
+    k = dsp.polyphase(
+        _region(ih, fh, L.F_DN_TAPS), ih[L.I_DN_UP], ih[L.I_DN_TAPS], _region(ih, fh, L.F_DN_BUF), 0, x, a[4:8], out
+    )
+    buf = _seg(a, d, O_BUF, a[A_BUFLEN])
+    hop, win = ih[L.I_HOP], a[A_WIN]
+    qf, ql = _seg(a, d, O_QF, QUEUE), _seg(a, d, O_QL, QUEUE)
+    for i in range(k):
+        if a[A_FILL] >= buf.shape[0]:  # slide: keep from the next frame's window start
+            drop = (a[A_NDONE] - a[A_FRAME0]) * hop
+            keep = a[A_FILL] - drop
+            for j in range(keep):
+                buf[j] = buf[drop + j]
+            a[A_FILL] = keep
+            a[A_FRAME0] = a[A_NDONE]
+        buf[a[A_FILL]] = out[i]
+        a[A_FILL] += 1
+        if a[A_FILL] >= (a[A_NDONE] - a[A_FRAME0]) * hop + win:
+            f0, voiced, ld = _frame(a, d, (a[A_NDONE] - a[A_FRAME0]) * hop)
+            if voiced:
+                d[D_LAST_F0] = f0
+                a[A_HAS_LAST] = 1
+            else:
+                f0 = d[D_LAST_F0] if a[A_HAS_LAST] != 0 else DEFAULT_F0_HZ
+            a[A_NDONE] += 1
+            if a[A_QW] - a[A_QR] < QUEUE:
+                qf[a[A_QW] % QUEUE] = f0
+                ql[a[A_QW] % QUEUE] = ld
+                a[A_QW] += 1
+
+
+@numba.njit(**OPTS)
+def pop(ih, dh, fh):
+    """The next frame's (f0_hz, loudness_db); the last one again when the queue is empty."""
+    a, d = _ana(ih), _dana(ih, dh)
+    if a[A_W] == 0 or a[A_QR] >= a[A_QW]:
+        ih[L.I_N_ANA_UNDERRUNS] += 1
+        return d[D_POP_F0], d[D_POP_LD]
+    qf, ql = _seg(a, d, O_QF, QUEUE), _seg(a, d, O_QL, QUEUE)
+    f0, ld = qf[a[A_QR] % QUEUE], ql[a[A_QR] % QUEUE]
+    a[A_QR] += 1
+    d[D_POP_F0], d[D_POP_LD] = f0, ld
+    return f0, ld
