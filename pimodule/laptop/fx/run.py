@@ -76,6 +76,9 @@ class TrainConfig:
     level_match: bool = False
     # start from the weights of an exported estimator of the same architecture (.onnx)
     init_from: str = ""
+    # stop (with a checkpoint) once this many minutes of training have passed, over all sessions
+    # of the run (0: no limit); the learning-rate schedule still follows ``steps``
+    max_minutes: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

@@ -125,6 +125,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     budget = Budget(
         steps=config.steps,
         start=start,
+        max_minutes=config.max_minutes,
         elapsed_s=train_seconds,
         desc=f"train fx ({config.objective})",
         progress=progress,
