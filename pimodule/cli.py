@@ -30,7 +30,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "flash": "pimodule.laptop.flash_cli",
     "flash-receive": "pimodule.device.flash_receive",
     "models": "pimodule.device.models_cli",
-    "run": "pimodule.device.daemon",
+    "run": "pimodule.device.daemon_cli",
     "bench": "pimodule.device.bench",
     "calibrate": "pimodule.device.cv_calibrate",
 }

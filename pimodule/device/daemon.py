@@ -1,26 +1,16 @@
-"""The module's daemon: audio and CV in, the voice or the effect estimator, audio out, OSC.
-
-Audio + CV in, the DDSP voice in the callback, audio out, OSC to and from PureData, sd_notify
-READY/WATCHDOG for systemd. Off the Pi, the CV comes from a clearly announced simulated source
-(a CV melody through a fake MCP3208 that speaks the real SPI encoding) and the GPIO from a fake;
-when no audio device can be opened the same callback runs on a simulated clock (``--offline``,
-or automatically, announced in the log). ``--duration`` and ``--record`` are for demos and tests.
-No torch is imported here or below.
+"""The module's daemon, wired and run: CV, GPIO, the engine and its audio, the model store and
+loader, OSC, flashing, fx mode, sd_notify READY/WATCHDOG for systemd (:func:`build`, :func:`run`).
+Its command line is :mod:`pimodule.device.daemon_cli` (``pimodule run``). No torch here or below.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
 import platform
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import soundfile
 
 from pimodule.core.controls import MODES
 from pimodule.core.modelfile import ModelFileError
@@ -35,7 +25,6 @@ from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Trigger
 from pimodule.device.io.hardware import load_hardware
 from pimodule.device.io.notify import Notifier, Watchdog
 from pimodule.device.io.osc import OscServer
-from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
 from pimodule.device.models import ModelLoader
 from pimodule.device.store import ModelStore, load_with_fallback
 
@@ -43,71 +32,6 @@ log = logging.getLogger("pimodule.daemon")
 
 CONTROL_LOOP_HZ = 50.0  # pots, watchdog, status log
 STATUS_LOG_S = 10.0
-RECORD_MAX_S = 600.0
-
-
-EXAMPLES = (
-    "pimodule run --config /etc/pimodule/config.toml",
-    "pimodule run --jack-dummy --duration 6 --record out/demo.wav",
-    "pimodule run --offline --mode transfer --model flute",
-)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="daemon config TOML (default: configs/default.toml)")
-    parser.add_argument("--device", help="audio device name (fragment) or index")
-    parser.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    parser.add_argument("--block-size", type=int, help="frames per audio callback")
-    parser.add_argument("--sample-rate", type=int, help="device sample rate in Hz")
-    parser.add_argument("--mode", choices=MODES, help="start in this mode")
-    parser.add_argument("--model", help="model name in the models dir, or a path to an .onnx file")
-    parser.add_argument("--models-dir", type=Path, help="the models directory")
-    parser.add_argument("--offline", action="store_true", help="no audio device: run the callback on a simulated clock")
-    parser.add_argument(
-        "--jack-dummy",
-        action="store_true",
-        help="start a private JACK server (dummy backend) and play through it "
-        "(falls back to --offline when jackd is missing)",
-    )
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--record", type=Path, help="write what was played to this wav file")
-    parser.add_argument("--osc-port", type=int, help="OSC port to listen on (0 = any free port)")
-    parser.add_argument("--no-osc", action="store_true", help="no OSC server")
-    parser.add_argument("--cv", choices=config_mod.CV_BACKENDS, help="CV source (default: config)")
-    parser.add_argument("--flash-port", type=int, help="TCP port for `pimodule flash` (0 = any free port)")
-    parser.add_argument("--no-flash", action="store_true", help="do not receive model files")
-
-
-def _device(value: str | None):
-    if value is None or value == "":
-        return None
-    return int(value) if value.strip().isdigit() else value
-
-
-def config_from_args(args: argparse.Namespace) -> config_mod.DaemonConfig:
-    cfg = config_mod.load_config(args.config)
-    audio = {}
-    if args.device is not None:
-        audio["device"] = _device(args.device)
-    if args.block_size is not None:
-        audio["block_size"] = args.block_size
-    if args.sample_rate is not None:
-        audio["sample_rate_hz"] = args.sample_rate
-    if audio:
-        cfg = config_mod.override(cfg, "audio", **audio)
-    if args.mode is not None:
-        cfg = config_mod.override(cfg, "engine", mode=args.mode)
-    if args.osc_port is not None or args.no_osc:
-        osc = {"enabled": False} if args.no_osc else {"port": args.osc_port}
-        cfg = config_mod.override(cfg, "osc", **osc)
-    if args.models_dir is not None:
-        cfg = config_mod.override(cfg, "models", dir=str(args.models_dir.resolve()))
-    if args.cv is not None:
-        cfg = config_mod.override(cfg, "cv", backend=args.cv)
-    if args.flash_port is not None or args.no_flash:
-        flash = {"enabled": False} if args.no_flash else {"port": args.flash_port}
-        cfg = config_mod.override(cfg, "flash", **flash)
-    return cfg
 
 
 def on_a_pi() -> bool:
@@ -183,9 +107,16 @@ class Daemon:
 
 
 def build(
-    cfg: config_mod.DaemonConfig, *, model: str | None = None, record_s: float | None = None, melody=None
+    cfg: config_mod.DaemonConfig,
+    *,
+    model: str | None = None,
+    record_s: float | None = None,
+    melody=None,
+    sim_input=None,
 ) -> Daemon:
-    """Wire CV, GPIO, engine, model store/loader, audio runner and OSC (nothing started yet but OSC)."""
+    """Wire CV, GPIO, engine, model store/loader, audio runner and OSC (nothing started yet but OSC).
+    ``sim_input``: what the simulated clock plays into inputs L and R, looped (device rate; mono or
+    ``(samples, 2)``)."""
 
     hw = load_hardware()
     calibrations = {c.name: Calibration.nominal(hw.adc) for c in hw.adc.channels}
@@ -204,7 +135,7 @@ def build(
 
     audio = cfg.audio
     max_block = max(audio.block_size, 4096)
-    engines = make_engines(cfg, reader, triggers, record_s=record_s, max_block=max_block)
+    engines = make_engines(cfg, reader, triggers, record_s=record_s, max_block=max_block, sim_input=sim_input)
     engine, runner = engines.engine, engines.runner
     store = ModelStore(cfg.models_dir())
     loader = ModelLoader(engine, store)
@@ -411,7 +342,10 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
         worker = threading.Thread(target=control_loop, args=(d, None), name="pimodule-control", daemon=True)
         worker.start()
         try:
-            kwargs = {"separate_process": True} if d.engines is not None and d.engines.compiled else {}
+            if d.engines is not None and d.engines.compiled:
+                kwargs = {"separate_process": True}  # the input is in the block already
+            else:
+                kwargs = {"input_signal": d.engines.sim_input} if d.engines is not None else {}
             d.runner.run_offline(
                 duration_s if duration_s is not None else float("inf"),
                 block_size=d.cfg.audio.block_size or 128,
@@ -431,56 +365,3 @@ def _ready(d: Daemon, watchdog) -> None:
     model = d.loader.current_name or "no model"
     d.notifier.ready(f"{model}, {d.engine.mode} mode, on {d.runner.backend}")
     watchdog.start()
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.list_devices:
-        import sounddevice as sd
-
-        print(sd.query_devices())
-        return 0
-    try:
-        cfg = config_from_args(args)
-    except config_mod.ConfigError as err:
-        log.error("%s", err)
-        return 2
-    record_s = None
-    if args.record is not None:
-        record_s = args.duration if args.duration is not None else RECORD_MAX_S
-    with contextlib.ExitStack() as stack:
-        offline = args.offline
-        if args.jack_dummy and not offline:
-            try:
-                server = stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))
-                cfg = config_mod.override(cfg, "audio", device=jack_device_index(server))
-            except JackUnavailable as err:
-                log.warning("no JACK dummy server (%s): falling back to the simulated clock", err)
-                offline = True
-        d = build(cfg, model=args.model, record_s=record_s)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: d.stop_event.set())
-        try:
-            backend = run(d, offline=offline, duration_s=args.duration)
-            s = d.controller.status()
-            played_s = d.engine.n_samples / cfg.audio.sample_rate_hz
-            recording = d.runner.recorder.audio.copy() if d.runner.recorder is not None else None
-        finally:
-            d.close()
-            if args.jack_dummy and not offline:
-                import sounddevice as sd
-
-                sd._terminate()  # before the server goes away
-    if args.jack_dummy and not offline:
-        import sounddevice as sd
-
-        sd._initialize()  # PortAudio usable again in this process (the server has gone)
-    print(
-        f"played on {backend}: {played_s:.2f} s, model {s['model'] or '(none)'}, mode {s['mode']}, "
-        f"response p50 {s['callback_p50_us']:.0f} us p99 {s['callback_p99_us']:.0f} us, "
-        f"late blocks {s.get('late_blocks', 0)}, xruns {s['xruns']}, exceptions {s['exceptions']}"
-    )
-    if recording is not None:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(str(args.record), recording, cfg.audio.sample_rate_hz, subtype="FLOAT")
-        print(f"recorded {len(recording) / cfg.audio.sample_rate_hz:.2f} s to {args.record}")
-    return 0 if s["exceptions"] == 0 else 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from pimodule.device.audio import AudioRunner, Recorder
 from pimodule.device.engine import VoiceEngine
 from pimodule.device.rt import layout as rt_layout
@@ -20,6 +22,7 @@ class Engines:
     engine: object
     runner: object
     block: object | None = None  # the shared block of the compiled engine
+    sim_input: np.ndarray | None = None  # what the simulated clock plays into the inputs
 
     @property
     def compiled(self) -> bool:
@@ -31,7 +34,7 @@ class Engines:
             self.block.close()
 
 
-def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int = 4096) -> Engines:
+def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int = 4096, sim_input=None) -> Engines:
     """The engine and its runner for the daemon's config; CV and gate values are handed over in
     place (the reader and the trigger poller write straight into what the callback reads)."""
     audio = cfg.audio
@@ -57,7 +60,7 @@ def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int
             input_channel=audio.input_channel,
             recorder=recorder,
         )
-        return Engines(engine, runner)
+        return Engines(engine, runner, sim_input=sim_input)
     sizes = rt_layout.Sizes(
         device_rate_hz=audio.sample_rate_hz,
         model_rate_hz=cfg.models.sample_rate_hz,
@@ -66,8 +69,14 @@ def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int
         input_channel=audio.input_channel,
         record_samples=int(round(record_s * audio.sample_rate_hz)) if record_s else 0,
         crossfade_ms=cfg.models.crossfade_ms,
+        sim_samples=0 if sim_input is None else len(sim_input),
     )
     block = rt_setup.create_block(sizes)
+    if sim_input is not None:  # the simulated clock's input, interleaved L and R, looped
+        x = np.asarray(sim_input, np.float32)
+        x = np.stack([x, np.zeros_like(x)], 1) if x.ndim == 1 else x[:, :2]
+        block.buf("F_SIM_IN")[: 2 * len(x)] = x.reshape(-1)
+        block.ih[rt_layout.I_SIM_LOOP] = 1
     engine = RtEngine(block, config=cfg.engine, cv_names=cv_names)
     engine.cv_values[:] = reader.values
     reader.values = engine.cv_values  # the CV reader now writes into the shared block
@@ -83,4 +92,4 @@ def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int
         input_channel=audio.input_channel,
         n_output_channels=audio.n_output_channels,
     )
-    return Engines(engine, runner, block)
+    return Engines(engine, runner, block, sim_input)

@@ -158,7 +158,7 @@ def test_front_panel_buttons(model_dir):
 def test_list_devices_exits_cleanly(capsys):
     import argparse
 
-    from pimodule.device import daemon as daemon_mod
+    from pimodule.device import daemon_cli as daemon_mod
 
     parser = argparse.ArgumentParser()
     daemon_mod.configure(parser)
