@@ -121,9 +121,9 @@ HEADER = 400
 @numba.njit(**OPTS)
 def layout(n_part, n_parts, chunk):
     """Offsets in ``D_FX`` of the buffers after the header, and the length they need:
-    (work, dry, cos, sin, fade, window, wet, old, acc_re, acc_im, w_re, w_im, tmp, fdl, slots, end).
-    ``fdl`` is re then im, ``(n_parts, n_part + 1)`` each; slot ``s`` of the IR at ``slots + 2 s n_parts
-    (n_part + 1)``, re then im."""
+    (work, dry, cos, sin, fade, window, wet, old, acc_re, acc_im, w_re, w_im, tmp, acc, fdl, slots, end).
+    Spectra are interleaved (re, im) rows of ``n_part + 1`` bins: ``acc`` one row, ``fdl`` ``n_parts`` rows,
+    slot ``s`` of the IR ``n_parts`` rows at ``slots + 2 s n_parts (n_part + 1)``."""
     m = n_part + 1
     o = HEADER
     work = o
@@ -152,12 +152,14 @@ def layout(n_part, n_parts, chunk):
     o += n_part
     tmp = o
     o += 2 * n_part
+    acc = o
+    o += 2 * m
     o += (-o) % 8
     fdl = o
     o += 2 * n_parts * m
     slots = o
     o += 2 * N_SLOTS * n_parts * m
-    return work, dry, cos, sin, fade, win, wet, old, acc_re, acc_im, w_re, w_im, tmp, fdl, slots, o
+    return work, dry, cos, sin, fade, win, wet, old, acc_re, acc_im, w_re, w_im, tmp, acc, fdl, slots, o
 
 
 @numba.njit(**OPTS)
@@ -177,7 +179,7 @@ def _geometry_ok(ih, d, x):
     n, p, chunk = x[X_N], x[X_P], ih[L.I_MAX_CHUNK]
     if n < 2 or n > MAX_PARTITION or (n & (n - 1)) != 0 or p < 1 or p > (1 << 20) or chunk < 1 or chunk > (1 << 24):
         return False
-    return layout(n, p, chunk)[15] <= d.shape[0]
+    return layout(n, p, chunk)[16] <= d.shape[0]
 
 
 @numba.njit(**OPTS)
@@ -283,7 +285,7 @@ def _clear_signal(d, x, ok, chunk):
     x[X_FILLED] = 0  # the delay line's rows older than this many partitions count as zero
     if ok:
         n = x[X_N]
-        _, _, _, _, _, win, wet, _, _, _, _, _, _, _, _, _ = layout(n, x[X_P], chunk)
+        _, _, _, _, _, win, wet, _, _, _, _, _, _, _, _, _, _ = layout(n, x[X_P], chunk)
         for i in range(2 * n):
             d[win + i] = 0.0
         for i in range(n):
@@ -496,29 +498,36 @@ def _distortion(d, x, w, n):
 
 
 @numba.njit(**OPTS)
-def _wet_of(d, slot, out, n, p, pm, fre, fim, slots, newest, filled, acc_re, acc_im, rev, cos, sin, w_re, w_im, tmp):
+def _mac_row(acc, a, b, m):
+    """acc += a · b over m interleaved complex bins, as numpy multiplies complex numbers (one stream per
+    array: the compiler vectorises it behind its overlap checks, ld2/st2 on NEON)."""
+    for f in range(m):
+        ar, ai = a[2 * f], a[2 * f + 1]
+        br, bi = b[2 * f], b[2 * f + 1]
+        acc[2 * f] += ar * br - ai * bi
+        acc[2 * f + 1] += ar * bi + ai * br
+
+
+@numba.njit(**OPTS)
+def _wet_of(d, slot, out, n, p, pm, fdl_t, slots, newest, filled, acc, acc_re, acc_im, rev, cos, sin, w_re, w_im, tmp):
     """The last N samples of irfft(Σ_j fdl[newest + j] · h_slot[j], 2N) into out[:N] (zeros without an IR)."""
     m = n + 1
     if slot < 0:
         for i in range(n):
             out[i] = 0.0
         return
-    for f in range(m):
-        acc_re[f] = 0.0
-        acc_im[f] = 0.0
     base = slots + 2 * slot * pm
-    hre = d[base : base + pm]
-    him = d[base + pm : base + 2 * pm]
+    h = d[base : base + 2 * pm]
+    for f in range(2 * m):
+        acc[f] = 0.0
     for j in range(filled):  # rows older than ``filled`` partitions are zero since the last reset
         r = newest + j
         if r >= p:
             r -= p
-        fo, ho = r * m, j * m
-        for f in range(m):
-            ar, ai = fre[fo + f], fim[fo + f]
-            br, bi = hre[ho + f], him[ho + f]
-            acc_re[f] += ar * br - ai * bi
-            acc_im[f] += ar * bi + ai * br
+        _mac_row(acc, fdl_t[2 * r * m : 2 * (r + 1) * m], h[2 * j * m : 2 * (j + 1) * m], m)
+    for f in range(m):
+        acc_re[f] = acc[2 * f]
+        acc_im[f] = acc[2 * f + 1]
     fft.irfft(acc_re, acc_im, 2 * n, tmp, w_re, w_im, rev, cos, sin, 2 * n)
     for i in range(n):
         out[i] = tmp[n + i]
@@ -530,14 +539,14 @@ def _reverb(d, x, ih, w, n_total):
     n, p = x[X_N], x[X_P]
     m = n + 1
     pm = p * m
-    _, _, cos, sin, fade, win, wet, old, acc_re, acc_im, w_re, w_im, tmp, fdl, slots, _ = layout(
+    _, _, cos, sin, fade, win, wet, old, acc_re, acc_im, w_re, w_im, tmp, acc, fdl, slots, _ = layout(
         n, p, ih[L.I_MAX_CHUNK]
     )
     cos_t, sin_t = d[cos : cos + m], d[sin : sin + m]
     fade_t, win_t, wet_t, old_t = d[fade : fade + n], d[win : win + 2 * n], d[wet : wet + n], d[old : old + n]
     acc_re_t, acc_im_t = d[acc_re : acc_re + m], d[acc_im : acc_im + m]
     w_re_t, w_im_t, tmp_t = d[w_re : w_re + n], d[w_im : w_im + n], d[tmp : tmp + 2 * n]
-    fre, fim = d[fdl : fdl + pm], d[fdl + pm : fdl + 2 * pm]
+    acc_t, fdl_t = d[acc : acc + 2 * m], d[fdl : fdl + 2 * pm]
     rev = x[X_REV : X_REV + n]
     v = d[S_RAMP + 2 * RP_MIX]
     t = d[S_RAMP + 2 * RP_MIX + 1]
@@ -563,64 +572,19 @@ def _reverb(d, x, ih, w, n_total):
             x[X_NEWEST] = newest
             filled = min(max(x[X_FILLED], 0) + 1, p)
             x[X_FILLED] = filled
-            fft.rfft(
-                win_t,
-                2 * n,
-                fre[newest * m : newest * m + m],
-                fim[newest * m : newest * m + m],
-                w_re_t,
-                w_im_t,
-                rev,
-                cos_t,
-                sin_t,
-                2 * n,
-            )
+            fft.rfft(win_t, 2 * n, acc_re_t, acc_im_t, w_re_t, w_im_t, rev, cos_t, sin_t, 2 * n)
+            row = fdl_t[2 * newest * m : 2 * (newest + 1) * m]
+            for f in range(m):
+                row[2 * f] = acc_re_t[f]
+                row[2 * f + 1] = acc_im_t[f]
             cur, nxt = x[X_IR_CUR], x[X_IR_NEXT]
             if cur >= N_SLOTS:
                 cur = -1
             if 0 <= nxt < N_SLOTS and nxt != cur:  # a new IR: crossfade the two outputs over this partition
-                _wet_of(
-                    d,
-                    cur,
-                    old_t,
-                    n,
-                    p,
-                    pm,
-                    fre,
-                    fim,
-                    slots,
-                    newest,
-                    filled,
-                    acc_re_t,
-                    acc_im_t,
-                    rev,
-                    cos_t,
-                    sin_t,
-                    w_re_t,
-                    w_im_t,
-                    tmp_t,
-                )
-                _wet_of(
-                    d,
-                    nxt,
-                    wet_t,
-                    n,
-                    p,
-                    pm,
-                    fre,
-                    fim,
-                    slots,
-                    newest,
-                    filled,
-                    acc_re_t,
-                    acc_im_t,
-                    rev,
-                    cos_t,
-                    sin_t,
-                    w_re_t,
-                    w_im_t,
-                    tmp_t,
-                )
+                _wet_of(d, cur, old_t, n, p, pm, fdl_t, slots, newest, filled, acc_t, acc_re_t, acc_im_t, rev,
+                        cos_t, sin_t, w_re_t, w_im_t, tmp_t)  # fmt: skip
+                _wet_of(d, nxt, wet_t, n, p, pm, fdl_t, slots, newest, filled, acc_t, acc_re_t, acc_im_t, rev,
+                        cos_t, sin_t, w_re_t, w_im_t, tmp_t)  # fmt: skip
                 for i in range(n):
                     o = old_t[i]
                     wet_t[i] = o + (wet_t[i] - o) * fade_t[i]
@@ -628,27 +592,8 @@ def _reverb(d, x, ih, w, n_total):
                 fence()
                 x[X_IR_NEXT] = -1
             else:
-                _wet_of(
-                    d,
-                    cur,
-                    wet_t,
-                    n,
-                    p,
-                    pm,
-                    fre,
-                    fim,
-                    slots,
-                    newest,
-                    filled,
-                    acc_re_t,
-                    acc_im_t,
-                    rev,
-                    cos_t,
-                    sin_t,
-                    w_re_t,
-                    w_im_t,
-                    tmp_t,
-                )
+                _wet_of(d, cur, wet_t, n, p, pm, fdl_t, slots, newest, filled, acc_t, acc_re_t, acc_im_t, rev,
+                        cos_t, sin_t, w_re_t, w_im_t, tmp_t)  # fmt: skip
             for i in range(n):
                 win_t[i] = win_t[n + i]
     x[X_POS] = pos

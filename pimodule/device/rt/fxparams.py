@@ -48,7 +48,7 @@ def reverb_geometry(rate_hz: int) -> tuple[int, int]:
 def doubles_needed(rate_hz: int, max_chunk: int) -> int:
     """The length ``D_FX`` needs (``Sizes.fx_floats``) for this device rate and max chunk."""
     n, p = reverb_geometry(rate_hz)
-    return int(fx.layout(n, p, max_chunk)[15])
+    return int(fx.layout(n, p, max_chunk)[16])
 
 
 def _check_structure() -> None:
@@ -216,9 +216,8 @@ class FxChainWriter:
         h, immediate = self._ir_waiting
         n, p = self.partition, self.n_partitions
         pm = p * (n + 1)
-        base = fx.layout(n, p, self.max_chunk)[14] + 2 * slot * pm
-        d[base : base + pm] = h.real.reshape(-1)
-        d[base + pm : base + 2 * pm] = h.imag.reshape(-1)
+        base = fx.layout(n, p, self.max_chunk)[15] + 2 * slot * pm
+        d[base : base + 2 * pm] = np.ascontiguousarray(h, np.complex128).view(np.float64).reshape(-1)  # re, im
         # an immediate IR the callback has not taken yet is installed first, then this one fades in
         base = self._immediate[1] if not immediate and self._immediate[0] > seen else -1
         x[fx.X_IR_SLOT] = slot
