@@ -1,7 +1,7 @@
 """One callback's work, compiled: inputs in, the voice (or the fx path), the guard, outputs out.
 
 ``process(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n)`` reads and writes only the shared block's
-heaps (``ih``, ``dh``, ``fh``, see :mod:`.layout`) and the interleaved float32 device buffers. It
+heaps (``ih``, ``dh``, ``fh``, see :mod:`.shared`) and the interleaved float32 device buffers. It
 never allocates, blocks or raises: a non-finite voice frame is silenced and counted (the control
 process then replaces the voice by the last good one), the output is always finite and within the
 guard's ceiling. Blocks of any length are cut into chunks of at most ``I_MAX_CHUNK`` samples.
@@ -19,7 +19,7 @@ import math
 import numba
 
 from pimodule.device.rt import dsp, f0_loudness, fxchain
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import fence
 from pimodule.device.voice.kernel import voice_frame
 

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from pimodule.device.rt import fft
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.dsp import OPTS
 from pimodule.device.rt.lowlevel import fence
 

@@ -33,7 +33,7 @@ from pimodule.device.fx import twin_core as core
 from pimodule.device.fx.twin_effects import ReverbTwin
 from pimodule.device.rt import fft
 from pimodule.device.rt import fxchain as fx
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import full_fence
 
 

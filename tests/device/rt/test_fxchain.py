@@ -15,7 +15,7 @@ from pimodule.core.fx_specs import SPECS
 from pimodule.device.fx.match import FxMatcher
 from pimodule.device.rt import block as rt_block
 from pimodule.device.rt import fxchain, setup
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.fxparams import FxChainWriter, doubles_needed
 
 FX = 2

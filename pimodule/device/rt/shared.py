@@ -229,7 +229,7 @@ class Sizes:
     sim_samples: int = 0  # simulated clock's input signal (interleaved L, R)
     crossfade_ms: float = 20.0
     mode_fade_ms: float = 5.0
-    fx_floats: int = 1 << 19  # D_FX: the reverb's delay line and 3 IR slots need ~400k doubles at 48 kHz
+    fx_floats: int = 1 << 19  # D_FX: the reverb and its 4 IR slots (498k doubles at 48 kHz; 96 kHz needs 1 << 20)
     analysis_doubles: int = 1 << 15
 
 

@@ -10,7 +10,7 @@ from pimodule.core.controls import CV_NAMES
 from pimodule.core.features import yin_f0
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.config import EngineConfig
-from pimodule.device.engine import VoiceEngine
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.models import ModelLoader, ModelStore, load_session
 
 RATE_HZ = 48000
