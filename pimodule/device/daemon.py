@@ -204,6 +204,7 @@ def _share_histories(engine, analyzer) -> None:
     def attach(history, other) -> None:
         analyzer.history = engine.shared_history("L", history.n)
         analyzer.other_history = engine.shared_history("R", other.n) if other is not None else None
+        engine.fx_history, engine.fx_other_history = analyzer.history, analyzer.other_history
 
     analyzer.on_histories = attach
     attach(analyzer.history, analyzer.other_history)
