@@ -46,6 +46,9 @@ _GAIN = SPECS["gain"]["gain_db"]
 #: a level-matched ratio up to 1 + this counts as "not worse" (float32 rendering: the level alone
 #: itself scores 1 within 1e-4)
 NOT_WORSE_TOL = 1e-3
+#: added to both distances of a ratio: a chain of level changes only (nothing to find) has a
+#: level-matched distance of float noise, which must not be divided by itself
+RATIO_EPS = {"mrstft": 1e-3, "mel": 1e-2}
 
 
 @dataclass
@@ -67,8 +70,10 @@ def example_scores(ex: Example, out: Outcome) -> dict:
     for name, fn in (("mrstft", mrstft), ("mel", lambda a, b: mel_distance(a, b, SAMPLE_RATE))):
         d_raw, d0_raw = float(fn(est, wet)[0]), float(fn(dry, wet)[0])
         d_lm, d0_lm = float(fn(_unit(est), _unit(wet))[0]), float(fn(_unit(dry), _unit(wet))[0])
-        r[f"{name}_ratio_raw"] = d_raw / max(d0_raw, 1e-12)
-        r[f"{name}_ratio_lm"] = d_lm / max(d0_lm, 1e-12)
+        eps = RATIO_EPS[name]
+        r[f"{name}_ratio_raw"] = (d_raw + eps) / (d0_raw + eps)
+        r[f"{name}_ratio_lm"] = (d_lm + eps) / (d0_lm + eps)
+        r[f"{name}_lm"], r[f"{name}_lm_nothing"] = d_lm, d0_lm
     truth = ex.audible
     r["right"] = {e: bool(out.on.get(e, False) == truth[e]) for e in SELECTABLE}
     r["seconds"] = out.seconds

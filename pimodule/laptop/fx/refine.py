@@ -6,8 +6,10 @@ differentiable chain and fitted to the wet one within a time budget:
 1. every on/off combination of the four selectable effects is rendered with the network's
    parameters on the fitting stretch (the loudest ``fit_s`` seconds) and ranked by its
    level-matched log-mel distance to the wet signal, less ``search_prior`` times the network's
-   log-likelihood of the combination; the ``n_candidates`` best, and the chain with all four on
-   (``full_chain``), are fitted together;
+   log-likelihood of the combination; with ``search_first`` the module's own check
+   (:class:`pimodule.device.fx.check.SubsetCheck`: coordinate search, numpy) runs first on the
+   same stretch, its parameters seed every candidate and its combination is the first one; the
+   ``n_candidates`` best, and the chain with all four on (``full_chain``), are fitted together;
 2. fitting: Adam on the logits of every [0, 1] parameter and of the distortion curve (the curves
    blended while fitting), on the multi-resolution STFT + log-mel distance with the **levels
    matched** (both at unit RMS: the effects are judged on their own, the level comes last in closed
@@ -38,9 +40,9 @@ from dataclasses import dataclass, field
 import torch
 
 from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE, SPECS
-from pimodule.device.fx.check import _label, _margin, confidence, effect_costs, simplest_closest
+from pimodule.device.fx.check import SubsetCheck, _label, _margin, confidence, effect_costs, simplest_closest
 from pimodule.laptop.fx.batch import _GAIN, _unit_rms, render_stages
-from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, apply_chain
+from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, apply_chain, describe
 from pimodule.laptop.fx.losses import log_mel_db, mel_distance, mrstft
 
 _COLS = [EFFECT_NAMES.index(n) for n in SELECTABLE]
@@ -62,6 +64,9 @@ class RefineConfig:
     search_prior: float = 0.3  # weight of the network's log-likelihood when ranking combinations
     fit_s: float = 1.0  # seconds of audio the fit runs on (the loudest stretch; 2 s: a third of the steps)
     select_s: float = 8.0  # seconds of audio the never-worse selection compares on
+    # start from the module's coordinate search (pimodule.device.fx.check, numpy, a few seconds):
+    # its parameters seed every candidate and its combination is one of them
+    search_first: bool = True
 
     def __post_init__(self):
         if self.steps < 0 or not 1 <= self.n_candidates <= len(SUBSETS):
@@ -234,6 +239,15 @@ def refine_one(
     d0 = level_matched(render(xf, sample_rate, every), yf, sample_rate)[1]
     order = torch.argsort(d0 - config.search_prior * ll, stable=True).tolist()
     picks = order[: config.n_candidates]
+    if config.search_first:  # the module's search, on the same stretch, seeds the parameters
+        searched = SubsetCheck(sample_rate)(xf.double().numpy(), yf.double().numpy(), describe(estimate, 0))
+        unit = base.unit.clone()
+        for name in SELECTABLE:
+            for j, spec in enumerate(SPECS[name]):
+                unit[0, PARAM_SLICES[name].start + j] = float(spec.to_unit(searched[name]["params"][spec.name]))
+        base = Chain(base.active, unit, base.mode_weights)
+        found = int(sum(int(searched[e]["active"]) << (3 - k) for k, e in enumerate(SELECTABLE)))
+        picks = [found] + [c for c in picks if c != found][: config.n_candidates - 1]
     if config.full_chain and 15 not in picks:
         picks.append(15)
     cand = Chain(

@@ -101,7 +101,7 @@ def test_a_chain_worse_than_doing_nothing_loses_to_the_level_alone():
         {"distortion": 0.95, "reverb": 0.9, "gain": 1.0},
         {"distortion": {"drive_db": 30.0, "output_gain_db": -12.0}, "reverb": {"mix_pct": 60.0, "decay_s": 1.2}},
     )
-    config = RefineConfig(steps=0, n_candidates=1, full_chain=False, search_prior=100.0)
+    config = RefineConfig(steps=0, n_candidates=1, full_chain=False, search_prior=100.0, search_first=False)
     r = refine_one(x[0], y[0], sr, guess, config)
     assert r.candidates["chain"][0] > r.candidates["level only"][0]  # the network's chain is worse
     assert r.choice == "level only" and r.distance == r.level_only
