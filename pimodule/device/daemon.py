@@ -60,6 +60,7 @@ class Daemon:
     stop_event: threading.Event = field(default_factory=threading.Event)
     engines: Engines | None = None
     seen_bad_frames: int = 0
+    replacing: str = ""  # the bad voice being replaced
     start_notes: list = field(default_factory=list)  # said over OSC once it runs
 
     def report_error(self, message: str, address: str = "/pimodule/model/load") -> None:
@@ -270,7 +271,10 @@ def _replace_bad_voice(d: Daemon) -> None:
         return
     d.seen_bad_frames = bad
     session = d.engine.session
-    name = session.info.name if session is not None else "?"
+    name = Path(session.path).stem if session is not None else "?"  # its name in the store
+    if d.replacing == name:
+        return  # already going back; the callback keeps it silent meanwhile
+    d.replacing = name
     previous = d.loader.previous_good(name)
     message = f"voice {name!r} went non-finite while playing; " + (
         f"back to {previous!r}" if previous else "silenced (no earlier voice to go back to)"

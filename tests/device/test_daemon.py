@@ -68,7 +68,7 @@ def test_importing_the_runtime_pulls_no_torch():
     proc = run_py("""
         import sys
         import pimodule.device.daemon, pimodule.device.bench, pimodule.device.cv_calibrate
-        import pimodule.device.engine, pimodule.device.audio, pimodule.device.session
+        import pimodule.device.ort_engine, pimodule.device.audio, pimodule.device.session
         print(sorted(m for m in sys.modules if m.split(".")[0] == "torch"))
     """)
     assert proc.returncode == 0, proc.stderr
@@ -169,3 +169,51 @@ def test_list_devices_exits_cleanly(capsys):
     assert cfg.audio.device == 3 and cfg.audio.block_size == 64 and cfg.engine.mode == "fx"
     assert not cfg.osc.enabled
     assert daemon_mod.config_from_args(parser.parse_args(["--device", "sndrpiproto"])).audio.device == "sndrpiproto"
+
+
+def test_a_voice_that_goes_bad_while_playing_is_replaced_by_the_last_good_one(model_dir, caplog):
+    """The callback silences a voice whose frames turn non-finite (here: its weights corrupted in
+    the shared block while it plays); the daemon goes back to the voice before it and says so."""
+    import threading
+    import time
+
+    from pimodule.device import daemon as daemon_mod
+    from pimodule.device.config import parse_config
+    from pimodule.device.rt import shared as L
+
+    cfg = parse_config(
+        {
+            "osc": {"enabled": False},
+            "flash": {"enabled": False},
+            "models": {"dir": str(model_dir), "default": "voice_a"},
+            "engine": {"loudness_source": "cv2"},
+            "cv": {"backend": "simulated"},
+        },
+        "test",
+    )
+    d = daemon_mod.build(cfg, record_s=30.0)
+    thread = threading.Thread(target=daemon_mod.run, kwargs=dict(d=d, offline=True, duration_s=None))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while d.engine.n_samples < 48000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        d.loader.request("voice_b")
+        assert d.loader.wait_idle(60)
+        while d.engine.session.info.name != "test-1" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        active = int(d.engines.block.ih[L.I_ACTIVE])
+        d.engines.block.buf(f"F_W{active}")[:500] = np.nan  # voice_b blows up
+        while d.engine.session.info.name != "test-0" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert d.engine.session.info.name == "test-0"  # voice_a again
+        n = d.engine.n_samples
+        while d.engine.n_samples < n + 24000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        d.stop_event.set()
+        thread.join(30)
+        d.close()
+    assert "went non-finite while playing; back to 'voice_a'" in caplog.text
+    y = d.runner.recorder.audio
+    assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0 and np.max(np.abs(y[-12000:])) > 1e-3

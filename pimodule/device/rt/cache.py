@@ -1,7 +1,7 @@
 """Where numba keeps the compiled engine, keyed by the engine's source.
 
 numba's own cache notices a change only in the file that defines a function, not in the
-functions it calls from other files: after an upgrade that touched only ``analysis.py``, the
+functions it calls from other files: after an upgrade that touched only ``f0_loudness.py``, the
 callback's cached machine code would still hold the old analysis. So the engine's compiled code
 lives in a directory named after a hash of every source it is built from (this package and the
 compiled voice), under ``$NUMBA_CACHE_DIR`` (the systemd unit sets it) or
@@ -18,15 +18,20 @@ from pathlib import Path
 
 import numba
 
-PACKAGES = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "voice")
+RT = Path(__file__).resolve().parent
+# what the compiled code is built from: the modules with compiled functions and the constants
+# they read (the control-side Python around them does not change the machine code)
+COMPILED_FROM = tuple(
+    RT / f"{m}.py" for m in ("shared", "lowlevel", "dsp", "fft", "f0_loudness", "fxchain", "block", "stream")
+)
+VOICE = RT.parent / "voice"
 
 
 def source_hash() -> str:
     h = hashlib.sha256()
-    for folder in PACKAGES:
-        for path in sorted(folder.glob("*.py")):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
+    for path in (*COMPILED_FROM, *sorted(VOICE.glob("*.py"))):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     h.update(numba.__version__.encode())
     return h.hexdigest()[:16]
 

@@ -1,5 +1,5 @@
 """The control process's handle on the real-time engine: the same surface as the onnxruntime
-engine (:class:`pimodule.device.engine.VoiceEngine`) over the shared block, so the daemon, its
+engine (:class:`pimodule.device.ort_engine.VoiceEngine`) over the shared block, so the daemon, its
 model loader, OSC controller, pots and fx mode drive either one.
 
 Nothing here runs in the audio process: setting a control, the gain, the mode is one store into
@@ -20,8 +20,8 @@ from pimodule.core.controls import CV_NAMES, MODES
 from pimodule.core.modelfile import ModelFileError
 from pimodule.core.params import ParamTable
 from pimodule.device.config import EngineConfig
-from pimodule.device.rt import layout as L
 from pimodule.device.rt import setup
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.fxparams import FxChainWriter
 from pimodule.device.rt.voices import Published, SlotWriter, compile_or_explain
 from pimodule.device.session import ModelSession
@@ -112,7 +112,7 @@ class SharedHistory:
 
 
 class RtEngine:
-    """:class:`pimodule.device.engine.VoiceEngine`'s control surface over the shared block."""
+    """:class:`pimodule.device.ort_engine.VoiceEngine`'s control surface over the shared block."""
 
     def __init__(
         self, block: L.Shared, *, config: EngineConfig | None = None, model_block: int = 64, cv_names=CV_NAMES
@@ -253,7 +253,9 @@ class RtEngine:
 
     @property
     def n_bad_frames(self) -> int:
-        return int(self.block.ih[L.I_N_VOICE_BAD])
+        """Frames of the voice that went non-finite (compiled in the callback, or onnxruntime's)."""
+        ort = self.slots.ort
+        return int(self.block.ih[L.I_N_VOICE_BAD]) + (ort.n_bad if ort is not None else 0)
 
     @property
     def latency_samples(self) -> int:

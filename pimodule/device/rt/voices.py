@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import full_fence as fence
 from pimodule.device.voice.graph import UnsupportedVoice
 from pimodule.device.voice.weights import VoiceWeights, read_voice
@@ -138,6 +138,7 @@ class OrtFeeder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pimodule-ort-voice", daemon=True)
         self._frame = np.zeros(int(block.ih[L.I_HOP]), np.float32)
+        self.n_bad = 0  # frames whose output or state went non-finite
 
     def latency_samples(self, model_rate: bool = True) -> int:
         return ORT_AHEAD_FRAMES * int(self.block.ih[L.I_HOP])
@@ -176,6 +177,12 @@ class OrtFeeder:
             f0, ld = float(req[2 * (r % n_req)]), float(req[2 * (r % n_req) + 1])
             ih[L.I_ORT_REQ_READ] = r + 1
             self.session.process_frame(f0, ld, self._frame)
+            if not (
+                np.all(np.isfinite(self._frame)) and all(np.all(np.isfinite(v)) for v in self.session.state.values())
+            ):
+                self.n_bad += 1  # silence, a fresh state, and the daemon goes back to the last good voice
+                self._frame[:] = 0.0
+                self.session.reset()
             w = int(ih[L.I_ORT_AUD_WRITE])
             aud[(w % n_aud) * hop : (w % n_aud + 1) * hop] = self._frame
             fence()
