@@ -39,7 +39,7 @@ import numpy as np
 
 from pimodule.device.voice import layout as L
 from pimodule.device.voice.kernel_math import exp64, log64, sigmoid32, tanh32
-from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U1, U2, U3, U4, dim, layer_norm_leaky, matvec, off
+from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U2, U3, U4, dim, layer_norm_leaky, matvec, off
 from pimodule.device.voice.kernel_synth import amplitudes, harmonic, noise, phases, reverb
 
 _SOURCES = ("layout.py", "kernel_ops.py", "kernel_math.py", "kernel_synth.py", "kernel.py")

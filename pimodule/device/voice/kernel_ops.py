@@ -18,7 +18,7 @@ from pimodule.device.voice import layout as L
 
 FAST = {"reassoc", "contract", "nsz"}
 OPTS = dict(nogil=True, cache=True, error_model="numpy")
-U0, U1, U2, U3, U4, U8 = (np.uint64(i) for i in (0, 1, 2, 3, 4, 8))
+U0, U1, U2, U3, U4, U8, U12, U16 = (np.uint64(i) for i in (0, 1, 2, 3, 4, 8, 12, 16))
 F32_0 = np.float32(0.0)
 
 
@@ -38,47 +38,93 @@ def matvec(w, wo, rows, cols, x, xo, b, bo, has_bias, y, yo):
     """y[yo + r] = sum_c W[r, c] x[xo + c] (+ b[bo + r]), r < rows, W stored from ``wo`` as
     panels of 4 rows: W[4 i + k, c] at wo + 4 i cols + 4 c + k (:func:`layout.panels`).
 
-    Per panel one pass over the columns with 4 float32 accumulators: LLVM vectorises it with
-    AArch64's de-interleaving ``ld4`` (16 weights, 4 rows x 4 columns, in one instruction) and
-    ``fmla``, about 0.5 instructions per multiply-add (0.66 with row-major rows: one pointer per
-    row). ``rows`` is a multiple of 4 and ``cols`` of 8 (zero padding)."""
-    for r in range(U0, rows, U4):
-        base = wo + r * cols
-        a0 = F32_0
-        a1 = F32_0
-        a2 = F32_0
-        a3 = F32_0
-        for j in range(cols):
-            xj = x[xo + j]
-            q = base + U4 * j
-            a0 += w[q] * xj
-            a1 += w[q + U1] * xj
-            a2 += w[q + U2] * xj
-            a3 += w[q + U3] * xj
-        if has_bias:
-            a0 += b[bo + r]
-            a1 += b[bo + r + U1]
-            a2 += b[bo + r + U2]
-            a3 += b[bo + r + U3]
-        y[yo + r] = a0
-        y[yo + r + U1] = a1
-        y[yo + r + U2] = a2
-        y[yo + r + U3] = a3
+    16 rows per pass over the columns (4 panels read as 4 streams, 16 float32 accumulators),
+    then 4 at a time: LLVM vectorises each panel's stream with AArch64's de-interleaving ``ld4``
+    (16 weights in one instruction) and ``fmla``, sharing each load of x between 16 rows.
+    Instructions per multiply-add on an emulated Cortex-A53 (512 x 256): 0.42 (0.53 with 4 rows
+    per pass, 0.66 with row-major rows: one pointer and its arithmetic per row). ``rows`` is a
+    multiple of 4 and ``cols`` of 8 (zero padding)."""
+    r = U0
+    while r + U16 <= rows:
+        _rows16(w, wo + r * cols, cols, x, xo, b, bo + r, has_bias, y, yo + r)
+        r += U16
+    while r < rows:
+        _rows4(w, wo + r * cols, cols, x, xo, b, bo + r, has_bias, y, yo + r)
+        r += U4
+
+
+@numba.njit(fastmath=FAST, **OPTS)
+def _rows16(w, p0, cols, x, xo, b, bo, has_bias, y, yo):
+    p1 = p0 + U4 * cols
+    p2 = p1 + U4 * cols
+    p3 = p2 + U4 * cols
+    a0, a1, a2, a3, a4, a5, a6, a7 = F32_0, F32_0, F32_0, F32_0, F32_0, F32_0, F32_0, F32_0
+    c0, c1, c2, c3, c4, c5, c6, c7 = F32_0, F32_0, F32_0, F32_0, F32_0, F32_0, F32_0, F32_0
+    for j in range(cols):
+        xj = x[xo + j]
+        q0, q1, q2, q3 = p0 + U4 * j, p1 + U4 * j, p2 + U4 * j, p3 + U4 * j
+        a0 += w[q0] * xj
+        a1 += w[q0 + U1] * xj
+        a2 += w[q0 + U2] * xj
+        a3 += w[q0 + U3] * xj
+        a4 += w[q1] * xj
+        a5 += w[q1 + U1] * xj
+        a6 += w[q1 + U2] * xj
+        a7 += w[q1 + U3] * xj
+        c0 += w[q2] * xj
+        c1 += w[q2 + U1] * xj
+        c2 += w[q2 + U2] * xj
+        c3 += w[q2 + U3] * xj
+        c4 += w[q3] * xj
+        c5 += w[q3 + U1] * xj
+        c6 += w[q3 + U2] * xj
+        c7 += w[q3 + U3] * xj
+    _store4(y, yo, a0, a1, a2, a3, b, bo, has_bias)
+    _store4(y, yo + U4, a4, a5, a6, a7, b, bo + U4, has_bias)
+    _store4(y, yo + U8, c0, c1, c2, c3, b, bo + U8, has_bias)
+    _store4(y, yo + U12, c4, c5, c6, c7, b, bo + U12, has_bias)
+
+
+@numba.njit(fastmath=FAST, **OPTS)
+def _rows4(w, p0, cols, x, xo, b, bo, has_bias, y, yo):
+    a0, a1, a2, a3 = F32_0, F32_0, F32_0, F32_0
+    for j in range(cols):
+        xj = x[xo + j]
+        q = p0 + U4 * j
+        a0 += w[q] * xj
+        a1 += w[q + U1] * xj
+        a2 += w[q + U2] * xj
+        a3 += w[q + U3] * xj
+    _store4(y, yo, a0, a1, a2, a3, b, bo, has_bias)
+
+
+@numba.njit(**OPTS)
+def _store4(y, yo, a0, a1, a2, a3, b, bo, has_bias):
+    if has_bias:
+        a0 += b[bo]
+        a1 += b[bo + U1]
+        a2 += b[bo + U2]
+        a3 += b[bo + U3]
+    y[yo] = a0
+    y[yo + U1] = a1
+    y[yo + U2] = a2
+    y[yo + U3] = a3
 
 
 @numba.njit(fastmath=FAST, **OPTS)
 def layer_norm_leaky(x, xo, n, eps, w, go, bo, slope, y, yo):
-    """y = leaky(LayerNorm(x[:n]) * g + b), statistics in float64 (the input MLPs' unit-scale
-    LayerNorm followed by their Mul/Add, or the out MLP's LayerNorm with weight and bias)."""
-    s = 0.0
+    """y = leaky(LayerNorm(x[:n]) * g + b) (the input MLPs' unit-scale LayerNorm followed by
+    their Mul/Add, or the out MLP's LayerNorm with weight and bias). Two-pass float32 statistics
+    (mean, then the mean of squared deviations: no cancellation), vectorised 4-wide."""
+    s = F32_0
     for i in range(n):
         s += x[xo + i]
-    mean = s / n
-    v = 0.0
+    mean = s / np.float32(n)
+    v = F32_0
     for i in range(n):
         d = x[xo + i] - mean
         v += d * d
-    inv = 1.0 / math.sqrt(v / n + eps)
+    inv = np.float32(1.0 / math.sqrt(np.float64(v / np.float32(n)) + eps))
     for i in range(n):
-        z = np.float32((x[xo + i] - mean) * inv) * w[go + i] + w[bo + i]
-        y[yo + i] = z if z >= 0 else z * slope
+        z = (x[xo + i] - mean) * inv * w[go + i] + w[bo + i]
+        y[yo + i] = z if z >= F32_0 else z * slope

@@ -6,14 +6,12 @@ state arrays (the float64 work of the sines in the state vector's workspace).
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
 from pimodule.device.voice import layout as L
 from pimodule.device.voice.kernel_math import fmod_2pi, sincos64
-from pimodule.device.voice.kernel_ops import OPTS, F32_0, FAST, U0, U1, U2, U3, U4, U8, dim, matvec, off
+from pimodule.device.voice.kernel_ops import F32_0, FAST, OPTS, U0, U1, U2, U3, U4, U8, dim, matvec, off
 
 FMOD_LIMIT = 2.0 ** 20  # phases up to here are wrapped by fmod_2pi (exact for x < 2^20 * 2 pi)
 
@@ -43,14 +41,15 @@ def amplitudes(w, lay, f0, harm_gain, state, sx):
 
 
 @numba.njit(**OPTS)
-def _audible(x, nyq, k_n):
-    """How many harmonics k = 1, 2, ... have float32(k * x) < nyq (the graph's mask, exactly)."""
+def _audible(x, nyq, k_n, guess):
+    """How many harmonics k = 1, 2, ... have float32(k * x) < nyq (the graph's mask, exactly):
+    from ``guess`` (the previous sample's count: it moves by a step or two), counting up or down
+    with the same float32 products as the graph."""
     if not x == x:
         return U0
     if not x > 0:
         return k_n
-    q = nyq / np.float64(x)
-    kk = k_n if q >= k_n else np.uint64(q)
+    kk = guess if guess <= k_n else k_n
     while kk < k_n and np.float32(np.float32(kk + U1) * x) < nyq:
         kk += U1
     while kk > U0 and not np.float32(np.float32(kk) * x) < nyq:
@@ -74,13 +73,18 @@ def phases(w, lay, f0, state, sx):
     phase = state[sp]
     cum = 0.0
     exact = phase >= 0.0
+    count = k_n
+    if prev > 0:  # a first guess; the count then follows the f0 ramp sample by sample
+        q = np.float64(nyq) / np.float64(prev)
+        count = k_n if q >= k_n else np.uint64(q)
     for n in range(hop):
         f0s = prev + d * w[ramp + n]
         cum += np.float64(f0s) * step
         x = phase + cum
         s64[u + n] = x
         exact = exact and x < FMOD_LIMIT
-        sx[kn + n] = _audible(f0s, nyq, k_n)
+        count = _audible(f0s, nyq, k_n, count)
+        sx[kn + n] = count
     if exact:
         _wrap_exact(lay, s64)
     else:
@@ -176,6 +180,35 @@ def _sines8(s, c2, s0, s1, acc_a, acc_b, pk, dk, k0, lo, hi):
 
 
 @numba.njit(fastmath=FAST, **OPTS)
+def _sines4(s, c2, s0, s1, acc_a, acc_b, pk, dk, k0, lo, hi):
+    """4 harmonics k0 .. k0 + 3 on samples [lo, hi) (as _sines8)."""
+    p0, p1, p2, p3 = s[pk + k0], s[pk + k0 + U1], s[pk + k0 + U2], s[pk + k0 + U3]
+    d0, d1, d2, d3 = s[dk + k0], s[dk + k0 + U1], s[dk + k0 + U2], s[dk + k0 + U3]
+    for n in range(lo, hi):
+        c = s[c2 + n]
+        a = s[s0 + n]
+        b = s[s1 + n]
+        sa = s[acc_a + n]
+        sb = s[acc_b + n]
+        a = c * b - a
+        sa += p0 * a
+        sb += d0 * a
+        b = c * a - b
+        sa += p1 * b
+        sb += d1 * b
+        a = c * b - a
+        sa += p2 * a
+        sb += d2 * a
+        b = c * a - b
+        sa += p3 * b
+        sb += d3 * b
+        s[s0 + n] = a
+        s[s1 + n] = b
+        s[acc_a + n] = sa
+        s[acc_b + n] = sb
+
+
+@numba.njit(fastmath=FAST, **OPTS)
 def _sines1(s, c2, s0, s1, acc_a, acc_b, pk, dk, k, lo, hi):
     """One harmonic k on samples [lo, hi) (vectorised across samples)."""
     pa, da = s[pk + k], s[dk + k]
@@ -226,12 +259,15 @@ def harmonic(w, lay, state, sx, audio):
     k_max = np.uint64(max(sx[kn], sx[kn + hop - U1]))
     k0 = U0  # 0-based index of the next harmonic
     while k0 < k_max:
-        width = U8 if k0 + U8 <= k_max else U1
+        width = U8 if k0 + U8 <= k_max else (U4 if k0 + U4 <= k_max else U1)
         lo, hi = _audible_range(sx, kn, hop, k0 + width, falling)  # all of the block audible
-        if width == U8:
-            _sines8(s, c2, s0, s1, acc_a, acc_b, pk, dk, k0, lo, hi)
+        if width > U1:
+            if width == U8:
+                _sines8(s, c2, s0, s1, acc_a, acc_b, pk, dk, k0, lo, hi)
+            else:
+                _sines4(s, c2, s0, s1, acc_a, acc_b, pk, dk, k0, lo, hi)
             elo, ehi = _audible_range(sx, kn, hop, k0 + U1, falling)
-            # edges, where only the first few of the 8 are audible: [elo, lo) and [hi, ehi)
+            # edges, where only the first few of the block are audible: [elo, lo) and [hi, ehi)
             _edge(s, sx, kn, c2, s0, s1, acc_a, acc_b, pk, dk, k0, width, elo, lo)
             _edge(s, sx, kn, c2, s0, s1, acc_a, acc_b, pk, dk, k0, width, hi, ehi)
         else:
@@ -249,7 +285,7 @@ def noise(w, lay, noise_gain, state, sx, audio):
     hop, nb, nbp = dim(lay, L.D_HOP), dim(lay, L.D_NB), dim(lay, L.D_NBP)
     taps, n_seg = dim(lay, L.D_TAPS), dim(lay, L.D_NSEG)
     la, lb, period = lay[L.D_NOISE_A], lay[L.D_NOISE_B], lay[L.D_PERIOD]
-    p, mags, g = off(lay, L.X_P) + U1 + dim(lay, L.D_K), off(lay, L.X_MAGS), off(lay, L.X_G)
+    p, mags, g = off(lay, L.X_P) + U1 + dim(lay, L.D_K), off(lay, L.X_MAGS), off(lay, L.X_G) + U8
     y, white = off(lay, L.X_Y), off(lay, L.X_WHITE)
     for b in range(nb):
         sx[mags + b] = sx[p + b] * noise_gain
@@ -287,11 +323,25 @@ def noise(w, lay, noise_gain, state, sx, audio):
 
 @numba.njit(fastmath=FAST, **OPTS)
 def _convolve(sx, x, n_x, g, taps, y):
-    """y[n + j] += x[n] g[j]: the full convolution, only where x is non-zero."""
-    for n in range(n_x):
+    """y[n + j] += x[n] g[j], the full convolution over the non-zero samples only; 8 samples of x
+    per pass over y (8 shifted reads of g, which has 8 zeros on each side at g - 8 and
+    g + taps), so each load and store of y serves 8 multiply-adds."""
+    n = U0
+    while n + U8 <= n_x:
+        x0, x1, x2, x3 = sx[x + n], sx[x + n + U1], sx[x + n + U2], sx[x + n + U3]
+        x4, x5, x6, x7 = sx[x + n + U4], sx[x + n + U4 + U1], sx[x + n + U4 + U2], sx[x + n + U4 + U3]
+        gb = g - U8  # gb + 8 + j - k = g[j - k]
+        for j in range(taps + U8 - U1):
+            q = gb + U8 + j
+            sx[y + n + j] += (x0 * sx[q] + x1 * sx[q - U1] + x2 * sx[q - U2] + x3 * sx[q - U3]
+                              + x4 * sx[q - U4] + x5 * sx[q - U4 - U1] + x6 * sx[q - U4 - U2]
+                              + x7 * sx[q - U8 + U1])
+        n += U8
+    while n < n_x:
         xn = sx[x + n]
         for j in range(taps):
             sx[y + n + j] += xn * sx[g + j]
+        n += U1
 
 
 @numba.njit(fastmath=FAST, **OPTS)

@@ -66,7 +66,7 @@ _SCRATCH_NAMES = (
     "O1", "O2",  # (HP) out MLP
     "P",  # (NOUTP) projection -> scaled sigmoid
     "MAGS",  # (NBP) noise band magnitudes * noise gain
-    "G",  # (TAPS) the frame's FIR
+    "G",  # (8 + TAPS + 8) the frame's FIR between zeros
     "Y",  # (NSEG * HOP) filtered noise of this frame, before the overlap-add
     "WHITE",  # (HOP)
     "AUDIO",  # (HOP) dry audio (the reverb's input)

@@ -11,9 +11,9 @@ can be compared with the reference.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
                        ("S_ACC_B", hop), ("S_PK", k), ("S_DK", k)):
         b.add(name, size)
     scratch = {"Y1": 2 * hp, "Y2": 2 * hp, "GI": 4 * hp, "GH": 3 * hp, "H": hp, "O1": hp, "O2": hp,
-               "P": n_outp, "MAGS": nbp, "G": taps, "Y": n_seg * hop, "WHITE": hop, "AUDIO": hop,
+               "P": n_outp, "MAGS": nbp, "G": taps + 16, "Y": n_seg * hop, "WHITE": hop, "AUDIO": hop,
                "REVX": (n_rev - 1 + hop) if n_rev else 0, "KN": hop}
     for name in L._SCRATCH_NAMES:
         b.add("X_" + name, scratch[name])

@@ -83,8 +83,10 @@ def test_state_round_trip_and_initial_values(tmp_path):
     assert states["prev_f0_hz"].dtype == np.float32 and states["prev_f0_hz"][0, 0] == 110
     assert states["phase"].dtype == np.float64 and states["gru_h"].shape == (1, 1, 64)
     rng = np.random.default_rng(0)
-    random = {k: (rng.integers(0, 2 ** 40, a.shape) if a.dtype == np.int64 else rng.standard_normal(a.shape)).astype(a.dtype)
-              for k, a in states.items()}
+    random = {
+        k: (rng.integers(0, 2**40, a.shape) if a.dtype == np.int64 else rng.standard_normal(a.shape)).astype(a.dtype)
+        for k, a in states.items()
+    }
     back = v.state_dict(v.pack_state(random))
     for k in random:
         assert back[k].dtype == random[k].dtype and np.array_equal(back[k], random[k]), k
@@ -101,8 +103,9 @@ def test_one_weight_array_and_a_consistent_layout():
     from onnx import numpy_helper
     import onnx
 
-    w_hh = next(numpy_helper.to_array(i) for i in onnx.load(str(EXPORT / "violin.onnx")).graph.initializer
-                if i.name == "w_hh")
+    w_hh = next(
+        numpy_helper.to_array(i) for i in onnx.load(str(EXPORT / "violin.onnx")).graph.initializer if i.name == "w_hh"
+    )
     off, size = L.segment(v.layout, "W_HH")
-    panels = v.weights[off: off + size].reshape(3 * 128 // 4, 128, 4)
+    panels = v.weights[off : off + size].reshape(3 * 128 // 4, 128, 4)
     assert np.array_equal(panels.transpose(0, 2, 1).reshape(3 * 128, 128), w_hh.T)

@@ -32,8 +32,15 @@ from pimodule.device.voice.verify import check_voice, compare, sweep
 from .conftest import EXPORT, SHIPPED
 
 AUDIO_ABS = 1e-5
-STATE_ABS = {"gru_h": 5e-5, "prev_amplitudes": 1e-5, "noise_tail": 2e-6, "reverb_history": 1e-5,
-             "phase": 0.0, "prev_f0_hz": 0.0, "noise_position": 0.0}
+STATE_ABS = {
+    "gru_h": 5e-5,
+    "prev_amplitudes": 1e-5,
+    "noise_tail": 2e-6,
+    "reverb_history": 1e-5,
+    "phase": 0.0,
+    "prev_f0_hz": 0.0,
+    "noise_position": 0.0,
+}
 
 
 def _assert_parity(path, n_frames: int = 600) -> dict:

@@ -23,7 +23,7 @@ GUARD = 4096  # sentinel elements on each side of every array
 def _guarded(arr: np.ndarray, fill) -> tuple[np.ndarray, np.ndarray]:
     """``arr`` copied into the middle of a larger buffer of ``fill``: (buffer, the view)."""
     buf = np.full(arr.size + 2 * GUARD, fill, arr.dtype)
-    view = buf[GUARD: GUARD + arr.size]
+    view = buf[GUARD : GUARD + arr.size]
     view[:] = arr
     return buf, view
 
@@ -90,10 +90,19 @@ def test_extreme_controls_stay_in_bounds(voice, value):
     _run(voice, frames)  # the sentinels are checked; an infinite gain may make inf or NaN
 
 
-@pytest.mark.parametrize("corrupt", [
-    {"phase": 1e300}, {"phase": -1e300}, {"phase": np.nan}, {"prev_f0_hz": -1e30},
-    {"prev_f0_hz": 1e30}, {"prev_f0_hz": np.nan}, {"noise_position": -5}, {"noise_position": 2 ** 62},
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        {"phase": 1e300},
+        {"phase": -1e300},
+        {"phase": np.nan},
+        {"prev_f0_hz": -1e30},
+        {"prev_f0_hz": 1e30},
+        {"prev_f0_hz": np.nan},
+        {"noise_position": -5},
+        {"noise_position": 2**62},
+    ],
+)
 def test_corrupt_state_stays_in_bounds(voice, corrupt):
     states = voice.state_dict(voice.initial_state())
     for name, value in corrupt.items():

@@ -47,8 +47,11 @@ def test_effect_estimator_is_unsupported(name):
 
 def test_truncated_garbage_empty_and_missing_files(tmp_path):
     data = SMALL.read_bytes()
-    cases = {"truncated.onnx": data[: len(data) // 2], "garbage.onnx": b"\x08\x07not a protobuf" * 50,
-             "empty.onnx": b""}
+    cases = {
+        "truncated.onnx": data[: len(data) // 2],
+        "garbage.onnx": b"\x08\x07not a protobuf" * 50,
+        "empty.onnx": b"",
+    }
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(UnsupportedVoice):
@@ -61,8 +64,14 @@ def test_external_data_is_refused(tmp_path):
     import onnx
 
     path = tmp_path / "external.onnx"
-    onnx.save_model(_load(), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=1024)
+    onnx.save_model(
+        _load(),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=1024,
+    )
     assert (tmp_path / "weights.bin").is_file()
     with pytest.raises(UnsupportedVoice, match="external data"):
         read_voice(path)
@@ -83,12 +92,15 @@ def test_rewired_gru_is_refused(tmp_path):
         read_voice(_save(proto, tmp_path / "rewired.onnx"))
 
 
-@pytest.mark.parametrize("key, edit", [
-    ("pimodule.kind", lambda v: "fx"),
-    ("pimodule.state", lambda v: json.dumps(json.loads(v)[:-1])),
-    ("pimodule.block_size", lambda v: "128"),
-    ("pimodule.version", lambda v: "99"),
-])
+@pytest.mark.parametrize(
+    "key, edit",
+    [
+        ("pimodule.kind", lambda v: "fx"),
+        ("pimodule.state", lambda v: json.dumps(json.loads(v)[:-1])),
+        ("pimodule.block_size", lambda v: "128"),
+        ("pimodule.version", lambda v: "99"),
+    ],
+)
 def test_inconsistent_metadata_is_refused(tmp_path, key, edit):
     proto = _load()
     entry = next(p for p in proto.metadata_props if p.key == key)
