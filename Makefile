@@ -123,8 +123,12 @@ fx-eval: venv
 demo: venv export/violin.onnx export/flute.onnx
 	$(BIN)/pimodule demo --out $(OUT)
 
+# Response of every shipped voice on this machine, both engines, idle and loaded, and a 10-minute
+# soak of the compiled engine under every load (about 20 min): docs/results/bench.json
 bench: venv
-	$(BIN)/pimodule bench --out $(OUT)/bench.json
+	$(BIN)/pimodule bench --soak 600 --out docs/results/bench.json
+	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/bench.json --kind bench \
+		--title "Real-time response (pimodule bench)" --command "make bench"
 
 clean-venv:
 	rm -rf $(VENV)

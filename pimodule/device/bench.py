@@ -80,6 +80,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="run the JACK dummy server at real-time priority (as a sound card's server runs)",
     )
     parser.add_argument("--no-jack", action="store_true", help="the simulated clock instead of a JACK server")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        help="also play the first voice at the first block size this many seconds under every load",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
 
 
@@ -246,7 +252,7 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as err:  # ModelFileError
             log.error("%s: %s", p, err)
             return 1
-    rows, fx_rows = [], [bench_fx(p) for p in paths if kinds[p] == "fx"]
+    rows, fx_rows, soak = [], [bench_fx(p) for p in paths if kinds[p] == "fx"], None
     for block in args.block_sizes:
         with contextlib.ExitStack() as stack:
             jack_index = None
@@ -258,6 +264,20 @@ def main(args: argparse.Namespace) -> int:
                     jack_index = jack_device_index(server)
                 except JackUnavailable as err:
                     log.warning("no JACK dummy server (%s): the simulated clock paces the callback", err)
+            if args.soak > 0 and block == args.block_sizes[0]:
+                soak = run_case(
+                    voices[0],
+                    _partner(voices[0], voices),
+                    block,
+                    "compiled",
+                    "all",
+                    "synth",
+                    args.soak,
+                    args.sample_rate,
+                    jack_index,
+                )
+                soak["seconds"] = args.soak
+                log.info("soak: %d late blocks of %d", soak["late_blocks"], soak["blocks"])
             for path in voices:
                 for mode in args.modes:
                     for load in args.loads:
@@ -298,6 +318,11 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"{r['model']} {r['mode']} {r['block_size']} {r['load']}: onnxruntime / compiled p50 "
             f"{r['p50_ratio']:.1f}x, p99 {r['p99_ratio']:.1f}x; late {r['late_onnxruntime']} vs {r['late_compiled']}"
+        )
+    if soak is not None:
+        print(
+            f"soak {soak['seconds']:.0f} s, {soak['model']} at {soak['block_size']} under all loads: "
+            f"{soak['late_blocks']} late of {soak['blocks']}, p99 {soak.get('p99_us', float('nan')):.0f} us"
         )
     for r in fx_rows:
         print(
