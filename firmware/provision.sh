@@ -222,6 +222,16 @@ if compgen -G "$SRC/export/*.onnx" >/dev/null; then
     run cp "$SRC"/export/*.onnx "$MODELS/"
 fi
 run chown -R "$USER_NAME:$USER_NAME" "$MODELS"
+# the pimodule command for whoever logs in, and the real-time engine compiled into the service's
+# cache now rather than at its first start (a few minutes on a Pi, once per install or upgrade)
+run ln -sf "$PREFIX/venv/bin/pimodule" "$ROOT/usr/local/bin/pimodule"
+CACHE="$ROOT/var/cache/pimodule"
+run mkdir -p "$CACHE/numba"
+run chown -R "$USER_NAME:$USER_NAME" "$CACHE"
+log "compiling the real-time engine into $CACHE/numba (a few minutes on a Pi)"
+run runuser -u "$USER_NAME" -- env NUMBA_CACHE_DIR=/var/cache/pimodule/numba HOME=/var/lib/pimodule \
+    "$PREFIX/venv/bin/python" -m pimodule.device.rt.warm ||
+    log "the engine was not compiled now: the service compiles it at its first start"
 
 # --- 8. configuration: hardware file and daemon config (configs/pi.toml) ----------------------
 ETC="$ROOT/etc/pimodule"
