@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimodule.device.audio import AudioRunner, Recorder
-from pimodule.device.engine import VoiceEngine
-from pimodule.device.rt import layout as rt_layout
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.rt import setup as rt_setup
+from pimodule.device.rt import shared as rt_shared
 from pimodule.device.rt.engine import RtEngine
 from pimodule.device.rt.runner import RtRecorder, RtRunner
 
@@ -61,7 +61,7 @@ def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int
             recorder=recorder,
         )
         return Engines(engine, runner, sim_input=sim_input)
-    sizes = rt_layout.Sizes(
+    sizes = rt_shared.Sizes(
         device_rate_hz=audio.sample_rate_hz,
         model_rate_hz=cfg.models.sample_rate_hz,
         max_chunk=max_block,
@@ -76,7 +76,7 @@ def make(cfg, reader, triggers, *, record_s: float | None = None, max_block: int
         x = np.asarray(sim_input, np.float32)
         x = np.stack([x, np.zeros_like(x)], 1) if x.ndim == 1 else x[:, :2]
         block.buf("F_SIM_IN")[: 2 * len(x)] = x.reshape(-1)
-        block.ih[rt_layout.I_SIM_LOOP] = 1
+        block.ih[rt_shared.I_SIM_LOOP] = 1
     engine = RtEngine(block, config=cfg.engine, cv_names=cv_names)
     engine.cv_values[:] = reader.values
     reader.values = engine.cv_values  # the CV reader now writes into the shared block

@@ -10,7 +10,7 @@ import pytest
 from pimodule.core.features import a_weighted_loudness_db, yin_f0
 from pimodule.core.streaming_features import StreamingFeatures
 from pimodule.device.analysis import ThreadedAnalysis
-from pimodule.device.engine import VoiceEngine
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.models import load_session
 
 SR = 16000

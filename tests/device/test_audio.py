@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pimodule.device.audio import AudioRunner, CallbackStats, Recorder, try_realtime_priority
-from pimodule.device.engine import VoiceEngine
+from pimodule.device.ort_engine import VoiceEngine
 
 
 class Exploding:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.device.engine import VoiceEngine
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.flash import (
     FlashReceiver,
     FlashServer,

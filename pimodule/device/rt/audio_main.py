@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt import stream as rt_stream  # the compiled callback (numba's cache, or compiled now)
 
 PR_SET_PDEATHSIG = 1

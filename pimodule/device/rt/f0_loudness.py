@@ -21,7 +21,7 @@ from pimodule.core.features import DEFAULT_F0_HZ, LOUDNESS_FLOOR_DB, SILENCE_RMS
 from pimodule.core.streaming_features import StreamingFeatures
 from pimodule.device.resample import StreamingResampler
 from pimodule.device.rt import dsp, fft
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 
 OPTS = dsp.OPTS
 SILENCE_DB = -100.0

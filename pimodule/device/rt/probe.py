@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from pimodule.device.config import EngineConfig
-from pimodule.device.rt import layout as L
 from pimodule.device.rt import setup, stream
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.voices import Published, SlotWriter, compile_or_explain
 from pimodule.device.session import ModelSession
 from pimodule.device.voice.kernel import voice_frames

@@ -14,7 +14,7 @@ from pimodule.core.controls import CV_NAMES, MODES
 from pimodule.device.guard import DEFAULT_CEILING, DEFAULT_GAIN_TIME_MS, DEFAULT_RELEASE_MS, db_to_gain
 from pimodule.device.resample import StreamingResampler
 from pimodule.device.rt import f0_loudness
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 
 
 def branches(rate_in: int, rate_out: int) -> np.ndarray:

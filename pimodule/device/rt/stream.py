@@ -10,7 +10,7 @@ busy) or the control process do.
 **Response time** (what a listener meets): each block is due at ``anchor + samples_before /
 rate``; its response is the time from then to the end of its callback, and it is *late* when that
 exceeds its own period. ``anchor`` is the earliest ``start - samples_before / rate`` over the last
-one to two windows of :data:`~pimodule.device.rt.layout.ANCHOR_WINDOW` callbacks: the device's
+one to two windows of :data:`~pimodule.device.rt.shared.ANCHOR_WINDOW` callbacks: the device's
 schedule as its most punctual recent callbacks show it. A burst of callbacks at start-up (a
 backend filling its buffers) is forgotten after two windows, and a device clock drifting against
 the system clock moves the anchor with it. Under the simulated clock a block is due when the
@@ -24,7 +24,7 @@ import numpy as np
 from numba import types
 
 from pimodule.device.rt import block as blk
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.dsp import OPTS
 from pimodule.device.rt.lowlevel import f32_ptr, f64_ptr, i64_ptr, now_ns, sleep_until_ns, try_fifo
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from pimodule.device.config import EngineConfig
 from pimodule.device.rt import cache, setup, stream
-from pimodule.device.rt import layout as L
+from pimodule.device.rt import shared as L
 
 
 def warm() -> float:

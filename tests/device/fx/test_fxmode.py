@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.device.engine import VoiceEngine
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.fx.mode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
 from pimodule.device.fx.twin_chain import ChainTwin
 
