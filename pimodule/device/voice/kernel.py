@@ -38,7 +38,7 @@ import numba
 import numpy as np
 
 from pimodule.device.voice import layout as L
-from pimodule.device.voice.kernel_math import exp64, log64, sigmoid32, tanh32
+from pimodule.device.voice.kernel_math import ONE32, exp32, log32, sigmoid32, tanh32
 from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U2, U3, U4, dim, layer_norm_leaky, matvec, off
 from pimodule.device.voice.kernel_synth import amplitudes, harmonic, noise, phases, reverb
 
@@ -67,12 +67,14 @@ def _gru_update(w, bhn, sx, gi, gh, xh, h, hp, state, sg):
 @numba.njit(fastmath=FAST, **OPTS)
 def _scaled_sigmoid(sx, p, n, pw, scale, offset):
     """x -> 2 sigmoid(x)^ln10 + 1e-7 (the constants read from the graph) in place, as
-    exp(pw log(sigmoid(x))) in float64; NaN stays NaN."""
+    exp(-pw log(1 + exp(-x))) in float32, vectorised: the error of the exponent, ~1e-7 x
+    |pw log sigmoid(x)|, is large only where the result is negligible beside the 1e-7 offset.
+    NaN stays NaN."""
     for i in range(n):
-        x = np.float64(sx[p + i])
-        v = exp64(pw * log64(1.0 / (1.0 + exp64(-x))))
+        x = sx[p + i]
+        v = exp32(-pw * log32(ONE32 + exp32(-x)))
         v = v if x == x else x
-        sx[p + i] = np.float32(v) * scale + offset
+        sx[p + i] = v * scale + offset
 
 
 @numba.njit(**OPTS)
@@ -111,7 +113,7 @@ def _decode(w, lay, f0, ld, state, sx):
     layer_norm_leaky(sx, o2, h, w[c + L.C_EPS + 3], w, off(lay, L.W_LN2W), off(lay, L.W_LN2B),
                       w[c + L.C_SLOPE + 3], sx, o2)
     matvec(w, off(lay, L.W_PROJ), dim(lay, L.D_NOUTP), hp, sx, o2, w, off(lay, L.W_PROJB), True, sx, p)
-    _scaled_sigmoid(sx, p, dim(lay, L.D_NOUT), np.float64(w[c + L.C_POW]), w[c + L.C_SIG_SCALE],
+    _scaled_sigmoid(sx, p, dim(lay, L.D_NOUT), w[c + L.C_POW], w[c + L.C_SIG_SCALE],
                     w[c + L.C_SIG_OFFSET])
 
 

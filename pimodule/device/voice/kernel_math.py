@@ -2,10 +2,9 @@
 call them (glibc's ``exp``, ``tanh``, ``pow``, ``sin``, ``cos`` and ``fmod`` cost 50 to 110
 instructions per call on aarch64 and were a quarter of a frame).
 
-- ``exp32``/``sigmoid32``/``tanh32``: float32, a few ulp (onnxruntime's MLAS uses approximations
-  of the same order for Sigmoid and Tanh), for the GRU gates;
-- ``exp64``/``log64``: float64 to ~1e-9 relative, for the scaled sigmoid ``2 sigmoid(x)^ln10``
-  whose exponent amplifies the error of the logarithm (float32 would give ~1e-6);
+- ``exp32``/``sigmoid32``/``tanh32``/``log32``: float32, a few ulp (onnxruntime's MLAS uses
+  approximations of the same order for Sigmoid and Tanh), for the GRU gates and the scaled
+  sigmoid;
 - ``sincos64`` for |x| up to a few 2 pi (the wrapped phase), ~2e-14;
 - ``fmod_2pi``: the graph's float64 ``fmod(x, two_pi)`` exactly, not approximately: the phase is
   state, compared bit for bit with onnxruntime.
@@ -28,7 +27,6 @@ LOG2E_32, LN2_HI_32, LN2_LO_32 = F32(1.4426950408889634), F32(0.693359375), F32(
 # float32 Taylor coefficients of exp on [-ln2/2, ln2/2], degree 7 (remainder < 6e-9)
 E2, E3, E4, E5, E6, E7 = (F32(1 / math.factorial(i)) for i in range(2, 8))
 ONE32, HALF32, TWO32 = F32(1.0), F32(0.5), F32(2.0)
-LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 PIO2_HI = 1.57079632673412561417e+00  # pi/2 split: the high part has 33 bits, k * PIO2_HI exact
 PIO2_LO = 6.07710050650619224932e-11
 
@@ -60,35 +58,18 @@ def tanh32(x):
 
 
 @numba.njit(fastmath=FAST, **OPTS)
-def exp64(x):
-    """exp of a float64 to ~1e-9 relative (degree 8); 0 below -708, clamped above 708."""
-    tiny = x < -708.0
-    if x > 708.0:
-        x = 708.0
-    if x < -708.0:
-        x = -708.0
-    k = np.floor(x * 1.4426950408889634 + 0.5)
-    r = (x - k * LN2_HI) - k * LN2_LO
-    p = 1.0 + r * (1.0 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-        1 / 720 + r * (1 / 5040 + r / 40320)))))))
-    kc = k if k > -1022.0 else -1022.0
-    scale = np.int64((np.int64(kc) + np.int64(1023)) << np.int64(52)).view(np.float64)
-    return 0.0 if tiny else p * scale
-
-
-@numba.njit(fastmath=FAST, **OPTS)
-def log64(x):
-    """Natural log of a positive normal float64 to ~1e-9 (0 -> about -709, not -inf)."""
-    bits = np.float64(x).view(np.int64)
-    e = (bits >> np.int64(52)) - np.int64(1023)
-    m = np.int64((bits & np.int64(0x000FFFFFFFFFFFFF)) | np.int64(0x3FF0000000000000)).view(np.float64)
-    big = m > 1.4142135623730951
-    m = m * 0.5 if big else m
-    ef = np.float64(e) + (1.0 if big else 0.0)
-    f = (m - 1.0) / (m + 1.0)
+def log32(x):
+    """Natural log of a positive normal float32 (~2e-7 absolute for x near 1)."""
+    bits = np.float32(x).view(np.int32)
+    e = np.float32((bits >> np.int32(23)) - np.int32(127))
+    m = np.int32((bits & np.int32(0x007FFFFF)) | np.int32(0x3F800000)).view(np.float32)
+    big = m > F32(1.4142135)
+    m = m * HALF32 if big else m
+    e = e + ONE32 if big else e
+    f = (m - ONE32) / (m + ONE32)
     f2 = f * f
-    s = f * (2.0 + f2 * (2 / 3 + f2 * (2 / 5 + f2 * (2 / 7 + f2 * (2 / 9)))))
-    return (ef * LN2_HI + s) + ef * LN2_LO
+    s = f * (TWO32 + f2 * (F32(2 / 3) + f2 * (F32(2 / 5) + f2 * (F32(2 / 7) + f2 * F32(2 / 9)))))
+    return e * F32(0.6931471805599453) + s
 
 
 @numba.njit(fastmath=FAST, **OPTS)

@@ -53,7 +53,7 @@ def matvec(w, wo, rows, cols, x, xo, b, bo, has_bias, y, yo):
         r += U4
 
 
-@numba.njit(fastmath=FAST, **OPTS)
+@numba.njit(fastmath=FAST, inline="always", **OPTS)
 def _rows16(w, p0, cols, x, xo, b, bo, has_bias, y, yo):
     p1 = p0 + U4 * cols
     p2 = p1 + U4 * cols
