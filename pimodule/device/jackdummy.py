@@ -91,7 +91,18 @@ def dummy_jack_server(
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
     log_file = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: jackd must never block on it
     proc = subprocess.Popen(
-        ["jackd", "-n", name, "-R" if realtime else "--no-realtime", "-d", "dummy", "-r", str(rate_hz), "-p", str(period)],
+        [
+            "jackd",
+            "-n",
+            name,
+            "-R" if realtime else "--no-realtime",
+            "-d",
+            "dummy",
+            "-r",
+            str(rate_hz),
+            "-p",
+            str(period),
+        ],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

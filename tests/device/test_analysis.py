@@ -10,8 +10,8 @@ import pytest
 from pimodule.core.features import a_weighted_loudness_db, yin_f0
 from pimodule.core.streaming_features import StreamingFeatures
 from pimodule.device.analysis import ThreadedAnalysis
-from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.models import load_session
+from pimodule.device.ort_engine import VoiceEngine
 
 SR = 16000
 

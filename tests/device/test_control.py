@@ -7,11 +7,11 @@ import pytest
 
 from pimodule.device.audio import AudioRunner
 from pimodule.device.control import DEMO_MELODY, DaemonController, Note, PotMapper, SimulatedCV
-from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208
 from pimodule.device.io.gpio import FakeGpio, Triggers
 from pimodule.device.io.hardware import load_hardware
 from pimodule.device.models import ModelLoader, ModelStore, load_session
+from pimodule.device.ort_engine import VoiceEngine
 
 
 @pytest.fixture()

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.flash import (
     FlashReceiver,
     FlashServer,
@@ -28,6 +27,7 @@ from pimodule.device.flash import (
 )
 from pimodule.device.io import flashlink
 from pimodule.device.io.flashlink import FlashError, SerialLink, SocketLink
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.store import ModelStore
 
 pytestmark = pytest.mark.timeout(120)

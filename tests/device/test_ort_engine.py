@@ -10,8 +10,8 @@ from pimodule.core.controls import CV_NAMES
 from pimodule.core.features import yin_f0
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.config import EngineConfig
-from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.models import ModelLoader, ModelStore, load_session
+from pimodule.device.ort_engine import VoiceEngine
 
 RATE_HZ = 48000
 BLOCK_SIZES = (1, 64, 65, 128, 8193)

@@ -17,7 +17,7 @@ import numpy as np
 
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import full_fence as fence
-from pimodule.device.voice.graph import UnsupportedVoice
+from pimodule.device.voice.onnx_graph import UnsupportedVoice
 from pimodule.device.voice.weights import VoiceWeights, read_voice
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ reference (:mod:`.verify`). Importing this package does not import numba; import
 :mod:`.kernel` compiles (or loads from the cache) the kernel.
 """
 
-from pimodule.device.voice.graph import UnsupportedVoice
+from pimodule.device.voice.onnx_graph import UnsupportedVoice
 from pimodule.device.voice.weights import VoiceWeights, read_voice
 
 __all__ = ["UnsupportedVoice", "VoiceWeights", "read_voice"]

@@ -14,117 +14,56 @@ with the reason, and the engine plays that file through onnxruntime instead.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from pimodule.core import modelfile
+from pimodule.device.voice.graph_synth import check_shapes, read_reverb, read_synth
+from pimodule.device.voice.onnx_graph import Graph, UnsupportedVoice, _attrs
 
-MAX_MODEL_BYTES = 64 * 1024 * 1024
-STATE_DTYPES = {"gru_h": "float32", "phase": "float64", "prev_f0_hz": "float32",
-                "prev_amplitudes": "float32", "noise_tail": "float32", "noise_position": "int64",
-                "reverb_history": "float32"}
+STATE_DTYPES = {
+    "gru_h": "float32",
+    "phase": "float64",
+    "prev_f0_hz": "float32",
+    "prev_amplitudes": "float32",
+    "noise_tail": "float32",
+    "noise_position": "int64",
+    "reverb_history": "float32",
+}
 FRAME_INPUTS = ("f0_hz", "loudness_db", "controls")
-OPS = Counter({"Add": 21, "Mul": 18, "Reshape": 14, "MatMul": 6, "Split": 5, "Slice": 5,
-               "LayerNormalization": 4, "LeakyRelu": 4, "Mod": 4, "Sub": 3, "Clip": 2, "Concat": 2,
-               "Sigmoid": 2, "Gemm": 2, "Less": 2, "Where": 2, "ReduceSum": 2, "Cast": 2,
-               "Gather": 2, "Pad": 2, "Exp": 1, "Log": 1, "Tanh": 1, "Pow": 1, "Div": 1,
-               "CumSum": 1, "Sin": 1, "Conv": 1})
+OPS = Counter(
+    {
+        "Add": 21,
+        "Mul": 18,
+        "Reshape": 14,
+        "MatMul": 6,
+        "Split": 5,
+        "Slice": 5,
+        "LayerNormalization": 4,
+        "LeakyRelu": 4,
+        "Mod": 4,
+        "Sub": 3,
+        "Clip": 2,
+        "Concat": 2,
+        "Sigmoid": 2,
+        "Gemm": 2,
+        "Less": 2,
+        "Where": 2,
+        "ReduceSum": 2,
+        "Cast": 2,
+        "Gather": 2,
+        "Pad": 2,
+        "Exp": 1,
+        "Log": 1,
+        "Tanh": 1,
+        "Pow": 1,
+        "Div": 1,
+        "CumSum": 1,
+        "Sin": 1,
+        "Conv": 1,
+    }
+)
 REVERB_OPS = Counter({"Add": 1, "Slice": 1, "Concat": 1, "Conv": 1, "Unsqueeze": 1, "Squeeze": 1})
-class UnsupportedVoice(Exception):
-    """The file is not a FrameVoice graph this kernel reproduces (``reason`` says why)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _attrs(node) -> dict:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-class Graph:
-    """An ONNX graph indexed for the checks: producers, consumers and initializer values."""
-
-    def __init__(self, proto):
-        from onnx import numpy_helper
-
-        g = proto.graph
-        self.nodes = list(g.node)
-        self.inits = {}
-        for init in g.initializer:
-            if init.data_location == 1 or len(init.external_data):
-                raise UnsupportedVoice(f"initializer {init.name!r} has external data")
-            self.inits[init.name] = numpy_helper.to_array(init)
-        self.consumers: dict[str, list[tuple[object, int]]] = {}
-        self.producer = {}
-        for node in self.nodes:
-            for slot, name in enumerate(node.input):
-                self.consumers.setdefault(name, []).append((node, slot))
-            for name in node.output:
-                self.producer[name] = node
-
-    def const(self, name: str, what: str) -> np.ndarray:
-        if name not in self.inits:
-            raise UnsupportedVoice(f"{what}: {name!r} is not a constant")
-        return self.inits[name]
-
-    def scalar(self, name: str, what: str) -> float:
-        value = self.const(name, what)
-        if value.size != 1:
-            raise UnsupportedVoice(f"{what}: expected one value, got shape {value.shape}")
-        return float(value.reshape(()))
-
-    def use(self, tensor: str, op: str, what: str):
-        """The one consumer of ``tensor`` that is an ``op`` node."""
-        users = [n for n, _ in self.consumers.get(tensor, []) if n.op_type == op]
-        if len(users) != 1:
-            found = [n.op_type for n, _ in self.consumers.get(tensor, [])]
-            raise UnsupportedVoice(f"{what}: expected {tensor!r} to feed one {op}, it feeds {found}")
-        return users[0]
-
-    def after(self, node, op: str, what: str):
-        return self.use(node.output[0], op, what)
-
-    def operand(self, node, known: str, what: str) -> str:
-        """The other input of a two-input ``node`` of which ``known`` is one."""
-        if len(node.input) != 2 or known not in node.input:
-            raise UnsupportedVoice(f"{what}: {node.op_type} reads {list(node.input)}, not {known!r}")
-        return node.input[1] if node.input[0] == known else node.input[0]
-
-    def weight(self, node, known: str, what: str, shape: tuple, dtype=np.float32) -> np.ndarray:
-        """The constant input of ``node`` beside ``known``, checked for shape and dtype."""
-        value = self.const(self.operand(node, known, what), what)
-        if value.shape != tuple(shape) or value.dtype != dtype:
-            raise UnsupportedVoice(f"{what}: {value.dtype} {value.shape}, expected {np.dtype(dtype)} {tuple(shape)}")
-        return value
-
-    def ints(self, name: str, what: str) -> list[int]:
-        return [int(v) for v in np.asarray(self.const(name, what)).reshape(-1)]
-
-    def expect(self, node, inputs: list[str], what: str) -> None:
-        if list(node.input) != inputs:
-            raise UnsupportedVoice(f"{what}: {node.op_type} reads {list(node.input)}, expected {inputs}")
-
-
-def load(path: str | Path):
-    """The ONNX protobuf, refusing oversized files, unparsable ones and external data."""
-    import onnx
-
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise UnsupportedVoice(f"cannot read {path}: {err}") from err
-    if not 0 < size <= MAX_MODEL_BYTES:
-        raise UnsupportedVoice(f"implausible model size ({size} bytes)")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # protobuf raises DecodeError and others
-        raise UnsupportedVoice(f"not a readable ONNX file ({type(err).__name__}: {err})") from err
-    return proto
 
 
 def check_signature(proto, info: modelfile.ModelInfo) -> bool:
@@ -143,8 +82,9 @@ def check_signature(proto, info: modelfile.ModelInfo) -> bool:
     want_in = list(FRAME_INPUTS) + names
     want_out = ["audio"] + [n + modelfile.NEXT_SUFFIX for n in names]
     if [i.name for i in g.input] != want_in or [o.name for o in g.output] != want_out:
-        raise UnsupportedVoice(f"graph inputs/outputs {[i.name for i in g.input]} -> "
-                               f"{[o.name for o in g.output]} are not FrameVoice's")
+        raise UnsupportedVoice(
+            f"graph inputs/outputs {[i.name for i in g.input]} -> {[o.name for o in g.output]} are not FrameVoice's"
+        )
     for node in g.node:
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedVoice(f"operator {node.op_type} from domain {node.domain!r}")
@@ -182,7 +122,10 @@ def read_tensors(g: Graph, info: modelfile.ModelInfo, has_reverb: bool) -> tuple
     add = g.use("loudness_db", "Add", "loudness")
     g.operand(add, sl.output[0], "loudness")
     clip_ld = g.after(add, "Clip", "loudness clamp")
-    c["ld_min"], c["ld_max"] = g.scalar(clip_ld.input[1], "loudness clamp"), g.scalar(clip_ld.input[2], "loudness clamp")
+    c["ld_min"], c["ld_max"] = (
+        g.scalar(clip_ld.input[1], "loudness clamp"),
+        g.scalar(clip_ld.input[2], "loudness clamp"),
+    )
     # the two input MLPs as one batch of two
     log = g.use(f0, "Log", "decoder input")
     cat = g.after(log, "Concat", "decoder input")
@@ -250,8 +193,6 @@ def read_tensors(g: Graph, info: modelfile.ModelInfo, has_reverb: bool) -> tuple
     if len(sizes) != 3 or sizes[0] != 1 or sum(sizes) != t["proj.weight"].shape[0]:
         raise UnsupportedVoice(f"decoder outputs split as {sizes}, not [amplitude, harmonics, bands]")
     amp, dist, mags = _split(g, add, sizes, "decoder outputs")
-    from pimodule.device.voice.graph_synth import check_shapes, read_reverb, read_synth
-
     read_synth(g, t, c, f0, gains, amp, dist, mags)
     check_shapes(t, c, info, has_reverb)
     if has_reverb:
@@ -298,8 +239,11 @@ def _leaky(g: Graph, x: str, c: dict) -> str:
 def _gemm(g: Graph, x: str, t: dict, name: str) -> str:
     gemm = g.use(x, "Gemm", name)
     a = _attrs(gemm)
-    if len(gemm.input) != 3 or gemm.input[0] != x or \
-            (a.get("transA", 0), a.get("transB", 0), a.get("alpha", 1.0), a.get("beta", 1.0)) != (0, 1, 1.0, 1.0):
+    if (
+        len(gemm.input) != 3
+        or gemm.input[0] != x
+        or (a.get("transA", 0), a.get("transB", 0), a.get("alpha", 1.0), a.get("beta", 1.0)) != (0, 1, 1.0, 1.0)
+    ):
         raise UnsupportedVoice(f"{name}: Gemm with attributes {a}")
     t[name + ".weight"], t[name + ".bias"] = g.const(gemm.input[1], name), g.const(gemm.input[2], name)
     return gemm.output[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pimodule.core import modelfile
-from pimodule.device.voice.graph import Graph, UnsupportedVoice, _attrs
+from pimodule.device.voice.onnx_graph import Graph, UnsupportedVoice, _attrs
 
 
 def read_synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, dist: str, mags: str) -> None:
@@ -50,7 +50,12 @@ def read_synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, 
     t["phase_step"] = g.weight(mul, cast.output[0], "phase step", (), f64)
     cs = g.after(mul, "CumSum", "phase")
     a = _attrs(cs)
-    if _attrs(cast).get("to") != 11 or a.get("exclusive", 0) or a.get("reverse", 0) or g.ints(cs.input[1], "phase") != [1]:
+    if (
+        _attrs(cast).get("to") != 11
+        or a.get("exclusive", 0)
+        or a.get("reverse", 0)
+        or g.ints(cs.input[1], "phase") != [1]
+    ):
         raise UnsupportedVoice("the phase is not a float64 forward cumulative sum over samples")
     add = g.after(cs, "Add", "phase")
     g.expect(add, ["phase", cs.output[0]], "phase")
@@ -67,9 +72,12 @@ def read_synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, 
     less = g.after(mk, "Less", "sample Nyquist mask")
     where = g.after(less, "Where", "sample Nyquist mask")
     g.expect(where, [less.output[0], sin.output[0], where.input[2]], "sample Nyquist mask")
-    if _attrs(cast).get("to") != 1 or not np.array_equal(k_col, t["k_col"]) or \
-            g.scalar(g.operand(less, mk.output[0], "mask"), "mask") != c["nyquist"] or \
-            g.scalar(where.input[2], "mask") != 0:
+    if (
+        _attrs(cast).get("to") != 1
+        or not np.array_equal(k_col, t["k_col"])
+        or g.scalar(g.operand(less, mk.output[0], "mask"), "mask") != c["nyquist"]
+        or g.scalar(where.input[2], "mask") != 0
+    ):
         raise UnsupportedVoice("the per-sample Nyquist mask differs from the frame's")
     prev = g.use("prev_amplitudes", "Reshape", "amplitude ramp").output[0]
     sub = g.use(amps, "Sub", "amplitude ramp")
@@ -96,8 +104,13 @@ def read_synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, 
     for mod in (n for n, _ in g.consumers.get(flat, []) if n.op_type == "Mod"):
         gather = g.after(g.after(mod, "Reshape", "noise index"), "Gather", "noise table")
         table = g.const(gather.input[0], "noise table")
-        if _attrs(mod).get("fmod", 0) != 0 or table.dtype != np.float32 or table.ndim != 1 or \
-                g.scalar(mod.input[1], "noise index") != table.size or _attrs(gather).get("axis", 0) != 0:
+        if (
+            _attrs(mod).get("fmod", 0) != 0
+            or table.dtype != np.float32
+            or table.ndim != 1
+            or g.scalar(mod.input[1], "noise index") != table.size
+            or _attrs(gather).get("axis", 0) != 0
+        ):
             raise UnsupportedVoice("a noise table is not indexed by position modulo its length")
         tables.append(table)
         gathered.append(gather.output[0])
@@ -124,8 +137,14 @@ def read_synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, 
     t["fir_basis"] = g.const(mm.input[1], "noise FIR basis")
     conv = g.after(g.after(mm, "Reshape", "noise FIR"), "Conv", "noise FIR")
     a = _attrs(conv)
-    if conv.input[0] != padded or len(conv.input) != 2 or a.get("group", 1) != 1 or \
-            a.get("strides", [1]) != [1] or a.get("dilations", [1]) != [1] or a.get("pads", [0, 0]) != [0, 0]:
+    if (
+        conv.input[0] != padded
+        or len(conv.input) != 2
+        or a.get("group", 1) != 1
+        or a.get("strides", [1]) != [1]
+        or a.get("dilations", [1]) != [1]
+        or a.get("pads", [0, 0]) != [0, 0]
+    ):
         raise UnsupportedVoice(f"noise FIR convolution with attributes {a}")
     sl = g.after(conv, "Slice", "noise segments")
     c["noise_slice"] = [g.ints(n, "noise segments") for n in sl.input[1:]]
@@ -134,7 +153,9 @@ def read_synth(g: Graph, t: dict, c: dict, f0: str, gains: list[str], amp: str, 
     c["tail_pad"] = g.ints(tail.input[1], "noise tail")
     add = g.use(segs, "Add", "overlap-add")
     g.expect(add, [segs, tail.output[0]], "overlap-add")
-    slices = {tuple(g.ints(s.input[1], "overlap-add")): s for s, _ in g.consumers[add.output[0]] if s.op_type == "Slice"}
+    slices = {
+        tuple(g.ints(s.input[1], "overlap-add")): s for s, _ in g.consumers[add.output[0]] if s.op_type == "Slice"
+    }
     if set(slices) != {(0,), (1,)} or g.after(slices[(1,)], "Reshape", "noise tail").output[0] != "noise_tail_next":
         raise UnsupportedVoice("noise_tail_next is not the overlap-add's remainder")
     out = g.use(harmonic, "Add", "dry audio")
@@ -148,34 +169,73 @@ def check_shapes(t: dict, c: dict, info: modelfile.ModelInfo, has_reverb: bool) 
     hop = t["ramp"].shape[-1]
     n_seg = -(-(hop + taps - 1) // hop)
     c.update(hidden=h, harmonics=k, bands=nb, taps=taps, hop=hop, n_seg=n_seg)
-    shapes = {"w1": (2, 1, h), "b1": (2, 1, h), "g1": (2, 1, h), "be1": (2, 1, h), "w2": (2, h, h),
-              "b2": (2, 1, h), "g2": (2, 1, h), "be2": (2, 1, h), "w_ab": (2 * h, 4 * h),
-              "b_ab": (1, 4 * h), "w_hh": (h, 3 * h), "b_hn": (1, h), "w_x": (h, h),
-              "ln_out1.weight": (h,), "ln_out1.bias": (h,), "lin_out2.weight": (h, h),
-              "lin_out2.bias": (h,), "ln_out2.weight": (h,), "ln_out2.bias": (h,),
-              "proj.weight": (1 + k + nb, h), "proj.bias": (1 + k + nb,), "control_scale": (4,),
-              "in_scale": (2, 1, 1), "in_shift": (2, 1, 1), "k": (1, k), "k_col": (k, 1),
-              "ramp": (1, hop), "ramp_pair": (2, hop), "fir_basis": (nb, taps)}
+    shapes = {
+        "w1": (2, 1, h),
+        "b1": (2, 1, h),
+        "g1": (2, 1, h),
+        "be1": (2, 1, h),
+        "w2": (2, h, h),
+        "b2": (2, 1, h),
+        "g2": (2, 1, h),
+        "be2": (2, 1, h),
+        "w_ab": (2 * h, 4 * h),
+        "b_ab": (1, 4 * h),
+        "w_hh": (h, 3 * h),
+        "b_hn": (1, h),
+        "w_x": (h, h),
+        "ln_out1.weight": (h,),
+        "ln_out1.bias": (h,),
+        "lin_out2.weight": (h, h),
+        "lin_out2.bias": (h,),
+        "ln_out2.weight": (h,),
+        "ln_out2.bias": (h,),
+        "proj.weight": (1 + k + nb, h),
+        "proj.bias": (1 + k + nb,),
+        "control_scale": (4,),
+        "in_scale": (2, 1, 1),
+        "in_shift": (2, 1, 1),
+        "k": (1, k),
+        "k_col": (k, 1),
+        "ramp": (1, hop),
+        "ramp_pair": (2, hop),
+        "fir_basis": (nb, taps),
+    }
     for name, shape in shapes.items():
         if t[name].shape != shape or t[name].dtype != np.float32:
             raise UnsupportedVoice(f"weight {name} is {t[name].dtype} {t[name].shape}, expected float32 {shape}")
     harmonics = np.arange(1, k + 1, dtype=np.float32)
     ramp = np.arange(1, hop + 1, dtype=np.float32) / np.float32(hop)
-    if not (np.array_equal(t["k"][0], harmonics) and np.array_equal(t["k_col"][:, 0], harmonics)
-            and np.array_equal(t["ramp"][0], ramp) and np.array_equal(t["ramp_pair"][0], np.ones(hop))
-            and np.array_equal(t["ramp_pair"][1], ramp) and np.array_equal(t["hop_index"][0], np.arange(hop))):
+    if not (
+        np.array_equal(t["k"][0], harmonics)
+        and np.array_equal(t["k_col"][:, 0], harmonics)
+        and np.array_equal(t["ramp"][0], ramp)
+        and np.array_equal(t["ramp_pair"][0], np.ones(hop))
+        and np.array_equal(t["ramp_pair"][1], ramp)
+        and np.array_equal(t["hop_index"][0], np.arange(hop))
+    ):
         raise UnsupportedVoice("harmonic numbers, ramp or hop index are not 1..K, (n+1)/hop, 0..hop-1")
     if info.block_size != hop or taps != 2 * (nb - 1) or not 1 <= hop <= 4096 or not 1 <= k <= 256:
         raise UnsupportedVoice(f"block {info.block_size}, hop {hop}, {nb} bands, {taps} taps, {k} harmonics")
     la, lb = t["noise_a"].size, t["noise_b"].size
-    if c["pos_step"] != hop or c["period"] != la * lb or c["noise_pad"] != [taps - 1, n_seg * hop - hop + 1] \
-            or c["noise_slice"] != [[0], [n_seg * hop], [2], [1]] or c["tail_pad"] != [0, 0, 1, 0]:
+    if (
+        c["pos_step"] != hop
+        or c["period"] != la * lb
+        or c["noise_pad"] != [taps - 1, n_seg * hop - hop + 1]
+        or c["noise_slice"] != [[0], [n_seg * hop], [2], [1]]
+        or c["tail_pad"] != [0, 0, 1, 0]
+    ):
         raise UnsupportedVoice("noise position step, period, padding or overlap-add not as FrameVoice's")
     if c["dry_audio"] != ("audio" if not has_reverb else c["dry_audio"]):
         raise UnsupportedVoice("audio is not harmonic + noise")
     c["noise_len"] = (la, lb)
-    shapes = {"gru_h": (1, 1, h), "phase": (1, 1), "prev_f0_hz": (1, 1), "prev_amplitudes": (1, 1, k),
-              "noise_tail": (1, n_seg - 1, hop), "noise_position": (1, 1)}
+    shapes = {
+        "gru_h": (1, 1, h),
+        "phase": (1, 1),
+        "prev_f0_hz": (1, 1),
+        "prev_amplitudes": (1, 1, k),
+        "noise_tail": (1, n_seg - 1, hop),
+        "noise_position": (1, 1),
+    }
     for spec in info.state:
         if spec.name in shapes and spec.shape != shapes[spec.name]:
             raise UnsupportedVoice(f"state {spec.name} has shape {spec.shape}, expected {shapes[spec.name]}")
@@ -189,17 +249,29 @@ def read_reverb(g: Graph, t: dict, c: dict) -> None:
     conv = g.after(g.after(cat, "Unsqueeze", "reverb"), "Conv", "reverb")
     kernel = g.const(conv.input[1], "reverb impulse response")
     a = _attrs(conv)
-    if kernel.dtype != np.float32 or kernel.ndim != 3 or kernel.shape[:2] != (1, 1) or len(conv.input) != 2 \
-            or a.get("group", 1) != 1 or a.get("strides", [1]) != [1] or a.get("dilations", [1]) != [1] \
-            or a.get("pads", [0, 0]) != [0, 0]:
+    if (
+        kernel.dtype != np.float32
+        or kernel.ndim != 3
+        or kernel.shape[:2] != (1, 1)
+        or len(conv.input) != 2
+        or a.get("group", 1) != 1
+        or a.get("strides", [1]) != [1]
+        or a.get("dilations", [1]) != [1]
+        or a.get("pads", [0, 0]) != [0, 0]
+    ):
         raise UnsupportedVoice("the reverb is not a plain convolution with a constant impulse response")
     add = g.after(g.after(conv, "Squeeze", "reverb"), "Add", "reverb")
     g.expect(add, [c["dry_audio"], add.input[1]], "reverb")
     hist = g.use(cat.output[0], "Slice", "reverb history")
     n_rev = kernel.shape[-1]
     spec = [g.ints(n, "reverb history") for n in hist.input[1:]]
-    if add.output[0] != "audio" or hist.output[0] != "reverb_history_next" or spec[0] != [c["hop"]] \
-            or spec[2:] != [[1], [1]] or spec[1][0] < n_rev - 1 + c["hop"]:
+    if (
+        add.output[0] != "audio"
+        or hist.output[0] != "reverb_history_next"
+        or spec[0] != [c["hop"]]
+        or spec[2:] != [[1], [1]]
+        or spec[1][0] < n_rev - 1 + c["hop"]
+    ):
         raise UnsupportedVoice("the reverb output is not dry + wet with the history's last samples")
     t["reverb_kernel"] = kernel.reshape(-1)
     c["reverb_taps"] = n_rev

@@ -37,18 +37,19 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from pimodule.device.voice import kernel_ops, kernel_synth
 from pimodule.device.voice import layout as L
 from pimodule.device.voice.kernel_math import ONE32, exp32, log32, sigmoid32, tanh32
 from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U2, U3, U4, dim, layer_norm_leaky, matvec, off
 from pimodule.device.voice.kernel_synth import amplitudes, harmonic, noise, phases, reverb
 
 _SOURCES = ("layout.py", "kernel_ops.py", "kernel_math.py", "kernel_synth.py", "kernel.py")
-SOURCE_HASH = int.from_bytes(hashlib.sha256(b"".join(
-    (Path(__file__).parent / name).read_bytes() for name in _SOURCES)).digest()[:7], "little")
+SOURCE_HASH = int.from_bytes(
+    hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes() for name in _SOURCES)).digest()[:7], "little"
+)
 _A = "float32[::1]"
 FRAME_SIGNATURE = f"void({_A}, int64[::1], {_A}, float64, float64, float64[::1], {_A}, {_A})"
-FRAMES_SIGNATURE = (f"void({_A}, int64[::1], float32[:, ::1], {_A}, {_A}, float64[::1], {_A}, "
-                    "float32[:, ::1])")
+FRAMES_SIGNATURE = f"void({_A}, int64[::1], float32[:, ::1], {_A}, {_A}, float64[::1], {_A}, float32[:, ::1])"
 
 
 @numba.njit(fastmath=FAST, **OPTS)
@@ -96,8 +97,7 @@ def _decode(w, lay, f0, ld, state, sx):
             sx[y2 + mo + j] = xin * w[w1 + mo + j] + w[b1 + mo + j]
         layer_norm_leaky(sx, y2 + mo, h, w[c + L.C_EPS], w, g1 + mo, be1 + mo, w[c + L.C_SLOPE], sx, y1 + mo)
         matvec(w, w2 + mo * hp, hp, hp, sx, y1 + mo, w, b2 + mo, True, sx, y2 + mo)
-        layer_norm_leaky(sx, y2 + mo, h, w[c + L.C_EPS + 1], w, g2 + mo, be2 + mo, w[c + L.C_SLOPE + 1],
-                          sx, y1 + mo)
+        layer_norm_leaky(sx, y2 + mo, h, w[c + L.C_EPS + 1], w, g2 + mo, be2 + mo, w[c + L.C_SLOPE + 1], sx, y1 + mo)
     # GRU: gates from [a, b] (y1) and from h_prev
     sg = off(lay, L.S_GRU)
     for j in range(h):
@@ -107,14 +107,15 @@ def _decode(w, lay, f0, ld, state, sx):
     _gru_update(w, off(lay, L.W_BHN), sx, gi, gh, xh, h, hp, state, sg)
     # out MLP on [h, a, b] (its [a, b] part is gi's last block) and the projection
     matvec(w, off(lay, L.W_X), hp, hp, sx, xh, sx, gi + U3 * hp, True, sx, o1)
-    layer_norm_leaky(sx, o1, h, w[c + L.C_EPS + 2], w, off(lay, L.W_LN1W), off(lay, L.W_LN1B),
-                      w[c + L.C_SLOPE + 2], sx, o1)
+    layer_norm_leaky(
+        sx, o1, h, w[c + L.C_EPS + 2], w, off(lay, L.W_LN1W), off(lay, L.W_LN1B), w[c + L.C_SLOPE + 2], sx, o1
+    )
     matvec(w, off(lay, L.W_LIN2), hp, hp, sx, o1, w, off(lay, L.W_LIN2B), True, sx, o2)
-    layer_norm_leaky(sx, o2, h, w[c + L.C_EPS + 3], w, off(lay, L.W_LN2W), off(lay, L.W_LN2B),
-                      w[c + L.C_SLOPE + 3], sx, o2)
+    layer_norm_leaky(
+        sx, o2, h, w[c + L.C_EPS + 3], w, off(lay, L.W_LN2W), off(lay, L.W_LN2B), w[c + L.C_SLOPE + 3], sx, o2
+    )
     matvec(w, off(lay, L.W_PROJ), dim(lay, L.D_NOUTP), hp, sx, o2, w, off(lay, L.W_PROJB), True, sx, p)
-    _scaled_sigmoid(sx, p, dim(lay, L.D_NOUT), w[c + L.C_POW], w[c + L.C_SIG_SCALE],
-                    w[c + L.C_SIG_OFFSET])
+    _scaled_sigmoid(sx, p, dim(lay, L.D_NOUT), w[c + L.C_POW], w[c + L.C_SIG_SCALE], w[c + L.C_SIG_OFFSET])
 
 
 @numba.njit(FRAME_SIGNATURE, **OPTS)
@@ -142,7 +143,7 @@ def voice_frame(weights, layout, controls, f0_hz, loudness_db, state, scratch, o
     phases(w, lay, f0, state, scratch)
     hop = dim(lay, L.D_HOP)
     a = off(lay, L.X_AUDIO)
-    dry = scratch[a: a + hop]
+    dry = scratch[a : a + hop]
     harmonic(w, lay, state, scratch, dry)
     noise(w, lay, g_noise, state, scratch, dry)
     if lay[L.D_NREV] > 0:
@@ -158,8 +159,16 @@ def voice_frames(weights, layout, controls, f0_hz, loudness_db, state, scratch, 
     ``loudness_db`` (n,) float32, ``out`` (n, hop)."""
     n_ctrl = controls.shape[0]
     for i in range(f0_hz.shape[0]):
-        voice_frame(weights, layout, controls[min(i, n_ctrl - 1)], np.float64(f0_hz[i]),
-                    np.float64(loudness_db[i]), state, scratch, out[i])
+        voice_frame(
+            weights,
+            layout,
+            controls[min(i, n_ctrl - 1)],
+            np.float64(f0_hz[i]),
+            np.float64(loudness_db[i]),
+            state,
+            scratch,
+            out[i],
+        )
 
 
 @numba.njit("int64()", **OPTS)
@@ -171,8 +180,6 @@ def _check_cache() -> None:
     """Recompile every kernel function (callees first) if the cached code predates the sources."""
     if _baked_source_hash() == SOURCE_HASH:
         return
-    from pimodule.device.voice import kernel_ops, kernel_synth
-
     for module in (kernel_ops, kernel_synth, sys.modules[__name__]):
         for obj in list(vars(module).values()):
             if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__:

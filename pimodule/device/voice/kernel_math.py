@@ -27,7 +27,7 @@ LOG2E_32, LN2_HI_32, LN2_LO_32 = F32(1.4426950408889634), F32(0.693359375), F32(
 # float32 Taylor coefficients of exp on [-ln2/2, ln2/2], degree 7 (remainder < 6e-9)
 E2, E3, E4, E5, E6, E7 = (F32(1 / math.factorial(i)) for i in range(2, 8))
 ONE32, HALF32, TWO32 = F32(1.0), F32(0.5), F32(2.0)
-PIO2_HI = 1.57079632673412561417e+00  # pi/2 split: the high part has 33 bits, k * PIO2_HI exact
+PIO2_HI = 1.57079632673412561417e00  # pi/2 split: the high part has 33 bits, k * PIO2_HI exact
 PIO2_LO = 6.07710050650619224932e-11
 
 
@@ -85,15 +85,19 @@ def _quadrant(x):
 @numba.njit(fastmath=FAST, **OPTS)
 def _sin_poly(r):
     r2 = r * r
-    return r + r * r2 * (-1 / 6 + r2 * (1 / 120 + r2 * (-1 / 5040 + r2 * (1 / 362880 + r2 * (
-        -1 / 39916800 + r2 * (1 / 6227020800))))))
+    return r + r * r2 * (
+        -1 / 6 + r2 * (1 / 120 + r2 * (-1 / 5040 + r2 * (1 / 362880 + r2 * (-1 / 39916800 + r2 * (1 / 6227020800)))))
+    )
 
 
 @numba.njit(fastmath=FAST, **OPTS)
 def _cos_poly(r):
     r2 = r * r
-    return 1.0 + r2 * (-0.5 + r2 * (1 / 24 + r2 * (-1 / 720 + r2 * (1 / 40320 + r2 * (
-        -1 / 3628800 + r2 * (1 / 479001600 - r2 / 87178291200))))))
+    return 1.0 + r2 * (
+        -0.5
+        + r2
+        * (1 / 24 + r2 * (-1 / 720 + r2 * (1 / 40320 + r2 * (-1 / 3628800 + r2 * (1 / 479001600 - r2 / 87178291200)))))
+    )
 
 
 @numba.njit(fastmath=FAST, **OPTS)

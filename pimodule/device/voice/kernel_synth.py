@@ -13,7 +13,7 @@ from pimodule.device.voice import layout as L
 from pimodule.device.voice.kernel_math import fmod_2pi, sincos64
 from pimodule.device.voice.kernel_ops import F32_0, FAST, OPTS, U0, U1, U2, U3, U4, U8, dim, matvec, off
 
-FMOD_LIMIT = 2.0 ** 20  # phases up to here are wrapped by fmod_2pi (exact for x < 2^20 * 2 pi)
+FMOD_LIMIT = 2.0**20  # phases up to here are wrapped by fmod_2pi (exact for x < 2^20 * 2 pi)
 
 
 @numba.njit(**OPTS)
@@ -110,8 +110,14 @@ def _start(s64, o, n, wrapped):
 
 @numba.njit(**OPTS)
 def _offsets(lay):
-    return (off(lay, L.S_WRAP), off(lay, L.S_C2), off(lay, L.S_S0), off(lay, L.S_S1),
-            off(lay, L.S_ACC_A), off(lay, L.S_ACC_B))
+    return (
+        off(lay, L.S_WRAP),
+        off(lay, L.S_C2),
+        off(lay, L.S_S0),
+        off(lay, L.S_S1),
+        off(lay, L.S_ACC_A),
+        off(lay, L.S_ACC_B),
+    )
 
 
 @numba.njit(fastmath=FAST, **OPTS)
@@ -333,9 +339,16 @@ def _convolve(sx, x, n_x, g, taps, y):
         gb = g - U8  # gb + 8 + j - k = g[j - k]
         for j in range(taps + U8 - U1):
             q = gb + U8 + j
-            sx[y + n + j] += (x0 * sx[q] + x1 * sx[q - U1] + x2 * sx[q - U2] + x3 * sx[q - U3]
-                              + x4 * sx[q - U4] + x5 * sx[q - U4 - U1] + x6 * sx[q - U4 - U2]
-                              + x7 * sx[q - U8 + U1])
+            sx[y + n + j] += (
+                x0 * sx[q]
+                + x1 * sx[q - U1]
+                + x2 * sx[q - U2]
+                + x3 * sx[q - U3]
+                + x4 * sx[q - U4]
+                + x5 * sx[q - U4 - U1]
+                + x6 * sx[q - U4 - U2]
+                + x7 * sx[q - U8 + U1]
+            )
         n += U8
     while n < n_x:
         xn = sx[x + n]

@@ -32,8 +32,7 @@ COL_ALIGN = 8  # dot-product length multiple (two NEON float32 vectors)
 ROW_BLOCK = 4  # rows computed together by the kernel's matrix-vector product
 
 # -- dimensions --------------------------------------------------------------------------------
-D_H, D_HP, D_K, D_NB, D_NBP, D_TAPS, D_HOP, D_NSEG, D_NOISE_A, D_NOISE_B, D_PERIOD, D_NREV, \
-    D_NOUT, D_NOUTP = range(14)
+D_H, D_HP, D_K, D_NB, D_NBP, D_TAPS, D_HOP, D_NSEG, D_NOISE_A, D_NOISE_B, D_PERIOD, D_NREV, D_NOUT, D_NOUTP = range(14)
 F64_PHASE_STEP, F64_TWO_PI = 14, 15  # float64 bit patterns stored as int64
 OFFSETS = 16
 
@@ -49,21 +48,60 @@ N_CONST = 25
 
 # -- segment ids ---------------------------------------------------------------------------------
 _WEIGHT_NAMES = (
-    "CONST", "W1", "B1", "G1", "BE1", "W2", "B2", "G2", "BE2", "AB", "BAB", "HH", "BHN", "X",
-    "LN1W", "LN1B", "LIN2", "LIN2B", "LN2W", "LN2B", "PROJ", "PROJB", "FIR", "RAMP", "NOISE_A",
-    "NOISE_B", "REV",
+    "CONST",
+    "W1",
+    "B1",
+    "G1",
+    "BE1",
+    "W2",
+    "B2",
+    "G2",
+    "BE2",
+    "AB",
+    "BAB",
+    "HH",
+    "BHN",
+    "X",
+    "LN1W",
+    "LN1B",
+    "LIN2",
+    "LIN2B",
+    "LN2W",
+    "LN2B",
+    "PROJ",
+    "PROJB",
+    "FIR",
+    "RAMP",
+    "NOISE_A",
+    "NOISE_B",
+    "REV",
 )
-_STATE_NAMES = ("GRU", "PHASE", "PREV_F0", "PREV_AMP", "TAIL", "POS", "REV",
-                # float64 workspace after the state (overwritten every frame, not state):
-                "WRAP", "C2", "S0", "S1", "ACC_A", "ACC_B",  # (HOP) per sample
-                "PK", "DK")  # (K) per harmonic
+_STATE_NAMES = (
+    "GRU",
+    "PHASE",
+    "PREV_F0",
+    "PREV_AMP",
+    "TAIL",
+    "POS",
+    "REV",
+    # float64 workspace after the state (overwritten every frame, not state):
+    "WRAP",
+    "C2",
+    "S0",
+    "S1",
+    "ACC_A",
+    "ACC_B",  # (HOP) per sample
+    "PK",
+    "DK",
+)  # (K) per harmonic
 _SCRATCH_NAMES = (
     "Y1",  # (2, HP) input MLPs' first layer, then [a, b] (the GRU's input)
     "Y2",  # (2, HP) input MLPs' second layer before its LayerNorm
     "GI",  # (4 HP) [r, z, n, out] from [a, b]
     "GH",  # (3 HP) [r, z, n] from h
     "H",  # (HP) h_prev, then h_next
-    "O1", "O2",  # (HP) out MLP
+    "O1",
+    "O2",  # (HP) out MLP
     "P",  # (NOUTP) projection -> scaled sigmoid
     "MAGS",  # (NBP) noise band magnitudes * noise gain
     "G",  # (8 + TAPS + 8) the frame's FIR between zeros

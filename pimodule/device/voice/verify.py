@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from pimodule.device.voice.graph import UnsupportedVoice
+from pimodule.device.voice.kernel import voice_frame
+from pimodule.device.voice.onnx_graph import UnsupportedVoice
 from pimodule.device.voice.weights import VoiceWeights, read_voice
 
 # what check_voice accepts; the shipped voices differ by < 1e-5 over tests/device/voice's sweep
 AUDIO_TOLERANCE = 1e-4
-STATE_TOLERANCE = {"gru_h": 1e-3, "phase": 1e-9, "prev_f0_hz": 1e-3, "prev_amplitudes": 1e-4,
-                   "noise_tail": 1e-4, "noise_position": 0.0, "reverb_history": 1e-4}
+STATE_TOLERANCE = {
+    "gru_h": 1e-3,
+    "phase": 1e-9,
+    "prev_f0_hz": 1e-3,
+    "prev_amplitudes": 1e-4,
+    "noise_tail": 1e-4,
+    "noise_position": 0.0,
+    "reverb_history": 1e-4,
+}
 
 
-def sweep(n_frames: int, voice: VoiceWeights, f0_range_hz=(55.0, 2000.0),
-          loudness_range_db=(-100.0, 10.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sweep(
+    n_frames: int, voice: VoiceWeights, f0_range_hz=(55.0, 2000.0), loudness_range_db=(-100.0, 10.0)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(f0_hz, loudness_db, controls) float32 arrays for ``n_frames`` frames: an exponential f0
     sweep up and back down, a raised-cosine loudness sweep (3 cycles), and 12 equal segments of
     controls: all default; each control at its min then at its max (others default); all at min;
@@ -57,11 +66,16 @@ def reference_session(path: str):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def compare(voice: VoiceWeights, f0_hz: np.ndarray, loudness_db: np.ndarray, controls: np.ndarray,
-            session=None, state: dict | None = None) -> dict:
+def compare(
+    voice: VoiceWeights,
+    f0_hz: np.ndarray,
+    loudness_db: np.ndarray,
+    controls: np.ndarray,
+    session=None,
+    state: dict | None = None,
+) -> dict:
     """Largest |kernel - onnxruntime| per output over the frames (``"audio"`` and each state
     name), ``"audio_rms"`` (the reference's RMS) and ``"frames"`` (per-frame audio difference)."""
-    from pimodule.device.voice.kernel import voice_frame
 
     sess = session or reference_session(voice.path)
     names = [o.name for o in sess.get_outputs()]
@@ -73,13 +87,24 @@ def compare(voice: VoiceWeights, f0_hz: np.ndarray, loudness_db: np.ndarray, con
     per_frame = np.zeros(len(f0_hz))
     sq = 0.0
     for i in range(len(f0_hz)):
-        feeds = {"f0_hz": np.full((1, 1), f0_hz[i], np.float32),
-                 "loudness_db": np.full((1, 1), loudness_db[i], np.float32),
-                 "controls": controls[i].reshape(1, -1).astype(np.float32), **ref_state}
+        feeds = {
+            "f0_hz": np.full((1, 1), f0_hz[i], np.float32),
+            "loudness_db": np.full((1, 1), loudness_db[i], np.float32),
+            "controls": controls[i].reshape(1, -1).astype(np.float32),
+            **ref_state,
+        }
         result = sess.run(None, feeds)
         ref_state = {n[: -len("_next")]: r for n, r in zip(names[1:], result[1:])}
-        voice_frame(voice.weights, voice.layout, controls[i].astype(np.float32), float(f0_hz[i]),
-                    float(loudness_db[i]), vec, scratch, out)
+        voice_frame(
+            voice.weights,
+            voice.layout,
+            controls[i].astype(np.float32),
+            float(f0_hz[i]),
+            float(loudness_db[i]),
+            vec,
+            scratch,
+            out,
+        )
         diff = np.abs(out.astype(np.float64) - result[0].reshape(-1))
         per_frame[i] = diff.max()
         sq += float(np.sum(result[0].astype(np.float64) ** 2))

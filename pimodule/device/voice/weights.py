@@ -19,14 +19,21 @@ import numpy as np
 
 from pimodule.core import modelfile
 from pimodule.device.voice import layout as L
-from pimodule.device.voice.graph import Graph, UnsupportedVoice, check_signature, load, read_tensors
+from pimodule.device.voice.graph import check_signature, read_tensors
+from pimodule.device.voice.onnx_graph import Graph, UnsupportedVoice, load
 
 __all__ = ["UnsupportedVoice", "VoiceWeights", "read_voice"]
 
 # state name -> layout segment
-STATE_SEGMENTS = {"gru_h": "S_GRU", "phase": "S_PHASE", "prev_f0_hz": "S_PREV_F0",
-                  "prev_amplitudes": "S_PREV_AMP", "noise_tail": "S_TAIL",
-                  "noise_position": "S_POS", "reverb_history": "S_REV"}
+STATE_SEGMENTS = {
+    "gru_h": "S_GRU",
+    "phase": "S_PHASE",
+    "prev_f0_hz": "S_PREV_F0",
+    "prev_amplitudes": "S_PREV_AMP",
+    "noise_tail": "S_TAIL",
+    "noise_position": "S_POS",
+    "reverb_history": "S_REV",
+}
 
 
 @dataclass(eq=False)
@@ -76,7 +83,7 @@ class VoiceWeights:
         out = {}
         for spec in self.info.state:
             off, size = L.segment(self.layout, STATE_SEGMENTS[spec.name])
-            out[spec.name] = vec[off: off + size].astype(spec.dtype).reshape(spec.shape)
+            out[spec.name] = vec[off : off + size].astype(spec.dtype).reshape(spec.shape)
         return out
 
     def pack_state(self, states: Mapping[str, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
@@ -87,7 +94,7 @@ class VoiceWeights:
             if value.shape != tuple(spec.shape):
                 raise ValueError(f"state {spec.name}: shape {value.shape}, expected {spec.shape}")
             off, size = L.segment(self.layout, STATE_SEGMENTS[spec.name])
-            vec[off: off + size] = value.reshape(-1).astype(np.float64)
+            vec[off : off + size] = value.reshape(-1).astype(np.float64)
         return vec
 
 
@@ -116,9 +123,22 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     n_outp = L.round_up(n_out, L.ROW_BLOCK)
     n_rev = c.get("reverb_taps", 0)
     la, lb = c["noise_len"]
-    dims = {"H": h, "HP": hp, "K": k, "NB": nb, "NBP": nbp, "TAPS": taps, "HOP": hop, "NSEG": n_seg,
-            "NOISE_A": la, "NOISE_B": lb, "PERIOD": la * lb, "NREV": n_rev, "NOUT": n_out,
-            "NOUTP": n_outp}
+    dims = {
+        "H": h,
+        "HP": hp,
+        "K": k,
+        "NB": nb,
+        "NBP": nbp,
+        "TAPS": taps,
+        "HOP": hop,
+        "NSEG": n_seg,
+        "NOISE_A": la,
+        "NOISE_B": lb,
+        "PERIOD": la * lb,
+        "NREV": n_rev,
+        "NOUT": n_out,
+        "NOUTP": n_outp,
+    }
     b = L.LayoutBuilder(dims, float(t["phase_step"]), float(t["two_pi"]))
     parts: list[tuple[str, np.ndarray]] = []
 
@@ -130,16 +150,23 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
         return out
 
     const = np.zeros(L.N_CONST, np.float32)
-    const[L.C_CTRL_SCALE: L.C_CTRL_SCALE + 4] = t["control_scale"]
-    const[L.C_IN_SCALE: L.C_IN_SCALE + 2] = t["in_scale"].reshape(-1)
-    const[L.C_IN_SHIFT: L.C_IN_SHIFT + 2] = t["in_shift"].reshape(-1)
-    for name, idx in (("f0_min", L.C_F0_MIN), ("f0_max", L.C_F0_MAX), ("ld_min", L.C_LD_MIN),
-                      ("ld_max", L.C_LD_MAX), ("nyquist", L.C_NYQUIST), ("pow", L.C_POW),
-                      ("sig_scale", L.C_SIG_SCALE), ("sig_offset", L.C_SIG_OFFSET),
-                      ("dist_eps", L.C_DIST_EPS)):
+    const[L.C_CTRL_SCALE : L.C_CTRL_SCALE + 4] = t["control_scale"]
+    const[L.C_IN_SCALE : L.C_IN_SCALE + 2] = t["in_scale"].reshape(-1)
+    const[L.C_IN_SHIFT : L.C_IN_SHIFT + 2] = t["in_shift"].reshape(-1)
+    for name, idx in (
+        ("f0_min", L.C_F0_MIN),
+        ("f0_max", L.C_F0_MAX),
+        ("ld_min", L.C_LD_MIN),
+        ("ld_max", L.C_LD_MAX),
+        ("nyquist", L.C_NYQUIST),
+        ("pow", L.C_POW),
+        ("sig_scale", L.C_SIG_SCALE),
+        ("sig_offset", L.C_SIG_OFFSET),
+        ("dist_eps", L.C_DIST_EPS),
+    ):
         const[idx] = c[name]
-    const[L.C_SLOPE: L.C_SLOPE + 4] = c["slope"]
-    const[L.C_EPS: L.C_EPS + 4] = c["eps"]
+    const[L.C_SLOPE : L.C_SLOPE + 4] = c["slope"]
+    const[L.C_EPS : L.C_EPS + 4] = c["eps"]
     parts.append(("W_CONST", const))
     for name in ("w1", "b1", "g1", "be1"):
         parts.append(("W_" + name.upper(), np.concatenate([vec(t[name][m], hp) for m in range(2)])))
@@ -151,36 +178,72 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     b_ab = np.zeros(4 * hp, np.float32)
     for q in range(4):
         for m in range(2):
-            w_ab[q * hp: q * hp + h, m * hp: m * hp + h] = t["w_ab"][m * h: (m + 1) * h, q * h: (q + 1) * h].T
-        b_ab[q * hp: q * hp + h] = t["b_ab"][0, q * h: (q + 1) * h]
+            w_ab[q * hp : q * hp + h, m * hp : m * hp + h] = t["w_ab"][m * h : (m + 1) * h, q * h : (q + 1) * h].T
+        b_ab[q * hp : q * hp + h] = t["b_ab"][0, q * h : (q + 1) * h]
     parts += [("W_AB", mat(w_ab, 4 * hp, 2 * hp)), ("W_BAB", b_ab)]
     w_hh = np.zeros((3 * hp, hp), np.float32)
     for q in range(3):
-        w_hh[q * hp: q * hp + h, :h] = t["w_hh"][:, q * h: (q + 1) * h].T
-    parts += [("W_HH", mat(w_hh, 3 * hp, hp)), ("W_BHN", vec(t["b_hn"], hp)), ("W_X", mat(t["w_x"].T, hp, hp)),
-              ("W_LN1W", vec(t["ln_out1.weight"], hp)), ("W_LN1B", vec(t["ln_out1.bias"], hp)),
-              ("W_LIN2", mat(t["lin_out2.weight"], hp, hp)), ("W_LIN2B", vec(t["lin_out2.bias"], hp)),
-              ("W_LN2W", vec(t["ln_out2.weight"], hp)), ("W_LN2B", vec(t["ln_out2.bias"], hp)),
-              ("W_PROJ", mat(t["proj.weight"], n_outp, hp)), ("W_PROJB", vec(t["proj.bias"], n_outp)),
-              # FIR g[j] = sum_b mags[b] * fir_basis[b, taps - 1 - j] (the graph's basis is flipped)
-              ("W_FIR", mat(t["fir_basis"][:, ::-1].T, taps, nbp)),
-              ("W_RAMP", t["ramp"].reshape(-1).copy()),
-              ("W_NOISE_A", t["noise_a"].copy()), ("W_NOISE_B", t["noise_b"].copy()),
-              ("W_REV", t["reverb_kernel"].copy() if n_rev else np.zeros(0, np.float32))]
+        w_hh[q * hp : q * hp + h, :h] = t["w_hh"][:, q * h : (q + 1) * h].T
+    parts += [
+        ("W_HH", mat(w_hh, 3 * hp, hp)),
+        ("W_BHN", vec(t["b_hn"], hp)),
+        ("W_X", mat(t["w_x"].T, hp, hp)),
+        ("W_LN1W", vec(t["ln_out1.weight"], hp)),
+        ("W_LN1B", vec(t["ln_out1.bias"], hp)),
+        ("W_LIN2", mat(t["lin_out2.weight"], hp, hp)),
+        ("W_LIN2B", vec(t["lin_out2.bias"], hp)),
+        ("W_LN2W", vec(t["ln_out2.weight"], hp)),
+        ("W_LN2B", vec(t["ln_out2.bias"], hp)),
+        ("W_PROJ", mat(t["proj.weight"], n_outp, hp)),
+        ("W_PROJB", vec(t["proj.bias"], n_outp)),
+        # FIR g[j] = sum_b mags[b] * fir_basis[b, taps - 1 - j] (the graph's basis is flipped)
+        ("W_FIR", mat(t["fir_basis"][:, ::-1].T, taps, nbp)),
+        ("W_RAMP", t["ramp"].reshape(-1).copy()),
+        ("W_NOISE_A", t["noise_a"].copy()),
+        ("W_NOISE_B", t["noise_b"].copy()),
+        ("W_REV", t["reverb_kernel"].copy() if n_rev else np.zeros(0, np.float32)),
+    ]
     for name, arr in parts:
         b.add(name, arr.size)
     weights = np.zeros(b.total("W"), np.float32)
     for name, arr in parts:
         off, size = L.segment(b.layout, name)
-        weights[off: off + size] = arr
-    for name, size in (("S_GRU", h), ("S_PHASE", 1), ("S_PREV_F0", 1), ("S_PREV_AMP", k),
-                       ("S_TAIL", (n_seg - 1) * hop), ("S_POS", 1), ("S_REV", max(n_rev - 1, 0)),
-                       ("S_WRAP", hop), ("S_C2", hop), ("S_S0", hop), ("S_S1", hop), ("S_ACC_A", hop),
-                       ("S_ACC_B", hop), ("S_PK", k), ("S_DK", k)):
+        weights[off : off + size] = arr
+    for name, size in (
+        ("S_GRU", h),
+        ("S_PHASE", 1),
+        ("S_PREV_F0", 1),
+        ("S_PREV_AMP", k),
+        ("S_TAIL", (n_seg - 1) * hop),
+        ("S_POS", 1),
+        ("S_REV", max(n_rev - 1, 0)),
+        ("S_WRAP", hop),
+        ("S_C2", hop),
+        ("S_S0", hop),
+        ("S_S1", hop),
+        ("S_ACC_A", hop),
+        ("S_ACC_B", hop),
+        ("S_PK", k),
+        ("S_DK", k),
+    ):
         b.add(name, size)
-    scratch = {"Y1": 2 * hp, "Y2": 2 * hp, "GI": 4 * hp, "GH": 3 * hp, "H": hp, "O1": hp, "O2": hp,
-               "P": n_outp, "MAGS": nbp, "G": taps + 16, "Y": n_seg * hop, "WHITE": hop, "AUDIO": hop,
-               "REVX": (n_rev - 1 + hop) if n_rev else 0, "KN": hop}
+    scratch = {
+        "Y1": 2 * hp,
+        "Y2": 2 * hp,
+        "GI": 4 * hp,
+        "GH": 3 * hp,
+        "H": hp,
+        "O1": hp,
+        "O2": hp,
+        "P": n_outp,
+        "MAGS": nbp,
+        "G": taps + 16,
+        "Y": n_seg * hop,
+        "WHITE": hop,
+        "AUDIO": hop,
+        "REVX": (n_rev - 1 + hop) if n_rev else 0,
+        "KN": hop,
+    }
     for name in L._SCRATCH_NAMES:
         b.add("X_" + name, scratch[name])
     return weights, b.layout

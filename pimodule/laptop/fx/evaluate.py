@@ -40,8 +40,10 @@ import torch
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import OnnxEstimator
+from pimodule.laptop.fx import realbench, realeval
 from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
+from pimodule.laptop.fx.infer import LoadedEstimator
 from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
 from pimodule.laptop.fx.refine import RefineConfig, refine
@@ -318,8 +320,6 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
 
 def real_benchmark(paths, seed: int, draws: int) -> dict:
     """The models on the real-recording benchmark (:mod:`pimodule.laptop.fx.realeval`)."""
-    from pimodule.laptop.fx import realbench, realeval
-    from pimodule.laptop.fx.infer import LoadedEstimator
 
     models = {Path(p).name: LoadedEstimator(p) for p in paths}
     check, refine_config = CheckConfig(), RefineConfig()

@@ -34,6 +34,7 @@ import torch
 from pimodule.core.fx_specs import LABEL_DB, SELECTABLE
 from pimodule.laptop.fx import thirdparty
 from pimodule.laptop.fx.losses import mel_distance
+from pimodule.laptop.fx.sources import DryCorpus
 
 SAMPLE_RATE = 16000
 EXCERPT_S = 2.0
@@ -229,7 +230,6 @@ def build_tuning(
 ) -> list[Example]:
     """Examples made as the benchmark's are, from the *training* recordings and the families
     training may see (not the held-out ones): what thresholds and settings are tuned on."""
-    from pimodule.laptop.fx.sources import DryCorpus
 
     if any(f in thirdparty.HELD_OUT for f in families):
         raise ValueError(f"tuning never sees the held-out families {thirdparty.HELD_OUT}")

@@ -43,7 +43,7 @@ from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE, SPECS
 from pimodule.device.fx.check import SubsetCheck, _label, _margin, confidence, effect_costs, simplest_closest
 from pimodule.laptop.fx.batch import _GAIN, _unit_rms, render_stages
 from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, apply_chain, describe
-from pimodule.laptop.fx.losses import log_mel_db, mel_distance, mrstft
+from pimodule.laptop.fx.losses import _mag, log_mel_db, mel_distance, mrstft
 
 _COLS = [EFFECT_NAMES.index(n) for n in SELECTABLE]
 #: every on/off combination of the selectable effects, (16, 4)
@@ -137,7 +137,6 @@ def distance(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, c
 
 def closed_form_gain_db(est: torch.Tensor, y: torch.Tensor) -> float:
     """The gain (dB) that brings ``est`` to ``y``'s level: least squares on STFT magnitudes."""
-    from pimodule.laptop.fx.losses import _mag
 
     with torch.no_grad():
         a, b = _mag(est.reshape(1, -1).float(), 1024), _mag(y.reshape(1, -1).float(), 1024)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.fx.mode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
 from pimodule.device.fx.twin_chain import ChainTwin
+from pimodule.device.ort_engine import VoiceEngine
 
 FX_MODEL = Path(__file__).resolve().parents[3] / "export" / "fx.onnx"
 FX_DRY_MODEL = FX_MODEL.with_name("fx-dry.onnx")

@@ -11,8 +11,8 @@ from numba.core.runtime import _nrt_python, rtsys
 from pimodule.device.audio import AudioRunner
 from pimodule.device.config import EngineConfig
 from pimodule.device.ort_engine import VoiceEngine
-from pimodule.device.rt import shared as L
 from pimodule.device.rt import setup, stream
+from pimodule.device.rt import shared as L
 from pimodule.device.rt.voices import ORT_AHEAD_FRAMES, Published, SlotWriter, compile_or_explain
 from pimodule.device.session import ModelSession
 from tests.device.rt.conftest import EXPORT, SHIPPED_VOICES

@@ -43,7 +43,7 @@ def test_no_allocation_per_frame():
     one = np.zeros(v.block_size, np.float32)
     ctrl = controls[0].copy()
     d = _stats()
-    for i in range(n):
+    for _ in range(n):
         voice_frame(v.weights, v.layout, ctrl, 220.0, -20.0, state, scratch, one)
     per_call = (_stats() - d) / n
     assert per_call[0] == per_call[1] <= 6, per_call  # boxing only, freed at return
@@ -100,8 +100,8 @@ def test_one_weight_array_and_a_consistent_layout():
         assert o1 + s1 <= o2
     assert segments[-1][0] + segments[-1][1] <= v.weights.size
     # (out, in) in panels of 4 rows: the GRU's recurrent matrix is the graph's w_hh transposed
-    from onnx import numpy_helper
     import onnx
+    from onnx import numpy_helper
 
     w_hh = next(
         numpy_helper.to_array(i) for i in onnx.load(str(EXPORT / "violin.onnx")).graph.initializer if i.name == "w_hh"
