@@ -84,9 +84,9 @@ class FlashConfig:
     """Receiving model files from ``pimodule flash`` (pimodule/runtime/flash.py, docs/flash.md)."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"  # TCP bind address; anything but loopback needs allow_hosts
+    host: str = "127.0.0.1"  # the TCP listener is loopback only (another value is ignored, with an error)
     port: int = 9100
-    allow_hosts: tuple[str, ...] = ()  # remote hosts allowed to flash (loopback always is)
+    allow_hosts: tuple[str, ...] = ()  # kept for old configs, ignored: remote flashing goes over SSH
     serial_port: str = ""  # e.g. "/dev/ttyGS0" (USB gadget serial) or "/dev/serial0"; "" = none
     baud: int = 115200
     max_bytes: int = 64 * 1024 * 1024
@@ -194,10 +194,8 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError("fx.interval_s must be in (0, 0.25] and fx.smoothing in (0, 1]")
     if not 0.05 <= cfg.fx.check_interval_s <= 60.0:
         raise ConfigError("fx.check_interval_s must be in [0.05, 60]")
-    for section in ("osc", "flash"):
-        sub = getattr(cfg, section)
-        if sub.host not in ("127.0.0.1", "localhost", "::1") and not sub.allow_hosts:
-            raise ConfigError(f"{section}.host {sub.host!r} is not loopback: set {section}.allow_hosts too")
+    if cfg.osc.host not in ("127.0.0.1", "localhost", "::1") and not cfg.osc.allow_hosts:
+        raise ConfigError(f"osc.host {cfg.osc.host!r} is not loopback: set osc.allow_hosts too")
     if not 0 <= cfg.flash.port <= 65535 or cfg.flash.max_bytes <= 0 or cfg.flash.baud <= 0:
         raise ConfigError("flash.port must be 0..65535, flash.max_bytes and flash.baud positive")
 

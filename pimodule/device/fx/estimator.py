@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pimodule.core.modelfile import ModelFileError, parse_metadata
+from pimodule.device.modelcheck import load_checked
 
 KEY_CHAIN = "pimodule.fx.chain"
 KEY_CONDITIONING = "pimodule.fx.conditioning"
@@ -28,17 +29,21 @@ class OnnxEstimator:
     def __init__(self, path: Path, threads: int = 1):
         import onnxruntime as ort
 
+        name = Path(path).name
+        # the file is data: read bounded and checked (no external data, no custom domains, sane
+        # sizes) before onnxruntime sees it, and onnxruntime gets those bytes, never the path
+        data, _ = load_checked(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{path}: not a loadable ONNX model ({err})") from err
+            raise ModelFileError(f"{name}: not a loadable ONNX model ({type(err).__name__})") from err
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.info = parse_metadata(meta, str(path))
+        self.info = parse_metadata(meta, name)
         if self.info.kind != "fx":
-            raise ModelFileError(f"{path}: model kind {self.info.kind!r}, expected 'fx'")
+            raise ModelFileError(f"{name}: model kind {self.info.kind!r}, expected 'fx'")
         self.chain = json.loads(meta.get(KEY_CHAIN, "[]"))
         self.conditioning = meta.get(KEY_CONDITIONING, "blind")
         self.sample_rate = self.info.sample_rate

@@ -172,7 +172,7 @@ class FxAnalyzer(BackgroundThread):
             estimator = checked_estimator(Path(path))
         except (ModelFileError, ValueError, OSError) as err:
             self.n_refused += 1
-            self.last_error = f"fx model {str(path)!r} refused: {err}"
+            self.last_error = f"fx model {Path(path).name!r} refused: {err}"
             log.error("%s", self.last_error)
             if self.on_error is not None:
                 self.on_error(self.last_error)
@@ -267,7 +267,7 @@ def checked_estimator(path: Path):
     if shapes[0] != (1, len(estimator.chain)) or shapes[2] != (1, n_params):
         raise ModelFileError(f"{path}: output shapes {shapes} do not match its chain")
     if not all(np.all(np.isfinite(o)) and np.all((o >= 0) & (o <= 1)) for o in outputs):
-        raise ModelFileError(f"{path}: non-finite or out-of-range output on a test window")
+        raise ModelFileError(f"{Path(path).name}: non-finite or out-of-range output on a test window")
     return estimator
 
 

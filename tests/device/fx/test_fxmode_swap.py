@@ -71,7 +71,7 @@ def test_swap_brings_fresh_histories_and_refuses_bad_files(estimators):
     analyzer.other_history.write(dry[24000:])
     assert set(analyzer.analyse_once()) == set(blind)
 
-    for bad, reason in (("nan-dry.onnx", "non-finite"), ("broken.onnx", "not a loadable"), ("missing.onnx", "")):
+    for bad, reason in (("nan-dry.onnx", "non-finite"), ("broken.onnx", "not an ONNX model"), ("missing.onnx", "")):
         assert not analyzer.swap_estimator(estimators / bad)
         assert analyzer.name == "tiny-dry" and reason in errors[-1] and bad in errors[-1]
     assert analyzer.n_refused == 3 and len(attached) == 1
