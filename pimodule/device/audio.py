@@ -37,7 +37,7 @@ class CallbackStats:
 
     def __init__(self, n_timings: int = N_TIMINGS):
         self.durations_ns = np.zeros(n_timings, dtype=np.int64)
-        self.responses_ns = np.zeros(n_timings, dtype=np.int64)
+        self.responses_ns = np.full(n_timings, -1, dtype=np.int64)  # -1: no response known
         self.frames = np.zeros(n_timings, dtype=np.int64)
         self.n_callbacks = 0
         self.n_xruns = 0  # callbacks whose status flags reported an under/overflow

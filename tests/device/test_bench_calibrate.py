@@ -29,6 +29,7 @@ def test_bench_plays_both_engines_and_reports_responses_and_ratios(model_dir, tm
         modes=["synth"],
         realtime_server=False,
         no_jack=True,
+        soak=0,
         out=out,
     )
     assert bench.main(args) == 0
