@@ -21,6 +21,9 @@ help:
 	@echo "make fx-models     train and export the effect estimators (about 8 h)"
 	@echo "make fx-eval       score the shipped effect estimators on held-out cases and real recordings (about 1.5 h)"
 	@echo "make bench         real-time response of the models in export/ on this machine"
+	@echo "make pi-root       the emulated Raspberry Pi: an arm64 Debian 12 root under QEMU (as root)"
+	@echo "make pi-check      provision.sh -> the service plays on the emulated Pi, SIGILL matrix, device tests"
+	@echo "make pi-bench      executed aarch64 instructions per second of audio (docs/results/pi_bench.json)"
 
 $(BIN)/pimodule: pyproject.toml
 	@command -v fluidsynth >/dev/null && command -v jackd >/dev/null || $(MAKE) system-deps
@@ -129,6 +132,8 @@ bench: venv
 	$(BIN)/pimodule bench --soak 600 --out docs/results/bench.json
 	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/bench.json --kind bench \
 		--title "Real-time response (pimodule bench)" --command "make bench"
+
+include firmware/emu/pi.mk
 
 clean-venv:
 	rm -rf $(VENV)

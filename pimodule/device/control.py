@@ -213,9 +213,13 @@ class PotMapper:
         *,
         volts_range: tuple[float, float],
         pickup: float = 0.01,
+        ready: Callable[[], bool] | None = None,
     ):
         self.engine = engine
         self.cv_values = cv_values
+        # the reference is the first value the CV reader published, not the array's initial zeros:
+        # otherwise the real position arriving a poll later counts as a move and takes over
+        self.ready = ready
         self.volts_range = volts_range
         self.pickup = pickup
         self._pots = [(cv_names.index(pot), control) for pot, control in pots if control and pot in cv_names]
@@ -227,6 +231,8 @@ class PotMapper:
 
     def poll(self) -> int:
         """Apply pots that moved; returns how many controls were set."""
+        if self.ready is not None and not self.ready():
+            return 0
         table = self.engine.controls()
         n_set = 0
         for k, (index, control) in enumerate(self._pots):

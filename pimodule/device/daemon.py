@@ -148,6 +148,7 @@ def build(
         cfg.engine.pots,
         volts_range=(hw.adc.volts_at_min, hw.adc.volts_at_max),
         pickup=cfg.engine.pot_pickup,
+        ready=lambda: reader.sequence > 0,
     )
     daemon = Daemon(cfg, engine, runner, loader, controller, reader, pots=pots, gpio=gpio, engines=engines)
     loader.on_error = daemon.report_error
@@ -287,9 +288,9 @@ def _replace_bad_voice(d: Daemon) -> None:
 
 def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
     """Start everything, play until the duration ends or a signal arrives; returns the backend."""
-    d.reader.start()
-    if d.sim_cv is not None:
+    if d.sim_cv is not None:  # the simulated jacks and pots hold their values before the first read
         d.sim_cv.start()
+    d.reader.start()
     d.loader.start()
     d.buttons.start()
     if d.fx is not None:

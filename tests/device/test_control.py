@@ -69,6 +69,27 @@ def test_pots_take_over_only_after_moving(model_dir):
     assert engine.session.controls[engine.controls().index("noise_gain_db")] == pytest.approx(-40.0)
 
 
+def test_pots_wait_for_the_readers_first_values(model_dir):
+    # the array's initial 0 V is not a reading: the real position arriving later is no "move"
+    engine = VoiceEngine(device_rate_hz=48000, max_block=128)
+    engine.install(load_session(model_dir / "voice_a.onnx", engine))
+    names = ("cv1", "cv2", "cv3", "pot1", "pot2", "pot3")
+    published = []
+    pots = PotMapper(
+        engine,
+        engine.cv_values,
+        names,
+        [("pot1", "noise_gain_db")],
+        volts_range=(-5.0, 5.0),
+        ready=lambda: bool(published),
+    )
+    engine.set_control("noise_gain_db", -7.0)
+    assert pots.poll() == 0  # nothing read yet: not even a reference
+    engine.cv_values[3], published[:] = 4.0, [1]  # the first reading: the pot sits high
+    assert pots.poll() == 0
+    assert engine.session.controls[engine.controls().index("noise_gain_db")] == pytest.approx(-7.0)
+
+
 def test_controller_drives_engine_and_reports_status(model_dir):
     engine = VoiceEngine(device_rate_hz=48000, max_block=128)
     loader = ModelLoader(engine, ModelStore(model_dir))
