@@ -12,8 +12,8 @@ said otherwise:
   the voice published, the callback's work block by block on the simulated clock):
   ``(count(--seconds 3) - count(--seconds 1)) / 2`` (steady state) and
   ``(count(--seconds 3) - count(--seconds 0)) / 3`` (start-up included), for every shipped voice
-  in synth mode and for violin in transfer and fx mode; and the earlier engine (the voice through
-  onnxruntime beside the callback, ``--engine onnxruntime-ring``) for comparison;
+  in synth mode and for violin in transfer and fx mode; and the earlier engine (the Python
+  callback with onnxruntime in it, ``--engine earlier``) for comparison;
 - per model frame: ``(count(--frames-only 500) - count(--frames-only 0)) / 500``;
 - a cold start to first sound: the audio process's start (``import pimodule.device.rt.stream``,
   which loads the compiled callback) minus ``python -c pass``'s, with the cache warm and with an
@@ -152,15 +152,14 @@ class Bench:
                     f"violin {m}", "--model", "/src/export/violin.onnx", "--mode", m
                 )
         if want("earlier"):
-            res["per_second"]["violin synth, earlier engine (onnxruntime beside the callback)"] = per_second(
-                "violin synth ort-ring",
+            res["per_second"]["violin synth, earlier engine (Python callback, onnxruntime in it)"] = per_second(
+                "violin synth earlier",
                 "--model",
                 "/src/export/violin.onnx",
                 "--mode",
                 "synth",
                 "--engine",
-                "onnxruntime-ring",
-                mode="atomic",
+                "earlier",
             )
         if want("frames"):
             for v in VOICES:

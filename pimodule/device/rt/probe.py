@@ -27,6 +27,34 @@ from pimodule.device.session import ModelSession
 from pimodule.device.voice.kernel import voice_frames
 
 MODES = {"synth": 0, "transfer": 1, "fx": 2}
+NOTE_BLOCKS = 16
+
+
+def run_earlier(model: str, mode: str, seconds: float, block: int, rate: int) -> dict:
+    """The earlier engine for comparison: the Python callback with the voice through onnxruntime
+    in it (:class:`~pimodule.device.ort_engine.VoiceEngine`, ``--engine onnxruntime``), called
+    block by block as PortAudio calls it, the CV stepping as in :func:`run`."""
+    from pimodule.device.audio import AudioRunner
+    from pimodule.device.models import load_session
+    from pimodule.device.ort_engine import VoiceEngine
+
+    engine = VoiceEngine(device_rate_hz=rate, max_block=block, config=EngineConfig(mode=mode, loudness_source="cv2"))
+    engine.install(load_session(model, engine))
+    engine.set_mode(mode)
+    engine.cv_values[1] = 4.0
+    calls = [0]
+
+    def melody() -> bool:  # called before every block
+        engine.cv_values[0] = ((calls[0] // NOTE_BLOCKS) % 24) / 12.0 - 1.0
+        calls[0] += 1
+        return False
+
+    runner = AudioRunner(engine, sample_rate_hz=rate, realtime_priority=False)
+    x = _input(max(seconds, 0.01), rate, mode).reshape(-1, 2)
+    t0 = time.perf_counter()
+    if seconds > 0:
+        runner.run_offline(seconds, block_size=block, realtime=False, input_signal=x, should_stop=melody)
+    return {"model": model, "mode": mode, "seconds": seconds, "engine": "earlier", "wall_s": time.perf_counter() - t0}
 
 
 def _input(seconds: float, rate: int, mode: str) -> np.ndarray:
@@ -59,10 +87,12 @@ def run(model: str, mode: str, seconds: float, block: int, rate: int, engine: st
         n = int(round(seconds * rate))
         done = 0
         t0 = time.perf_counter()
-        while done < n:  # the pitch CV steps every block, as a melody would
-            cv[0] = ((done // block) % 48) / 24.0 - 1.0
-            m = min(block, n - done)
+        while done < n:  # the pitch CV steps every NOTE_BLOCKS blocks (43 ms), as a melody would
+            cv[0] = ((done // (NOTE_BLOCKS * block)) % 24) / 12.0 - 1.0
+            m = min(NOTE_BLOCKS * block, n - done)
             b.ih[L.I_SIM_POS] = done
+            # one call per note: the callback's work block by block inside, as PortAudio calls
+            # it (Python's call into numba would otherwise be counted once per block)
             stream.run_clock(b.ih, b.dh, b.fh, sim, inp, out, block, m, False)
             done += m
         wall = time.perf_counter() - t0
@@ -121,26 +151,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames-only", type=int, default=None, help="run only the voice's frame function this often")
     p.add_argument(
         "--engine",
-        choices=["compiled", "onnxruntime-ring"],
+        choices=["compiled", "onnxruntime-ring", "earlier"],
         default="compiled",
-        help="the compiled voice, or the voice through onnxruntime beside the callback",
+        help="the compiled voice, the voice through onnxruntime beside the callback (a voice the compiler "
+        "refuses), or the earlier engine (Python callback, onnxruntime in it)",
     )
     args = p.parse_args(argv)
     if args.frames_only is not None:
-        print(json.dumps(frames_only(args.model, args.frames_only)))
+        result = frames_only(args.model, args.frames_only)
+    elif args.engine == "earlier":
+        result = run_earlier(args.model, args.mode, args.seconds, args.block, args.rate)
     else:
-        print(
-            json.dumps(
-                run(
-                    args.model,
-                    args.mode,
-                    args.seconds,
-                    args.block,
-                    args.rate,
-                    "compiled" if args.engine == "compiled" else "ring",
-                )
-            )
-        )
+        ring = args.engine != "compiled"
+        result = run(args.model, args.mode, args.seconds, args.block, args.rate, "ring" if ring else "compiled")
+    print(json.dumps(result))
     return 0
 
 
