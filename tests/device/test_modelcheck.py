@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,11 @@ def test_quantized_models_pass(tmp_path):
     """`pimodule quantize` (onnxruntime dynamic quantization) uses only standard operators."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out = tmp_path / "q.onnx"
-    quantize_dynamic(str(EXPORT / "violin-small.onnx"), str(out), weight_type=QuantType.QInt8)
+    out, src = tmp_path / "q.onnx", tmp_path / "violin-small.onnx"
+    # onnxruntime writes a shape-inferred copy beside its input: a copy in tmp_path, not export/
+    # (read-only on the emulated Pi, and never to be written by a test)
+    shutil.copy(EXPORT / "violin-small.onnx", src)
+    quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8)
     model = onnx.load(str(out))
     model.metadata_props.extend(onnx.load(str(EXPORT / "violin-small.onnx")).metadata_props)
     _save(model, out)
