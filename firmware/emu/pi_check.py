@@ -628,11 +628,12 @@ class Check:
         code = (
             "import numpy as np, onnxruntime as ort; "
             "s = ort.InferenceSession('/var/lib/pimodule/models/violin-small.onnx', providers=['CPUExecutionProvider']); "
-            "feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32) "
+            "types = {'tensor(float)': np.float32, 'tensor(double)': np.float64, 'tensor(int64)': np.int64}; "
+            "feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], types[i.type]) "
             "for i in s.get_inputs()}; s.run(None, feeds); print('ok', ort.__version__)"
         )
         pinned = self.host(VENV_PY).parent.parent / "lib/python3.11/site-packages"
-        pin = next((p.name.split("-")[1] for p in pinned.glob("onnxruntime-*.dist-info")), "?")
+        pin = next((p.name[: -len(".dist-info")].split("-")[1] for p in pinned.glob("onnxruntime-*.dist-info")), "?")
         for version in (pin, *ORT_VERSIONS):
             target = f"/opt/pi-check/ort-{version}"
             row = {}
