@@ -19,7 +19,10 @@ import time
 
 import numpy as np
 
+from pimodule.device.audio import AudioRunner
 from pimodule.device.config import EngineConfig
+from pimodule.device.models import load_session
+from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.rt import setup, stream
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.voices import Published, SlotWriter, compile_or_explain
@@ -34,10 +37,6 @@ def run_earlier(model: str, mode: str, seconds: float, block: int, rate: int) ->
     """The earlier engine for comparison: the Python callback with the voice through onnxruntime
     in it (:class:`~pimodule.device.ort_engine.VoiceEngine`, ``--engine onnxruntime``), called
     block by block as PortAudio calls it, the CV stepping as in :func:`run`."""
-    from pimodule.device.audio import AudioRunner
-    from pimodule.device.models import load_session
-    from pimodule.device.ort_engine import VoiceEngine
-
     engine = VoiceEngine(device_rate_hz=rate, max_block=block, config=EngineConfig(mode=mode, loudness_source="cv2"))
     engine.install(load_session(model, engine))
     engine.set_mode(mode)
