@@ -338,6 +338,7 @@ def main(args: argparse.Namespace) -> int:
             "rows": rows,
             "ratios": rat,
             "fx": fx_rows,
+            "soak": soak,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
