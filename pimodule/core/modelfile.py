@@ -69,6 +69,15 @@ class ModelInfo:
     def initial_state(self) -> dict[str, np.ndarray]:
         return {s.name: s.initial() for s in self.state}
 
+    def require_voice(self, sample_rate: int, block_size: int) -> None:
+        """ModelFileError unless this is a voice (kind ``ddsp``) at this rate and model block."""
+        if self.kind != "ddsp":
+            raise ModelFileError(f"{self.name}: a {self.kind!r} model cannot be the voice (needs 'ddsp')")
+        if self.sample_rate != sample_rate:
+            raise ModelFileError(f"{self.name}: runs at {self.sample_rate} Hz, the engine at {sample_rate} Hz")
+        if self.block_size != block_size:
+            raise ModelFileError(f"{self.name}: block of {self.block_size} samples, the engine uses {block_size}")
+
     def to_metadata(self) -> dict[str, str]:
         return {
             KEY_KIND: self.kind,

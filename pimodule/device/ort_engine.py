@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pimodule.core.controls import CV_NAMES, MODES
-from pimodule.core.modelfile import ModelFileError
 from pimodule.core.params import ParamTable
 from pimodule.core.streaming_features import StreamingFeatures
 from pimodule.device.analysis import InlineAnalysis, ThreadedAnalysis
@@ -162,13 +161,7 @@ class VoiceEngine:
 
     def check_compatible(self, session) -> None:
         """Refuse a model the engine cannot play (ModelFileError)."""
-        info = session.info
-        if info.kind != "ddsp":
-            raise ModelFileError(f"{info.name}: a {info.kind!r} model cannot be the voice (needs 'ddsp')")
-        if info.sample_rate != self.model_rate_hz:
-            raise ModelFileError(f"{info.name}: runs at {info.sample_rate} Hz, the engine at {self.model_rate_hz} Hz")
-        if info.block_size != self.model_block:
-            raise ModelFileError(f"{info.name}: block of {info.block_size} samples, the engine uses {self.model_block}")
+        session.info.require_voice(self.model_rate_hz, self.model_block)
 
     def offer_model(self, session) -> None:
         """Hand a loaded, validated, warmed session to the audio thread (loader thread only)."""

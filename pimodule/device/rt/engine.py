@@ -176,20 +176,15 @@ class RtEngine:
         index = session.info.controls.index(name)
         for s, item in enumerate(self.slots.slots):
             if item is not None and name in item.session.info.controls:
-                v = item.session.set_control(name, used)
-                self.slots.write_controls(s, item.session.controls) if index < L.N_CTRL else None
-                del v
+                item.session.set_control(name, used)
+                if index < L.N_CTRL:
+                    self.slots.write_controls(s, item.session.controls)
         return used
 
     # -- models ---------------------------------------------------------------------------------
     def check_compatible(self, session) -> None:
         info = session.info
-        if info.kind != "ddsp":
-            raise ModelFileError(f"{info.name}: a {info.kind!r} model cannot be the voice (needs 'ddsp')")
-        if info.sample_rate != self.model_rate_hz:
-            raise ModelFileError(f"{info.name}: runs at {info.sample_rate} Hz, the engine at {self.model_rate_hz} Hz")
-        if info.block_size != self.model_block:
-            raise ModelFileError(f"{info.name}: block of {info.block_size} samples, the engine uses {self.model_block}")
+        info.require_voice(self.model_rate_hz, self.model_block)
         if len(info.controls) > L.N_CTRL:
             raise ModelFileError(f"{info.name}: {len(info.controls)} controls, the engine takes at most {L.N_CTRL}")
 
