@@ -19,14 +19,23 @@ CACHE_DIR = cache.configure()  # before the first decorator below: where the com
 OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
 
+@numba.njit(fastmath={"reassoc", "contract", "nsz"}, **OPTS)
+def _dot(a, ao, b, bo, n):
+    acc = np.float32(0.0)
+    for t in range(n):
+        acc += a[ao + t] * b[bo + t]
+    return acc
+
+
 @numba.njit(**OPTS)
 def polyphase(taps, n_phases, n_taps, buf, hist_start, x, state, out):
     """Rational resampling by ``up/down`` (up = ``n_phases``) of block ``x`` into ``out``.
 
     ``taps`` holds ``n_phases`` branches of ``n_taps`` reversed taps; ``buf`` is the input history
     (first ``n_taps - 1`` samples of history, then room for the block); ``state`` is an int64
-    array ``[write_pos, n_in, n_out, down]``. Returns the number of outputs written (exactly the
-    first outputs of ``scipy.signal.upfirdn(taps, x, up, down)`` over the whole stream).
+    array ``[write_pos, n_in, n_out, down]``. Returns the number of outputs written (the first
+    outputs of ``scipy.signal.upfirdn(taps, x, up, down)`` over the whole stream, to float32
+    rounding: the dot products are summed in the order the machine's vectors take).
     """
     hist = n_taps - 1
     wp, n_in, n_out, down = state[0], state[1], state[2], state[3]
@@ -43,16 +52,20 @@ def polyphase(taps, n_phases, n_taps, buf, hist_start, x, state, out):
     up = n_phases
     m_end = -((-n_in * up) // down)
     count = 0
-    for m in range(n_out, m_end):
-        i0 = (m * down) // up
-        phase = (m * down) % up
-        first = i0 - hist - base
-        acc = np.float32(0.0)
-        row = phase * n_taps
-        for t in range(n_taps):
-            acc += taps[row + t] * buf[first + t]
-        out[count] = acc
+    # indices as unsigned integers (numba would otherwise test every one for negative
+    # wrap-around), the dot product reassociated (fastmath) so LLVM vectorises it
+    nt = np.uint64(n_taps)
+    m = n_out
+    i0 = (m * down) // up
+    phase = (m * down) % up
+    while m < m_end:
+        out[count] = _dot(taps, np.uint64(phase) * nt, buf, np.uint64(i0 - hist - base), nt)
         count += 1
+        m += 1
+        phase += down  # the next output's phase and input position, without a division
+        while phase >= up:
+            phase -= up
+            i0 += 1
     state[0], state[1], state[2] = wp, n_in, m_end
     return count
 
