@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
 from pimodule.device.rt import dsp, f0_loudness, fxchain
 from pimodule.device.rt import shared as L
@@ -213,24 +214,60 @@ def reset_mode_state(ih, dh, fh):
 
 
 @numba.njit(**OPTS)
+def _deinterleave(inp, n_ch, ch, start, n, ring, w):
+    """Channel ``ch`` of the interleaved ``inp`` (frames start .. start + n) into ``ring`` at write
+    count ``w`` (silence when the device has no such channel)."""
+    size = np.uint64(ring.shape[0])
+    j = np.uint64(w) % size
+    if n_ch <= ch:
+        for i in range(n):
+            ring[j] = 0.0
+            j += np.uint64(1)
+            if j == size:
+                j = np.uint64(0)
+        return
+    k = np.uint64(start * n_ch + ch)
+    step = np.uint64(n_ch)
+    for i in range(n):
+        ring[j] = inp[k]
+        k += step
+        j += np.uint64(1)
+        if j == size:
+            j = np.uint64(0)
+
+
+@numba.njit(**OPTS)
+def _interleave(mono, n, out, start, n_ch):
+    """``mono[:n]`` into every channel of the interleaved ``out`` from frame ``start``."""
+    if n_ch == 2:
+        k = np.uint64(2 * start)
+        for i in range(n):
+            v = mono[i]
+            out[k] = v
+            out[k + np.uint64(1)] = v
+            k += np.uint64(2)
+        return
+    for i in range(n):
+        v = mono[i]
+        for c in range(n_ch):
+            out[np.uint64((start + i) * n_ch + c)] = v
+
+
+@numba.njit(**OPTS)
 def chunk(ih, dh, fh, inp, n_in_ch, start, out, n_out_ch, n):
     """Samples ``start .. start + n`` of the callback (n ≤ I_MAX_CHUNK)."""
     mono = fbuf(ih, fh, L.F_MONO)[:n]
-    ch_l, ch_r = ih[L.I_IN_CH_L], ih[L.I_IN_CH_R]
     in_l, in_r = fbuf(ih, fh, L.F_IN_L), fbuf(ih, fh, L.F_IN_R)
     w = ih[L.I_IN_WRITE]
-    size = in_l.shape[0]
-    for i in range(n):  # the inputs' history (fx estimation reads it from the control process)
-        j = (w + i) % size
-        in_l[j] = inp[(start + i) * n_in_ch + ch_l] if n_in_ch > ch_l else 0.0
-        in_r[j] = inp[(start + i) * n_in_ch + ch_r] if n_in_ch > ch_r else 0.0
+    # the inputs' history (fx estimation reads it from the control process)
+    _deinterleave(inp, n_in_ch, ih[L.I_IN_CH_L], start, n, in_l, w)
+    _deinterleave(inp, n_in_ch, ih[L.I_IN_CH_R], start, n, in_r, w)
     fence()
     ih[L.I_IN_WRITE] = w + n
     mode = ih[L.I_MODE_NOW]
     if mode == FX:
-        src = in_r if n_in_ch > ch_r else in_l
-        for i in range(n):
-            mono[i] = src[(w + i) % size]
+        src = in_r if n_in_ch > ih[L.I_IN_CH_R] else in_l
+        dsp.ring_read(src, w, mono, n)
         fxchain.process(ih, dh, fh, mono, n)
     else:
         if mode == TRANSFER:
@@ -258,10 +295,7 @@ def chunk(ih, dh, fh, inp, n_in_ch, start, out, n_out_ch, n):
         p[L.P_CEILING],
     )
     dsp.guard(mono, n, status[L.T_GAIN_NOW : L.T_LIM_NOW + 1], guard_params, ih[L.I_N_NONFINITE : L.I_N_LIMITED + 1])
-    for i in range(n):
-        v = mono[i]
-        for c in range(n_out_ch):
-            out[(start + i) * n_out_ch + c] = v
+    _interleave(mono, n, out, start, n_out_ch)
     if ih[L.I_RECORD] != 0:  # what was played, until the recording buffer is full
         rec = fbuf(ih, fh, L.F_REC)
         w = ih[L.I_REC_WRITE]

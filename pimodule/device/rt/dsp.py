@@ -158,12 +158,12 @@ def crossfade(old, new, n, curve, position):
 @numba.njit(**OPTS)
 def ring_write(ring, write_count, x, n):
     """Append ``x[:n]`` to a ring (length a power of two or not); returns the new write count."""
-    size = ring.shape[0]
-    pos = write_count % size
-    first = min(n, size - pos)
+    size = np.uint64(ring.shape[0])
+    pos = np.uint64(write_count) % size
+    first = min(np.uint64(n), size - pos)
     for i in range(first):
         ring[pos + i] = x[i]
-    for i in range(n - first):
+    for i in range(np.uint64(n) - first):
         ring[i] = x[first + i]
     return write_count + n
 
@@ -171,11 +171,11 @@ def ring_write(ring, write_count, x, n):
 @numba.njit(**OPTS)
 def ring_read(ring, read_count, out, n):
     """Copy ``n`` samples from a ring at ``read_count`` into ``out``; returns the new read count."""
-    size = ring.shape[0]
-    pos = read_count % size
-    first = min(n, size - pos)
+    size = np.uint64(ring.shape[0])
+    pos = np.uint64(read_count) % size
+    first = min(np.uint64(n), size - pos)
     for i in range(first):
         out[i] = ring[pos + i]
-    for i in range(n - first):
+    for i in range(np.uint64(n) - first):
         out[first + i] = ring[i]
     return read_count + n

@@ -111,6 +111,25 @@ def pa_callback(input_address, output_address, frames, time_info, status_flags, 
 
 
 @numba.njit(**OPTS)
+def _sim_block(sim, sim_len, pos, loop, inp, n):
+    """Frames ``pos .. pos + n`` of the interleaved stereo ``sim`` into ``inp`` (looping, or
+    silence past its end)."""
+    k = pos
+    if loop and sim_len > 0:
+        k = pos % sim_len
+    for i in range(n):
+        if k < sim_len:
+            inp[np.uint64(2 * i)] = sim[np.uint64(2 * k)]
+            inp[np.uint64(2 * i + 1)] = sim[np.uint64(2 * k + 1)]
+        else:
+            inp[np.uint64(2 * i)] = 0.0
+            inp[np.uint64(2 * i + 1)] = 0.0
+        k += 1
+        if loop and k == sim_len:
+            k = 0
+
+
+@numba.njit(**OPTS)
 def run_clock(ih, dh, fh, sim, inp, out, block, n_total, realtime):
     """The simulated clock: call the callback's work ``block`` frames at a time (``n_total`` < 0:
     until ``I_STOP``), paced like a device when ``realtime``, with the input ``sim`` (interleaved
@@ -135,16 +154,7 @@ def run_clock(ih, dh, fh, sim, inp, out, block, n_total, realtime):
                 release = t0 + done * 1_000_000_000 // rate
         t_start = now_ns(ts)
         pos = ih[L.I_SIM_POS]
-        for i in range(n):
-            k = pos + i
-            if ih[L.I_SIM_LOOP] != 0 and sim_len > 0:
-                k = k % sim_len
-            if k < sim_len:
-                inp[2 * i] = sim[2 * k]
-                inp[2 * i + 1] = sim[2 * k + 1]
-            else:
-                inp[2 * i] = 0.0
-                inp[2 * i + 1] = 0.0
+        _sim_block(sim, sim_len, pos, ih[L.I_SIM_LOOP] != 0, inp, n)
         ih[L.I_SIM_POS] = pos + n
         if ih[L.I_N_CALLBACKS] == 0:
             ih[L.I_FIRST_NS] = t_start
