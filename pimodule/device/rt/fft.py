@@ -38,21 +38,35 @@ def tables(max_n: int) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
 
 @numba.njit(**OPTS)
 def cfft(re, im, m, rev, cos, sin, max_n, inverse):
-    """In-place complex FFT of ``m`` points (``inverse``: e^{+i}, unscaled)."""
-    for i in range(m):
-        j = rev[i]
+    """In-place complex FFT of ``m`` points (``inverse``: e^{+i}, unscaled). Indices are unsigned
+    (no sign test per access) and each stage walks its butterflies in memory order; the
+    arithmetic of every butterfly is the textbook one, so results do not depend on the order."""
+    mu = np.uint64(m)
+    for i in range(mu):
+        j = np.uint64(rev[i])
         if j > i:
             re[i], re[j] = re[j], re[i]
             im[i], im[j] = im[j], im[i]
     sign = 1.0 if inverse else -1.0
-    size = 2
-    while size <= m:
-        half = size // 2
-        stride = max_n // size  # twiddle e^{-2πi j/size} = table[j * max_n / size]
-        for j in range(half):
-            wr = cos[j * stride]
-            wi = sign * sin[j * stride]
-            for start in range(0, m, size):
+    one = np.uint64(1)
+    for a in range(0, mu, np.uint64(2)):  # size 2: the twiddle is 1
+        b = a + one
+        tr, ti = re[b], im[b]
+        re[b] = re[a] - tr
+        im[b] = im[a] - ti
+        re[a] += tr
+        im[a] += ti
+    size = np.uint64(4)
+    mx = np.uint64(max_n)
+    while size <= mu:
+        half = size // np.uint64(2)
+        stride = mx // size  # twiddle e^{-2πi j/size} = table[j * max_n / size]
+        for start in range(0, mu, size):
+            t = np.uint64(0)
+            for j in range(half):
+                wr = cos[t]
+                wi = sign * sin[t]
+                t += stride
                 a = start + j
                 b = a + half
                 tr = wr * re[b] - wi * im[b]
@@ -61,7 +75,7 @@ def cfft(re, im, m, rev, cos, sin, max_n, inverse):
                 im[b] = im[a] - ti
                 re[a] += tr
                 im[a] += ti
-        size *= 2
+        size *= np.uint64(2)
 
 
 @numba.njit(**OPTS)
