@@ -42,7 +42,7 @@ CACHE = "/var/tmp/pi-bench/numba"
 VOICES = ("violin", "flute", "violin-small", "flute-small")
 ENV = ["OPENBLAS_NUM_THREADS=1", "PYTHONPATH=/src", f"NUMBA_CACHE_DIR={CACHE}"]
 FRAMES = 500
-TARGETS = {"violin synth": 40e6, "small voice synth": 20e6, "violin transfer": 80e6}  # issue 18's budgets
+TARGETS = {"violin synth": 40e6, "small voice synth": 20e6, "violin transfer": 80e6}  # issue 23's budgets
 
 # Assumed sustained IPC (instructions per cycle) for this code: a mix of NEON matrix-vector
 # products, scalar DSP loops and some CPython. Cortex-A72: 3-wide decode, out of order (ARM's

@@ -383,7 +383,7 @@ def render_pi_bench(results: dict) -> str:
         )
     tg = results.get("targets", {})
     if tg:
-        out.append("\nAgainst issue 18's budgets:\n\n")
+        out.append("\nAgainst issue 23's budgets:\n\n")
         out.append(
             _table(
                 ["what", "budget per s of audio", "measured", "met"],

@@ -31,6 +31,8 @@ from pimodule.device.voice.kernel import voice_frames
 
 MODES = {"synth": 0, "transfer": 1, "fx": 2}
 NOTE_BLOCKS = 16
+INPUT_S = 4.0  # the input is made this long whatever --seconds is (≤ this), so that making it
+# (numpy's sin and cumsum over every sample) is the same in every count and cancels out
 
 
 def run_earlier(model: str, mode: str, seconds: float, block: int, rate: int) -> dict:
@@ -49,7 +51,7 @@ def run_earlier(model: str, mode: str, seconds: float, block: int, rate: int) ->
         return False
 
     runner = AudioRunner(engine, sample_rate_hz=rate, realtime_priority=False)
-    x = _input(max(seconds, 0.01), rate, mode).reshape(-1, 2)
+    x = _input(max(seconds, INPUT_S), rate, mode).reshape(-1, 2)
     t0 = time.perf_counter()
     if seconds > 0:
         runner.run_offline(seconds, block_size=block, realtime=False, input_signal=x, should_stop=melody)
@@ -81,7 +83,7 @@ def run(model: str, mode: str, seconds: float, block: int, rate: int, engine: st
         writer.publish(Published(session, weights if engine == "compiled" else None, why))
         cv = b.buf("D_CV")
         cv[1] = 4.0
-        sim = _input(max(seconds, 0.01), rate, mode)
+        sim = _input(max(seconds, INPUT_S), rate, mode)
         inp, out = stream.clock_buffers(block, 2)
         n = int(round(seconds * rate))
         done = 0
