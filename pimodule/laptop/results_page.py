@@ -360,7 +360,7 @@ def render_pi_bench(results: dict) -> str:
             _table(
                 ["voice", "instructions per frame", "per second of audio"],
                 [
-                    [v, _m(r.get("per_frame")), _m(r.get("per_frame", 0) * r.get("frames_per_s", 250))]
+                    [v, f"{r.get('per_frame', 0) / 1e3:,.1f} k", _m(r.get("per_frame", 0) * r.get("frames_per_s", 250))]
                     for v, r in pf.items()
                 ],
             )

@@ -220,7 +220,7 @@ def _deinterleave(inp, n_ch, ch, start, n, ring, w):
     size = np.uint64(ring.shape[0])
     j = np.uint64(w) % size
     if n_ch <= ch:
-        for i in range(n):
+        for _i in range(n):
             ring[j] = 0.0
             j += np.uint64(1)
             if j == size:
@@ -228,7 +228,7 @@ def _deinterleave(inp, n_ch, ch, start, n, ring, w):
         return
     k = np.uint64(start * n_ch + ch)
     step = np.uint64(n_ch)
-    for i in range(n):
+    for _i in range(n):
         ring[j] = inp[k]
         k += step
         j += np.uint64(1)
