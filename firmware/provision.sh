@@ -175,6 +175,14 @@ ExecStart=/bin/sh -c 'for g in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling
 WantedBy=multi-user.target
 UNIT
 
+# The audio process holds the CPU's wake-up latency at 0 (PM QoS, /dev/cpu_dma_latency) while it
+# plays: no deep idle state between callbacks. The device is root's alone unless this rule lets
+# the audio group write it (the unit's DeviceAllow names it too).
+QOS_RULE="$ROOT/etc/udev/rules.d/60-pimodule-cpu-latency.rules"
+log "PM QoS for the audio group: $QOS_RULE"
+mkdir -p "$(dirname "$QOS_RULE")"
+echo 'KERNEL=="cpu_dma_latency", GROUP="audio", MODE="0660"' >"$QOS_RULE"
+
 # --- 6. the pimodule user, its groups, real-time limits --------------------------------------
 log "user $USER_NAME in ${GROUPS_NEEDED[*]}"
 for group in "${GROUPS_NEEDED[@]}"; do

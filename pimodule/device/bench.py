@@ -143,10 +143,11 @@ def run_case(
     first_sound_s = time.monotonic() - t_start
     time.sleep(WARMUP_S)
     loads = benchload.start(_loads(load), d, (partner, path.stem))
-    n0, late0, xr0 = stats.n_callbacks, _late(stats), stats.n_xruns
+    n0, late0, xr0, lw0 = stats.n_callbacks, _late(stats), stats.n_xruns, _late_at_wake(stats)
     time.sleep(seconds)
-    n1, late1, xr1 = stats.n_callbacks, _late(stats), stats.n_xruns
+    n1, late1, xr1, lw1 = stats.n_callbacks, _late(stats), stats.n_xruns, _late_at_wake(stats)
     r_us = _last_responses(stats, n1 - n0)
+    wake_us = stats.response_and_wake_us(n1 - n0)[1] if hasattr(stats, "response_and_wake_us") else None
     counts = {ld.name: ld.stop() for ld in loads}
     d.stop_event.set()
     thread.join(30)
@@ -172,7 +173,17 @@ def run_case(
             p50_us=float(np.percentile(r_us, 50)), p99_us=float(np.percentile(r_us, 99)), max_us=float(r_us.max())
         )
         row["p99_percent_of_period"] = 100.0 * row["p99_us"] / period_us
+    if wake_us is not None and wake_us.size == r_us.size and r_us.size:
+        # the response split: wake-up (deadline to the callback's start: the server and the
+        # system) and work (the callback itself); late blocks already late at wake-up
+        row["late_at_wake"] = lw1 - lw0
+        row["wake_p99_us"] = float(np.percentile(wake_us, 99))
+        row["work_p99_us"] = float(np.percentile(r_us - wake_us, 99))
     return row
+
+
+def _late_at_wake(stats) -> int:
+    return int(getattr(stats, "n_late_at_wake", 0))
 
 
 def _late(stats) -> int:
@@ -192,7 +203,7 @@ def _last_responses(stats, k: int) -> np.ndarray:
 def format_table(rows: list[dict]) -> str:
     head = (
         f"{'model':<14} {'engine':<11} {'mode':<8} {'block':>5} {'load':<5} {'p50 us':>8} {'p99 us':>8} "
-        f"{'max us':>8} {'p99 %':>6} {'late':>5} {'blocks':>6}"
+        f"{'max us':>8} {'p99 %':>6} {'late':>5} {'blocks':>6} {'wake p99':>8} {'work p99':>8} {'late@wake':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -200,7 +211,8 @@ def format_table(rows: list[dict]) -> str:
             f"{r['model'][:14]:<14} {r['engine']:<11} {r['mode']:<8} {r['block_size']:>5} {r['load']:<5} "
             f"{r.get('p50_us', float('nan')):>8.0f} {r.get('p99_us', float('nan')):>8.0f} "
             f"{r.get('max_us', float('nan')):>8.0f} {r.get('p99_percent_of_period', float('nan')):>6.1f} "
-            f"{r['late_blocks']:>5} {r['blocks']:>6}"
+            f"{r['late_blocks']:>5} {r['blocks']:>6} {r.get('wake_p99_us', float('nan')):>8.0f} "
+            f"{r.get('work_p99_us', float('nan')):>8.0f} {r.get('late_at_wake', ''):>9}"
         )
     return "\n".join(lines)
 

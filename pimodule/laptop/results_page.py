@@ -406,6 +406,9 @@ def render_bench(results: dict) -> str:
         "p99 % of period",
         "late blocks",
         "blocks",
+        "wake-up p99 µs",
+        "work p99 µs",
+        "late at wake-up",
     ]
     rows = [
         [
@@ -419,10 +422,18 @@ def render_bench(results: dict) -> str:
             _f(r.get("p99_percent_of_period"), 1),
             str(r["late_blocks"]),
             str(r["blocks"]),
+            _f(r.get("wake_p99_us"), 0),
+            _f(r.get("work_p99_us"), 0),
+            str(r.get("late_at_wake", "–")),
         ]
         for r in results.get("rows", [])
     ]
-    out = _table(head, rows)
+    out = (
+        "Response: from a block's deadline on the device's schedule to the end of its callback; late: more "
+        "than its period. It is split into the wake-up (deadline to the callback's start: the server and the "
+        "system) and the callback's own work; a block late at wake-up was late before any work began.\n\n"
+    )
+    out += _table(head, rows)
     ratios = results.get("ratios", [])
     if ratios:
         out += "\nonnxruntime engine ÷ compiled engine, same case, same run:\n\n"
@@ -445,8 +456,14 @@ def render_bench(results: dict) -> str:
         out += (
             f"\nSoak: {soak['seconds'] / 60:.0f} minutes, {soak['model']} at {soak['block_size']} frames under "
             f"{soak['load']}: {soak['late_blocks']} late blocks of {soak['blocks']}, p99 {_f(soak.get('p99_us'), 0)} µs, "
-            f"max {_f(soak.get('max_us'), 0)} µs.\n"
+            f"max {_f(soak.get('max_us'), 0)} µs"
         )
+        if "late_at_wake" in soak:
+            out += (
+                f"; {soak['late_at_wake']} of the late blocks were late when their callback began (wake-up p99 "
+                f"{_f(soak.get('wake_p99_us'), 0)} µs), the callback's own work p99 {_f(soak.get('work_p99_us'), 0)} µs"
+            )
+        out += ".\n"
     return out
 
 

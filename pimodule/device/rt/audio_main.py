@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import signal
+import struct
 import sys
 import time
 
@@ -23,6 +24,7 @@ from pimodule.device.rt import stream as rt_stream  # the compiled callback (num
 
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.05
+CPU_LATENCY_DEV = "/dev/cpu_dma_latency"
 
 
 def _die_with_parent() -> None:
@@ -35,6 +37,23 @@ def _die_with_parent() -> None:
 def _say(**fields) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
+
+
+def hold_cpu_latency(path: str = CPU_LATENCY_DEV) -> tuple[int | None, str]:
+    """Ask the kernel (PM QoS) to keep every CPU's wake-up latency at 0 µs for as long as the
+    returned descriptor is open: no deep idle state between callbacks, so a callback's thread is
+    woken on time (idle wake-ups were most of the late blocks on a virtual machine here). Returns
+    (descriptor or None, what happened)."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as err:
+        return None, f"not held ({path}: {err.strerror})"
+    try:
+        os.write(fd, struct.pack("i", 0))
+    except OSError as err:
+        os.close(fd)
+        return None, f"not held ({path}: {err.strerror})"
+    return fd, "held at 0 us"
 
 
 def _device_index(sd, device):
@@ -141,14 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as err:
             _say(ready=False, error=str(err))
             return 3
+        qos_fd, qos = hold_cpu_latency() if not args.no_realtime else (None, "not asked (--no-realtime)")
         lib.Pa_StartStream(handle)
-        _say(ready=True, backend=backend, pid=os.getpid())
+        _say(ready=True, backend=backend, pid=os.getpid(), cpu_latency=qos)
         try:
             while ih[L.I_STOP] == 0 and os.getppid() == parent:
                 time.sleep(POLL_S)
         finally:
             lib.Pa_StopStream(handle)
             lib.Pa_CloseStream(handle)
+            if qos_fd is not None:
+                os.close(qos_fd)  # the request ends with the descriptor
         return 0
     finally:
         block.close()

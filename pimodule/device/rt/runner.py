@@ -49,12 +49,23 @@ class RtStats:
     def n_late(self) -> int:
         return int(self.block.ih[L.I_N_LATE])
 
+    @property
+    def n_late_at_wake(self) -> int:
+        """Late blocks whose callback began after their period had passed (the server or the
+        system woke it too late; no work in the callback could have saved them)."""
+        return int(self.block.ih[L.I_N_LATE_WAKE])
+
     def responses_us(self, last: int | None = None) -> np.ndarray:
-        ring = self.block.buf("I_RESP")
+        return self.response_and_wake_us(last)[0]
+
+    def response_and_wake_us(self, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The last blocks' responses and wake-ups (from the deadline to the callback's end and to
+        its start) in µs, read at one write position (their difference is the callback's work)."""
+        resp, wake = self.block.buf("I_RESP"), self.block.buf("I_WAKE")
         w = int(self.block.ih[L.I_RESP_WRITE])
-        n = min(w, ring.shape[0], last or ring.shape[0])
-        idx = np.arange(w - n, w) % ring.shape[0]
-        return ring[idx].astype(np.float64) / 1e3
+        n = min(w, resp.shape[0], last or resp.shape[0])
+        idx = np.arange(w - n, w) % resp.shape[0]
+        return resp[idx].astype(np.float64) / 1e3, wake[idx].astype(np.float64) / 1e3
 
     def summary(self, sample_rate_hz: int, block_size: int | None = None) -> dict:
         """Response (from each block's due time to the end of its callback) p50/p99/max in µs,
@@ -65,6 +76,7 @@ class RtStats:
             "xruns": self.n_xruns,
             "exceptions": 0,
             "late_blocks": self.n_late,
+            "late_at_wake": self.n_late_at_wake,
             "p50_us": 0.0,
             "p99_us": 0.0,
             "max_us": 0.0,
@@ -229,6 +241,8 @@ class RtRunner:
         info = self.process.start()
         self.backend = info.get("backend", "?")
         self.cold_start_s = self.process.cold_start_s
+        if "cpu_latency" in info:
+            log.info("audio process on %s; CPU wake-up latency (PM QoS) %s", self.backend, info["cpu_latency"])
         self._should_run = True
 
     def _stop_process(self) -> None:

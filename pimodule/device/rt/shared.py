@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = 0x706D6F6475726531  # "pmodure1"
-VERSION = 3
+VERSION = 4
 N_HEADER = 512  # int64 slots before the ih heap's buffers
 
 # -- ih slots: sizes (C, at creation) ---------------------------------------------------------------
@@ -103,7 +103,8 @@ N_HEADER = 512  # int64 slots before the ih heap's buffers
     I_WMIN_PREV,
     I_WCOUNT,
     I_WARMUP,
-) = range(64, 104)
+    I_N_LATE_WAKE,
+) = range(64, 105)
 ANCHOR_WINDOW = 256  # callbacks per window of the schedule's anchor (about 0.7 s at 128 frames)
 # -- values the control process writes (C) -----------------------------------------------------------
 (
@@ -173,6 +174,7 @@ _BUFFERS = (
     ("I_L0", "i"),
     ("I_L1", "i"),  # voice layout per slot
     ("I_RESP", "i"),  # response times (ns from the deadline) ring
+    ("I_WAKE", "i"),  # the same blocks' wake-up: ns from the deadline to the callback's start
     ("I_ANA", "i"),
     ("I_FX", "i"),  # the fx chain's counters, indices and FFT table (pimodule.device.rt.fxchain)
 )
@@ -283,6 +285,7 @@ def plan(sizes: Sizes, up_taps: int, dn_taps: int) -> tuple[dict[str, tuple[int,
         "I_L0": s.max_layout,
         "I_L1": s.max_layout,
         "I_RESP": s.n_responses,
+        "I_WAKE": s.n_responses,
         "I_ANA": 2048,
         "I_FX": 512,
     }

@@ -13,8 +13,12 @@ exceeds its own period. ``anchor`` is the earliest ``start - samples_before / ra
 one to two windows of :data:`~pimodule.device.rt.shared.ANCHOR_WINDOW` callbacks: the device's
 schedule as its most punctual recent callbacks show it. A burst of callbacks at start-up (a
 backend filling its buffers) is forgotten after two windows, and a device clock drifting against
-the system clock moves the anchor with it. Under the simulated clock a block is due when the
-clock releases it.
+the system clock moves the anchor with it. A block woken more than a period late is counted late
+(and late at wake-up), and the schedule is read afresh from it: a device that restarts after an
+xrun (ALSA, JACK's dummy driver) plays on a moved schedule, which the old anchor would charge to
+every block for two windows. Each response is split into its wake-up (deadline to the callback's
+start: the server and the system) and the callback's own work. Under the simulated clock a block
+is due when the clock releases it.
 """
 
 from __future__ import annotations
@@ -35,35 +39,35 @@ STATUS_FLAGS = PA_OUTPUT_UNDERFLOW | PA_INPUT_OVERFLOW | PA_INPUT_UNDERFLOW | PA
 
 
 @numba.njit(**OPTS)
-def record_response(ih, t_release, t_end, n):
-    """Store one block's response (ns from when it was due to the end of its work); count it late
-    when it exceeds the block's period. The first two anchor windows of a device stream are its
-    warm-up (the schedule is not known yet): counted apart, in ``I_N_WARMUP``."""
+def record_response(ih, t_release, t_start, t_end, n):
+    """Store one block's response (ns from when it was due to the end of its work) and its
+    wake-up (ns from when it was due to the start of its callback); count it late when the
+    response exceeds the block's period, and apart, late already at wake-up (the server or the
+    system started the callback too late for any work to save it). The first two anchor windows
+    of a device stream are its warm-up (the schedule is not known yet): not recorded."""
     if ih[L.I_N_CALLBACKS] < ih[L.I_WARMUP]:
         return
     period = n * 1_000_000_000 // ih[L.I_DEVICE_RATE]
     resp = t_end - t_release
-    ring = blk.ibuf(ih, L.I_RESP)
+    wake = t_start - t_release
+    ring, wring = blk.ibuf(ih, L.I_RESP), blk.ibuf(ih, L.I_WAKE)
     w = ih[L.I_RESP_WRITE]
     ring[w % ring.shape[0]] = resp
+    wring[w % wring.shape[0]] = wake
     ih[L.I_RESP_WRITE] = w + 1
     if resp > period:
         ih[L.I_N_LATE] += 1
+        if wake > period:
+            ih[L.I_N_LATE_WAKE] += 1
     if resp > ih[L.I_MAX_RESP_NS]:
         ih[L.I_MAX_RESP_NS] = resp
 
 
 @numba.njit(**OPTS)
-def on_callback(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n, flags):
-    """Everything one device callback does (its C wrapper below only maps memory)."""
-    t_start = now_ns(ih[L.I_TS : L.I_TS + 2])
-    if ih[L.I_RT_STATUS] == L.RT_NOT_TRIED:
-        ih[L.I_RT_STATUS] = try_fifo(ih[L.I_TS2 : L.I_TS2 + 2]) if ih[L.I_REALTIME] != 0 else L.RT_OFF
-    if flags & STATUS_FLAGS:
-        ih[L.I_N_XRUNS] += 1
-    rate = ih[L.I_DEVICE_RATE]
-    before = ih[L.I_N_SAMPLES]
-    due_offset = before * 1_000_000_000 // rate
+def due_ns(ih, t_start):
+    """When the block starting now was due on the device's schedule (see the module's text);
+    updates the anchor's windows. Called once per callback, before :func:`after_block`."""
+    due_offset = ih[L.I_N_SAMPLES] * 1_000_000_000 // ih[L.I_DEVICE_RATE]
     start_offset = t_start - due_offset
     if ih[L.I_N_CALLBACKS] == 0:
         ih[L.I_WARMUP] = ih[L.I_N_CALLBACKS] + 2 * L.ANCHOR_WINDOW
@@ -77,11 +81,33 @@ def on_callback(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n, flags):
     ih[L.I_WMIN_CUR] = min(ih[L.I_WMIN_CUR], start_offset)
     ih[L.I_WCOUNT] += 1
     ih[L.I_ANCHOR_NS] = min(ih[L.I_WMIN_CUR], ih[L.I_WMIN_PREV])
-    blk.process(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n)
-    t_end = now_ns(ih[L.I_TS : L.I_TS + 2])
-    record_response(ih, ih[L.I_ANCHOR_NS] + due_offset, t_end, n)
+    return ih[L.I_ANCHOR_NS] + due_offset
+
+
+@numba.njit(**OPTS)
+def after_block(ih, due, t_start, t_end, n):
+    """Record the block's response; a block woken more than a period late re-reads the schedule
+    from its own start (a device's schedule may have moved: it restarts after an xrun; if it did
+    not move, the next punctual callback brings the anchor back at once, as it is a minimum)."""
+    record_response(ih, due, t_start, t_end, n)
+    if t_start - due > n * 1_000_000_000 // ih[L.I_DEVICE_RATE]:
+        ih[L.I_WMIN_CUR] = ih[L.I_WMIN_PREV] = t_start - due + ih[L.I_ANCHOR_NS]  # its start offset
+        ih[L.I_WCOUNT] = 0
     ih[L.I_LAST_START_NS] = t_start
     ih[L.I_N_CALLBACKS] += 1
+
+
+@numba.njit(**OPTS)
+def on_callback(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n, flags):
+    """Everything one device callback does (its C wrapper below only maps memory)."""
+    t_start = now_ns(ih[L.I_TS : L.I_TS + 2])
+    if ih[L.I_RT_STATUS] == L.RT_NOT_TRIED:
+        ih[L.I_RT_STATUS] = try_fifo(ih[L.I_TS2 : L.I_TS2 + 2]) if ih[L.I_REALTIME] != 0 else L.RT_OFF
+    if flags & STATUS_FLAGS:
+        ih[L.I_N_XRUNS] += 1
+    due = due_ns(ih, t_start)
+    blk.process(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n)
+    after_block(ih, due, t_start, now_ns(ih[L.I_TS : L.I_TS + 2]), n)
 
 
 @numba.njit(**OPTS)
@@ -160,7 +186,7 @@ def run_clock(ih, dh, fh, sim, inp, out, block, n_total, realtime):
             ih[L.I_FIRST_NS] = t_start
         blk.process(ih, dh, fh, inp, 2, out, n_out, n)
         t_end = now_ns(ts)
-        record_response(ih, release if realtime else t_start, t_end, n)
+        record_response(ih, release if realtime else t_start, t_start, t_end, n)
         ih[L.I_LAST_START_NS] = t_start
         ih[L.I_N_CALLBACKS] += 1
         done += n
