@@ -81,8 +81,9 @@ class JackServer:
 def dummy_jack_server(
     rate_hz: int = 48000, period: int = 128, name: str | None = None, realtime: bool = False
 ) -> Iterator[JackServer]:
-    """Start ``jackd --no-realtime -d dummy`` (``realtime``: ``jackd -R``, its threads and its
-    clients' process threads at SCHED_FIFO, as a sound card's server runs), make it this process's
+    """Start ``jackd --no-realtime -d dummy`` (``realtime``: ``jackd -R -P 80``, its threads and
+    its clients' process threads at SCHED_FIFO, as a sound card's server runs; at jackd's default
+    priority 10 its driver thread missed its wake-up more often under load), make it this process's
     default server (``JACK_DEFAULT_SERVER``), yield it; stop it by PID on exit."""
     for tool in ("jackd", "jack_wait"):
         if shutil.which(tool) is None:
@@ -95,7 +96,7 @@ def dummy_jack_server(
             "jackd",
             "-n",
             name,
-            "-R" if realtime else "--no-realtime",
+            *(["-R", "-P", "80"] if realtime else ["--no-realtime"]),
             "-d",
             "dummy",
             "-r",
