@@ -60,11 +60,16 @@ class CallbackStats:
                 w[1], w[0], w[2] = w[0], offset, 0
             w[0] = min(w[0], offset)
             w[2] += 1
-            response = start_ns + duration_ns - (min(w[0], w[1]) + due_offset)
+            anchor = min(w[0], w[1])
+            response = start_ns + duration_ns - (anchor + due_offset)
             warm = self.n_callbacks >= 2 * ANCHOR_WINDOW  # the schedule is known from here on
             self.responses_ns[i] = response if warm else -1
-            if warm and response > frames * 1_000_000_000 // rate_hz:
+            period_ns = frames * 1_000_000_000 // rate_hz
+            if warm and response > period_ns:
                 self.n_late += 1
+            if offset - anchor > period_ns:  # woken a period late: the schedule is read afresh (as rt.stream)
+                w[0] = w[1] = offset
+                w[2] = 0
         self.n_samples += frames
         self.n_callbacks += 1
 

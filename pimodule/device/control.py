@@ -174,6 +174,11 @@ class DaemonController:
             "callback_max_us": round(stats["max_us"], 1),
             "xruns": stats["xruns"],
             "late_blocks": stats.get("late_blocks", 0),
+            # the response split: deadline to the callback's start (the server and the system),
+            # and the callback's own work; late blocks already late when their callback began
+            "late_at_wake": stats.get("late_at_wake", 0),
+            "callback_wake_p99_us": round(stats.get("wake_p99_us", 0.0), 1),
+            "callback_work_p99_us": round(stats.get("work_p99_us", 0.0), 1),
             "exceptions": stats["exceptions"],
             "model": self._model_name(session),
             "mode": engine.mode,

@@ -255,9 +255,14 @@ def control_loop(d: Daemon, deadline: float | None) -> None:
             next_log += STATUS_LOG_S
             s = d.controller.status()
             log.info(
-                "status: cpu %.1f%% p99 %.0f us xruns %d model %s mode %s",
+                "status: cpu %.1f%% p99 %.0f us (wake-up %.0f, work %.0f) late %d (%d at wake-up) xruns %d "
+                "model %s mode %s",
                 s["cpu_percent"],
                 s["callback_p99_us"],
+                s["callback_wake_p99_us"],
+                s["callback_work_p99_us"],
+                s["late_blocks"],
+                s["late_at_wake"],
                 s["xruns"],
                 s["model"],
                 s["mode"],

@@ -70,7 +70,7 @@ class RtStats:
     def summary(self, sample_rate_hz: int, block_size: int | None = None) -> dict:
         """Response (from each block's due time to the end of its callback) p50/p99/max in µs,
         late blocks, and the share of the period the callback uses (p50 over the period)."""
-        r = self.responses_us()
+        r, wake = self.response_and_wake_us()
         out = {
             "callbacks": self.n_callbacks,
             "xruns": self.n_xruns,
@@ -92,6 +92,8 @@ class RtStats:
             p99_us=float(np.percentile(r, 99)),
             max_us=float(r.max()),
             cpu_percent=float(100.0 * np.mean(r) / max(period_us, 1e-9)),
+            wake_p99_us=float(np.percentile(wake, 99)),
+            work_p99_us=float(np.percentile(r - wake, 99)),
         )
         return out
 
