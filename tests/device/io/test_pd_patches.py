@@ -3,7 +3,7 @@ in-memory controller) and against the real daemon: messages flow both ways, and 
 *shows* is read back from its widgets (``pm-dump``: sliders and radios output their value on a
 bang) — sliders at the daemon's values and ranges, the model menu marking the model that plays.
 
-The harness (pimodule.device.io.pd_gen.harness) forwards ``<receive name> <message>`` FUDI lines
+The harness (pimodule.device.io.pd_rig.harness) forwards ``<receive name> <message>`` FUDI lines
 from the test into Pd and sends ``pm-in`` / ``pm-shown`` back to the test.
 """
 
@@ -16,14 +16,14 @@ import pytest
 
 from pimodule.core.controls import DDSP_CONTROLS
 from pimodule.core.params import ParamSpec, ParamTable
-from pimodule.device.io import pd_gen
+from pimodule.device.io import pd_gen, pd_rig
 from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscConfig, OscServer
 from pimodule.device.io.osc_client import OscClient
-from pimodule.device.io.pd_gen import PdRig, free_udp_port
+from pimodule.device.io.pd_rig import PdRig, free_udp_port
 
 pytestmark = [pytest.mark.pd, pytest.mark.skipif(shutil.which("pd") is None, reason="needs pd")]
-STUBS = pd_gen.PATCH_DIR.parents[1] / "tests" / "device" / "io" / "pd_stubs"
+STUBS = pd_rig.PATCH_DIR.parents[1] / "tests" / "device" / "io" / "pd_stubs"
 CRUSHER = ParamTable([ParamSpec("drive_db", "dB", 0.0, 30.0, 6.0)])
 
 

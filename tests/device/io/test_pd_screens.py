@@ -11,12 +11,13 @@ import pytest
 
 from pimodule.core.controls import DDSP_CONTROLS, GAIN_SPEC
 from pimodule.core.fx_specs import SPECS
-from pimodule.device.io import pd_gen
+from pimodule.device.io import pd_canvas as layout
+from pimodule.device.io import pd_shots
 
 pytestmark = [
     pytest.mark.pd,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(bool(pd_gen.shot_tools_missing()), reason=f"needs {pd_gen.shot_tools_missing()}"),
+    pytest.mark.skipif(bool(pd_shots.shot_tools_missing()), reason=f"needs {pd_shots.shot_tools_missing()}"),
 ]
 
 
@@ -27,28 +28,28 @@ def _png_size(path) -> tuple[int, int]:
 
 
 def test_screenshots_show_the_daemons_values(tmp_path):
-    out = pd_gen.make_screenshots(tmp_path / "shots", tmp_path / "work")
+    out = pd_shots.make_screenshots(tmp_path / "shots", tmp_path / "work")
     assert out["pd_errors"] == []
     img = out["img"]
     # the panel: every control's knob where its value puts it, the gain's too
     for row, spec in enumerate(DDSP_CONTROLS):
-        value = pd_gen.SHOWN["values"][spec.name]
-        seen = pd_gen.knob_x(img, out["panel_at"], pd_gen.ROW_X, pd_gen.hsl_y(row), pd_gen.ROW_W, pd_gen.ROW_H)
-        want = pd_gen.expected_knob_x(value, spec.min, spec.max, pd_gen.ROW_W)
+        value = pd_shots.SHOWN["values"][spec.name]
+        seen = pd_shots.knob_x(img, out["panel_at"], layout.ROW_X, layout.hsl_y(row), layout.ROW_W, layout.ROW_H)
+        want = pd_shots.expected_knob_x(value, spec.min, spec.max, layout.ROW_W)
         assert abs(seen - want) <= 2.5, (spec.name, seen, want)
-        at_minimum = pd_gen.expected_knob_x(spec.min, spec.min, spec.max, pd_gen.ROW_W)
+        at_minimum = pd_shots.expected_knob_x(spec.min, spec.min, spec.max, layout.ROW_W)
         assert abs(seen - at_minimum) > 10  # the bug this replaces: every slider drawn at its minimum
-    seen = pd_gen.knob_x(img, out["panel_at"], pd_gen.GAIN_X, pd_gen.GAIN_Y, pd_gen.GAIN_W, pd_gen.ROW_H)
-    want = pd_gen.expected_knob_x(pd_gen.SHOWN["gain_db"], GAIN_SPEC.min, GAIN_SPEC.max, pd_gen.GAIN_W)
+    seen = pd_shots.knob_x(img, out["panel_at"], layout.GAIN_X, layout.GAIN_Y, layout.GAIN_W, layout.ROW_H)
+    want = pd_shots.expected_knob_x(pd_shots.SHOWN["gain_db"], GAIN_SPEC.min, GAIN_SPEC.max, layout.GAIN_W)
     assert abs(seen - want) <= 2.5
     # the fx panel: a linear and a log-scale parameter
-    x0, y0 = pd_gen.FX_COLS["distortion"]
+    x0, y0 = layout.FX_COLS["distortion"]
     spec = SPECS["distortion"]["drive_db"]
-    seen = pd_gen.knob_x(img, out["fx_at"], x0, y0 + 54, pd_gen.FX_SL_W, 10)
-    want = pd_gen.expected_knob_x(18.0, spec.min, spec.max, pd_gen.FX_SL_W)
+    seen = pd_shots.knob_x(img, out["fx_at"], x0, y0 + 54, layout.FX_SL_W, 10)
+    want = pd_shots.expected_knob_x(18.0, spec.min, spec.max, layout.FX_SL_W)
     assert abs(seen - want) <= 2.5
     # pictures of a sensible size, small enough to keep in the repository
-    assert _png_size(tmp_path / "shots" / "panel.png") == (pd_gen.PANEL_W, pd_gen.PANEL_H)
-    assert _png_size(tmp_path / "shots" / "fx.png") == (pd_gen.FX_W, pd_gen.FX_H)
+    assert _png_size(tmp_path / "shots" / "panel.png") == (layout.PANEL_W, layout.PANEL_H)
+    assert _png_size(tmp_path / "shots" / "fx.png") == (layout.FX_W, layout.FX_H)
     for name in ("panel.png", "fx.png", "tedium.png"):
         assert 5_000 < (tmp_path / "shots" / name).stat().st_size < 150_000

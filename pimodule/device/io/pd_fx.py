@@ -1,0 +1,205 @@
+"""``pimodule_fx.pd``: the effect-chain panel, its sliders generated from the chain's one
+parameter table (``pimodule/core/fx_specs.py``). Written by :mod:`pimodule.device.io.pd_gen`."""
+
+from __future__ import annotations
+
+from pimodule.core.fx_specs import SPECS
+from pimodule.device.io.pd_canvas import (
+    BG,
+    CELL,
+    FX_COLS,
+    FX_DY,
+    FX_H,
+    FX_SL_W,
+    FX_W,
+    HEADER,
+    LOST,
+    N_FX_MODELS,
+    Canvas,
+    connection,
+    follow,
+    hold,
+    indicator,
+    join_label,
+    menu,
+    readback,
+    user_input,
+)
+
+
+def fx_panel() -> str:
+    top = Canvas(60, 60, 800, 700)
+    top.cnv(0, 0, FX_W, FX_H, BG)
+    top.cnv(0, 0, FX_W, 24, HEADER, label="pimodule_fx", fg="#ffffff", size=14, lx=6, ly=12)
+    top.cnv(FX_W - 120, 4, 114, 16, LOST, receive=r"\$0-conn", label="no_reply", lx=4, ly=8)
+    top.tgl(8, 32, 15, r"\$0-match-s", r"\$0-match-r", "match_(R_through_the_chain)")
+    top.tgl(8, 52, 15, r"\$0-hold-s", r"\$0-hold-r", "hold")
+    top.bng(8, 72, 15, r"\$0-est-s", "empty", "estimate_now")
+    top.floatatom(216, 44, 7, label="estimates", receive=r"\$0-st-n")
+    top.floatatom(276, 44, 7, label="last_ms", receive=r"\$0-st-ms")
+    top.symbolatom(336, 44, 8, label="mode", receive=r"\$0-st-mode")
+    top.text(424, 26, "estimator (green: in use)")
+    top.vradio(426, 42, N_FX_MODELS, r"\$0-fxm-pick", r"\$0-fxm-set")
+    for k in range(N_FX_MODELS):
+        top.cnv(426 + CELL + 3, 42 + CELL * k, 120, CELL - 1, BG, receive=rf"\$0-f{k}", lx=3, ly=7)
+    for effect, (x0, y0) in FX_COLS.items():
+        top.cnv(x0, y0, 200, 18, "#cfd8e0", label=effect, lx=4, ly=9, size=12)
+        top.tgl(x0, y0 + 22, 14, "empty", rf"\$0-{effect}-active", "on")
+        top.hsl(x0 + 54, y0 + 24, 80, 10, 0, 1, rf"\$0-o-{effect}-probability", rf"\$0-{effect}-probability", "p")
+        top.floatatom(x0 + 140, y0 + 22, 5, receive=rf"\$0-{effect}-probability")
+        y = y0 + 54
+        if effect == "distortion":
+            top.symbolatom(x0 + 140, y0 + 1, 6, receive=r"\$0-distortion-mode")
+        for spec in SPECS[effect]:
+            top.hsl(
+                x0,
+                y,
+                FX_SL_W,
+                10,
+                spec.min,
+                spec.max,
+                send=rf"\$0-o-{effect}-{spec.name}",
+                receive=rf"\$0-{effect}-{spec.name}",
+                label=spec.name,
+                log=spec.scale == "log",
+            )
+            top.floatatom(x0 + FX_SL_W + 6, y - 3, 7, receive=rf"\$0-{effect}-{spec.name}")
+            y += FX_DY
+    top.cnv(0, FX_H - 24, FX_W, 22, "#f4f0e0", receive=r"\$0-err", label="no_errors", lx=6, ly=11)
+    top.coords = f"#X coords 0 -1 1 1 {FX_W} {FX_H} 2 0 0;"
+    top.text(0, FX_H + 10, "[pimodule_fx host port listen]: defaults 127.0.0.1 9000 9002. README.md")
+    g = Canvas(100, 100, 1500, 900, name="guts")
+    _fx_guts(g)
+    top.subpatch(g, 0, FX_H + 40)
+    return top.render() + "\n"
+
+
+def _fx_guts(g: Canvas) -> None:
+    tr = connection(g, 9002, 1, "pm-fx-connect", "pm-fx-in")
+    r = g.chain(g.obj(320, 600, "route pimodule"), g.obj(320, 620, "route status fx error"))
+    g.connect(tr, 0, r - 1)
+    indicator(g, r, 0, 1100, 560)
+    st = g.obj(20, 660, "route fx_estimates fx_estimate_ms mode fx_model fx_match fx_hold")
+    g.connect(r, 0, st)
+    g.send_to(st, 0, 20, 680, r"\$0-st-n")
+    g.send_to(st, 1, 100, 680, r"\$0-st-ms")
+    g.send_to(g.chain(g.obj(180, 680, "symbol")), 0, 180, 700, r"\$0-st-mode")
+    g.connect(st, 2, len(g.lines) - 2)
+    g.send_to(g.chain(g.obj(260, 680, "symbol")), 0, 260, 700, r"\$0-fxm-playing")
+    g.connect(st, 3, len(g.lines) - 2)
+    follow(g, st, 4, r"\$0-match-r", r"\$0-match-hold", 360, 700)
+    follow(g, st, 5, r"\$0-hold-r", r"\$0-hold-hold", 460, 700)
+    fx = g.obj(20, 760, "route models loading match hold " + " ".join(SPECS))
+    g.connect(r, 1, fx)
+    g.send_to(fx, 0, 20, 780, r"\$0-fxmodels")
+    out = g.obj(20, 1200, "s pm-fx")
+    for k, effect in enumerate(SPECS):
+        x = 20 + 200 * k
+        t = g.obj(x, 800, "t a a")
+        g.connect(fx, 4 + k, t)
+        g.connect(g.chain(g.obj(x + 60, 820, f"list prepend {effect}"), g.obj(x + 60, 840, "list trim")), 0, out)
+        g.connect(t, 1, len(g.lines) - 2)
+        names = ["active", "probability", "mode", *SPECS[effect].names]
+        rr = g.obj(x, 880, "route " + " ".join(names))
+        g.connect(t, 0, rr)
+        for j, name in enumerate(names):
+            if name == "mode":
+                g.send_to(g.chain(g.obj(x, 900 + 20 * j, "symbol")), 0, x + 60, 900 + 20 * j, r"\$0-distortion-mode")
+                g.connect(rr, j, len(g.lines) - 2)
+                continue
+            g.connect(rr, j, g.msg(x, 900 + 20 * j, r"set \$1"))
+            g.send_to(len(g.lines) - 1, 0, x + 60, 900 + 20 * j, rf"\$0-{effect}-{name}")
+    join_label(g, r, 2, r"\$0-err", 1300, 640)
+    menu(
+        g,
+        "f",
+        N_FX_MODELS,
+        r"\$0-fxmodels",
+        r"\$0-fxm-playing",
+        r"\$0-fxm-pick",
+        r"\$0-fxm-set",
+        "pm-fx-model",
+        20,
+        1300,
+    )
+    # requests: match, hold, estimate now, estimator, set by hand; every 10 s: the estimator list
+    x, y = 20, 1800
+    for k, (name, path) in enumerate((("match", "match"), ("hold", "hold"))):
+        gate = user_input(g, (rf"\$0-{name}-s", f"pm-fx-{name}"), name, x + 300 * k, y)
+        t = g.obj(x + 300 * k, y + 60, "t f f b")
+        g.connect(gate, 0, t)
+        hold(g, t, 2, rf"\$0-{name}-hold", x + 300 * k + 120, y + 80)
+        g.connect(t, 1, g.msg(x + 300 * k + 60, y + 80, r"set \$1"))
+        g.send_to(len(g.lines) - 1, 0, x + 300 * k + 60, y + 100, rf"\$0-{name}-r")
+        g.send_to(t, 1, x + 300 * k + 60, y + 120, rf"\$0-{name}-value")
+        fmt = g.obj(x + 300 * k, y + 140, f"oscformat pimodule fx {path}")
+        g.connect(t, 0, fmt)
+        g.send_to(fmt, 0, x + 300 * k, y + 160, r"\$0-out")
+        g.connect(
+            g.chain(
+                g.obj(x + 300 * k + 200, y + 100, f"r \\$0-{name}-r"), g.obj(x + 300 * k + 200, y + 120, "route set")
+            ),
+            0,
+            g.obj(x + 300 * k + 200, y + 140, rf"v \$0-{name}-value"),
+        )
+    est = g.chain(g.obj(x + 600, y, r"r \$0-est-s"), g.obj(x + 600, y + 40, "oscformat pimodule fx estimate"))
+    g.send_to(est, 0, x + 600, y + 60, r"\$0-out")
+    model = g.chain(
+        g.obj(x + 800, y, "r pm-fx-model"),
+        g.obj(x + 800, y + 20, "symbol"),
+        g.obj(x + 800, y + 40, "oscformat pimodule fx model"),
+    )
+    g.send_to(model, 0, x + 800, y + 60, r"\$0-out")
+    fset = g.chain(
+        g.obj(x + 1000, y, "r pm-fx-set"),
+        g.obj(x + 1000, y + 20, "list"),
+        g.obj(x + 1000, y + 40, "oscformat pimodule fx set"),
+    )
+    g.send_to(fset, 0, x + 1000, y + 60, r"\$0-out")
+    lst = g.chain(
+        g.obj(x + 1200, y, "loadbang"),
+        g.obj(x + 1200, y + 20, "metro 10000"),
+        g.obj(x + 1200, y + 40, "oscformat pimodule fx list"),
+    )
+    g.send_to(lst, 0, x + 1200, y + 60, r"\$0-out")
+    _fx_dump(g)
+
+
+def _fx_dump(g: Canvas) -> None:
+    """[s pm-fx-dump] (bang) → [r pm-fx-shown]: ``<effect> <param> <value>`` for every slider,
+    read back from the slider itself (banged, its output caught), ``<effect> active <v>`` (what
+    the toggle was set to: a bang would flip it), ``match <v>``, ``hold <v>``, ``estimator <i>``."""
+    x, y = 20, 2200
+    t = g.chain(g.obj(x, y, "r pm-fx-dump"), g.obj(x, y + 20, "t b b b b b"))
+    out = g.obj(x, y + 400, "s pm-fx-shown")
+    flag = g.obj(x + 300, y + 60, r"s \$0-rb-fx")
+    g.connect(t, 4, g.msg(x + 300, y + 40, "1"))
+    g.connect(len(g.lines) - 1, 0, flag)
+    g.connect(t, 2, g.msg(x + 360, y + 40, "0"))
+    g.connect(len(g.lines) - 1, 0, flag)
+    k = 0
+    for effect in SPECS:
+        for name in ("probability", *SPECS[effect].names):
+            xx, yy = x + 110 * (k % 14), y + 100 + 100 * (k // 14)
+            g.connect(t, 3, g.msg(xx, yy, "bang"))
+            g.send_to(len(g.lines) - 1, 0, xx, yy + 20, rf"\$0-{effect}-{name}")
+            gate = g.obj(xx, yy + 60, "spigot 0")
+            g.connect(g.obj(xx, yy + 40, rf"r \$0-o-{effect}-{name}"), 0, gate)
+            g.connect(g.obj(xx + 50, yy + 40, r"r \$0-rb-fx"), 0, gate, 1)
+            g.connect(g.chain(gate, g.msg(xx, yy + 80, f"{effect} {name} \\$1")), 0, out)
+            k += 1
+    for j, effect in enumerate(SPECS):
+        xx = x + 110 * j
+        v = g.obj(xx, y + 420, rf"v \$0-v-{effect}-active")
+        g.connect(g.chain(g.obj(xx, y + 380, rf"r \$0-{effect}-active"), g.obj(xx, y + 400, "route set")), 0, v)
+        g.connect(t, 1, v)
+        g.connect(g.chain(v, g.msg(xx, y + 440, f"{effect} active \\$1")), 0, out)
+    for j, word in enumerate(("match", "hold")):
+        v = g.obj(x + 600 + 80 * j, y + 420, rf"v \$0-{word}-value")
+        g.connect(t, 1, v)
+        g.connect(g.chain(v, g.msg(x + 600 + 80 * j, y + 440, f"{word} \\$1")), 0, out)
+    readback(g, t, 0, "fmenu", r"\$0-fxm-set", x + 800, y + 380)
+    g.connect(g.chain(g.obj(x + 800, y + 480, r"r \$0-shown-fmenu"), g.msg(x + 800, y + 500, r"estimator \$1")), 0, out)
+
+
+# -- pimodule.pd -----------------------------------------------------------------------------------
