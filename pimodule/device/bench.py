@@ -144,10 +144,8 @@ def run_case(
     time.sleep(WARMUP_S)
     loads = benchload.start(_loads(load), d, (partner, path.stem))
     n0, late0, xr0, lw0 = stats.n_callbacks, _late(stats), stats.n_xruns, _late_at_wake(stats)
-    time.sleep(seconds)
+    r_us, wake_us = _collect(stats, seconds)
     n1, late1, xr1, lw1 = stats.n_callbacks, _late(stats), stats.n_xruns, _late_at_wake(stats)
-    r_us = _last_responses(stats, n1 - n0)
-    wake_us = stats.response_and_wake_us(n1 - n0)[1] if hasattr(stats, "response_and_wake_us") else None
     counts = {ld.name: ld.stop() for ld in loads}
     d.stop_event.set()
     thread.join(30)
@@ -184,6 +182,26 @@ def run_case(
 
 def _late_at_wake(stats) -> int:
     return int(getattr(stats, "n_late_at_wake", 0))
+
+
+def _collect(stats, seconds: float, every_s: float = 5.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every response (and the compiled engine's wake-ups) of the next ``seconds``, read from the
+    rings every ``every_s`` (a ring holds the last 8192 blocks, 22 s at 128 frames: a soak's
+    percentiles would otherwise cover only its end)."""
+    parts, wakes = [], []
+    seen, end = stats.n_callbacks, time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(every_s, left))
+        now = stats.n_callbacks
+        if hasattr(stats, "response_and_wake_us"):
+            r, w = stats.response_and_wake_us(now - seen)
+            wakes.append(w)
+        else:
+            r = _last_responses(stats, now - seen)
+        parts.append(r)
+        seen = now
+    r_us = np.concatenate(parts) if parts else np.zeros(0)
+    return r_us, (np.concatenate(wakes) if wakes else None)
 
 
 def _late(stats) -> int:
