@@ -40,7 +40,15 @@ from dataclasses import dataclass, field
 import torch
 
 from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE, SPECS
-from pimodule.device.fx.check import SubsetCheck, _label, _margin, confidence, effect_costs, simplest_closest
+from pimodule.device.fx.check import (
+    LEVEL_ONLY,
+    SubsetCheck,
+    _label,
+    _margin,
+    confidence,
+    effect_costs,
+    simplest_closest,
+)
 from pimodule.laptop.fx.batch import _GAIN, _unit_rms, render_stages
 from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, apply_chain, describe
 from pimodule.laptop.fx.losses import _mag, log_mel_db, mel_distance, mrstft
@@ -52,6 +60,23 @@ MEL_WEIGHT = 0.05  # of the mel L1 (dB) next to the MRSTFT distance in the fitti
 _EPS = 1e-3
 _GAIN_SPEC = SPECS["gain"]["gain_db"]
 _ZERO_GAIN = float(_GAIN_SPEC.to_unit(0.0))
+
+
+#: pull of the level parameters towards their start in the fit (per squared logit): far above the
+#: float noise a level-matched loss leaves them, far below a real gradient (a gain before a
+#: compressor changes how much it compresses)
+HOLD_WEIGHT = 1e-3
+
+
+def level_columns() -> list[int]:
+    """The [0, 1] parameter columns that mostly scale the level (an effect's make-up and output
+    gains, the gain stage): a level-matched loss gives them little more than float noise, which
+    Adam turns into full-size steps; unheld they drifted to their range's ends, and the closed-form
+    level at the end then hit the gain stage's limit (raw distance up, on the real benchmark)."""
+    cols = [PARAM_SLICES["gain"].start + j for j in range(len(SPECS["gain"]))]
+    for name in SELECTABLE:
+        cols += [PARAM_SLICES[name].start + j for j, spec in enumerate(SPECS[name]) if spec.name in LEVEL_ONLY]
+    return cols
 
 
 @dataclass(frozen=True)
@@ -165,11 +190,14 @@ def fit(
     learning_rate: float,
     budget_s: float = math.inf,
     progress: Callable[[int, int, float], None] | None = None,
+    hold_levels: bool = True,
 ) -> tuple[Chain, int]:
     """``start``'s [0, 1] parameters and curve (every row is a candidate; its ``active`` are hard)
     fitted so that it turns ``x`` ``(samples,)`` into ``y``, levels matched: each row keeps its
     best step. Returns (the fitted chain with the curve still soft, steps taken)."""
     z = torch.logit(start.unit.detach().clamp(_EPS, 1 - _EPS)).clone().requires_grad_(True)
+    held = level_columns() if hold_levels else []
+    z0 = z.detach()[:, held].clone()
     m = torch.log(start.mode_weights.detach().clamp_min(1e-3)).clone().requires_grad_(True)
     opt = torch.optim.Adam([z, m], lr=learning_rate)
     k = start.batch
@@ -183,6 +211,8 @@ def fit(
             out = apply_chain(xs[:, None], sample_rate, Chain(start.active, torch.sigmoid(z), torch.softmax(m, -1)))
             out = _unit_rms(out[:, 0])
             loss = mrstft(out, target) + MEL_WEIGHT * (log_mel_db(out, sample_rate) - target_mel).abs().mean((-2, -1))
+            if held:  # (the best step is judged with the pull: a row keeps the step its loss scored)
+                loss = loss + HOLD_WEIGHT * (z[:, held] - z0).square().sum(-1)
             finite = torch.isfinite(loss)
             better = finite & (loss.detach() < best)
             best = torch.where(better, loss.detach(), best)
@@ -265,7 +295,7 @@ def refine_one(
     hard = _hard_mode(fitted)
     m, mel = level_matched(render(xf, sample_rate, hard), yf, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())
-    chosen = hard.rows(slice(best, best + 1))
+    chosen = _neutral_gain(hard.rows(slice(best, best + 1)))  # the level comes last, in closed form
     # 3. prune what is not heard
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]

@@ -17,7 +17,15 @@ from pimodule.device.fx.check import choose, confidence
 from pimodule.laptop.fx import estimate
 from pimodule.laptop.fx.batch import render_stages
 from pimodule.laptop.fx.chain import N_MODES, N_PARAMS, PARAM_SLICES, Chain
-from pimodule.laptop.fx.refine import RefineConfig, distance, fit, refine, refine_one, subset_log_likelihood
+from pimodule.laptop.fx.refine import (
+    RefineConfig,
+    distance,
+    fit,
+    level_columns,
+    refine,
+    refine_one,
+    subset_log_likelihood,
+)
 
 FAST = RefineConfig(steps=8, n_candidates=3, budget_s=120.0)  # steps, not time, end it
 
@@ -90,6 +98,28 @@ def test_fitting_brings_the_parameters_closer_and_never_makes_them_worse():
     )
     same, taken = fit(x, y[0], sr, start, steps=0, learning_rate=0.1)
     assert taken == 0 and torch.allclose(same.unit, start.unit, atol=1e-6)
+
+
+def test_the_fit_holds_the_level_parameters_where_only_float_noise_moves_them():
+    """A chain that already matches (levels aside): the level-matched loss leaves its output gains
+    nothing but float noise, which unheld walked them towards their range's ends."""
+    sr = 16000
+    x = _dry(sr)[0]
+    truth = _chain(
+        {"distortion": 1.0, "reverb": 1.0, "gain": 1.0},
+        {"distortion": {"drive_db": 12.0, "output_gain_db": -12.0}},
+    )
+    start = _chain(
+        {"distortion": 1.0, "reverb": 1.0, "gain": 1.0},
+        {"distortion": {"drive_db": 20.0, "output_gain_db": -12.0}},
+    )
+    y, _ = render_stages(x[None], sr, truth)
+    fitted, _ = fit(x, 0.3 * y[0], sr, start, steps=40, learning_rate=0.1)
+    cols = level_columns()
+    assert PARAM_SLICES["gain"].start in cols and len(cols) >= 3
+    moved = (fitted.unit[0] - start.unit[0]).abs()
+    assert float(moved.max()) > 0.05  # the drive was fitted
+    assert float(moved[cols].max()) < 0.02  # unheld: 0.12 of their range in this case
 
 
 def test_a_chain_worse_than_doing_nothing_loses_to_the_level_alone():
