@@ -353,3 +353,22 @@ def menu(g: Canvas, prefix: str, n: int, models_in: str, playing_in: str, pick: 
 
 
 # -- pimodule_panel.pd -----------------------------------------------------------------------------
+
+
+def frame(top: Canvas, w: int, h: int, title: str) -> None:
+    """A panel's background, its title bar and the "no reply" indicator of its connection."""
+    top.cnv(0, 0, w, h, BG)
+    top.cnv(0, 0, w, 24, HEADER, label=title, fg="#ffffff", size=14, lx=6, ly=12)
+    top.cnv(w - 120, 4, 114, 16, LOST, receive=r"\$0-conn", label="no_reply", lx=4, ly=8)
+
+
+def finish(top: Canvas, w: int, h: int, usage: str, guts) -> str:
+    """A panel's error bar, its graph-on-parent area, a line of usage under it, and its logic
+    (``guts(canvas)``) in a subpatch below; the patch's text."""
+    top.cnv(0, h - 24, w, 22, "#f4f0e0", receive=r"\$0-err", label="no_errors", lx=6, ly=11)
+    top.coords = f"#X coords 0 -1 1 1 {w} {h} 2 0 0;"
+    top.text(0, h + 10, usage)
+    g = Canvas(100, 100, 1500, 900, name="guts")
+    guts(g)
+    top.subpatch(g, 0, h + 40)
+    return top.render() + "\n"

@@ -12,12 +12,12 @@ from pimodule.device.io.pd_canvas import (
     FX_H,
     FX_SL_W,
     FX_W,
-    HEADER,
-    LOST,
     N_FX_MODELS,
     Canvas,
     connection,
+    finish,
     follow,
+    frame,
     hold,
     indicator,
     join_label,
@@ -29,9 +29,7 @@ from pimodule.device.io.pd_canvas import (
 
 def fx_panel() -> str:
     top = Canvas(60, 60, 800, 700)
-    top.cnv(0, 0, FX_W, FX_H, BG)
-    top.cnv(0, 0, FX_W, 24, HEADER, label="pimodule_fx", fg="#ffffff", size=14, lx=6, ly=12)
-    top.cnv(FX_W - 120, 4, 114, 16, LOST, receive=r"\$0-conn", label="no_reply", lx=4, ly=8)
+    frame(top, FX_W, FX_H, "pimodule_fx")
     top.tgl(8, 32, 15, r"\$0-match-s", r"\$0-match-r", "match_(R_through_the_chain)")
     top.tgl(8, 52, 15, r"\$0-hold-s", r"\$0-hold-r", "hold")
     top.bng(8, 72, 15, r"\$0-est-s", "empty", "estimate_now")
@@ -65,13 +63,7 @@ def fx_panel() -> str:
             )
             top.floatatom(x0 + FX_SL_W + 6, y - 3, 7, receive=rf"\$0-{effect}-{spec.name}")
             y += FX_DY
-    top.cnv(0, FX_H - 24, FX_W, 22, "#f4f0e0", receive=r"\$0-err", label="no_errors", lx=6, ly=11)
-    top.coords = f"#X coords 0 -1 1 1 {FX_W} {FX_H} 2 0 0;"
-    top.text(0, FX_H + 10, "[pimodule_fx host port listen]: defaults 127.0.0.1 9000 9002. README.md")
-    g = Canvas(100, 100, 1500, 900, name="guts")
-    _fx_guts(g)
-    top.subpatch(g, 0, FX_H + 40)
-    return top.render() + "\n"
+    return finish(top, FX_W, FX_H, "[pimodule_fx host port listen]: defaults 127.0.0.1 9000 9002. README.md", _fx_guts)
 
 
 def _fx_guts(g: Canvas) -> None:

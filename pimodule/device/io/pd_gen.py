@@ -39,8 +39,6 @@ from pimodule.device.io.pd_canvas import (
     GAIN_W,
     GAIN_X,
     GAIN_Y,
-    HEADER,
-    LOST,
     MODE_X,
     MODE_Y,
     MODEL_X,
@@ -57,7 +55,9 @@ from pimodule.device.io.pd_canvas import (
     STATUS_Y,
     Canvas,
     connection,
+    finish,
     follow,
+    frame,
     hold,
     hsl_y,
     indicator,
@@ -72,9 +72,7 @@ from pimodule.device.io.pd_shots import make_screenshots, shot_tools_missing
 
 def panel() -> str:
     top = Canvas(60, 60, 760, 600)
-    top.cnv(0, 0, PANEL_W, PANEL_H, BG)
-    top.cnv(0, 0, PANEL_W, 24, HEADER, label="pimodule", fg="#ffffff", size=14, lx=6, ly=12)
-    top.cnv(PANEL_W - 120, 4, 114, 16, LOST, receive=r"\$0-conn", label="no_reply", lx=4, ly=8)
+    frame(top, PANEL_W, PANEL_H, "pimodule")
     top.text(ROW_X - 2, 26, "controls of the model (its table)")
     for i in range(N_ROWS):
         y = hsl_y(i)
@@ -101,13 +99,9 @@ def panel() -> str:
     for k, cv in enumerate(CV_NAMES):
         top.floatatom(ROW_X + 52 * k, STATUS_Y + 74, 6, label=cv, receive=rf"\$0-cv-{cv}")
     top.symbolatom(ROW_X + 312, STATUS_Y + 74, 10, label="mode", receive=r"\$0-st-mode")
-    top.cnv(0, PANEL_H - 24, PANEL_W, 22, "#f4f0e0", receive=r"\$0-err", label="no_errors", lx=6, ly=11)
-    top.coords = f"#X coords 0 -1 1 1 {PANEL_W} {PANEL_H} 2 0 0;"
-    top.text(0, PANEL_H + 10, "[pimodule_panel host port listen]: defaults 127.0.0.1 9000 9001. README.md")
-    g = Canvas(100, 100, 1500, 900, name="guts")
-    _panel_guts(g)
-    top.subpatch(g, 0, PANEL_H + 40)
-    return top.render() + "\n"
+    return finish(
+        top, PANEL_W, PANEL_H, "[pimodule_panel host port listen]: defaults 127.0.0.1 9000 9001. README.md", _panel_guts
+    )
 
 
 def _panel_guts(g: Canvas) -> None:
