@@ -41,6 +41,10 @@ def test_dry_run_into_a_root_is_idempotent(tmp_path):
     assert "+ amixer -q -c sndrpiproto cset name=Input Mux Line In" in log
     assert "[device,pi]" in log
     assert "+ systemctl enable pimodule-governor.service pimodule.service" in log
+    # the audio group may hold the CPU's wake-up latency (PM QoS), and the unit lets the daemon
+    qos = (tmp_path / "etc/udev/rules.d/60-pimodule-cpu-latency.rules").read_text().splitlines()
+    assert qos == ['KERNEL=="cpu_dma_latency", GROUP="audio", MODE="0660"']
+    assert "DeviceAllow=/dev/cpu_dma_latency w" in unit
 
 
 def test_older_boot_config_location(tmp_path):
