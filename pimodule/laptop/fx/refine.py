@@ -190,13 +190,12 @@ def fit(
     learning_rate: float,
     budget_s: float = math.inf,
     progress: Callable[[int, int, float], None] | None = None,
-    hold_levels: bool = True,
 ) -> tuple[Chain, int]:
     """``start``'s [0, 1] parameters and curve (every row is a candidate; its ``active`` are hard)
     fitted so that it turns ``x`` ``(samples,)`` into ``y``, levels matched: each row keeps its
     best step. Returns (the fitted chain with the curve still soft, steps taken)."""
     z = torch.logit(start.unit.detach().clamp(_EPS, 1 - _EPS)).clone().requires_grad_(True)
-    held = level_columns() if hold_levels else []
+    held = level_columns()
     z0 = z.detach()[:, held].clone()
     m = torch.log(start.mode_weights.detach().clamp_min(1e-3)).clone().requires_grad_(True)
     opt = torch.optim.Adam([z, m], lr=learning_rate)
@@ -211,8 +210,8 @@ def fit(
             out = apply_chain(xs[:, None], sample_rate, Chain(start.active, torch.sigmoid(z), torch.softmax(m, -1)))
             out = _unit_rms(out[:, 0])
             loss = mrstft(out, target) + MEL_WEIGHT * (log_mel_db(out, sample_rate) - target_mel).abs().mean((-2, -1))
-            if held:  # (the best step is judged with the pull: a row keeps the step its loss scored)
-                loss = loss + HOLD_WEIGHT * (z[:, held] - z0).square().sum(-1)
+            # the level parameters held (the best step is judged with the pull, as the loss scored it)
+            loss = loss + HOLD_WEIGHT * (z[:, held] - z0).square().sum(-1)
             finite = torch.isfinite(loss)
             better = finite & (loss.detach() < best)
             best = torch.where(better, loss.detach(), best)
