@@ -114,8 +114,8 @@ def configure(block: L.Shared, features: StreamingFeatures | None = None, lookah
         O_CMND: max_lag + 1,
         O_LWIN: f.n_fft,
         O_LW: f.n_fft // 2 + 1,
-        O_COS: MAX_N // 2 + 1,
-        O_SIN: MAX_N // 2 + 1,
+        O_COS: fft.table_size(MAX_N),
+        O_SIN: fft.table_size(MAX_N),
         O_QF: QUEUE,
         O_QL: QUEUE,
     }
@@ -192,7 +192,7 @@ def reset(ih, dh, fh):
 @numba.njit(**OPTS)
 def _frame(a, d, x0):
     """f0 (Hz), voiced, loudness (dB) of the frame whose window starts at buf[x0]."""
-    cos, sin = _seg(a, d, O_COS, MAX_N // 2 + 1), _seg(a, d, O_SIN, MAX_N // 2 + 1)
+    cos, sin = _seg(a, d, O_COS, MAX_N + 1), _seg(a, d, O_SIN, MAX_N + 1)
     wre, wim = _seg(a, d, O_WRE, MAX_N // 2), _seg(a, d, O_WIM, MAX_N // 2)
     buf = _seg(a, d, O_BUF, a[A_BUFLEN])
     w, os_, min_lag, max_lag = a[A_W], a[A_OS], a[A_MINLAG], a[A_MAXLAG]

@@ -131,9 +131,9 @@ def layout(n_part, n_parts, chunk):
     dry = o
     o += chunk
     cos = o
-    o += m
+    o += m + n_part  # the FFT's tables (fft.table_size(2 n_part))
     sin = o
-    o += m
+    o += m + n_part
     fade = o
     o += n_part
     win = o
@@ -542,7 +542,7 @@ def _reverb(d, x, ih, w, n_total):
     _, _, cos, sin, fade, win, wet, old, acc_re, acc_im, w_re, w_im, tmp, acc, fdl, slots, _ = layout(
         n, p, ih[L.I_MAX_CHUNK]
     )
-    cos_t, sin_t = d[cos : cos + m], d[sin : sin + m]
+    cos_t, sin_t = d[cos : cos + m + n], d[sin : sin + m + n]
     fade_t, win_t, wet_t, old_t = d[fade : fade + n], d[win : win + 2 * n], d[wet : wet + n], d[old : old + n]
     acc_re_t, acc_im_t = d[acc_re : acc_re + m], d[acc_im : acc_im + m]
     w_re_t, w_im_t, tmp_t = d[w_re : w_re + n], d[w_im : w_im + n], d[tmp : tmp + 2 * n]

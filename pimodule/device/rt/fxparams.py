@@ -110,8 +110,8 @@ class FxChainWriter:
                 j += 1
         _, _, cos, sin, fade, *_ = fx.layout(n, p, self.max_chunk)
         cos_t, sin_t, perms = fft.tables(2 * n)
-        d[cos : cos + n + 1] = cos_t
-        d[sin : sin + n + 1] = sin_t
+        d[cos : cos + cos_t.shape[0]] = cos_t
+        d[sin : sin + sin_t.shape[0]] = sin_t
         t = (np.arange(n) + 0.5) / n
         d[fade : fade + n] = 0.5 - 0.5 * np.cos(np.pi * t)  # ReverbTwin's crossfade over one partition
         x[fx.X_REV : fx.X_REV + n] = perms[n]
