@@ -21,7 +21,7 @@ FX_RED = "#fcfcfc"
 
 # Geometry (pixels from the top-left corner of the graph-on-parent area); the screenshot test
 # reads slider positions from these.
-PANEL_W, PANEL_H = 470, 420
+PANEL_W, PANEL_H = 470, 460
 ROW_X, ROW_Y0, ROW_DY, ROW_W, ROW_H = 8, 58, 34, 200, 14
 MODE_X, MODE_Y = 318, 42
 GAIN_X, GAIN_Y, GAIN_W = 318, 112, 100

@@ -69,6 +69,13 @@ from pimodule.device.io.pd_canvas import (
 from pimodule.device.io.pd_fx import fx_panel
 from pimodule.device.io.pd_shots import make_screenshots, shot_tools_missing
 
+# the status row that splits the response: (status field, label, receive name)
+SPLIT = (
+    ("callback_wake_p99_us", "wake_p99_us", "wake"),
+    ("callback_work_p99_us", "work_p99_us", "work"),
+    ("late_at_wake", "late_at_wake", "latewake"),
+)
+
 
 def panel() -> str:
     top = Canvas(60, 60, 760, 600)
@@ -99,6 +106,9 @@ def panel() -> str:
     for k, cv in enumerate(CV_NAMES):
         top.floatatom(ROW_X + 52 * k, STATUS_Y + 74, 6, label=cv, receive=rf"\$0-cv-{cv}")
     top.symbolatom(ROW_X + 312, STATUS_Y + 74, 10, label="mode", receive=r"\$0-st-mode")
+    # a late block's cause: the wake-up (the audio server, the system) or the callback's work
+    for k, (_, label, name) in enumerate(SPLIT):
+        top.floatatom(ROW_X + 86 * k, STATUS_Y + 114, 8, label=label, receive=rf"\$0-st-{name}")
     return finish(
         top, PANEL_W, PANEL_H, "[pimodule_panel host port listen]: defaults 127.0.0.1 9000 9001. README.md", _panel_guts
     )
@@ -113,7 +123,8 @@ def _panel_guts(g: Canvas) -> None:
     st = g.obj(
         20,
         660,
-        "route cpu_percent callback_p99_us xruns late_blocks errors model mode gain_db mute cv control models swaps",
+        "route cpu_percent callback_p99_us xruns late_blocks errors model mode gain_db mute cv control models swaps "
+        + " ".join(field for field, _, _ in SPLIT),
     )
     g.connect(r, 0, st)
     indicator(g, r, 0, 1100, 560)
@@ -148,6 +159,8 @@ def _panel_guts(g: Canvas) -> None:
     g.send_to(st, 11, 120, 740, r"\$0-models")
     g.connect(g.chain(g.obj(220, 740, "change -1"), g.obj(220, 760, "t b")), 0, getc)
     g.connect(st, 12, len(g.lines) - 2)
+    for k, (_, _, name) in enumerate(SPLIT):
+        g.send_to(st, 13 + k, 20 + 90 * k, 840, rf"\$0-st-{name}")
     # replies ------------------------------------------------------------------------------------
     _controls_table(g, r, 1)
     g.send_to(r, 2, 120, 640, r"\$0-models")  # /pimodule/models (the reply to model/list)

@@ -138,7 +138,15 @@ SHOWN = {  # what the screenshots show (in the in-memory controller and the fx e
     "gain_db": -6.0,
     "mode": "transfer",
     "cv": {"cv1": 1.25, "cv2": 3.5, "cv3": 0.0, "pot1": 0.4, "pot2": 2.1, "pot3": -1.0},
-    "status": {"cpu_percent": 23.4, "callback_p99_us": 812.0, "xruns": 0, "late_blocks": 2},
+    "status": {
+        "cpu_percent": 23.4,
+        "callback_p99_us": 812.0,
+        "xruns": 0,
+        "late_blocks": 2,
+        "callback_wake_p99_us": 96.0,
+        "callback_work_p99_us": 705.0,
+        "late_at_wake": 1,
+    },
     "fx": {
         "eq": (0, 0.12, {"low_shelf_gain_db": 0.0, "peak2_gain_db": 1.5}),
         "compressor": (1, 0.93, {"threshold_db": -24.0, "ratio": 4.0, "attack_ms": 8.0, "release_ms": 120.0}),
