@@ -19,6 +19,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pimodule.laptop.results_device import render_bench, render_pi_bench, render_pi_check
+from pimodule.laptop.results_fmt import f as _f
+from pimodule.laptop.results_fmt import pct as _pct
+from pimodule.laptop.results_fmt import table as _table
+
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "docs" / "results"
 PAGE = REPO / "docs" / "results.md"
@@ -68,20 +73,6 @@ def stamp(path: Path, kind: str, command: str, title: str | None = None) -> None
 
 
 # -- renderers, one per kind --------------------------------------------------------------------------
-def _f(x, digits: int = 2) -> str:
-    return "–" if x is None or x != x else f"{x:.{digits}f}"
-
-
-def _pct(x) -> str:
-    return "–" if x is None or x != x else f"{100 * x:.0f} %"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def render_ddsp_eval(results: dict) -> str:
     rows = [
         [
@@ -192,281 +183,6 @@ def render_fx_real(results: dict) -> str:
     return "".join(out)
 
 
-def _m(x) -> str:
-    """Instructions in millions."""
-    return "–" if x is None else f"{x / 1e6:,.1f} M"
-
-
-def render_pi_check(results: dict) -> str:
-    checks = results.get("checks", [])
-    n_ok = sum(1 for c in checks if c.get("ok"))
-    steps = results.get("steps", {})
-    out = [
-        f"**{'passed' if results.get('passed') else 'FAILED'}**: {n_ok} of {len(checks)} checks in "
-        f"{_f(results.get('seconds', 0) / 60, 1)} min after the root "
-        f"({', '.join(f'{k} {_f(v / 60, 1)} min' for k, v in steps.items() if k != 'total')}). "
-        f"{results.get('environment', {}).get('qemu', '')}; {results.get('environment', {}).get('root_os', '')}.\n\n"
-    ]
-    prov = results.get("provision")
-    if prov:
-        out.append(
-            f"`firmware/provision.sh` ({'first run' if prov.get('first_run') else 'run again'}, exit "
-            f"{prov.get('exit_code')}, {_f(prov.get('seconds', 0) / 60, 1)} min) reported as not applicable here: "
-            + "; ".join(f"*{s.split(' because ')[0]}*" for s in prov.get("skipped", []))
-            + ". Installed: "
-            + ", ".join(
-                f"{k} {v}"
-                for k, v in prov.get("venv", {}).items()
-                if k in ("numpy", "scipy", "onnxruntime", "onnx", "numba", "llvmlite", "sounddevice")
-            )
-            + ".\n\n"
-        )
-    daemon = results.get("daemon")
-    if daemon:
-        tol = daemon.get("tolerance", {})
-        out.append(
-            f"The daemon as `pimodule.service` starts it (`{daemon.get('unit', {}).get('command', '')}` as user "
-            f"`{daemon.get('unit', {}).get('user', '')}`), {daemon.get('seconds_of_audio')} s on the simulated clock, "
-            f"emulated cortex-a72 against the same command on x86_64 (tolerances per note: pitch "
-            f"{tol.get('f0_cents')} cents, level {tol.get('level_db')} dB, spectrum {tol.get('spectrum_db')} dB):\n\n"
-        )
-        rows = []
-        for mode, r in daemon.get("runs", {}).items():
-            e, x, c = r.get("emulated", {}), r.get("x86_64", {}), r.get("compare_to_x86_64")
-            cmp = (
-                f"{_f(c.get('max_abs_f0_cents_diff'))} cents / {_f(c.get('max_abs_level_db_diff'))} dB / "
-                f"{_f(c.get('max_spectrum_db_diff'))} dB over {c.get('notes_compared')} notes"
-                if c
-                else "silent input: silence on both"
-            )
-            rows.append(
-                [
-                    mode,
-                    str(r.get("exit_code")),
-                    _f(r.get("ready_after_s"), 0) + " s",
-                    _f(r.get("seconds"), 0) + " s",
-                    f"{_f(e.get('peak'), 3)} / {_f(e.get('rms'), 4)}",
-                    f"{_f(x.get('peak'), 3)} / {_f(x.get('rms'), 4)}",
-                    cmp,
-                ]
-            )
-        out.append(
-            _table(
-                [
-                    "mode",
-                    "exit",
-                    "READY=1 after",
-                    "run",
-                    "emulated peak / RMS",
-                    "x86_64 peak / RMS",
-                    "max difference: pitch / level / spectrum",
-                ],
-                rows,
-            )
-        )
-    engine = results.get("engine")
-    if engine:
-        out.append(
-            f"\nThe compiled engine sample by sample ({engine.get('model')}, input: {engine.get('input')}; "
-            f"tolerance {engine.get('tolerance_max_abs')}):\n\n"
-        )
-        rows = []
-        for mode, r in engine.get("runs", {}).items():
-            c = r.get("compare_to_x86_64", {})
-            rows.append(
-                [
-                    mode,
-                    f"{c.get('max_abs_diff', float('nan')):.1e}",
-                    _f(c.get("snr_db"), 0) + " dB",
-                    _f(c.get("ref_peak"), 3),
-                    str(c.get("samples", "–")),
-                ]
-            )
-        out.append(_table(["mode", "max abs difference", "SNR", "peak", "samples"], rows))
-    sig = results.get("sigill")
-    if sig:
-        cpus = list(sig.get("imports", {}))
-        out.append("\nSIGILL matrix (every import and model under each CPU model; *pass*: ran to the end):\n\n")
-        rows = []
-        imports = sig.get("imports", {})
-        if imports:
-
-            def imp(cpu):
-                r = imports.get(cpu, {})
-                bad = {k: v["result"] for k, v in r.items() if v.get("result") != "pass"}
-                return f"{len(r) - len(bad)} of {len(r)} pass" + (f"; {bad}" if bad else "")
-
-            rows.append(["imports: " + ", ".join(sorted(imports.get(cpus[0], {}))[:60])] + [imp(c) for c in cpus])
-        models = sig.get("models", {})
-        names = sorted({m for c in models.values() for m in c})
-        for m in names:
-            cells = []
-            for c in cpus:
-                r = models.get(c, {}).get(m, {})
-                st = r.get("steps", {})
-                cells.append(", ".join(f"{k} {v.get('result')}" for k, v in st.items()) or f"exit {r.get('exit_code')}")
-            rows.append([f"`{m}`"] + cells)
-        ort = sig.get("onnxruntime", {})
-        for v, r in ort.items():
-            if v == "pinned":
-                continue
-            rows.append(
-                [f"onnxruntime {v}{' (pinned)' if v == ort.get('pinned') else ''}: import, session, run"]
-                + [r.get(c, {}).get("result", r.get("install", "–")[:60]) for c in cpus]
-            )
-        out.append(_table(["item"] + cpus, rows))
-    tests = results.get("tests")
-    if tests:
-        out.append(
-            "\nDevice tests without torch ("
-            + ", ".join(f"`{f.split('/')[-1]}`" for f in tests.get("files", []))
-            + "):\n\n"
-        )
-        rows = [
-            [
-                cpu,
-                str(r.get("passed", "–")),
-                str(r.get("failures", 0) + r.get("errors", 0)),
-                str(r.get("skipped", "–")),
-                _f(r.get("seconds", 0) / 60, 1) + " min",
-            ]
-            for cpu, r in tests.get("runs", {}).items()
-        ]
-        out.append(_table(["CPU", "passed", "failed", "skipped", "time"], rows))
-    if results.get("failures"):
-        out.append("\nFailed checks:\n\n" + "".join(f"- {f}\n" for f in results["failures"]))
-    return "".join(out)
-
-
-def render_pi_bench(results: dict) -> str:
-    ipc = results.get("ipc_assumed", {})
-    boards = list(ipc)
-    est = results.get("estimates", {})
-    head = ["what (QEMU cortex-a72)", "instructions per s of audio", "from start (3 s)", "set-up"]
-    head += [f"share of one core: {b['cpu']} {b['hz'] / 1e9:.1f} GHz (IPC {b['ipc']})" for b in ipc.values()]
-    rows = []
-    for label, r in results.get("per_second", {}).items():
-        row = [label, _m(r.get("steady_per_s")), _m(r.get("from_start_per_s")), _m(r.get("setup"))]
-        for b in boards:
-            e = est.get(label, {}).get(b, {})
-            lo, hi = e.get("share_range", [None, None])
-            row.append(f"{_pct(e.get('share'))} ({_pct(lo)}–{_pct(hi)})" if e else "–")
-        rows.append(row)
-    out = [_table(head, rows)]
-    pf = results.get("per_frame", {})
-    if pf:
-        out.append("\nPer model frame (the voice's frame function alone; 250 frames per second of audio):\n\n")
-        out.append(
-            _table(
-                ["voice", "instructions per frame", "per second of audio"],
-                [
-                    [v, f"{r.get('per_frame', 0) / 1e3:,.1f} k", _m(r.get("per_frame", 0) * r.get("frames_per_s", 250))]
-                    for v, r in pf.items()
-                ],
-            )
-        )
-    cs = results.get("cold_start", {})
-    if cs:
-        w = cs.get("warm_cache", {})
-        e = cs.get("empty_cache", {})
-        out.append(
-            "\nCold start to first sound (beyond `python -c pass`, "
-            f"{_m(w.get('python_itself'))}): the audio process loads the compiled callback "
-            f"{_m(w.get('audio_process_import'))} with a warm cache"
-            + (
-                f", {_m(e.get('audio_process_import'))} with an empty one (the first start after an install: "
-                "numba compiles the engine)"
-                if e
-                else ""
-            )
-            + f"; the control side's set-up (block, session, weights, voice published): {_m(w.get('control_setup'))}.\n"
-        )
-    tg = results.get("targets", {})
-    if tg:
-        out.append("\nAgainst issue 23's budgets:\n\n")
-        out.append(
-            _table(
-                ["what", "budget per s of audio", "measured", "met"],
-                [[k, _m(r["target"]), _m(r["measured"]), "yes" if r["met"] else "**no**"] for k, r in tg.items()],
-            )
-        )
-    return "".join(out)
-
-
-def render_bench(results: dict) -> str:
-    """``pimodule bench``: response from each block's due time, both engines, idle and loaded."""
-    head = [
-        "voice",
-        "engine",
-        "block",
-        "load",
-        "p50 µs",
-        "p99 µs",
-        "max µs",
-        "p99 % of period",
-        "late blocks",
-        "blocks",
-        "wake-up p99 µs",
-        "work p99 µs",
-        "late at wake-up",
-    ]
-    rows = [
-        [
-            f"`{r['model']}`",
-            r["engine"],
-            str(r["block_size"]),
-            r["load"],
-            _f(r.get("p50_us"), 0),
-            _f(r.get("p99_us"), 0),
-            _f(r.get("max_us"), 0),
-            _f(r.get("p99_percent_of_period"), 1),
-            str(r["late_blocks"]),
-            str(r["blocks"]),
-            _f(r.get("wake_p99_us"), 0),
-            _f(r.get("work_p99_us"), 0),
-            str(r.get("late_at_wake", "–")),
-        ]
-        for r in results.get("rows", [])
-    ]
-    out = (
-        "Response: from a block's deadline on the device's schedule to the end of its callback; late: more "
-        "than its period. It is split into the wake-up (deadline to the callback's start: the server and the "
-        "system) and the callback's own work; a block late at wake-up was late before any work began.\n\n"
-    )
-    out += _table(head, rows)
-    ratios = results.get("ratios", [])
-    if ratios:
-        out += "\nonnxruntime engine ÷ compiled engine, same case, same run:\n\n"
-        out += _table(
-            ["voice", "block", "load", "p50 ratio", "p99 ratio", "late (compiled / onnxruntime)"],
-            [
-                [
-                    f"`{r['model']}`",
-                    str(r["block_size"]),
-                    r["load"],
-                    _f(r["p50_ratio"], 1),
-                    _f(r["p99_ratio"], 1),
-                    f"{r['late_compiled']} / {r['late_onnxruntime']}",
-                ]
-                for r in ratios
-            ],
-        )
-    soak = results.get("soak")
-    if soak:
-        out += (
-            f"\nSoak: {soak['seconds'] / 60:.0f} minutes, {soak['model']} at {soak['block_size']} frames under "
-            f"{soak['load']}: {soak['late_blocks']} late blocks of {soak['blocks']}, p99 {_f(soak.get('p99_us'), 0)} µs, "
-            f"max {_f(soak.get('max_us'), 0)} µs"
-        )
-        if "late_at_wake" in soak:
-            out += (
-                f"; {soak['late_at_wake']} of the late blocks were late when their callback began (wake-up p99 "
-                f"{_f(soak.get('wake_p99_us'), 0)} µs), the callback's own work p99 {_f(soak.get('work_p99_us'), 0)} µs"
-            )
-        out += ".\n"
-    return out
-
-
 def render_generic(results) -> str:
     return "```json\n" + json.dumps(results, indent=1)[:4000] + "\n```\n"
 
@@ -494,9 +210,10 @@ def render_file(path: Path) -> str:
     meta = data.get("_meta", {})
     kind = meta.get("kind", path.stem)
     body = RENDERERS.get(kind, render_generic)(data.get("results", data))
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
     lines = [
         f"## {meta.get('title', path.stem)}\n",
-        f"`{path.relative_to(REPO)}` — {meta.get('date', 'undated')}, {meta.get('machine', 'machine unknown')}, "
+        f"`{shown}` — {meta.get('date', 'undated')}, {meta.get('machine', 'machine unknown')}, "
         f"commit {meta.get('commit', '?')}\n",
         f"\n```sh\n{meta.get('command', '(command unknown)')}\n```\n\n",
         body,
