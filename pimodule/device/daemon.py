@@ -18,7 +18,7 @@ from pimodule.device import config as config_mod
 from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
 from pimodule.device.engines import Engines
 from pimodule.device.engines import make as make_engines
-from pimodule.device.flash import daemon_receivers, daemon_validator
+from pimodule.device.flash_listen import daemon_receivers, daemon_validator
 from pimodule.device.fx import mode as fxmode
 from pimodule.device.io.cv import MCP3208, Calibration, CVReader, FakeMCP3208, SpidevBus
 from pimodule.device.io.gpio import Buttons, FakeGpio, Outputs, RpiGpio, Triggers

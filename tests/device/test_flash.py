@@ -17,14 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.device.flash import (
-    FlashReceiver,
-    FlashServer,
-    SerialFlashListener,
-    clean_partials,
-    daemon_validator,
-    partial_path,
-)
+from pimodule.device.flash import FlashReceiver, clean_partials, partial_path
+from pimodule.device.flash_listen import FlashServer, SerialFlashListener, daemon_validator
 from pimodule.device.io import flashlink
 from pimodule.device.io.flashlink import FlashError, SerialLink, SocketLink
 from pimodule.device.ort_engine import VoiceEngine

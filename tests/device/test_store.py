@@ -13,7 +13,7 @@ import pytest
 
 from pimodule.cli import main as cli
 from pimodule.core.modelfile import ModelFileError
-from pimodule.device.flash import daemon_validator
+from pimodule.device.flash_listen import daemon_validator
 from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.store import ModelStore, check_name, load_with_fallback
 from pimodule.device.validate import validate
