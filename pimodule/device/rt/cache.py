@@ -22,7 +22,8 @@ RT = Path(__file__).resolve().parent
 # what the compiled code is built from: the modules with compiled functions and the constants
 # they read (the control-side Python around them does not change the machine code)
 COMPILED_FROM = tuple(
-    RT / f"{m}.py" for m in ("shared", "lowlevel", "dsp", "fft", "f0_loudness", "fxchain", "block", "stream")
+    RT / f"{m}.py"
+    for m in ("shared", "lowlevel", "dsp", "fft", "f0_loudness", "fxlayout", "fxreverb", "fxchain", "block", "stream")
 )
 VOICE = RT.parent / "voice"
 

@@ -32,7 +32,7 @@ from pimodule.core.fx_specs import COMPRESSOR_RMS_MS, DISTORTION_MODES, SPECS
 from pimodule.device.fx import twin_core as core
 from pimodule.device.fx.twin_effects import ReverbTwin
 from pimodule.device.rt import fft
-from pimodule.device.rt import fxchain as fx
+from pimodule.device.rt import fxlayout as fx
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import full_fence
 

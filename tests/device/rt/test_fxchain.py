@@ -14,7 +14,7 @@ from numba.core.runtime import _nrt_python, rtsys
 from pimodule.core.fx_specs import SPECS
 from pimodule.device.fx.match import FxMatcher
 from pimodule.device.rt import block as rt_block
-from pimodule.device.rt import fxchain, setup
+from pimodule.device.rt import fxchain, fxlayout, setup
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.fxparams import FxChainWriter, doubles_needed
 
@@ -328,26 +328,26 @@ def test_whatever_the_block_holds_nothing_is_read_out_of_bounds(rig_factory):
     rng = np.random.default_rng(7)
     x = _signal(256, 48000).astype(np.float32)
     rig.process32(x.copy())
-    good_d, good_x = d[: fxchain.HEADER].copy(), xi.copy()
+    good_d, good_x = d[: fxlayout.HEADER].copy(), xi.copy()
     for trial in range(60):
-        d[: fxchain.HEADER] = good_d
+        d[: fxlayout.HEADER] = good_d
         xi[:] = good_x
         junk = [np.nan, np.inf, -np.inf, -1e300, 1e300, -1.0, 3.7, 1e18]
-        for j in rng.choice(fxchain.R_END - fxchain.R_TARGET, 8):
-            d[fxchain.R_TARGET + j] = rng.choice(junk)
-        for j in rng.choice(fxchain.HEADER, 4):
+        for j in rng.choice(fxlayout.R_END - fxlayout.R_TARGET, 8):
+            d[fxlayout.R_TARGET + j] = rng.choice(junk)
+        for j in rng.choice(fxlayout.HEADER, 4):
             d[j] = rng.choice(junk)
         ints = [-(2**62), -5, -1, 0, 1, 2, 3, 7, 255, 256, 257, 10**9, 2**62]
-        for j in rng.choice(np.r_[0:18, fxchain.X_REV : fxchain.X_REV + 256], 6):
+        for j in rng.choice(np.r_[0:18, fxlayout.X_REV : fxlayout.X_REV + 256], 6):
             xi[j] = rng.choice(ints)
-        xi[fxchain.X_GEN] = xi[fxchain.X_SEEN] + 2 * (trial % 2)
-        xi[fxchain.X_IR_GEN] = xi[fxchain.X_IR_SEEN] + (trial % 3 == 0)
+        xi[fxlayout.X_GEN] = xi[fxlayout.X_SEEN] + 2 * (trial % 2)
+        xi[fxlayout.X_IR_GEN] = xi[fxlayout.X_IR_SEEN] + (trial % 3 == 0)
         y = x.copy()
         rig.process32(y)  # must not crash
         w = x.astype(np.float64)
         rig.process64(w)
     # back to sane contents: the chain plays again
-    d[: fxchain.HEADER] = good_d
+    d[: fxlayout.HEADER] = good_d
     xi[:] = good_x
     rig.block.ih[L.I_MATCH] = 1
     fxchain.reset(b.ih, b.dh, b.fh)
