@@ -41,11 +41,8 @@ log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".onnx.partial"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # the runtime refuses larger model files anyway
-TCP_IDLE_TIMEOUT_S = 30.0  # a connection with neither a PING nor a session for this long is closed
-TCP_MAX_CONNECTION_S = 900.0  # and none lives longer than this
 SESSION_TIMEOUT_S = 120.0  # a session's deadline: this, plus a second per MIN_BYTES_PER_S announced
 MIN_BYTES_PER_S = 4096  # below the payload rate of a 115 200 baud serial line (about 8 kB/s)
-MAX_CONNECTIONS = 4
 KIND_LABELS = {"ddsp": "a voice (ddsp)", "fx": "an effect estimator (fx)"}
 
 
@@ -134,7 +131,7 @@ class FlashReceiver:
     def session(self, link, header: str) -> dict | None:
         """One upload, from its header line on; returns the DONE record or None if refused."""
         if not self._busy.acquire(blocking=False):
-            send_quietly(link, "ERROR busy: another flash is in progress; try again when it is done")
+            _send_quietly(link, "ERROR busy: another flash is in progress; try again when it is done")
             return None
         partial = None
         try:
@@ -301,7 +298,7 @@ class FlashReceiver:
         log.error("flash refused: %s", message)
         self._event("error", message)  # before the sender hears it: it may look right away
         if link is not None:
-            send_quietly(link, "ERROR " + message)
+            _send_quietly(link, "ERROR " + message)
 
     def _event(self, kind: str, message: str) -> None:
         if self.on_event is not None:
@@ -311,7 +308,7 @@ class FlashReceiver:
                 log.exception("flash event handler failed")
 
 
-def send_quietly(link, text: str) -> None:
+def _send_quietly(link, text: str) -> None:
     try:
         link.send_line(text.replace("\n", " ").replace("\r", " "))
     except LinkClosed:

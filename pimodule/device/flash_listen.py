@@ -12,17 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pimodule.device import validate as validation
-from pimodule.device.flash import (
-    MAX_CONNECTIONS,
-    TCP_IDLE_TIMEOUT_S,
-    TCP_MAX_CONNECTION_S,
-    FlashReceiver,
-)
+from pimodule.device.flash import FlashReceiver
 from pimodule.device.io import flashlink
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
+
+TCP_IDLE_TIMEOUT_S = 30.0  # a connection with neither a PING nor a session for this long is closed
+TCP_MAX_CONNECTION_S = 900.0  # and none lives longer than this
+MAX_CONNECTIONS = 4
 
 
 class FlashServer(BackgroundThread):
