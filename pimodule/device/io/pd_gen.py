@@ -69,6 +69,10 @@ from pimodule.device.io.pd_canvas import (
 from pimodule.device.io.pd_fx import fx_panel
 from pimodule.device.io.pd_shots import make_screenshots, shot_tools_missing
 
+# the status fields the panel routes (outlets in this order), then the response's split
+STATUS_ROUTED = tuple(
+    "cpu_percent callback_p99_us xruns late_blocks errors model mode gain_db mute cv control models swaps".split()
+)
 # the status row that splits the response: (status field, label, receive name)
 SPLIT = (
     ("callback_wake_p99_us", "wake_p99_us", "wake"),
@@ -123,8 +127,7 @@ def _panel_guts(g: Canvas) -> None:
     st = g.obj(
         20,
         660,
-        "route cpu_percent callback_p99_us xruns late_blocks errors model mode gain_db mute cv control models swaps "
-        + " ".join(field for field, _, _ in SPLIT),
+        "route " + " ".join(STATUS_ROUTED + tuple(field for field, _, _ in SPLIT)),
     )
     g.connect(r, 0, st)
     indicator(g, r, 0, 1100, 560)
@@ -160,7 +163,7 @@ def _panel_guts(g: Canvas) -> None:
     g.connect(g.chain(g.obj(220, 740, "change -1"), g.obj(220, 760, "t b")), 0, getc)
     g.connect(st, 12, len(g.lines) - 2)
     for k, (_, _, name) in enumerate(SPLIT):
-        g.send_to(st, 13 + k, 20 + 90 * k, 840, rf"\$0-st-{name}")
+        g.send_to(st, len(STATUS_ROUTED) + k, 20 + 90 * k, 840, rf"\$0-st-{name}")
     # replies ------------------------------------------------------------------------------------
     _controls_table(g, r, 1)
     g.send_to(r, 2, 120, 640, r"\$0-models")  # /pimodule/models (the reply to model/list)
