@@ -196,7 +196,6 @@ class SubsetCheck:
         )
         self._bands = core.reverb_bands(self.sample_rate)
         self._ir: tuple | None = None  # (key, its spectrum)
-        self._probability: dict = {}  # the estimate's probabilities (of the check under way)
         #: of the last check: each combination's distance (dB), score and effects' changes (dB), the best
         self.last: dict = {}
 
@@ -320,7 +319,8 @@ class SubsetCheck:
             self.last["fitted_db"] = {int(c): f[1] for f, c in fits}
         self.last["best"] = int(best)
         on = [n for k, n in enumerate(SELECTABLE) if SUBSETS[best][k]]
-        decided, words, change, tried = self.decide(dry, wet, items, on)
+        probability = {n: float(estimate[n].get("probability", 0.5)) for n in SELECTABLE}
+        decided, words, change, tried = self.decide(dry, wet, items, on, probability)
         out = {name: dict(item) for name, item in estimate.items()}
         for name in SELECTABLE:
             out[name]["params"] = items[name]["params"]
@@ -342,10 +342,11 @@ class SubsetCheck:
                     x = np.zeros_like(x)
         return x
 
-    def decide(self, dry: np.ndarray, wet: np.ndarray, items: dict, on: list[str]):
+    def decide(self, dry: np.ndarray, wet: np.ndarray, items: dict, on: list[str], probability: dict | None = None):
         """The decisions on a fitted chain: effects whose removal changes its output by less than
         LABEL_DB are off; of the rest, :func:`simplest_closest` keeps what earns its place (never
-        worse than the level alone). Returns (the effects on, each one's margin: how much farther
+        worse than the level alone; each effect's cost from the network's ``probability``, as
+        refine's). Returns (the effects on, each one's margin: how much farther
         the render gets without it, the removal changes dB, the effects the fit had on); sets
         ``last["choice"]``, ``last["candidates"]`` and the gain in closed form (``last["gain_db"]``)."""
         full = self._chain(dry, items, on)
@@ -362,7 +363,7 @@ class SubsetCheck:
             r = renders[sub] = full if list(sub) == on else self._chain(dry, items, sub)
             return mrstft(unit_rms(r), target_u), float(np.abs(self._mel(r) - target_mel).mean())
 
-        chosen, dist = simplest_closest(kept, distance_of, effect_costs(self._probability))
+        chosen, dist = simplest_closest(kept, distance_of, effect_costs(probability or {}))
         margin = {n: _margin(dist, chosen, n) for n in chosen}
         self.last.update(
             choice=_label(chosen, kept), candidates=dist, gain_db=closed_form_gain_db(renders[chosen], wet)

@@ -182,6 +182,25 @@ def test_a_missed_clipper_is_found_and_an_imagined_eq_dropped(sample_rate, n_can
     assert guess["distortion"]["active"] is False  # the caller's estimate is not changed
 
 
+def test_the_decision_weighs_each_effect_by_the_networks_belief(monkeypatch):
+    """The check's last step charges each effect by the network's probability of it, as refine
+    does (it used to charge every effect the same: its probabilities never reached the rule)."""
+    from pimodule.device.fx import check as check_module
+
+    seen = []
+    real = check_module.effect_costs
+    monkeypatch.setattr(check_module, "effect_costs", lambda p, *a, **k: seen.append(dict(p)) or real(p, *a, **k))
+    sample_rate = 16000
+    x = _dry(sample_rate)
+    chain = sample_chain(1, torch.Generator().manual_seed(1)).hard()
+    y, _ = render_stages(x, sample_rate, chain)
+    guess = _describe(chain, 0)
+    for name, p in zip(SELECTABLE, (0.9, 0.2, 0.6, 0.05)):
+        guess[name]["probability"] = p
+    SubsetCheck(sample_rate, CheckConfig(n_candidates=0))(x[0].numpy(), y[0].numpy(), guess)
+    assert seen == [dict(zip(SELECTABLE, (0.9, 0.2, 0.6, 0.05)))]
+
+
 def test_bad_input_is_refused():
     check = SubsetCheck(16000)
     x = _dry(16000)[0].numpy()
