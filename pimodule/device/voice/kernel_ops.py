@@ -58,6 +58,12 @@ def matvec(w, wo, rows, cols, x, xo, b, bo, has_bias, y, yo):
 
 
 @numba.njit(fastmath=FAST, inline="always", **OPTS)
+def _mac4(wk, q, xj, a0, a1, a2, a3):
+    """One column of a 4-row panel into its 4 accumulators (inlined into the loops below)."""
+    return a0 + wk[q] * xj, a1 + wk[q + U1] * xj, a2 + wk[q + U2] * xj, a3 + wk[q + U3] * xj
+
+
+@numba.njit(fastmath=FAST, inline="always", **OPTS)
 def _rows16(w, p0, cols, x, xo, b, bo, has_bias, y, yo):
     n4 = U4 * cols
     w0, w1 = w[p0 : p0 + n4], w[p0 + n4 : p0 + U2 * n4]
@@ -68,22 +74,10 @@ def _rows16(w, p0, cols, x, xo, b, bo, has_bias, y, yo):
     for j in range(cols):
         xj = xs[j]
         q = U4 * j
-        a0 += w0[q] * xj
-        a1 += w0[q + U1] * xj
-        a2 += w0[q + U2] * xj
-        a3 += w0[q + U3] * xj
-        a4 += w1[q] * xj
-        a5 += w1[q + U1] * xj
-        a6 += w1[q + U2] * xj
-        a7 += w1[q + U3] * xj
-        c0 += w2[q] * xj
-        c1 += w2[q + U1] * xj
-        c2 += w2[q + U2] * xj
-        c3 += w2[q + U3] * xj
-        c4 += w3[q] * xj
-        c5 += w3[q + U1] * xj
-        c6 += w3[q + U2] * xj
-        c7 += w3[q + U3] * xj
+        a0, a1, a2, a3 = _mac4(w0, q, xj, a0, a1, a2, a3)
+        a4, a5, a6, a7 = _mac4(w1, q, xj, a4, a5, a6, a7)
+        c0, c1, c2, c3 = _mac4(w2, q, xj, c0, c1, c2, c3)
+        c4, c5, c6, c7 = _mac4(w3, q, xj, c4, c5, c6, c7)
     _store4(y, yo, a0, a1, a2, a3, b, bo, has_bias)
     _store4(y, yo + U4, a4, a5, a6, a7, b, bo + U4, has_bias)
     _store4(y, yo + U8, c0, c1, c2, c3, b, bo + U8, has_bias)
@@ -96,12 +90,7 @@ def _rows4(w, p0, cols, x, xo, b, bo, has_bias, y, yo):
     xs = x[xo : xo + cols]
     a0, a1, a2, a3 = F32_0, F32_0, F32_0, F32_0
     for j in range(cols):
-        xj = xs[j]
-        q = U4 * j
-        a0 += w0[q] * xj
-        a1 += w0[q + U1] * xj
-        a2 += w0[q + U2] * xj
-        a3 += w0[q + U3] * xj
+        a0, a1, a2, a3 = _mac4(w0, U4 * j, xs[j], a0, a1, a2, a3)
     _store4(y, yo, a0, a1, a2, a3, b, bo, has_bias)
 
 
