@@ -301,7 +301,8 @@ class SubsetCheck:
                 grown.append((out, out_mel, on))
             nodes = grown
         distance = np.array([np.abs(mel - target).mean() for _, mel, _ in nodes])
-        ll = subset_log_likelihood([estimate[n]["probability"] for n in SELECTABLE])
+        probability = {n: float(estimate[n]["probability"]) for n in SELECTABLE}
+        ll = subset_log_likelihood([probability[n] for n in SELECTABLE])
         score = distance - self.config.prior * ll
         changes = np.stack([c for _, _, c in nodes])
         self.last = {"distance_db": distance, "score": score, "change_db": changes}
@@ -319,13 +320,12 @@ class SubsetCheck:
             self.last["fitted_db"] = {int(c): f[1] for f, c in fits}
         self.last["best"] = int(best)
         on = [n for k, n in enumerate(SELECTABLE) if SUBSETS[best][k]]
-        probability = {n: float(estimate[n].get("probability", 0.5)) for n in SELECTABLE}
         decided, words, change, tried = self.decide(dry, wet, items, on, probability)
         out = {name: dict(item) for name, item in estimate.items()}
         for name in SELECTABLE:
             out[name]["params"] = items[name]["params"]
             out[name]["active"] = name in decided
-            p = float(estimate[name].get("probability", 0.0))
+            p = probability[name]
             out[name]["confidence"] = confidence(
                 name in decided, change.get(name, 0.0), words.get(name, 0.0), p, name in tried or p >= 0.5
             )
