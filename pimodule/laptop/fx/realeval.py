@@ -39,7 +39,8 @@ from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe
 from pimodule.laptop.fx.infer import LoadedEstimator
 from pimodule.laptop.fx.losses import mel_distance, mrstft
 from pimodule.laptop.fx.realbench import SAMPLE_RATE, Example
-from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, match_reference, refine_one, render
+from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, refine_one, render
+from pimodule.laptop.fx.style import match_reference
 
 log = logging.getLogger(__name__)
 _GAIN = SPECS["gain"]["gain_db"]
@@ -249,7 +250,7 @@ def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refin
 
 def reference_match(model: LoadedEstimator, ex: Example, config: RefineConfig = RefineConfig()) -> Outcome:
     """Style transfer without a dry file: the blind estimate of the reference, fitted on the input b
-    to the reference's features (:func:`pimodule.laptop.fx.refine.match_reference`)."""
+    to the reference's features (:func:`pimodule.laptop.fx.style.match_reference`)."""
 
     t0 = time.perf_counter()
     chain = model.estimate(ex.reference, SAMPLE_RATE)
