@@ -22,11 +22,13 @@ import numpy as np
 from pimodule.device.rt import dsp, f0_loudness, fxchain
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import fence
+from pimodule.device.voice import layout as VL
 from pimodule.device.voice.kernel import voice_frame
 
 OPTS = dsp.OPTS
 SYNTH, TRANSFER, FX = 0, 1, 2
 SILENCE_DB = -100.0
+U2 = np.uint64(2)
 
 
 @numba.njit(**OPTS)
@@ -99,15 +101,9 @@ def run_slot(ih, dh, fh, s, f0, ld, frame):
         scratch = fbuf(ih, fh, L.F_X0 + s)[: slot_field(ih, s, L.S_X_LEN)]
         controls = fbuf(ih, fh, L.F_C0 + s)
         voice_frame(w, lay, controls, f0, ld, state, scratch, frame)
-        ok = True
-        for i in range(state.shape[0]):
-            if not math.isfinite(state[i]):
-                ok = False
-                break
-        for i in range(hop):
-            if not math.isfinite(frame[i]):
-                ok = False
-                break
+        # the state that outlives the frame (the float64 workspace after it is rewritten by every
+        # frame, and a NaN there reaches the frame's audio, which is checked)
+        ok = dsp.all_finite(state, lay[VL.OFFSETS + 2 * VL.S_WRAP]) and dsp.all_finite(frame, hop)
         if not ok:
             init = dbuf(ih, dh, L.D_SI0 + s)
             for i in range(state.shape[0]):
@@ -191,11 +187,12 @@ def render_frame(ih, dh, fh, mode):
             ih[L.I_FADING] = -1
     up = fbuf(ih, fh, L.F_UPOUT)
     st = ibuf(ih, L.I_ANA)  # [0:4] the upsampler's state
-    k = dsp.polyphase(
-        fbuf(ih, fh, L.F_UP_TAPS), ih[L.I_UP_UP], ih[L.I_UP_TAPS], fbuf(ih, fh, L.F_UP_BUF), 0, frame, st[0:4], up
-    )
-    ring = fbuf(ih, fh, L.F_OUT_RING)
-    ih[L.I_OUT_WRITE] = dsp.ring_write(ring, ih[L.I_OUT_WRITE], up, k)
+    taps, buf, ring = fbuf(ih, fh, L.F_UP_TAPS), fbuf(ih, fh, L.F_UP_BUF), fbuf(ih, fh, L.F_OUT_RING)
+    if ih[L.I_UP_UP] == 3 and ih[L.I_UP_DOWN] == 1:  # 16 -> 48 kHz
+        ih[L.I_OUT_WRITE] = dsp.upsample3(taps, ih[L.I_UP_TAPS], buf, frame, st[0:4], up, ring, ih[L.I_OUT_WRITE])
+    else:
+        k = dsp.polyphase(taps, ih[L.I_UP_UP], ih[L.I_UP_TAPS], buf, 0, frame, st[0:4], up)
+        ih[L.I_OUT_WRITE] = dsp.ring_write(ring, ih[L.I_OUT_WRITE], up, k)
     ih[L.I_N_FRAMES] += 1
     status = dbuf(ih, dh, L.D_STATUS)
     status[L.T_F0] = f0
@@ -216,24 +213,41 @@ def reset_mode_state(ih, dh, fh):
 @numba.njit(**OPTS)
 def _deinterleave(inp, n_ch, ch, start, n, ring, w):
     """Channel ``ch`` of the interleaved ``inp`` (frames start .. start + n) into ``ring`` at write
-    count ``w`` (silence when the device has no such channel)."""
+    count ``w`` (silence when the device has no such channel): the ring's two contiguous runs."""
     size = np.uint64(ring.shape[0])
     j = np.uint64(w) % size
+    first = min(np.uint64(n), size - j)
+    rest = np.uint64(n) - first
     if n_ch <= ch:
-        for _i in range(n):
-            ring[j] = 0.0
-            j += np.uint64(1)
-            if j == size:
-                j = np.uint64(0)
+        ring[j : j + first] = 0.0
+        ring[:rest] = 0.0
         return
     k = np.uint64(start * n_ch + ch)
     step = np.uint64(n_ch)
-    for _i in range(n):
-        ring[j] = inp[k]
-        k += step
-        j += np.uint64(1)
-        if j == size:
-            j = np.uint64(0)
+    for i in range(first):
+        ring[j + i] = inp[k + i * step]
+    k += first * step
+    for i in range(rest):
+        ring[i] = inp[k + i * step]
+
+
+@numba.njit(**OPTS)
+def _deinterleave_stereo(inp, start, n, ring_l, ring_r, w):
+    """Both channels of a stereo ``inp`` into the two rings (the usual device): each of the rings'
+    contiguous runs in one loop that LLVM vectorises with de-interleaving loads (``ld2``)."""
+    size = np.uint64(ring_l.shape[0])
+    j = np.uint64(w) % size
+    first = min(np.uint64(n), size - j)
+    k = U2 * np.uint64(start)
+    _split2(inp, k, ring_l, ring_r, j, first)
+    _split2(inp, k + U2 * first, ring_l, ring_r, np.uint64(0), np.uint64(n) - first)
+
+
+@numba.njit(**OPTS)
+def _split2(inp, k, ring_l, ring_r, j, n):
+    for i in range(n):
+        ring_l[j + i] = inp[k + U2 * i]
+        ring_r[j + i] = inp[k + U2 * i + np.uint64(1)]
 
 
 @numba.njit(**OPTS)
@@ -260,8 +274,11 @@ def chunk(ih, dh, fh, inp, n_in_ch, start, out, n_out_ch, n):
     in_l, in_r = fbuf(ih, fh, L.F_IN_L), fbuf(ih, fh, L.F_IN_R)
     w = ih[L.I_IN_WRITE]
     # the inputs' history (fx estimation reads it from the control process)
-    _deinterleave(inp, n_in_ch, ih[L.I_IN_CH_L], start, n, in_l, w)
-    _deinterleave(inp, n_in_ch, ih[L.I_IN_CH_R], start, n, in_r, w)
+    if n_in_ch == 2 and ih[L.I_IN_CH_L] == 0 and ih[L.I_IN_CH_R] == 1 and in_l.shape[0] == in_r.shape[0]:
+        _deinterleave_stereo(inp, start, n, in_l, in_r, w)
+    else:
+        _deinterleave(inp, n_in_ch, ih[L.I_IN_CH_L], start, n, in_l, w)
+        _deinterleave(inp, n_in_ch, ih[L.I_IN_CH_R], start, n, in_r, w)
     fence()
     ih[L.I_IN_WRITE] = w + n
     mode = ih[L.I_MODE_NOW]

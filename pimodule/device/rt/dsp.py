@@ -17,6 +17,9 @@ from pimodule.device.rt import cache
 
 CACHE_DIR = cache.configure()  # before the first decorator below: where the compiled engine lives
 OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
+ABS_MASK, SIGN = np.uint64(0x7FFFFFFF), np.uint32(0x80000000)  # float32 bits: |x|, the sign
+POS_INF = np.int32(0x7F800000)  # +inf; NaN above it
+U1, U2, U3 = np.uint64(1), np.uint64(2), np.uint64(3)
 
 
 @numba.njit(fastmath={"reassoc", "contract", "nsz"}, **OPTS)
@@ -40,12 +43,7 @@ def polyphase(taps, n_phases, n_taps, buf, hist_start, x, state, out):
     hist = n_taps - 1
     wp, n_in, n_out, down = state[0], state[1], state[2], state[3]
     n = x.shape[0]
-    if wp + n > buf.shape[0]:  # compact: the newest history to the front
-        for i in range(hist):
-            buf[i] = buf[wp - hist + i]
-        wp = hist
-    for i in range(n):
-        buf[wp + i] = x[i]
+    wp = _append(buf, hist, wp, x, n)
     base = n_in - wp  # stream index of buf[0]
     wp += n
     n_in += n
@@ -71,6 +69,74 @@ def polyphase(taps, n_phases, n_taps, buf, hist_start, x, state, out):
 
 
 @numba.njit(**OPTS)
+def _append(buf, hist, wp, x, n):
+    """``x[:n]`` into the resampler's history at ``wp`` (the newest ``hist`` samples moved to the
+    front first when it would not fit); returns where ``x`` now starts."""
+    if wp + n > buf.shape[0]:
+        for i in range(hist):
+            buf[i] = buf[wp - hist + i]
+        wp = hist
+    for i in range(n):
+        buf[wp + i] = x[i]
+    return wp
+
+
+@numba.njit(**OPTS)
+def upsample3(taps, n_taps, buf, x, state, acc, ring, write_count):
+    """:func:`polyphase` for ``up = 3, down = 1`` (16 -> 48 kHz), appended to ``ring`` at
+    ``write_count``; returns the new write count. The same outputs to float32 rounding (each a
+    dot product in tap order), computed phase-major: for each tap, the three branches' products
+    over the whole block (``acc``: 3 x len(x) scratch), which LLVM vectorises across output
+    samples (one load of the input per three 4-wide multiply-adds, instead of a horizontal sum
+    per output), then interleaved into the ring (``st3``)."""
+    hist = n_taps - 1
+    n = x.shape[0]
+    wp = _append(buf, hist, state[0], x, n)
+    _phases3(taps, np.uint64(n_taps), buf, np.uint64(wp - hist), np.uint64(n), acc)
+    state[0], state[1] = wp + n, state[1] + n
+    state[2] = 3 * state[1]
+    size = np.uint64(ring.shape[0])
+    pos = np.uint64(write_count) % size
+    n3 = np.uint64(3 * n)
+    if pos + n3 <= size:
+        _interleave3(acc, np.uint64(n), ring, pos)
+    else:  # across the ring's end (once per lap)
+        for k in range(n3):
+            q = pos + k
+            ring[q - size if q >= size else q] = acc[(k % U3) * np.uint64(n) + k // U3]
+    return write_count + 3 * n
+
+
+@numba.njit(fastmath={"contract"}, **OPTS)
+def _phases3(taps, nt, buf, s0, n, acc):
+    """acc[p n + i] = sum_t taps[p nt + t] buf[s0 + i + t], p < 3, i < n (no reassociation: each
+    sum in tap order, so the loop over i is the vectorised one)."""
+    a0, a1, a2 = acc[:n], acc[n : U2 * n], acc[U2 * n : U3 * n]
+    for i in range(n):
+        a0[i] = 0.0
+        a1[i] = 0.0
+        a2[i] = 0.0
+    for t in range(nt):
+        h0, h1, h2 = taps[t], taps[nt + t], taps[U2 * nt + t]
+        b = buf[s0 + t : s0 + t + n]
+        for i in range(n):
+            v = b[i]
+            a0[i] += h0 * v
+            a1[i] += h1 * v
+            a2[i] += h2 * v
+
+
+@numba.njit(**OPTS)
+def _interleave3(acc, n, ring, pos):
+    a0, a1, a2 = acc[:n], acc[n : U2 * n], acc[U2 * n : U3 * n]
+    r = ring[pos : pos + U3 * n]
+    for i in range(n):
+        r[U3 * i] = a0[i]
+        r[U3 * i + U1] = a1[i]
+        r[U3 * i + U2] = a2[i]
+
+
+@numba.njit(**OPTS)
 def guard(x, n, gain_state, params, counters):
     """NaN/inf to silence, smoothed gain and mute, a peak limiter and a hard clip, in place on
     ``x[:n]``. ``gain_state`` = [gain now, limiter gain now]; ``params`` = [target gain, gain
@@ -92,17 +158,7 @@ def guard(x, n, gain_state, params, counters):
         g = np.float32(g0)
         for i in range(n):
             x[i] *= g
-    peak = 0.0
-    bad = False
-    for i in range(n):
-        v = x[i]
-        if not math.isfinite(v):
-            bad = True
-            x[i] = 0.0
-        else:
-            a = abs(v)
-            if a > peak:
-                peak = a
+    peak, bad = _peak(x, n)
     if bad:
         counters[0] += 1
     l0 = gain_state[1]
@@ -124,6 +180,44 @@ def guard(x, n, gain_state, params, counters):
             x[i] = c
         elif x[i] < -c:
             x[i] = -c
+
+
+@numba.njit(**OPTS)
+def _peak(x, n):
+    """(largest |x[i]| over the finite samples, whether any was not finite), non-finite samples
+    silenced. The usual case (all finite) in one vectorised pass over the float32 bit patterns,
+    which order as the magnitudes do within a sign: their largest value as int32 is the largest
+    positive sample, as uint32 the largest negative one (sign bit set), and only NaN and inf
+    reach the exponent's all-ones (LLVM makes each a 4-lane max reduction)."""
+    as_u, as_s = x[:n].view(np.uint32), x[:n].view(np.int32)
+    mu, ms = np.uint32(0), np.int32(0)
+    for i in range(n):
+        mu = max(mu, as_u[i])
+        ms = max(ms, as_s[i])
+    neg = np.uint32(np.uint64(mu) & ABS_MASK)
+    if ms < POS_INF and (mu < SIGN or neg < POS_INF):
+        return max(np.float64(np.int32(ms).view(np.float32)), np.float64(neg.view(np.float32))), False
+    peak = 0.0
+    for i in range(n):
+        v = x[i]
+        if not math.isfinite(v):
+            x[i] = 0.0
+        else:
+            peak = max(peak, abs(v))
+    return peak, True
+
+
+@numba.njit(fastmath={"reassoc"}, **OPTS)
+def all_finite(x, n):
+    """Whether ``x[:n]`` holds no NaN or inf: the sum of ``x - x`` is 0 unless one is there
+    (reassociated, so LLVM vectorises it; without ``nnan``/``ninf`` it cannot fold ``x - x``;
+    summed in ``x``'s own type)."""
+    if n <= 0:
+        return True
+    s = x[0] - x[0]
+    for i in range(1, n):
+        s += x[i] - x[i]
+    return s == 0.0
 
 
 @numba.njit(**OPTS)

@@ -143,6 +143,11 @@ def _sim_block(sim, sim_len, pos, loop, inp, n):
     k = pos
     if loop and sim_len > 0:
         k = pos % sim_len
+    if k + n <= sim_len:  # one contiguous run (a copy LLVM vectorises)
+        src = sim[np.uint64(2 * k) : np.uint64(2 * (k + n))]
+        for i in range(np.uint64(2 * n)):
+            inp[i] = src[i]
+        return
     for i in range(n):
         if k < sim_len:
             inp[np.uint64(2 * i)] = sim[np.uint64(2 * k)]
