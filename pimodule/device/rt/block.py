@@ -31,19 +31,19 @@ SILENCE_DB = -100.0
 U2 = np.uint64(2)
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def fbuf(ih, fh, k):
     off = ih[L.I_BUF + 2 * k]
     return fh[off : off + ih[L.I_BUF + 2 * k + 1]]
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def dbuf(ih, dh, k):
     off = ih[L.I_BUF + 2 * k]
     return dh[off : off + ih[L.I_BUF + 2 * k + 1]]
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def ibuf(ih, k):
     off = ih[L.I_BUF + 2 * k]
     return ih[off : off + ih[L.I_BUF + 2 * k + 1]]

@@ -16,7 +16,7 @@ import numpy as np
 from pimodule.device.rt import cache
 
 CACHE_DIR = cache.configure()  # before the first decorator below: where the compiled engine lives
-OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
+OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False, "_nrt": False}
 ABS_MASK, SIGN = np.uint64(0x7FFFFFFF), np.uint32(0x80000000)  # float32 bits: |x|, the sign
 POS_INF = np.int32(0x7F800000)  # +inf; NaN above it
 U1, U2, U3 = np.uint64(1), np.uint64(2), np.uint64(3)

@@ -145,19 +145,19 @@ def reset_python(block: L.Shared) -> None:
     reset(block.ih, block.dh, block.fh)
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def _ana(ih):
     off = ih[L.I_BUF + 2 * L.I_ANA]
     return ih[off : off + ih[L.I_BUF + 2 * L.I_ANA + 1]]
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def _dana(ih, dh):
     off = ih[L.I_BUF + 2 * L.D_ANA]
     return dh[off : off + ih[L.I_BUF + 2 * L.D_ANA + 1]]
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def _seg(a, d, k, n):
     o = a[A_OFF + k]
     return d[o : o + n]
@@ -308,7 +308,7 @@ def feed(ih, dh, fh, ring, write_count, n):
         _feed_piece(ih, dh, fh, ring[0 : n - first])
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def _region(ih, fh, k):
     off = ih[L.I_BUF + 2 * k]
     return fh[off : off + ih[L.I_BUF + 2 * k + 1]]

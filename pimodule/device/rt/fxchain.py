@@ -399,7 +399,7 @@ def _chain(ih, d, x, w, dry, n, reverb_ok):
             w[i] = w[i] * wi + (1.0 - wi) * dry[i]
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def _begin(ih, dh):
     """At a block boundary: checks, first use, the control side's news. (d, x, dry offset, reverb ok, ok)."""
     d, x = F.buffers(ih, dh)

@@ -132,7 +132,7 @@ def layout(n_part, n_parts, chunk):
     return work, dry, cos, sin, fade, win, wet, old, acc_re, acc_im, w_re, w_im, tmp, acc, fdl, slots, o
 
 
-@numba.njit(**OPTS)
+@numba.njit(inline="always", **OPTS)
 def buffers(ih, dh):
     off = ih[L.I_BUF + 2 * L.D_FX]
     d = dh[off : off + ih[L.I_BUF + 2 * L.D_FX + 1]]

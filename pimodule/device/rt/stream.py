@@ -110,7 +110,7 @@ def on_callback(ih, dh, fh, inp, n_in_ch, out, n_out_ch, n, flags):
     after_block(ih, due, t_start, now_ns(ih[L.I_TS : L.I_TS + 2]), n)
 
 
-@numba.njit(**OPTS)
+@numba.njit(**{**OPTS, "_nrt": True})  # numba.carray needs its runtime; the arrays it makes own nothing
 def heaps(base):
     head = numba.carray(i64_ptr(base), (L.N_HEADER,))
     n_i, n_d, n_f = head[L.I_N_I], head[L.I_N_D], head[L.I_N_F]

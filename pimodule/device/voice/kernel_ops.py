@@ -17,7 +17,7 @@ import numpy as np
 from pimodule.device.voice import layout as L
 
 FAST = {"reassoc", "contract", "nsz"}
-OPTS = dict(nogil=True, cache=True, error_model="numpy")
+OPTS = dict(nogil=True, cache=True, error_model="numpy", _nrt=False)
 U0, U1, U2, U3, U4, U8, U12, U16 = (np.uint64(i) for i in (0, 1, 2, 3, 4, 8, 12, 16))
 F32_0 = np.float32(0.0)
 
