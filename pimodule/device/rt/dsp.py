@@ -19,7 +19,7 @@ CACHE_DIR = cache.configure()  # before the first decorator below: where the com
 OPTS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False, "_nrt": False}
 ABS_MASK, SIGN = np.uint64(0x7FFFFFFF), np.uint32(0x80000000)  # float32 bits: |x|, the sign
 POS_INF = np.int32(0x7F800000)  # +inf; NaN above it
-U1, U2, U3 = np.uint64(1), np.uint64(2), np.uint64(3)
+U0, U1, U2, U3 = np.uint64(0), np.uint64(1), np.uint64(2), np.uint64(3)
 
 
 @numba.njit(fastmath={"reassoc", "contract", "nsz"}, **OPTS)
@@ -110,20 +110,35 @@ def upsample3(taps, n_taps, buf, x, state, acc, ring, write_count):
 @numba.njit(fastmath={"contract"}, **OPTS)
 def _phases3(taps, nt, buf, s0, n, acc):
     """acc[p n + i] = sum_t taps[p nt + t] buf[s0 + i + t], p < 3, i < n (no reassociation: each
-    sum in tap order, so the loop over i is the vectorised one)."""
+    sum in tap order, so the loop over i is the vectorised one). Three taps per pass over the
+    block: each accumulator is loaded and stored once per three multiply-adds (the same sums,
+    in the same order, as one tap at a time)."""
     a0, a1, a2 = acc[:n], acc[n : U2 * n], acc[U2 * n : U3 * n]
     for i in range(n):
         a0[i] = 0.0
         a1[i] = 0.0
         a2[i] = 0.0
-    for t in range(nt):
-        h0, h1, h2 = taps[t], taps[nt + t], taps[U2 * nt + t]
-        b = buf[s0 + t : s0 + t + n]
+    t = U0
+    while t + U3 <= nt:
+        f0, g0, h0 = taps[t], taps[t + U1], taps[t + U2]
+        f1, g1, h1 = taps[nt + t], taps[nt + t + U1], taps[nt + t + U2]
+        f2, g2, h2 = taps[U2 * nt + t], taps[U2 * nt + t + U1], taps[U2 * nt + t + U2]
+        b0, b1, b2 = buf[s0 + t : s0 + t + n], buf[s0 + t + U1 : s0 + t + U1 + n], buf[s0 + t + U2 : s0 + t + U2 + n]
         for i in range(n):
-            v = b[i]
-            a0[i] += h0 * v
-            a1[i] += h1 * v
-            a2[i] += h2 * v
+            u, v, x = b0[i], b1[i], b2[i]
+            a0[i] = a0[i] + f0 * u + g0 * v + h0 * x
+            a1[i] = a1[i] + f1 * u + g1 * v + h1 * x
+            a2[i] = a2[i] + f2 * u + g2 * v + h2 * x
+        t += U3
+    while t < nt:
+        f0, f1, f2 = taps[t], taps[nt + t], taps[U2 * nt + t]
+        b0 = buf[s0 + t : s0 + t + n]
+        for i in range(n):
+            u = b0[i]
+            a0[i] += f0 * u
+            a1[i] += f1 * u
+            a2[i] += f2 * u
+        t += U1
 
 
 @numba.njit(**OPTS)

@@ -19,25 +19,36 @@ FMOD_LIMIT = 2.0**20  # phases up to here are wrapped by fmod_2pi (exact for x <
 @numba.njit(**OPTS)
 def amplitudes(w, lay, f0, harm_gain, state, sx):
     """Harmonic amplitudes (none at or above Nyquist, renormalised, harmonic gain) into the
-    state; the previous ones and the difference (the ramp) into scratch PK, DK (float64)."""
+    state; the previous ones and the difference (the ramp) into scratch PK, DK (float64). The
+    audible harmonics are a prefix (float32 products grow with k): counted once, then each part
+    in a loop without branches, which LLVM vectorises (no fastmath: the same values bit for bit)."""
     k_n = dim(lay, L.D_K)
     c = off(lay, L.W_CONST)
     p, pk, dk = off(lay, L.X_P) + U1, off(lay, L.S_PK), off(lay, L.S_DK)
     s64 = state
     nyq = w[c + L.C_NYQUIST]
+    guess = k_n
+    if f0 > 0:
+        q = np.float64(nyq) / np.float64(f0)
+        guess = k_n if q >= k_n else np.uint64(q)
+    k_a = _audible(f0, nyq, k_n, guess)
     total = 0.0
-    for k in range(k_n):
-        if np.float32(f0 * np.float32(k + U1)) < nyq:
-            total += sx[p + k]
+    for k in range(k_a):
+        total += sx[p + k]
     scale = (sx[p - U1] * harm_gain) / (np.float32(total) + w[c + L.C_DIST_EPS])
     sa = off(lay, L.S_PREV_AMP)
-    for k in range(k_n):
-        d = sx[p + k] if np.float32(f0 * np.float32(k + U1)) < nyq else F32_0
-        amp = d * scale
+    for k in range(k_a):
+        amp = sx[p + k] * scale
         prev = np.float32(state[sa + k])
         s64[pk + k] = prev
         s64[dk + k] = amp - prev
         state[sa + k] = amp
+    silent = F32_0 * scale  # 0, or NaN as the graph's 0 * scale when the scale is not finite
+    for k in range(k_a, k_n):
+        prev = np.float32(state[sa + k])
+        s64[pk + k] = prev
+        s64[dk + k] = silent - prev
+        state[sa + k] = silent
 
 
 @numba.njit(**OPTS)
