@@ -41,17 +41,21 @@ def _out_of_memory(text: str) -> bool:
     return any(s in text for s in ("bad_alloc", "bad allocation", "Failed to allocate", "MemoryError"))
 
 
+def _load_refusal(err: ModelFileError, path: Path, budget: ValidationBudget, load_word: str) -> _Refusal:
+    """Why a model could not be opened: the memory cap, a load failure (its message holds
+    ``load_word``) or its signature; the file's directory left out of the reason."""
+    text = str(err).replace(str(path), path.name)
+    if _out_of_memory(text):
+        return _Refusal("memory", f"{path.name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap")
+    return _Refusal("load" if load_word in text else "signature", text)
+
+
 def _voice(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> None:
     name = path.name
     try:
         session = ModelSession(path, expect_kind="ddsp")
     except ModelFileError as err:
-        text = str(err).replace(str(path), name)
-        if _out_of_memory(text):
-            raise _Refusal(
-                "memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap"
-            ) from None
-        raise _Refusal("load" if "onnxruntime" in text else "signature", text) from None
+        raise _load_refusal(err, path, budget, "onnxruntime") from None
     info = session.info
     if spec.get("expect_rate") is not None and info.sample_rate != spec["expect_rate"]:
         raise _Refusal("signature", f"{name}: runs at {info.sample_rate} Hz, the engine at {spec['expect_rate']} Hz")
@@ -118,12 +122,7 @@ def _estimator(path: Path, spec: dict, budget: ValidationBudget, report: Report)
     try:
         estimator = checked_estimator(path)
     except ModelFileError as err:
-        text = str(err).replace(str(path), name)
-        if _out_of_memory(text):
-            raise _Refusal(
-                "memory", f"{name}: needs more than the {budget.memory_bytes // MiB} MiB memory cap"
-            ) from None
-        raise _Refusal("load" if "loadable" in text else "signature", text) from None
+        raise _load_refusal(err, path, budget, "loadable") from None
     rng = np.random.default_rng(1)
     budget_us = budget.fx_share * budget.fx_interval_s * 1e6
     report.timing["budget_us"] = budget_us

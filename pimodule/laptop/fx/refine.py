@@ -239,6 +239,15 @@ def _without(chain: Chain, effect: str) -> Chain:
     return Chain(active, chain.unit, chain.mode_weights)
 
 
+def removal_changes(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, effects) -> dict:
+    """Per effect, how much switching it off changes ``y`` (``x`` through ``chain``): the
+    level-matched log-mel distance (dB), what "heard" means here and in the benchmark."""
+    return {
+        e: float(mel_distance(_unit_rms(render(x, sample_rate, _without(chain, e))), _unit_rms(y), sample_rate)[0])
+        for e in effects
+    }
+
+
 def refine_one(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -298,10 +307,7 @@ def refine_one(
     # 3. prune what is not heard
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]
-    change = {}
-    for e in on:
-        alt = render(xs, sample_rate, _without(chosen, e))
-        change[e] = float(mel_distance(_unit_rms(alt), _unit_rms(y_sel), sample_rate)[0])
+    change = removal_changes(xs, y_sel, sample_rate, chosen, on)
     kept = tuple(e for e in on if change[e] >= LABEL_DB)
     # 4. never worse than the level alone, and nothing that does not earn its place
     renders = {}

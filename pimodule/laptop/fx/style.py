@@ -15,7 +15,7 @@ from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE
 from pimodule.device.fx.check import _label, _margin, confidence, simplest_closest
 from pimodule.laptop.fx.batch import _unit_rms
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain
-from pimodule.laptop.fx.losses import log_mel_db, mel_distance
+from pimodule.laptop.fx.losses import log_mel_db
 from pimodule.laptop.fx.refine import (
     _EPS,
     _GAIN_SPEC,
@@ -23,8 +23,8 @@ from pimodule.laptop.fx.refine import (
     Refined,
     _hard_mode,
     _neutral_gain,
-    _without,
     loudest,
+    removal_changes,
     render,
     with_subset,
 )
@@ -83,10 +83,7 @@ def match_reference(
                 progress(steps, config.steps, elapsed)
     chosen = _hard_mode(Chain(start.active, torch.sigmoid(best_z), torch.softmax(best_m, -1)))
     y = render(x, sample_rate, chosen)
-    change = {}
-    for e in SELECTABLE:
-        alt = render(x, sample_rate, _without(chosen, e))
-        change[e] = float(mel_distance(_unit_rms(alt), _unit_rms(y), sample_rate)[0])
+    change = removal_changes(x, y, sample_rate, chosen, SELECTABLE)
     kept = tuple(e for e in SELECTABLE if change[e] >= LABEL_DB)
     renders = {}
 
