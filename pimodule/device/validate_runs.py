@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.fx.mode import checked_estimator
 from pimodule.device.session import ModelSession
-
-if TYPE_CHECKING:
-    from pimodule.device.validate import Report, ValidationBudget
 
 MiB = 1024 * 1024
 
@@ -41,7 +37,7 @@ def _out_of_memory(text: str) -> bool:
     return any(s in text for s in ("bad_alloc", "bad allocation", "Failed to allocate", "MemoryError"))
 
 
-def _load_refusal(err: ModelFileError, path: Path, budget: ValidationBudget, load_word: str) -> _Refusal:
+def _load_refusal(err: ModelFileError, path: Path, budget, load_word: str) -> _Refusal:
     """Why a model could not be opened: the memory cap, a load failure (its message holds
     ``load_word``) or its signature; the file's directory left out of the reason."""
     text = str(err).replace(str(path), path.name)
@@ -50,7 +46,7 @@ def _load_refusal(err: ModelFileError, path: Path, budget: ValidationBudget, loa
     return _Refusal("load" if load_word in text else "signature", text)
 
 
-def _voice(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> None:
+def _voice(path: Path, spec: dict, budget, report) -> None:
     name = path.name
     try:
         session = ModelSession(path, expect_kind="ddsp")
@@ -105,7 +101,7 @@ def _voice(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> 
     _time_check(report, cpu, wall, budget_us, name, warm=32, enforce=spec.get("time_budget", True))
 
 
-def _time_check(report: Report, cpu, wall, budget_us: float, name: str, warm: int, enforce: bool = True) -> None:
+def _time_check(report, cpu, wall, budget_us: float, name: str, warm: int, enforce: bool = True) -> None:
     cpu_us, wall_us = cpu[warm:] / 1000.0, wall[warm:] / 1000.0
     report.timing.update(
         cpu_p50_us=float(np.median(cpu_us)),
@@ -117,7 +113,7 @@ def _time_check(report: Report, cpu, wall, budget_us: float, name: str, warm: in
         raise _Refusal("slow", _slow_reason(name, report.timing["cpu_p99_us"], budget_us, "frame"))
 
 
-def _estimator(path: Path, spec: dict, budget: ValidationBudget, report: Report) -> None:
+def _estimator(path: Path, spec: dict, budget, report) -> None:
     name = path.name
     try:
         estimator = checked_estimator(path)
