@@ -8,7 +8,7 @@ OUT     ?= out
 # Minutes of training per instrument for `make models` (the DDSP issue's budget is 15).
 TRAIN_MINUTES ?= 14
 
-.PHONY: help demo test lint format results models small-models fx-models fx-eval bench venv system-deps clean-venv
+.PHONY: help demo test lint format results models small-models fx-models fx-eval transfer-eval bench venv system-deps clean-venv
 
 help:
 	@echo "make demo          set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
@@ -21,6 +21,7 @@ help:
 	@echo "make fx-models     train and export the effect estimators (about 8 h)"
 	@echo "make fx-eval       score the shipped effect estimators on held-out cases and real recordings (about 1.5 h)"
 	@echo "make bench         real-time response of the models in export/ on this machine"
+	@echo "make transfer-eval transfer mode's analysis on the module against every-frame analysis, real recordings"
 	@echo "make pi-root       the emulated Raspberry Pi: an arm64 Debian 12 root under QEMU (as root)"
 	@echo "make pi-check      provision.sh -> the service plays on the emulated Pi, SIGILL matrix, device tests"
 	@echo "make pi-bench      executed aarch64 instructions per second of audio (docs/results/pi_bench.json)"
@@ -112,6 +113,12 @@ fx-models: venv
 # from alsa-utils, puredata-doc, supercollider-common and pyo, through chains of pedalboard, the sox
 # CLI and dasp-pytorch; SoX and dasp-pytorch are never seen in training or tuning). About 1.5 h.
 FX_EVAL_MODELS ?= export/fx.onnx export/fx-dry.onnx
+transfer-eval: venv
+	$(BIN)/python -m pip install -q pyo==1.1.0
+	$(BIN)/python -m pimodule.laptop.analysis_eval --json docs/results/transfer_analysis.json
+	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/transfer_analysis.json --kind transfer_analysis \
+		--title "Transfer mode's analysis: knots against every frame" --command "make transfer-eval"
+
 fx-eval: venv
 	$(BIN)/python -m pip install -q pyo==1.1.0 dasp-pytorch==0.0.1
 	$(BIN)/pimodule eval fx $(FX_EVAL_MODELS) --n-examples 256 --improve-examples 64 --check --refine --real \

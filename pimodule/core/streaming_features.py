@@ -30,6 +30,13 @@ class StreamingFeatures:
     the defaults: 16 kHz, fmin 40 Hz; a higher ``fmin_hz`` shortens it).
     ``flush()`` pads zeros and returns the remaining frames of the input so far, as the batch
     functions would. Storage is a preallocated sliding buffer of one window plus ``max_chunk``.
+
+    ``f0_every`` / ``loudness_every`` (frames; the second divides the first) analyse only every
+    such frame (the knots) and draw straight lines between knots for the frames in between (f0 in
+    log frequency, periodicity and loudness linearly); at the knots the values are the batch
+    functions' own. A frame then waits for the next f0 knot: ``latency_samples`` grows by
+    ``f0_every - 1`` hops. The module's transfer mode uses this to fit a small CPU
+    (:data:`pimodule.device.analysis.DEVICE_EVERY`); 1 and 1 (the default) is every frame.
     """
 
     def __init__(
@@ -44,7 +51,12 @@ class StreamingFeatures:
         n_fft: int | None = None,
         oversample: int | None = None,
         max_chunk: int = 4096,
+        f0_every: int = 1,
+        loudness_every: int = 1,
     ) -> None:
+        if loudness_every < 1 or f0_every < 1 or f0_every % loudness_every:
+            raise ValueError(f"need loudness_every >= 1 dividing f0_every, got {loudness_every}, {f0_every}")
+        self.f0_every, self.loudness_every = int(f0_every), int(loudness_every)
         self.sample_rate = sample_rate
         self.hop_size = hop_size
         self.threshold = threshold
@@ -64,9 +76,10 @@ class StreamingFeatures:
         self._yin_off = left - yin_left
         self._loud_off = left - self.n_fft // 2
         self._pad = left - hop_size // 2
-        self.latency_samples = self._win - self._pad - hop_size
+        self.latency_samples = self._win - self._pad - hop_size + (self.f0_every - 1) * hop_size
         self._chunk = max(int(max_chunk), hop_size)
-        self._buf = np.zeros(self._win + self._chunk, dtype=np.float64)
+        # the windows of every frame from the last knot's next one to the next knot
+        self._buf = np.zeros(self._win + self._chunk + (self.f0_every - 1) * hop_size, dtype=np.float64)
         self._empty = _concat([])  # returned by pushes that complete no frame
         self.reset()
 
@@ -89,21 +102,28 @@ class StreamingFeatures:
         self._n_done = 0  # frames returned so far
         self._buf_frame0 = 0  # index of the frame whose window starts at self._buf[0]
         self._last_f0_hz: float | None = None
+        self._knot: tuple[int, float, float, float] | None = None  # (frame, f0, periodicity, loudness)
 
-    def _emit(self, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Compute every frame whose window is in the buffer (up to frame ``limit``)."""
-        hop = self.hop_size
+    def _next_knot(self) -> int:
+        """The first f0 knot not yet returned: the frame that the next frames wait for."""
+        return -(-self._n_done // self.f0_every) * self.f0_every
+
+    def _emit(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Compute every frame whose window is in the buffer, up to the last f0 knot."""
+        hop, every = self.hop_size, self.f0_every
         n_ready = (self._fill - self._win) // hop + 1 if self._fill >= self._win else 0
         stop = self._buf_frame0 + n_ready
-        if limit is not None:
-            stop = min(stop, limit)
+        stop = (stop - 1) // every * every + 1 if stop > 0 else 0  # through the last knot
         out = []
         if stop > self._n_done:
             first = self._n_done - self._buf_frame0
             view = np.lib.stride_tricks.sliding_window_view(self._buf[: self._fill], self._win)[::hop]
             frames = view[first : stop - self._buf_frame0]
+            idx = np.arange(self._n_done, stop)
+            at_f0 = np.flatnonzero(idx % every == 0)
+            at_loud = np.flatnonzero(idx % self.loudness_every == 0)
             f0, per, voiced = _yin_on_frames(
-                frames[:, self._yin_off : self._yin_off + self.yin_window_size],
+                frames[at_f0, self._yin_off : self._yin_off + self.yin_window_size],
                 self.sample_rate,
                 *self._lags,
                 self.threshold,
@@ -112,7 +132,13 @@ class StreamingFeatures:
             f0 = _hold_unvoiced(f0, voiced, self._last_f0_hz)
             if voiced.any():
                 self._last_f0_hz = float(f0[len(voiced) - 1 - voiced[::-1].argmax()])
-            loud = _loudness_on_frames(frames[:, self._loud_off : self._loud_off + self.n_fft], self._tables)
+            loud = _loudness_on_frames(frames[at_loud, self._loud_off : self._loud_off + self.n_fft], self._tables)
+            if len(at_f0) < len(idx) or len(at_loud) < len(idx):
+                k = self._knot
+                f0 = between(idx, at_f0, f0, None if k is None else (k[0], k[1]), log=True)
+                per = between(idx, at_f0, per, None if k is None else (k[0], k[2]))
+                loud = between(idx, at_loud, loud, None if k is None else (k[0], k[3]))
+            self._knot = (int(idx[-1]), float(f0[-1]), float(per[-1]), float(loud[-1]))
             out.append((f0, per, loud))
             self._n_done = stop
         # slide: keep from the window start of the next frame to compute
@@ -135,22 +161,47 @@ class StreamingFeatures:
             self._fill += n
             self._n_input += n
             pos += n
-            # the next frame's window ends at this buffer position
-            if self._fill >= (self._n_done - self._buf_frame0) * self.hop_size + self._win:
+            # the next knot's window ends at this buffer position
+            if self._fill >= (self._next_knot() - self._buf_frame0) * self.hop_size + self._win:
                 parts += self._emit()
         return _concat(parts) if parts else self._empty
 
     def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Zero-pad and return the frames still owed for the input so far (then reset)."""
         total = self._n_input // self.hop_size
+        owed = total - self._n_done
         parts = []
         while self._n_done < total:
             n = min(len(self._buf) - self._fill, self._win)
             self._buf[self._fill : self._fill + n] = 0.0
             self._fill += n
-            parts += self._emit(limit=total)
+            parts += self._emit()
         self.reset()
-        return _concat(parts)
+        return tuple(p[: max(owed, 0)] for p in _concat(parts))  # type: ignore[return-value]
+
+
+def between(
+    frames: np.ndarray, at: np.ndarray, values: np.ndarray, knot: tuple[int, float] | None, *, log: bool = False
+) -> np.ndarray:
+    """Values for every frame number in ``frames`` from those at ``frames[at]`` (the knots) and
+    the previous knot ``(frame, value)``: the knots' own values, straight lines in between
+    (``log``: in log2, for f0). The first frame is a knot or comes after ``knot``."""
+    xp = frames[at].astype(np.float64)
+    fp = values.astype(np.float64)
+    if knot is not None:
+        xp, fp = np.r_[float(knot[0]), xp], np.r_[knot[1], fp]
+    g = np.log2(fp) if log else fp
+    j = np.searchsorted(xp, frames, side="right") - 1  # the knot at or before each frame
+    j[j > len(xp) - 2] = max(len(xp) - 2, 0)
+    j[j < 0] = 0
+    if len(xp) > 1:
+        w = (frames - xp[j]) / (xp[j + 1] - xp[j])
+        y = g[j] + (g[j + 1] - g[j]) * w
+    else:
+        y = g[j]
+    out = np.exp2(y) if log else y
+    out[at] = values
+    return out
 
 
 def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,9 +13,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from pimodule.core.streaming_features import StreamingFeatures
 from pimodule.device.io.worker import BackgroundThread
 
 SILENCE_DB = -100.0
+# Transfer mode on the module analyses f0 every 4th frame (16 ms at 16 kHz, hop 64) and loudness
+# every 2nd, with straight lines between (StreamingFeatures' f0_every / loudness_every): a third
+# of the instructions of analysing every frame, for 3 more frames (12 ms) of look-ahead. Against
+# every-frame analysis on 90 % of frames: f0 within 0.5 cents on a flute recording (9.5 over ten
+# real recordings, speech and chords included), loudness within 0.25 dB (`make transfer-eval`).
+DEVICE_EVERY = (4, 2)
+
+
+def device_features(sample_rate: int, hop_size: int) -> StreamingFeatures:
+    """The tracker transfer mode uses on the module (both engines)."""
+    return StreamingFeatures(sample_rate, hop_size, f0_every=DEVICE_EVERY[0], loudness_every=DEVICE_EVERY[1])
 
 
 class InlineAnalysis:

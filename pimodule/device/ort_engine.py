@@ -34,8 +34,7 @@ import numpy as np
 
 from pimodule.core.controls import CV_NAMES, MODES
 from pimodule.core.params import ParamTable
-from pimodule.core.streaming_features import StreamingFeatures
-from pimodule.device.analysis import InlineAnalysis, ThreadedAnalysis
+from pimodule.device.analysis import InlineAnalysis, ThreadedAnalysis, device_features
 from pimodule.device.config import EngineConfig
 from pimodule.device.guard import Crossfade, Fader, OutputGuard
 from pimodule.device.resample import StreamingResampler
@@ -93,7 +92,7 @@ class VoiceEngine:
         self._down = StreamingResampler(self.device_rate_hz, self.model_rate_hz, max_block_in=self.max_block)
         self._down_out = np.zeros(self._down.max_out(self.max_block) + 1, np.float32)
         if features_factory is None:
-            features_factory = StreamingFeatures
+            features_factory = device_features
         self._features = features_factory(self.model_rate_hz, self.model_block)
         # frames wait in a queue this deep, so that the voice never runs ahead of the analysis
         analysis_latency = self._features.latency_samples + self._down.latency_out_samples
@@ -102,7 +101,8 @@ class VoiceEngine:
         if analysis_thread:  # the daemon: FFTs off the audio thread (start/stop self.analysis)
             self.analysis = ThreadedAnalysis(self._features, capacity_samples=4 * self.model_rate_hz)
         else:  # offline, bench, tests: deterministic, in the callback
-            frames = FrameQueue(self.transfer_lookahead_frames + 2 * max_frames_per_block + 4)
+            burst = getattr(self._features, "f0_every", 1)  # frames come out up to a knot at a time
+            frames = FrameQueue(self.transfer_lookahead_frames + 2 * max_frames_per_block + burst + 4)
             self.analysis = InlineAnalysis(self._features, frames, self.transfer_lookahead_frames)
         # synth side
         self._env = 0.0

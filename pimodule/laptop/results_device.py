@@ -277,3 +277,32 @@ def render_bench(results: dict) -> str:
             )
         out += ".\n"
     return out
+
+
+def render_transfer_analysis(results: dict) -> str:
+    """Knot spacings of transfer mode's analysis against every-frame analysis (analysis_eval)."""
+    rows = []
+    for r in results["rows"]:
+        c, d = r["f0_cents"], r["loudness_db"]
+        rows.append(
+            [
+                f"{r['f0_every']} / {r['loudness_every']}" + (" (shipped)" if r["shipped"] else ""),
+                _f(r["added_latency_ms"], 0),
+                *(_f(c.get(k), 1) for k in ("p50", "p90", "p99")),
+                *(_f(d.get(k), 2) for k in ("p50", "p90", "p99")),
+            ]
+        )
+    head = ["f0 / loudness every (frames)", "added look-ahead ms"]
+    head += [f"f0 cents {k}" for k in ("p50", "p90", "p99")] + [f"loudness dB {k}" for k in ("p50", "p90", "p99")]
+    out = (
+        f"Recordings ({len(results['recordings'])}): {', '.join(results['recordings'])}. Differences from analysing "
+        f"every frame ({results['hop']} samples at {results['rate_hz'] // 1000} kHz); f0 on voiced frames louder "
+        "than -50 dB, loudness on frames louder than -50 dB.\n\n" + _table(head, rows)
+    )
+    shipped = [r for r in results["rows"] if r["shipped"]]
+    if shipped:
+        per = shipped[0]["per_recording_p90"]
+        out += "\nThe shipped spacing, p90 per recording (f0 cents / loudness dB):\n\n" + _table(
+            ["recording", "f0 cents p90", "loudness dB p90"], [[k, _f(v[0], 1), _f(v[1], 2)] for k, v in per.items()]
+        )
+    return out

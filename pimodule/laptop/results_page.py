@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pimodule.laptop.results_device import render_bench, render_pi_bench, render_pi_check
+from pimodule.laptop.results_device import render_bench, render_pi_bench, render_pi_check, render_transfer_analysis
 from pimodule.laptop.results_fmt import f as _f
 from pimodule.laptop.results_fmt import pct as _pct
 from pimodule.laptop.results_fmt import table as _table
@@ -194,6 +194,7 @@ RENDERERS: dict[str, Callable] = {
     "fx_real": render_fx_real,
     "pi_check": render_pi_check,
     "pi_bench": render_pi_bench,
+    "transfer_analysis": render_transfer_analysis,
 }
 
 
@@ -229,6 +230,7 @@ ORDER = (
     "voice_variants",
     "bench",
     "pi_bench",
+    "transfer_analysis",
     "sigill",
     "pi_check",
     "fx_real",

@@ -232,3 +232,39 @@ def test_oversample_choice_and_agreement() -> None:
     assert np.abs(_cents(f1[10:-10], f2[10:-10])).max() < 2.0
     with pytest.raises(ValueError):
         yin_f0(x, SR, oversample=-1)
+
+
+@pytest.mark.parametrize("block_size", [1, 64, 65, 128, 8193])
+def test_streaming_with_knots(block_size: int) -> None:
+    """f0 at every 4th frame, loudness at every 2nd: the batch values there (f0 where voiced),
+    straight lines between, and no frame later than the stated latency."""
+    x = _test_signal()
+    f0, per = yin_f0(x, SR, hop_size=HOP)
+    loud = a_weighted_loudness_db(x, SR, hop_size=HOP)
+    stream = StreamingFeatures(SR, HOP, f0_every=4, loudness_every=2)
+    assert stream.latency_samples == StreamingFeatures(SR, HOP).latency_samples + 3 * HOP
+    outs = []
+    n_in = n_out = 0
+    for i in range(0, len(x), block_size):
+        block = x[i : i + block_size]
+        outs.append(stream.push(block))
+        n_in += len(block)
+        n_out += len(outs[-1][0])
+        assert n_out >= max(0, (n_in - stream.latency_samples) // HOP)
+        assert n_out <= max(0, (n_in - stream.latency_samples) // HOP + 3)
+    outs.append(stream.flush())
+    s_f0, s_per, s_loud = (np.concatenate([o[k] for o in outs]) for k in range(3))
+    assert len(s_f0) == len(f0)
+    voiced = per[::4] > 0
+    np.testing.assert_allclose(s_f0[::4][voiced], f0[::4][voiced], atol=1e-3)
+    np.testing.assert_allclose(s_per[::4], per[::4], atol=1e-5)
+    np.testing.assert_allclose(s_loud[::2], loud[::2], atol=1e-3)
+    np.testing.assert_allclose(s_loud[1:-1:2], (s_loud[:-2:2] + s_loud[2::2]) / 2, atol=1e-3)
+    mid = np.log2(s_f0[2:-2:4])
+    np.testing.assert_allclose(mid, (np.log2(s_f0[:-4:4]) + np.log2(s_f0[4::4])) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("every", [(0, 1), (4, 3), (2, 4)])
+def test_knot_spacing_must_divide(every) -> None:
+    with pytest.raises(ValueError, match="dividing"):
+        StreamingFeatures(SR, HOP, f0_every=every[0], loudness_every=every[1])

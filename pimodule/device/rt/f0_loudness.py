@@ -4,7 +4,10 @@ The same analysis as :class:`pimodule.core.streaming_features.StreamingFeatures`
 band-limited 2x oversampling of each window and parabolic refinement, A-weighted loudness; frame
 for frame equal to it up to FFT rounding), fed with input L resampled to the model rate, and the
 same look-ahead queue as the onnxruntime engine: frames wait ``lookahead`` frames so the voice
-never runs ahead of the analysis; if it would, the last frame is held (counted).
+never runs ahead of the analysis; if it would, the last frame is held (counted). As the tracker
+it is configured from (:func:`pimodule.device.analysis.device_features`), it analyses f0 only at
+every ``f0_every``-th frame and loudness at every ``loudness_every``-th (the knots) and fills the
+frames between with the same straight lines (:func:`pimodule.core.streaming_features.between`).
 
 Everything lives in the block: ``I_ANA`` holds sizes, offsets and counters, ``D_ANA`` the
 buffers and tables, written once by :func:`configure` (control process, before audio runs).
@@ -19,6 +22,7 @@ import numpy as np
 
 from pimodule.core.features import DEFAULT_F0_HZ, LOUDNESS_FLOOR_DB, SILENCE_RMS_DB
 from pimodule.core.streaming_features import StreamingFeatures
+from pimodule.device.analysis import device_features
 from pimodule.device.resample import StreamingResampler
 from pimodule.device.rt import dsp, fft
 from pimodule.device.rt import shared as L
@@ -27,6 +31,7 @@ OPTS = dsp.OPTS
 SILENCE_DB = -100.0
 MAX_N = 2048  # the largest real transform (the oversampled YIN window)
 QUEUE = 64  # look-ahead queue capacity (frames)
+MAX_EVERY = 16  # the longest knot spacing (frames)
 
 # I_ANA slots: 0..3 the upsampler (block.py), 4..7 the downsampler, then the analysis
 (
@@ -48,7 +53,10 @@ QUEUE = 64  # look-ahead queue capacity (frames)
     A_QR,
     A_HAS_LAST,
     A_RATE,
-) = range(8, 26)
+    A_F0_EVERY,
+    A_LD_EVERY,
+    A_KNOT,
+) = range(8, 29)
 A_OFF = 32  # offsets into D_ANA at A_OFF + id
 (
     O_BUF,
@@ -70,10 +78,12 @@ A_OFF = 32  # offsets into D_ANA at A_OFF + id
     O_SIN,
     O_QF,
     O_QL,
-) = range(19)
+    O_KLD,
+) = range(20)
 A_REV = 64  # bit-reversal tables (1024 and 512 entries) in I_ANA from here
-# D_ANA[0:8]: threshold, loudness reference dB, last voiced f0, last popped f0 and loudness
-D_THRESHOLD, D_REF_DB, D_LAST_F0, D_POP_F0, D_POP_LD = range(5)
+# D_ANA[0:8]: threshold, loudness reference dB, last voiced f0, last popped f0 and loudness, the
+# last knot's f0 and loudness
+D_THRESHOLD, D_REF_DB, D_LAST_F0, D_POP_F0, D_POP_LD, D_KNOT_F0, D_KNOT_LD = range(7)
 D_HEAD = 8
 
 
@@ -82,7 +92,9 @@ def configure(block: L.Shared, features: StreamingFeatures | None = None, lookah
     (frames) the queue holds. ``features`` gives the tracker settings (its defaults otherwise)."""
     ih = block.ih
     rate, hop = int(ih[L.I_MODEL_RATE]), int(ih[L.I_HOP])
-    f = features or StreamingFeatures(rate, hop)
+    f = features or device_features(rate, hop)
+    if not 1 <= f.f0_every <= MAX_EVERY:
+        raise ValueError(f"f0_every {f.f0_every} is outside 1..{MAX_EVERY}")
     min_lag, max_lag = f._lags  # noqa: SLF001 - the one tracker definition, read not copied
     os_ = f._oversample  # noqa: SLF001
     w = f.yin_window_size
@@ -99,7 +111,7 @@ def configure(block: L.Shared, features: StreamingFeatures | None = None, lookah
     d[:] = 0.0
     n = w * os_
     sizes = {
-        O_BUF: f._win + chunk,
+        O_BUF: f._win + chunk + (f.f0_every - 1) * hop,  # noqa: SLF001
         O_FR: w,
         O_WRE: MAX_N // 2,
         O_WIM: MAX_N // 2,
@@ -118,6 +130,7 @@ def configure(block: L.Shared, features: StreamingFeatures | None = None, lookah
         O_SIN: fft.table_size(MAX_N),
         O_QF: QUEUE,
         O_QL: QUEUE,
+        O_KLD: MAX_EVERY + 1,
     }
     pos = D_HEAD
     for k in range(len(sizes)):
@@ -137,6 +150,7 @@ def configure(block: L.Shared, features: StreamingFeatures | None = None, lookah
     a[A_OS], a[A_W], a[A_MINLAG], a[A_MAXLAG], a[A_NFFT] = os_, w, min_lag, max_lag, f.n_fft
     a[A_WIN], a[A_YINOFF], a[A_LOUDOFF], a[A_PAD] = f._win, f._yin_off, f._loud_off, f._pad  # noqa: SLF001
     a[A_LOOKAHEAD], a[A_BUFLEN], a[A_RATE] = lookahead_frames, sizes[O_BUF], rate
+    a[A_F0_EVERY], a[A_LD_EVERY] = f.f0_every, f.loudness_every
     reset_python(block)
     return lookahead_frames
 
@@ -176,6 +190,7 @@ def reset(ih, dh, fh):
     a[A_NDONE] = 0
     a[A_FRAME0] = 0
     a[A_HAS_LAST] = 0
+    a[A_KNOT] = -1
     a[4], a[5], a[6], a[7] = ih[L.I_DN_TAPS] - 1, 0, 0, ih[L.I_DN_DOWN]  # the downsampler
     dnbuf_off = ih[L.I_BUF + 2 * L.F_DN_BUF]
     for i in range(ih[L.I_BUF + 2 * L.F_DN_BUF + 1]):
@@ -190,8 +205,8 @@ def reset(ih, dh, fh):
 
 
 @numba.njit(**OPTS)
-def _frame(a, d, x0):
-    """f0 (Hz), voiced, loudness (dB) of the frame whose window starts at buf[x0]."""
+def _yin(a, d, x0):
+    """f0 (Hz) and voiced of the frame whose window starts at buf[x0]."""
     cos, sin = _seg(a, d, O_COS, MAX_N + 1), _seg(a, d, O_SIN, MAX_N + 1)
     wre, wim = _seg(a, d, O_WRE, MAX_N // 2), _seg(a, d, O_WIM, MAX_N // 2)
     buf = _seg(a, d, O_BUF, a[A_BUFLEN])
@@ -271,8 +286,18 @@ def _frame(a, d, x0):
         shift = 0.0
     f0 = ih_rate(a) * os_ / (tau + shift)
     rms_db = 10.0 * math.log10(sq[n] / n + 1e-30)
-    voiced = has and rms_db > SILENCE_RMS_DB
-    # loudness: Hann-windowed power spectrum, A-weighted mean
+    return f0, has and rms_db > SILENCE_RMS_DB
+
+
+@numba.njit(**OPTS)
+def _loudness(a, d, x0):
+    """Loudness (dB) of the frame whose window starts at buf[x0]: the Hann-windowed power
+    spectrum's A-weighted mean."""
+    cos, sin = _seg(a, d, O_COS, MAX_N + 1), _seg(a, d, O_SIN, MAX_N + 1)
+    wre, wim = _seg(a, d, O_WRE, MAX_N // 2), _seg(a, d, O_WIM, MAX_N // 2)
+    buf = _seg(a, d, O_BUF, a[A_BUFLEN])
+    corr = _seg(a, d, O_CORR, MAX_N)
+    sre, sim = _seg(a, d, O_SRE, MAX_N // 2 + 1), _seg(a, d, O_SIM, MAX_N // 2 + 1)
     nf = a[A_NFFT]
     lw, wt = _seg(a, d, O_LWIN, nf), _seg(a, d, O_LW, nf // 2 + 1)
     lo_ = x0 + a[A_LOUDOFF]
@@ -285,7 +310,52 @@ def _frame(a, d, x0):
     for k in range(nf // 2 + 1):
         total += (sre[k] * sre[k] + sim[k] * sim[k]) * wt[k]
     db = 10.0 * math.log10(total / (nf // 2 + 1) + 1e-30) - d[D_REF_DB]
-    return f0, voiced, max(db, LOUDNESS_FLOOR_DB)
+    return max(db, LOUDNESS_FLOOR_DB)
+
+
+@numba.njit(inline="always", **OPTS)
+def _line(x, xa, ya, xb, yb):
+    """The straight line through (xa, ya) and (xb, yb) at x, as ``streaming_features.between``."""
+    return ya + (yb - ya) * ((x - xa) / (xb - xa))
+
+
+@numba.njit(**OPTS)
+def _knot(a, d, knot, hop):
+    """Analyse the frames from the first not yet queued up to the f0 knot ``knot`` (whose window
+    is in the buffer), and queue them: the knots' own values, straight lines between."""
+    n0, base = a[A_NDONE], a[A_FRAME0]
+    lev = a[A_LD_EVERY]
+    kld = _seg(a, d, O_KLD, MAX_EVERY + 1)
+    for j in range(n0, knot + 1):
+        if j % lev == 0:
+            kld[j - n0] = _loudness(a, d, (j - base) * hop)
+    f0, voiced = _yin(a, d, (knot - base) * hop)
+    if voiced:
+        d[D_LAST_F0] = f0
+        a[A_HAS_LAST] = 1
+    else:
+        f0 = d[D_LAST_F0] if a[A_HAS_LAST] != 0 else DEFAULT_F0_HZ
+    prev = a[A_KNOT]
+    qf, ql = _seg(a, d, O_QF, QUEUE), _seg(a, d, O_QL, QUEUE)
+    for j in range(n0, knot + 1):
+        if j == knot or prev < 0:
+            fj = f0
+        else:
+            fj = 2.0 ** _line(float(j), float(prev), math.log2(d[D_KNOT_F0]), float(knot), math.log2(f0))
+        r = j % lev
+        if r == 0:
+            lj = kld[j - n0]
+        else:
+            jl = j - r
+            yl = d[D_KNOT_LD] if jl < n0 else kld[jl - n0]
+            lj = _line(float(j), float(jl), yl, float(jl + lev), kld[jl + lev - n0])
+        if a[A_QW] - a[A_QR] < QUEUE:
+            qf[a[A_QW] % QUEUE] = fj
+            ql[a[A_QW] % QUEUE] = lj
+            a[A_QW] += 1
+    d[D_KNOT_F0], d[D_KNOT_LD] = f0, kld[knot - n0]
+    a[A_KNOT] = knot
+    a[A_NDONE] = knot + 1
 
 
 @numba.njit(**OPTS)
@@ -322,8 +392,7 @@ def _feed_piece(ih, dh, fh, x):
         _region(ih, fh, L.F_DN_TAPS), ih[L.I_DN_UP], ih[L.I_DN_TAPS], _region(ih, fh, L.F_DN_BUF), 0, x, a[4:8], out
     )
     buf = _seg(a, d, O_BUF, a[A_BUFLEN])
-    hop, win = ih[L.I_HOP], a[A_WIN]
-    qf, ql = _seg(a, d, O_QF, QUEUE), _seg(a, d, O_QL, QUEUE)
+    hop, win, every = ih[L.I_HOP], a[A_WIN], a[A_F0_EVERY]
     for i in range(k):
         if a[A_FILL] >= buf.shape[0]:  # slide: keep from the next frame's window start
             drop = (a[A_NDONE] - a[A_FRAME0]) * hop
@@ -334,18 +403,9 @@ def _feed_piece(ih, dh, fh, x):
             a[A_FRAME0] = a[A_NDONE]
         buf[a[A_FILL]] = out[i]
         a[A_FILL] += 1
-        if a[A_FILL] >= (a[A_NDONE] - a[A_FRAME0]) * hop + win:
-            f0, voiced, ld = _frame(a, d, (a[A_NDONE] - a[A_FRAME0]) * hop)
-            if voiced:
-                d[D_LAST_F0] = f0
-                a[A_HAS_LAST] = 1
-            else:
-                f0 = d[D_LAST_F0] if a[A_HAS_LAST] != 0 else DEFAULT_F0_HZ
-            a[A_NDONE] += 1
-            if a[A_QW] - a[A_QR] < QUEUE:
-                qf[a[A_QW] % QUEUE] = f0
-                ql[a[A_QW] % QUEUE] = ld
-                a[A_QW] += 1
+        knot = (a[A_NDONE] + every - 1) // every * every  # the next f0 knot
+        if a[A_FILL] >= (knot - a[A_FRAME0]) * hop + win:
+            _knot(a, d, knot, hop)
 
 
 @numba.njit(**OPTS)
