@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pimodule.device import validate as validation
 from pimodule.device.flash import FlashReceiver
-from pimodule.device.io import flashlink
+from pimodule.device.io import flash_links, flashlink
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.io.worker import BackgroundThread
 
@@ -97,7 +97,7 @@ class FlashServer(BackgroundThread):
                 conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        link = flashlink.SocketLink(conn)
+        link = flash_links.SocketLink(conn)
         try:
             self.receiver.serve(
                 link, self._stop.is_set, idle_timeout_s=self.idle_timeout_s, max_s=self.max_connection_s
@@ -114,7 +114,7 @@ class SerialFlashListener(BackgroundThread):
     def __init__(self, receiver: FlashReceiver, device: str, baud: int = 115200):
         super().__init__("pimodule-flash-serial")
         self.receiver = receiver
-        self.link = flashlink.SerialLink.open(device, baud)  # OSError if it cannot be opened
+        self.link = flash_links.SerialLink.open(device, baud)  # OSError if it cannot be opened
         self.device = device
 
     def stop(self, timeout_s: float = 2.0) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from pimodule.core.modelfile import ModelFileError
-from pimodule.device.io import flashlink
+from pimodule.device.io import flash_links, flashlink
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.session import open_model
 from pimodule.device.store import check_name
@@ -97,7 +97,7 @@ class _Progress:
 def _open(args: argparse.Namespace):
     """(link, where) or raises FlashError/ValueError with what to do."""
     if args.serial:
-        return flashlink.SerialLink.open(args.serial, args.baud), args.serial
+        return flash_links.SerialLink.open(args.serial, args.baud), args.serial
     tcp = _tcp_address(args.to)
     if tcp is not None:
         host, port = tcp
@@ -107,12 +107,12 @@ def _open(args: argparse.Namespace):
                 f"flash over SSH: --to [user@]{host}"
             )
         try:
-            return flashlink.SocketLink.connect(host, port), f"{host}:{port}"
+            return flash_links.SocketLink.connect(host, port), f"{host}:{port}"
         except ConnectionRefusedError:
             raise flashlink.FlashError(
                 f"nothing listens on {host}:{port}: is the pimodule daemon running (pimodule run), with flashing on?"
             ) from None
-    link = flashlink.SshLink.open(
+    link = flash_links.SshLink.open(
         args.to, args.remote_command, config_file=args.ssh_config, options=tuple(args.ssh_option)
     )
     return link, f"{args.to} (ssh)"
@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.ping:
-            print(f"{where}: {flashlink.ping(link, 30.0 if isinstance(link, flashlink.SshLink) else 2.0)}")
+            print(f"{where}: {flashlink.ping(link, 30.0 if isinstance(link, flash_links.SshLink) else 2.0)}")
             return 0
         print(f"flash: {args.model} ({kind}, {args.model.stat().st_size} bytes) -> {where}", file=sys.stderr)
         record = flashlink.flash_file(
@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
             activate=not args.no_activate,
             replace_kind=args.replace_kind,
             progress=None if args.quiet else _Progress(),
-            line_timeout_s=30.0 if isinstance(link, flashlink.SshLink) else flashlink.LINE_TIMEOUT_S,
+            line_timeout_s=30.0 if isinstance(link, flash_links.SshLink) else flashlink.LINE_TIMEOUT_S,
         )
     except flashlink.FlashError as err:
         print(f"pimodule flash: {err}", file=sys.stderr)

@@ -158,7 +158,7 @@ def test_hostile_uploads_to_a_playing_daemon_change_nothing(model_dir, tmp_path,
     import onnx
     from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
-    from pimodule.device.io import flashlink
+    from pimodule.device.io import flash_links, flashlink
 
     caplog.set_level(logging.DEBUG)
     secret = f"CANARY-{secrets.token_hex(16)}".encode()
@@ -208,7 +208,7 @@ def test_hostile_uploads_to_a_playing_daemon_change_nothing(model_dir, tmp_path,
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(line.encode() + b"\n")
                 assert sock.recv(4096).startswith(b"ERROR ")
-        link = flashlink.SocketLink.connect("127.0.0.1", port)  # a sender that never sends a chunk
+        link = flash_links.SocketLink.connect("127.0.0.1", port)  # a sender that never sends a chunk
         try:
             data = b"x" * 5000
             link.send_line(

@@ -20,7 +20,8 @@ import pytest
 from pimodule.device.flash import FlashReceiver, clean_partials, partial_path
 from pimodule.device.flash_listen import FlashServer, SerialFlashListener, daemon_validator
 from pimodule.device.io import flashlink
-from pimodule.device.io.flashlink import FlashError, SerialLink, SocketLink
+from pimodule.device.io.flash_links import SerialLink, SocketLink
+from pimodule.device.io.flashlink import FlashError
 from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.store import ModelStore
 

@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from pimodule.device.io import flashlink
-from pimodule.device.io.flashlink import LinkClosed, SerialLink, SocketLink
+from pimodule.device.io.flash_links import SerialLink, SocketLink, SshLink
+from pimodule.device.io.flashlink import LinkClosed
 
 
 @pytest.mark.parametrize("n", (0, 1, 3, 3072))
@@ -109,4 +110,4 @@ def test_lines_on_the_wire_are_ascii_and_single():
 @pytest.mark.parametrize("target", ["-oProxyCommand=touch /tmp/x", "host;rm -rf /", "a b", "", "x" * 300])
 def test_ssh_destinations_are_checked_before_ssh_runs(target):
     with pytest.raises(ValueError, match="not an SSH destination"):
-        flashlink.SshLink.open(target)
+        SshLink.open(target)
