@@ -28,25 +28,22 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from pimodule.core.controls import CV_VOLTS, GAIN_SPEC
 from pimodule.device.io.controller import Controller
 from pimodule.device.io.osc_args import Refused, echo_args, model_name, no_args, one_number, one_port, one_string
+from pimodule.device.io.osc_auth import SignedPackets
 from pimodule.device.io.osc_client import (
     AUTH_ADDRESS,
-    CLIENT_ID_CHARS,
     INT32,
     NONCE_ADDRESS,
     OscClient,
     OscDecodeError,
     OscEncodeError,
-    auth_mac,
     decode,
     encode,
     is_loopback,
@@ -54,6 +51,7 @@ from pimodule.device.io.osc_client import (
 )
 from pimodule.device.io.osc_config import LogLimiter, OscConfig, OscCounters, names, status_fields
 from pimodule.device.io.osc_fx import FX_PATHS, dispatch_fx
+from pimodule.device.io.osc_status import Subscriptions
 from pimodule.device.io.worker import BackgroundThread
 
 __all__ = ["LogLimiter", "OscClient", "OscConfig", "OscCounters", "OscServer", "decode", "encode"]
@@ -64,25 +62,8 @@ ERROR_ADDRESS = "/pimodule/error"
 # Bounds of the server's own knobs (the one table; OscConfig values are clamped into these).
 STATUS_RATE_HZ = (0.2, 30.0)  # allowed subscription rates; the default is DEFAULT_STATUS_RATE_HZ
 DEFAULT_STATUS_RATE_HZ = 4.0
-REPLAY_WINDOW = 64  # counters this far below the highest seen are accepted once (UDP reorders)
-MAX_AUTH_CLIENTS = 64  # signed clients remembered (least recently used forgotten first)
 MAX_SLOW_REQUESTS = 16  # list/load requests waiting for the request thread
 SLOW_PATHS = ("model/load", "model/list", "fx/model", "fx/list")
-
-
-@dataclass
-class _Subscriber:
-    addr: tuple[str, int]
-    period_s: float
-    expires: float
-    next_due: float = field(default=0.0)
-    owner: tuple[str, int] = ("", 0)  # the source address that subscribed (or renewed) last
-
-
-@dataclass
-class _AuthClient:
-    highest: int = 0
-    seen: int = 0  # bit k: counter highest - k was accepted
 
 
 class OscServer(BackgroundThread):
@@ -94,22 +75,21 @@ class OscServer(BackgroundThread):
         self.counters = OscCounters()
         self._clock = clock
         self._allowed = {socket.gethostbyname(h) for h in config.allow_hosts}
-        self._subs: dict[tuple[str, int], _Subscriber] = {}
+        self._subs = Subscriptions(config)
         self._reply_ports: dict[tuple[str, int], int] = {}
         self._tokens = config.error_replies_per_s
         self._tokens_t = clock()
         self._lock = threading.Lock()  # error bucket and counters shared with the request thread
         self.limiter = LogLimiter(log)
-        self.key: bytes | None = None
+        key: bytes | None = None
         if config.key_file:
-            self.key = load_key(config.key_file)
+            key = load_key(config.key_file)
             mode = os.stat(os.path.expanduser(config.key_file)).st_mode
             if mode & 0o077:
                 log.warning("OSC key file %s is readable by other users: chmod 600 it", config.key_file)
         elif not is_loopback(config.host):
             log.warning("OSC on %s without [osc] key_file: other hosts cannot control the module", config.host)
-        self.nonce = secrets.token_hex(16)  # new at every start: signatures of a past run are void
-        self._auth_clients: collections.OrderedDict[str, _AuthClient] = collections.OrderedDict()
+        self.auth = SignedPackets(key)
         self._slow: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
         self._slow_cv = threading.Condition()
         self._slow_thread: threading.Thread | None = None
@@ -117,6 +97,11 @@ class OscServer(BackgroundThread):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((config.host, config.port))
         self.port = self.sock.getsockname()[1]  # the real port when config.port == 0
+
+    @property
+    def nonce(self) -> str:
+        """This run's nonce: signed packets must carry it."""
+        return self.auth.nonce
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -243,7 +228,7 @@ class OscServer(BackgroundThread):
         """``/pimodule/auth s nonce, s client, i counter, b packet, b mac`` (docs/osc.md)."""
         self.counters.messages += 1
         try:
-            packet = self._verify(args)
+            packet = self.auth.verify(args)
             inner = decode(packet)
         except Refused as err:
             self.counters.auth_refused += 1
@@ -259,41 +244,6 @@ class OscServer(BackgroundThread):
                 self._error(src, address, "a signed packet cannot hold another signed one")
             else:
                 self._handle_message(address, inner_args, src)
-
-    def _verify(self, args: list) -> bytes:
-        if self.key is None:
-            raise Refused("this module has no OSC key ([osc] key_file): only its own host can control it")
-        if (
-            len(args) != 5
-            or not all(isinstance(a, str) for a in args[:2])
-            or not isinstance(args[2], int)
-            or isinstance(args[2], bool)
-            or not all(isinstance(a, bytes) for a in args[3:])
-        ):
-            raise Refused("expected nonce s, client s, counter i, packet b, mac b")
-        nonce, client, counter, packet, mac = args
-        if not 1 <= len(client) <= 32 or not set(client) <= CLIENT_ID_CHARS or counter < 1:
-            raise Refused("bad client id or counter")
-        if nonce != self.nonce:
-            raise Refused(f"stale nonce: ask {NONCE_ADDRESS} again (the module restarted)")
-        if not secrets.compare_digest(mac, auth_mac(self.key, nonce, client, counter, packet)):
-            raise Refused("bad signature (wrong key?)")
-        state = self._auth_clients.get(client)
-        if state is None:
-            state = self._auth_clients[client] = _AuthClient()
-            while len(self._auth_clients) > MAX_AUTH_CLIENTS:
-                self._auth_clients.popitem(last=False)
-        self._auth_clients.move_to_end(client)
-        if counter > state.highest:
-            shift = counter - state.highest
-            state.seen = ((state.seen << shift) | 1) & ((1 << REPLAY_WINDOW) - 1) if shift < REPLAY_WINDOW else 1
-            state.highest = counter
-        else:
-            back = state.highest - counter
-            if back >= REPLAY_WINDOW or state.seen >> back & 1:
-                raise Refused("replayed or too old (counter already used)")
-            state.seen |= 1 << back
-        return packet
 
     def _dispatch(self, address: str, args: list, src: tuple[str, int]) -> None:
         if not address.startswith(PREFIX):
@@ -357,7 +307,7 @@ class OscServer(BackgroundThread):
             self._send(reply, "/pimodule/pong", *echo_args(args))
         elif path == "auth/nonce":
             no_args(args)
-            self._send(reply, NONCE_ADDRESS, self.nonce)
+            self._send(reply, NONCE_ADDRESS, self.auth.nonce)
         elif path == "reply/port":
             port = one_port(args)
             if src not in self._reply_ports and len(self._reply_ports) >= 256:
@@ -447,33 +397,11 @@ class OscServer(BackgroundThread):
             rate = one_number(args[1:])
             rate = min(max(rate, STATUS_RATE_HZ[0]), STATUS_RATE_HZ[1])
         key = (src[0], port)
-        if key not in self._subs:
-            cfg = self.config
-            per_host = cfg.max_subscribers_per_host
-            if len(self._subs) >= cfg.max_subscribers:
-                raise Refused(f"too many subscribers (max {cfg.max_subscribers})")
-            if sum(1 for h, _ in self._subs if h == src[0]) >= per_host:
-                raise Refused(f"too many subscriptions from {src[0]} (max {per_host} per host)")
-            remote = sum(1 for h, _ in self._subs if not is_loopback(h))
-            if not is_loopback(src[0]) and remote >= cfg.max_subscribers - per_host:
-                raise Refused(f"too many subscribers from other hosts ({per_host} slots are kept for this one)")
-        now = self._clock()
-        old = self._subs.get(key)
-        first_due = now if old is None else min(old.next_due, now + 1.0 / rate)  # renewal: keep pace
-        self._subs[key] = _Subscriber(key, 1.0 / rate, now + self.config.subscription_ttl_s, first_due, src)
+        self._subs.add(src, key, rate, self._clock())
         self._send(key, "/pimodule/status/subscribed", port, float(rate))
 
     def _send_status_if_due(self) -> None:
-        now = self._clock()
-        due = [s for s in self._subs.values() if s.next_due <= now]
-        if not due:
-            return
-        for s in due:
-            if now > s.expires:
-                del self._subs[s.addr]
-                continue
-            s.next_due = max(s.next_due + s.period_s, now)  # never bursts to catch up
-        due = [s for s in due if s.addr in self._subs]
+        due = self._subs.due(self._clock())
         if not due:
             return
         fields = status_fields(self.controller.status())

@@ -154,7 +154,7 @@ def test_relay_signs_pd_traffic_for_a_remote_module(tmp_path):
             assert pd_like.request("/pimodule/ping", 3, expect="/pimodule/pong")[1] == [3]
         assert ctl.mode == "transfer" and seen_unsigned == [] and srv.counters.auth_ok >= 2
         # the module restarts (new nonce): the relay notices, asks again and goes on
-        srv.nonce = "f" * 32
+        srv.auth.nonce = "f" * 32
         with OscClient("127.0.0.1", relay.port) as pd_like:
             assert pd_like.request("/pimodule/mode", "fx", expect="/pimodule/mode", timeout_s=10)[1] == ["fx"]
         assert relay.signer.nonce == "f" * 32
