@@ -60,6 +60,7 @@ format: venv
 	$(BIN)/ruff format pimodule tests
 
 results: venv
+	$(BIN)/python -m pimodule.laptop.voice_variants
 	$(BIN)/python -m pimodule.laptop.results_page
 
 export/violin.onnx export/flute.onnx: | venv

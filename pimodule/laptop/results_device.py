@@ -306,3 +306,38 @@ def render_transfer_analysis(results: dict) -> str:
             ["recording", "f0 cents p90", "loudness dB p90"], [[k, _f(v[0], 1), _f(v[1], 2)] for k, v in per.items()]
         )
     return out
+
+
+def render_voice_variants(results: dict) -> str:
+    """The shipped voices as small-cache variants (voice_variants)."""
+    rows = []
+    for r in results["rows"]:
+        rows.append(
+            [
+                f"`{r['voice']}`" + (" (small-cache choice)" if r["small_cache_choice"] else ""),
+                f"GRU {r['hidden']}, {r['dtype']}",
+                f"{r['weight_bytes'] / 1024:,.0f} KB",
+                "yes" if r["fits_a53_l2"] else "no",
+                _m(r["insns_per_s"]),
+                _f(r["p99_us_idle"], 0),
+                _f(r["p99_us_load"], 0),
+                _f(r["spectral_loss"], 3),
+                _f(r["loudness_error_db"], 2),
+                _f(r["f0_error_cents"], 1),
+                "yes" if r["within_aims"] else "**no**",
+            ]
+        )
+    head = [
+        "voice",
+        "decoder, weights",
+        "weight bytes",
+        f"fits {results['l2_bytes'] // 1024} KB L2 (A53)",
+        "insns per s of audio (pi-bench)",
+        "p99 µs, 128 frames, idle (bench)",
+        "p99 µs, under load",
+        "spectral loss",
+        "loudness dB",
+        "f0 cents",
+        "within ≤ 1 dB, ≤ 10 cents",
+    ]
+    return _table(head, rows) + f"\n{results['not_built']}\n"

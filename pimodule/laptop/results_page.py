@@ -19,7 +19,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pimodule.laptop.results_device import render_bench, render_pi_bench, render_pi_check, render_transfer_analysis
+from pimodule.laptop.results_device import (
+    render_bench,
+    render_pi_bench,
+    render_pi_check,
+    render_transfer_analysis,
+    render_voice_variants,
+)
 from pimodule.laptop.results_fmt import f as _f
 from pimodule.laptop.results_fmt import pct as _pct
 from pimodule.laptop.results_fmt import table as _table
@@ -195,6 +201,7 @@ RENDERERS: dict[str, Callable] = {
     "pi_check": render_pi_check,
     "pi_bench": render_pi_bench,
     "transfer_analysis": render_transfer_analysis,
+    "voice_variants": render_voice_variants,
 }
 
 
