@@ -23,7 +23,20 @@ RT = Path(__file__).resolve().parent
 # they read (the control-side Python around them does not change the machine code)
 COMPILED_FROM = tuple(
     RT / f"{m}.py"
-    for m in ("shared", "lowlevel", "dsp", "fft", "f0_loudness", "fxlayout", "fxreverb", "fxchain", "block", "stream")
+    for m in (
+        "shared",
+        "lowlevel",
+        "dsp",
+        "fft",
+        "f0_frame",
+        "f0_loudness",
+        "fxlayout",
+        "fxcoef",
+        "fxreverb",
+        "fxchain",
+        "block",
+        "stream",
+    )
 )
 VOICE = RT.parent / "voice"
 

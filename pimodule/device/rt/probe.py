@@ -7,7 +7,8 @@ audio process does per block, callback included. Run with ``--seconds 0`` and wi
 under an instruction counter (``make pi-bench``), the difference over N is the engine's executed
 instructions per second of audio; ``--frames-only`` runs only the voice's frame function (per
 model frame). The CV moves like a melody (synth), the input is a sine line (transfer) or noise
-(fx), so every path does real work.
+(fx, with the whole matched chain on: EQ, compressor, distortion, reverb), so every path does
+real work.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import numpy as np
 
 from pimodule.device.audio import AudioRunner
 from pimodule.device.config import EngineConfig
+from pimodule.device.fx.twin_chain import ChainTwin
 from pimodule.device.models import load_session
 from pimodule.device.ort_engine import VoiceEngine
 from pimodule.device.rt import setup, stream
 from pimodule.device.rt import shared as L
+from pimodule.device.rt.fxparams import FxChainWriter
 from pimodule.device.rt.voices import Published, SlotWriter, compile_or_explain
 from pimodule.device.session import ModelSession
 from pimodule.device.voice.kernel import voice_frames
@@ -81,6 +84,8 @@ def run(model: str, mode: str, seconds: float, block: int, rate: int, engine: st
         weights, why = compile_or_explain(session)
         writer = SlotWriter(b)
         writer.publish(Published(session, weights if engine == "compiled" else None, why))
+        if mode == "fx":  # every stage of the matched chain on (reverb included), as after an estimate
+            FxChainWriter(b).update(ChainTwin(rate), immediate=True)
         cv = b.buf("D_CV")
         cv[1] = 4.0
         sim = _input(max(seconds, INPUT_S), rate, mode)
