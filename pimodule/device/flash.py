@@ -129,10 +129,26 @@ class FlashReceiver:
             return
 
     def session(self, link, header: str) -> dict | None:
-        """One upload, from its header line on; returns the DONE record or None if refused."""
+        """One upload, from its header line on; returns the DONE record or None if refused.
+        The last word (DONE or ERROR) is sent once the upload lock is free again: a sender that
+        hears it may start its next upload at once."""
         if not self._busy.acquire(blocking=False):
             _send_quietly(link, "ERROR busy: another flash is in progress; try again when it is done")
             return None
+        try:
+            record, reply = self._session(link, header)
+        finally:
+            self._busy.release()
+        if reply is not None:
+            try:
+                link.send_line(reply)
+            except LinkClosed:  # installed all the same: the sender left before hearing it
+                if record is not None:
+                    log.warning("flash: %s installed, but the sender left before the reply", record["name"])
+        return record
+
+    def _session(self, link, header: str) -> tuple[dict | None, str | None]:
+        """The upload (the lock held): its record (None if refused) and the last line to send."""
         partial = None
         try:
             meta = self._check_header(header)
@@ -167,28 +183,21 @@ class FlashReceiver:
                 ", swapping to it" if activated else "",
             )
             self._event("installed", f"{name} {kind}")
-            try:
-                link.send_line("DONE " + json.dumps(record))
-            except LinkClosed:  # installed all the same: the sender left before hearing it
-                log.warning("flash: %s installed, but the sender left before the reply", name)
-            return record
+            return record, "DONE " + json.dumps(record)
         except (_Refused, LinkClosed) as err:
             if partial is not None:  # gone before anyone hears of the refusal
                 partial.unlink(missing_ok=True)
                 partial = None
             if isinstance(err, LinkClosed):
-                self._refuse(None, f"flash interrupted ({err}); nothing installed")
-            else:
-                self._refuse(link, str(err))
-            return None
+                self._refuse(f"flash interrupted ({err}); nothing installed")
+                return None, None
+            return None, self._refuse(str(err))
         except Exception as err:  # noqa: BLE001 - a bug must not cost the connection its answer
             log.exception("flash: session failed")
-            self._refuse(link, f"internal error ({type(err).__name__}); nothing installed")
-            return None
+            return None, self._refuse(f"internal error ({type(err).__name__}); nothing installed")
         finally:
             if partial is not None:
                 partial.unlink(missing_ok=True)
-            self._busy.release()
 
     # -- steps ---------------------------------------------------------------------------------
     def _check_header(self, header: str) -> dict:
@@ -292,13 +301,13 @@ class FlashReceiver:
                 "--replace-kind; nothing installed"
             )
 
-    def _refuse(self, link, message: str) -> None:
+    def _refuse(self, message: str) -> str:
+        """Count, log and report a refusal; returns the line that tells the sender."""
         self.n_refused += 1
         self.last_error = message
         log.error("flash refused: %s", message)
         self._event("error", message)  # before the sender hears it: it may look right away
-        if link is not None:
-            _send_quietly(link, "ERROR " + message)
+        return ("ERROR " + message).replace("\n", " ").replace("\r", " ")
 
     def _event(self, kind: str, message: str) -> None:
         if self.on_event is not None:
