@@ -97,6 +97,12 @@ def ih_rate(a):
     return a[A_RATE]
 
 
+@numba.njit(inline="always", **OPTS)
+def _rev(a, half):
+    """The bit-reversal table of a real transform of ``2 * half`` points (half: 1024 or 512)."""
+    return a[A_REV : A_REV + 1024] if half == 1024 else a[A_REV + 1024 : A_REV + 1536]
+
+
 @numba.njit(**OPTS)
 def _yin(a, d, x0):
     """f0 (Hz) and voiced of the frame whose window starts at buf[x0]."""
@@ -105,8 +111,8 @@ def _yin(a, d, x0):
     buf = _seg(a, d, O_BUF, a[A_BUFLEN])
     w, os_, min_lag, max_lag = a[A_W], a[A_OS], a[A_MINLAG], a[A_MAXLAG]
     n = w * os_
-    rev_n = a[A_REV : A_REV + 1024] if n // 2 == 1024 else a[A_REV + 1024 : A_REV + 1536]
-    rev_w = a[A_REV : A_REV + 1024] if w // 2 == 1024 else a[A_REV + 1024 : A_REV + 1536]
+    rev_n = _rev(a, n // 2)
+    rev_w = _rev(a, w // 2)
     fr = _seg(a, d, O_FR, w)
     yo = x0 + a[A_YINOFF]
     for i in range(w):
@@ -197,7 +203,7 @@ def _loudness(a, d, x0):
     for i in range(nf):
         fr_i = buf[lo_ + i] * lw[i]
         corr[i] = fr_i
-    rev_l = a[A_REV : A_REV + 1024] if nf // 2 == 1024 else a[A_REV + 1024 : A_REV + 1536]
+    rev_l = _rev(a, nf // 2)
     fft.rfft(corr, nf, sre, sim, wre, wim, rev_l, cos, sin, MAX_N)
     total = 0.0
     for k in range(nf // 2 + 1):

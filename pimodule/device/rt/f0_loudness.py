@@ -214,12 +214,14 @@ def _knot(a, d, knot, hop):
     else:
         f0 = d[D_LAST_F0] if a[A_HAS_LAST] != 0 else DEFAULT_F0_HZ
     prev = a[A_KNOT]
+    if prev >= 0:  # the line's ends in log2, once per knot
+        g_prev, g_knot = math.log2(d[D_KNOT_F0]), math.log2(f0)
     qf, ql = _seg(a, d, O_QF, QUEUE), _seg(a, d, O_QL, QUEUE)
     for j in range(n0, knot + 1):
         if j == knot or prev < 0:
             fj = f0
         else:
-            fj = 2.0 ** _line(float(j), float(prev), math.log2(d[D_KNOT_F0]), float(knot), math.log2(f0))
+            fj = 2.0 ** _line(float(j), float(prev), g_prev, float(knot), g_knot)
         r = j % lev
         if r == 0:
             lj = kld[j - n0]
