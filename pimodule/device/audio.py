@@ -196,8 +196,17 @@ class AudioRunner:
         self.stats.record(time.perf_counter_ns() - t0, frames, t0, self.sample_rate_hz)
 
     # -- a real device ---------------------------------------------------------------------------
-    def open_stream(self, *, device=None, block_size: int = 128, n_input_channels: int = 2, latency: str = "low"):
-        """Open (not start) a sounddevice stream; raises sounddevice's errors if it cannot."""
+    def open_stream(
+        self,
+        *,
+        device=None,
+        block_size: int = 128,
+        n_input_channels: int = 2,
+        latency: str = "low",
+        cpus: str | None = None,
+    ):
+        """Open (not start) a sounddevice stream; raises sounddevice's errors if it cannot.
+        ``cpus`` is ignored: this engine's audio shares the daemon's process, nothing to pin."""
         import sounddevice as sd
 
         sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import platform
 import threading
 import time
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pimodule.device import benchload
+from pimodule.device import benchfloor, benchload, cpus
 from pimodule.device import daemon as daemon_mod
+from pimodule.device.benchtable import format_table, ratios
 from pimodule.device.config import parse_config
 from pimodule.device.fx.cost import bench_check, bench_estimator
 from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
@@ -79,6 +81,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the JACK dummy server at real-time priority (as a sound card's server runs)",
     )
+    parser.add_argument(
+        "--cpus",
+        default="auto",
+        help='the audio core(s) as [audio] cpus sets them: "auto" (the last CPU; the bench itself and '
+        'its loads on the others), "none", or "3" / "2,3"',
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the machine's own wake-up floor (cyclictest, benchfloor.py)"
+    )
     parser.add_argument("--no-jack", action="store_true", help="the simulated clock instead of a JACK server")
     parser.add_argument(
         "--soak",
@@ -113,6 +124,7 @@ def run_case(
     seconds: float,
     rate: int,
     jack_index: int | None,
+    cpu_spec: str = "none",
 ) -> dict:
     cfg = parse_config(
         {
@@ -120,6 +132,7 @@ def run_case(
                 "device": jack_index if jack_index is not None else "",
                 "block_size": block,
                 "sample_rate_hz": rate,
+                "cpus": cpu_spec,
             },
             "osc": {"port": 0},
             "flash": {"enabled": False},
@@ -218,45 +231,6 @@ def _last_responses(stats, k: int) -> np.ndarray:
     return vals[vals >= 0].astype(np.float64) / 1e3
 
 
-def format_table(rows: list[dict]) -> str:
-    head = (
-        f"{'model':<14} {'engine':<11} {'mode':<8} {'block':>5} {'load':<5} {'p50 us':>8} {'p99 us':>8} "
-        f"{'max us':>8} {'p99 %':>6} {'late':>5} {'blocks':>6} {'wake p99':>8} {'work p99':>8} {'late@wake':>9}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r['model'][:14]:<14} {r['engine']:<11} {r['mode']:<8} {r['block_size']:>5} {r['load']:<5} "
-            f"{r.get('p50_us', float('nan')):>8.0f} {r.get('p99_us', float('nan')):>8.0f} "
-            f"{r.get('max_us', float('nan')):>8.0f} {r.get('p99_percent_of_period', float('nan')):>6.1f} "
-            f"{r['late_blocks']:>5} {r['blocks']:>6} {r.get('wake_p99_us', float('nan')):>8.0f} "
-            f"{r.get('work_p99_us', float('nan')):>8.0f} {r.get('late_at_wake', ''):>9}"
-        )
-    return "\n".join(lines)
-
-
-def ratios(rows: list[dict]) -> list[dict]:
-    """onnxruntime ÷ compiled for every case both engines ran (above 1: the compiled is better)."""
-    by = {(r["model"], r["mode"], r["block_size"], r["load"], r["engine"]): r for r in rows}
-    out = []
-    for (m, mode, b, ld, eng), r in by.items():
-        other = by.get((m, mode, b, ld, "onnxruntime"))
-        if eng == "compiled" and other is not None and "p99_us" in r and "p99_us" in other:
-            out.append(
-                {
-                    "model": m,
-                    "mode": mode,
-                    "block_size": b,
-                    "load": ld,
-                    "p50_ratio": other["p50_us"] / r["p50_us"],
-                    "p99_ratio": other["p99_us"] / r["p99_us"],
-                    "late_compiled": r["late_blocks"],
-                    "late_onnxruntime": other["late_blocks"],
-                }
-            )
-    return out
-
-
 def bench_fx(path: Path) -> dict:
     est = bench_estimator(path)
     check = bench_check(path)
@@ -282,14 +256,26 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as err:  # ModelFileError
             log.error("%s: %s", p, err)
             return 1
+    plan = cpus.plan_or_none(args.cpus)
+    before = frozenset(os.sched_getaffinity(0))
+    cpus.pin_process(plan.control)  # the bench and its loads are the control process
+    try:
+        return _run(args, paths, kinds, voices, plan)
+    finally:
+        if plan.control is not None:
+            cpus.pin_process(before)
+
+
+def _run(args, paths, kinds, voices, plan) -> int:
     rows, fx_rows, soak = [], [bench_fx(p) for p in paths if kinds[p] == "fx"], None
+    log.info("CPUs: %s", plan.describe())
     for block in args.block_sizes:
         with contextlib.ExitStack() as stack:
             jack_index = None
             if not args.no_jack:
                 try:
                     server = stack.enter_context(
-                        dummy_jack_server(args.sample_rate, block, realtime=args.realtime_server)
+                        dummy_jack_server(args.sample_rate, block, realtime=args.realtime_server, cpus=plan.audio)
                     )
                     jack_index = jack_device_index(server)
                 except JackUnavailable as err:
@@ -305,6 +291,7 @@ def main(args: argparse.Namespace) -> int:
                     args.soak,
                     args.sample_rate,
                     jack_index,
+                    args.cpus,
                 )
                 soak["seconds"] = args.soak
                 log.info("soak: %d late blocks of %d", soak["late_blocks"], soak["blocks"])
@@ -322,6 +309,7 @@ def main(args: argparse.Namespace) -> int:
                                 args.seconds,
                                 args.sample_rate,
                                 jack_index,
+                                args.cpus,
                             )
                             rows.append(row)
                             log.info(
@@ -343,6 +331,10 @@ def main(args: argparse.Namespace) -> int:
 
             sd._initialize()
     print(format_table(rows))
+    floor = []
+    if not args.no_floor:
+        floor = benchfloor.floor_rows(args.block_sizes, args.sample_rate, args.seconds, args.soak, plan.audio)
+        print(benchfloor.format_floor(floor) if floor else "no floor: cyclictest missing (apt install rt-tests)")
     rat = ratios(rows)
     for r in rat:
         print(
@@ -365,10 +357,12 @@ def main(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
             "seconds": args.seconds,
             "realtime_server": args.realtime_server,
+            "cpus": plan.describe(),
             "rows": rows,
             "ratios": rat,
             "fx": fx_rows,
             "soak": soak,
+            "floor": floor,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pimodule.core.controls import MODES
+from pimodule.device import cpus as cpus_mod
 from pimodule.device.io.osc import OscConfig as ServerConfig
 
 LOUDNESS_SOURCES = ("cv2", "envelope")
@@ -39,6 +40,7 @@ class AudioConfig:
     n_output_channels: int = 2  # the voice goes to every output channel
     input_channel: int = 0  # which input feeds transfer/fx mode
     latency: str = "low"
+    cpus: str = "auto"  # the audio core(s): "auto" (the last CPU), "none", or "3" / "2,3" (device/cpus.py)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,11 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError(f"audio.block_size {a.block_size} outside 0..8192")
     if a.n_output_channels < 1 or a.n_input_channels < 0:
         raise ConfigError("audio: needs at least one output channel")
+    if a.cpus.strip().lower() not in ("auto", "none"):
+        try:
+            cpus_mod.parse_list(a.cpus)
+        except cpus_mod.CpuSpecError as err:
+            raise ConfigError(str(err)) from None
     if e.mode not in MODES:
         raise ConfigError(f"engine.mode {e.mode!r} is not one of {MODES}")
     if e.backend not in ENGINE_BACKENDS:

@@ -15,6 +15,7 @@ from pathlib import Path
 from pimodule.core.controls import MODES
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device import config as config_mod
+from pimodule.device import cpus
 from pimodule.device.control import DaemonController, PotMapper, SimulatedCV
 from pimodule.device.engines import Engines
 from pimodule.device.engines import make as make_engines
@@ -309,12 +310,15 @@ def run(d: Daemon, *, offline: bool, duration_s: float | None) -> str:
         part.start()
     stream = None
     if not offline:
+        plan = cpus.plan_or_none(d.cfg.audio.cpus)
+        log.info("CPUs: %s", plan.describe())
         try:
             stream = d.runner.open_stream(
                 device=d.cfg.audio.device,
                 block_size=d.cfg.audio.block_size,
                 n_input_channels=d.cfg.audio.n_input_channels,
                 latency=d.cfg.audio.latency,
+                cpus=plan.audio_arg(),
             )
         except Exception as err:  # noqa: BLE001 - PortAudio raises several kinds
             log.warning("no audio device could be opened (%s): running OFFLINE on a simulated clock", err)

@@ -22,6 +22,7 @@ from scipy.signal import resample_poly
 
 from pimodule.core.controls import MODES
 from pimodule.device import config as config_mod
+from pimodule.device import cpus
 from pimodule.device.daemon import build, run
 from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
 
@@ -129,11 +130,16 @@ def main(args: argparse.Namespace) -> int:
     record_s = None
     if args.record is not None:
         record_s = args.duration if args.duration is not None else RECORD_MAX_S
+    plan = cpus.plan_or_none(cfg.audio.cpus)
+    if not args.offline:  # before the control threads start: they inherit it
+        cpus.pin_process(plan.control)
     with contextlib.ExitStack() as stack:
         offline = args.offline
         if args.jack_dummy and not offline:
             try:
-                server = stack.enter_context(dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128))
+                server = stack.enter_context(
+                    dummy_jack_server(cfg.audio.sample_rate_hz, cfg.audio.block_size or 128, cpus=plan.audio)
+                )
                 cfg = config_mod.override(cfg, "audio", device=jack_device_index(server))
             except JackUnavailable as err:
                 log.warning("no JACK dummy server (%s): falling back to the simulated clock", err)

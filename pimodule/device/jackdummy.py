@@ -40,15 +40,17 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int, sig: int = signal.SIGTERM):
+def _die_with_parent(parent_pid: int, sig: int = signal.SIGTERM, cpus: frozenset[int] | None = None):
     """A ``preexec_fn``: the child gets ``sig`` when its parent dies (Linux); if the parent is
-    already gone by now, the child exits at once."""
+    already gone by now, the child exits at once. ``cpus``: the child runs on these CPUs."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
     def preexec() -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before the prctl took effect
             os._exit(1)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
 
     return preexec
 
@@ -79,12 +81,17 @@ class JackServer:
 
 @contextlib.contextmanager
 def dummy_jack_server(
-    rate_hz: int = 48000, period: int = 128, name: str | None = None, realtime: bool = False
+    rate_hz: int = 48000,
+    period: int = 128,
+    name: str | None = None,
+    realtime: bool = False,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[JackServer]:
     """Start ``jackd --no-realtime -d dummy`` (``realtime``: ``jackd -R -P 80``, its threads and
     its clients' process threads at SCHED_FIFO, as a sound card's server runs; at jackd's default
     priority 10 its driver thread missed its wake-up more often under load), make it this process's
-    default server (``JACK_DEFAULT_SERVER``), yield it; stop it by PID on exit."""
+    default server (``JACK_DEFAULT_SERVER``), yield it; stop it by PID on exit. ``cpus``: the
+    server runs on these CPUs (the audio core, beside the audio process: device/cpus.py)."""
     for tool in ("jackd", "jack_wait"):
         if shutil.which(tool) is None:
             raise JackUnavailable(f"{tool} not found (apt install jackd2)")
@@ -107,7 +114,7 @@ def dummy_jack_server(
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - started before the daemon's threads
+        preexec_fn=_die_with_parent(os.getpid(), cpus=cpus),  # noqa: PLW1509 - started before the daemon's threads
     )
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pimodule.device import bench
+from pimodule.device import bench, benchfloor
 from pimodule.device import config as config_mod
 from pimodule.device import cv_calibrate as calibrate
 from pimodule.device.config import load_config
@@ -31,9 +31,16 @@ def test_bench_plays_both_engines_and_reports_responses_and_ratios(model_dir, tm
         no_jack=True,
         soak=0,
         out=out,
+        cpus="auto",
+        no_floor=False,
     )
+    mask = os.sched_getaffinity(0)
     assert bench.main(args) == 0
+    assert os.sched_getaffinity(0) == mask  # the bench pins itself to the control CPUs, then lets go
     result = json.loads(out.read_text())
+    if benchfloor.available():  # the machine's floor, idle and under the check, at the block size
+        assert [(f["load"], f["block_size"]) for f in result["floor"]] == [("idle", 128), ("check", 128)]
+        assert all(f["wakeups"] > 100 and f["late"] >= 0 for f in result["floor"])
     rows = result["rows"]
     assert {(r["model"], r["engine"], r["load"]) for r in rows} == {
         (m, e, ld) for m in ("voice_a", "voice_b") for e in ("compiled", "onnxruntime") for ld in ("idle", "swaps")
@@ -58,6 +65,8 @@ def test_bench_refuses_a_bad_model(model_dir):
         realtime_server=False,
         no_jack=True,
         out=None,
+        cpus="none",
+        no_floor=True,
     )
     assert bench.main(args) == 1
 

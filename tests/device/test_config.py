@@ -53,6 +53,8 @@ def test_values_and_types(tmp_path):
         ({"nonsense": {}}, "unknown sections"),
         ({"engine": {"loudness_range_db": [0, -10]}}, "loudness_range_db"),
         ({"cv": {"calibration": {"cv1": {"scale_v_per_step": 1}}}}, "offset_v"),
+        ({"audio": {"cpus": "last"}}, "audio. cpus"),
+        ({"audio": {"cpus": "3-1"}}, "audio. cpus"),
     ],
 )
 def test_errors_name_the_problem(data, match):

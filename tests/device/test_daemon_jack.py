@@ -3,6 +3,7 @@ refused bad models during playback; the output stays finite and bounded and foll
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from pimodule.core.features import yin_f0
+from pimodule.device import cpus
 from pimodule.device import daemon as daemon_mod
 from pimodule.device.config import parse_config
 from pimodule.device.control import Note
@@ -141,6 +143,12 @@ def test_played_f0_follows_the_cv(jack_server, model_dir):
     thread = start(d)
     rate = jack_server.rate_hz
     try:
+        if len(cpus.available()) >= 2:  # [audio] cpus = "auto": the audio process on the last CPU
+            pid = d.runner.process.proc.pid
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    allowed = next(ln for ln in f if ln.startswith("Cpus_allowed_list:")).split(":")[1].strip()
+                assert allowed == str(max(cpus.available())), (tid, allowed)
         deadline = time.monotonic() + 60
         while d.runner.recorder.n < d.runner.recorder.buffer.shape[0] and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -19,6 +19,7 @@ import struct
 import sys
 import time
 
+from pimodule.device import cpus
 from pimodule.device.rt import shared as L
 from pimodule.device.rt import stream as rt_stream  # the compiled callback (numba's cache, or compiled now)
 
@@ -131,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=-1.0, help="seconds of audio (offline); < 0: until stopped")
     parser.add_argument("--freewheel", action="store_true", help="offline, as fast as possible")
     parser.add_argument("--no-realtime", action="store_true", help="do not ask for SCHED_FIFO")
+    parser.add_argument("--cpus", default=None, help="pin this process to these CPUs (e.g. 3 or 2,3)")
     args = parser.parse_args(argv)
+    if args.cpus:  # before the stream's threads start: they inherit the mask
+        cpus.pin_process(cpus.parse_list(args.cpus))
     _die_with_parent()
     signal.signal(signal.SIGTERM, lambda *_: None)  # the stop flag ends us; a signal just wakes the sleep
     parent = os.getppid()

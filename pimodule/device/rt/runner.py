@@ -229,8 +229,19 @@ class RtRunner:
         return L.RT_NAMES.get(int(self.block.ih[L.I_RT_STATUS]), "?")
 
     # -- a device, through the audio process ------------------------------------------------------
-    def open_stream(self, *, device=None, block_size: int = 128, n_input_channels: int = 2, latency: str = "low"):
+    def open_stream(
+        self,
+        *,
+        device=None,
+        block_size: int = 128,
+        n_input_channels: int = 2,
+        latency: str = "low",
+        cpus: str | None = None,
+    ):
+        """The audio process's stream; ``cpus``: the CPUs it is pinned to (None: not pinned)."""
         args = ["--block-size", str(block_size or 128), "--input-channels", str(n_input_channels), "--latency", latency]
+        if cpus:
+            args += ["--cpus", cpus]
         if device is not None and device != "":
             args += ["--device", str(device)]
         if not self.realtime_priority:
