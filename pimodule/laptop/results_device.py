@@ -276,6 +276,33 @@ def render_bench(results: dict) -> str:
                 f"{_f(soak.get('wake_p99_us'), 0)} µs), the callback's own work p99 {_f(soak.get('work_p99_us'), 0)} µs"
             )
         out += ".\n"
+    if results.get("cpus"):
+        out += f"\nCPUs ([audio] cpus = auto): {results['cpus']}.\n"
+    floor = results.get("floor") or []
+    if floor:
+        out += (
+            "\nThe machine's own floor: cyclictest (rt-tests) on the audio core at the audio threads' priority "
+            "and the block's period, a thread that does nothing but wake up; idle and with the fx check "
+            "running in the control process. Its wake-ups above 5 % of the period, or a whole period, are "
+            "the system's and the hypervisor's before any of our code runs.\n\n"
+        )
+        out += _table(
+            ["block", "load", "seconds", "wake-ups", "p50 µs", "p99 µs", "max µs", "over 5 % of period", "late"],
+            [
+                [
+                    str(f["block_size"]),
+                    f["load"],
+                    _f(f["seconds"], 0),
+                    str(f["wakeups"]),
+                    _f(f.get("p50_us"), 0),
+                    _f(f.get("p99_us"), 0),
+                    _f(f.get("max_us"), 0),
+                    str(f.get("over_5_percent", "–")),
+                    str(f.get("late", "–")),
+                ]
+                for f in floor
+            ],
+        )
     return out
 
 
