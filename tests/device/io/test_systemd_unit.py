@@ -95,6 +95,15 @@ def test_the_sandbox_keeps_what_the_daemon_needs():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_units_filter_lets_the_daemon_pin_the_audio_core_and_ask_for_sched_fifo():
+    """[audio] cpus pins processes (sched_setaffinity) and the audio thread asks for SCHED_FIFO;
+    the filter must allow both, and still refuse what the unit denies."""
+    allowed = set(_seccomp_spec()["allow"])
+    assert {"sched_setaffinity", "sched_setscheduler", "sched_getaffinity"} <= allowed
+    assert not {"mount", "reboot", "init_module", "ptrace"} & allowed
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_analyze_security_rates_it_ok(tmp_path):
     out = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", str(_runnable_copy(tmp_path))],
