@@ -178,11 +178,10 @@ def _check(cfg: DaemonConfig) -> None:
         raise ConfigError(f"audio.block_size {a.block_size} outside 0..8192")
     if a.n_output_channels < 1 or a.n_input_channels < 0:
         raise ConfigError("audio: needs at least one output channel")
-    if a.cpus.strip().lower() not in ("auto", "none"):
-        try:
-            cpus_mod.parse_list(a.cpus)
-        except cpus_mod.CpuSpecError as err:
-            raise ConfigError(str(err)) from None
+    try:
+        cpus_mod.check_spec(a.cpus)
+    except cpus_mod.CpuSpecError as err:
+        raise ConfigError(str(err)) from None
     if e.mode not in MODES:
         raise ConfigError(f"engine.mode {e.mode!r} is not one of {MODES}")
     if e.backend not in ENGINE_BACKENDS:

@@ -78,8 +78,15 @@ def parse_list(text: str) -> frozenset[int]:
     return frozenset(out)
 
 
+def check_spec(spec: str) -> None:
+    """Raise :class:`CpuSpecError` if ``spec`` is neither "auto", "none" nor a CPU list (whether
+    this machine has those CPUs is :func:`plan`'s question, asked where the daemon runs)."""
+    if spec.strip().lower() not in ("auto", "none"):
+        parse_list(spec)
+
+
 def plan(spec: str, cpus: frozenset[int] | None = None) -> CpuPlan:
-    """The plan for ``spec`` on a process allowed ``cpus`` (default: this process's)."""
+    """The plan for ``spec`` on a machine with ``cpus`` (default: this machine's online CPUs)."""
     cpus = available() if cpus is None else frozenset(cpus)
     spec = (spec or "none").strip().lower()
     if spec == "none" or len(cpus) < 2:
