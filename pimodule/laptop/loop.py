@@ -4,11 +4,18 @@ whose total and ETA follow whichever ends first, periodic tasks by minutes, and 
 ``Budget`` is driven by the trainer (``for step in budget:`` ... ``budget.done(loss=...)``); a
 trainer catches ``KeyboardInterrupt`` around its loop, saves a checkpoint and raises
 :class:`Interrupted` with the resume command, which the CLI prints.
+
+While the loop runs (in the main thread, where Ctrl-C is not ignored), the first Ctrl-C only asks it to stop: the step under
+way finishes and ``KeyboardInterrupt`` is raised where the next one would start, never from the
+middle of an optimizer step, a log write or a lock held by the progress bar (an interrupt raised
+there once left a run hanging instead of saving). A second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 
 from tqdm import tqdm
@@ -38,6 +45,8 @@ class Budget:
         self._t0 = time.monotonic()
         self.out_of_time = False
         self._timers: dict[str, float] = {}
+        self.stop_requested = False
+        self._previous_handler = None
         # smoothing=0: the bar's rate is the session's average, the same rate that sets its total,
         # so elapsed + ETA is the time limit
         self.bar = tqdm(
@@ -55,8 +64,33 @@ class Budget:
         return self.elapsed_before_s + time.monotonic() - self._t0
 
     def __iter__(self):
-        while self.step < self.steps and not self.out_of_time:
-            yield self.step
+        self._catch_ctrl_c()
+        try:
+            while self.step < self.steps and not self.out_of_time:
+                if self.stop_requested:
+                    raise KeyboardInterrupt
+                yield self.step
+        finally:
+            self._release_ctrl_c()
+
+    def _catch_ctrl_c(self) -> None:
+        """Only where Ctrl-C would interrupt anyway: not from another thread, and not in a process
+        that ignores it (started with nohup or in the background, where it stays ignored)."""
+        if threading.current_thread() is not threading.main_thread() or self._previous_handler is not None:
+            return
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+    def _release_ctrl_c(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def _on_ctrl_c(self, signum, frame) -> None:
+        if self.stop_requested:  # the second one: now
+            self._release_ctrl_c()
+            raise KeyboardInterrupt
+        self.stop_requested = True
 
     def done(self, **postfix: float) -> None:
         """One step finished: advance the bar (its total shrinks to what the time limit allows)."""
@@ -91,4 +125,5 @@ class Budget:
         return False
 
     def close(self) -> None:
+        self._release_ctrl_c()
         self.bar.close()

@@ -121,13 +121,25 @@ def test_time_limit_sets_the_bar_total_and_the_end(tone_data, tmp_path, capsys):
     assert all(mid_s <= 9 + 3 for mid_s in mid), etas  # elapsed + ETA stays at the 9 s limit
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child's SIGINT at its default, so Python installs its Ctrl-C handler: a test run started
+    in the background (CI under nohup) has SIGINT ignored, and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tone_data, tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(replace(TINY, train=replace(TINY.train, steps=100_000, checkpoint_every=100_000)).to_toml())
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "pimodule.cli", "train", "ddsp", "--data", str(tone_data), "--out", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd + ["--config", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd + ["--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
