@@ -8,7 +8,7 @@ OUT     ?= out
 # Minutes of training per instrument for `make models` (the DDSP issue's budget is 15).
 TRAIN_MINUTES ?= 14
 
-.PHONY: help demo test lint format results models small-models fx-models fx-eval transfer-eval bench venv system-deps clean-venv
+.PHONY: help demo test lint format results models small-models int8-models fx-models fx-eval transfer-eval bench venv system-deps clean-venv
 
 help:
 	@echo "make demo          set up, then timbre transfer + a few seconds of the daemon (writes $(OUT)/)"
@@ -18,6 +18,7 @@ help:
 	@echo "make results       docs/results.md from docs/results/*.json"
 	@echo "make models        render data, train, export export/violin.onnx and export/flute.onnx (about 30 min)"
 	@echo "make small-models  the GRU-64 voices export/*-small.onnx"
+	@echo "make int8-models   the violin with int8 weights, export/violin-int8.onnx, and its held-out score"
 	@echo "make fx-models     train and export the effect estimators (about 8 h)"
 	@echo "make fx-eval       score the shipped effect estimators on held-out cases and real recordings (about 1.5 h)"
 	@echo "make bench         real-time response of the models in export/ on this machine"
@@ -74,6 +75,17 @@ models: venv
 	$(BIN)/pimodule eval ddsp export/violin.onnx export/flute.onnx --data $(DATA)/violin $(DATA)/flute --json docs/results/ddsp_eval.json
 	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/ddsp_eval.json --kind ddsp_eval \
 		--title "DDSP voices: held-out resynthesis" --command "make models"
+
+# The violin with int8 weights (the compiled engine reads them as int8: 384 kB, inside a
+# Cortex-A53's L2), scored side by side with the float32 violin on the same held-out phrases
+export/violin-int8.onnx: export/violin.onnx | venv
+	$(BIN)/pimodule quantize export/violin.onnx --out export/violin-int8.onnx
+
+int8-models: export/violin-int8.onnx
+	test -d $(DATA)/violin || $(BIN)/pimodule data render --program violin --out $(DATA)/violin --seed 0 --n-phrases 80
+	$(BIN)/pimodule eval ddsp export/violin-int8.onnx export/violin.onnx --data $(DATA)/violin $(DATA)/violin --json docs/results/ddsp_int8_eval.json
+	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/ddsp_int8_eval.json --kind ddsp_eval \
+		--title "DDSP voices, int8 weights, beside float32 (one run)" --command "make int8-models"
 
 # Smaller voices (GRU 64 instead of 128) for tight real-time budgets: export/<voice>-small.onnx
 small-models: venv
@@ -139,7 +151,7 @@ demo: venv export/violin.onnx export/flute.onnx
 bench: venv
 	# the soak plays the first voice at the first block size: violin at 128 frames
 	$(BIN)/pimodule bench export/violin.onnx export/flute.onnx export/violin-small.onnx export/flute-small.onnx \
-		export/fx.onnx export/fx-dry.onnx --block-sizes 128 64 256 --realtime-server --soak 600 --out docs/results/bench.json
+		export/violin-int8.onnx export/fx.onnx export/fx-dry.onnx --block-sizes 128 64 256 --realtime-server --soak 600 --out docs/results/bench.json
 	$(BIN)/python -m pimodule.laptop.results_page --stamp docs/results/bench.json --kind bench \
 		--title "Real-time response (pimodule bench)" --command "make bench"
 	$(MAKE) results  # the variants table reads the bench's p99

@@ -39,7 +39,7 @@ EMU = Path(__file__).resolve().parent
 REPO = EMU.parents[1]
 VENV_PY = "/opt/pimodule/venv/bin/python"
 CACHE = "/var/tmp/pi-bench/numba"
-VOICES = ("violin", "flute", "violin-small", "flute-small")
+VOICES = ("violin", "flute", "violin-small", "flute-small", "violin-int8")
 ENV = ["OPENBLAS_NUM_THREADS=1", "PYTHONPATH=/src", f"NUMBA_CACHE_DIR={CACHE}"]
 FRAMES = 500
 TARGETS = {"violin synth": 40e6, "small voice synth": 20e6, "violin transfer": 80e6}  # issue 23's budgets

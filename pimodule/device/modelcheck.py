@@ -9,8 +9,8 @@ refused:
   (``external_data`` entries or ``data_location != DEFAULT``), any string tensor, any string
   attribute that looks like a path;
 - operator domains other than the standard one (``""`` / ``ai.onnx``): the shipped voices and
-  estimators and the files ``pimodule quantize`` makes (``DynamicQuantizeLinear`` and
-  ``MatMulInteger``, both standard) use nothing else; model-local functions; control-flow
+  estimators, the files ``pimodule quantize`` makes (``DequantizeLinear``) and onnxruntime's
+  dynamically quantized ones (``DynamicQuantizeLinear``, ``MatMulInteger``) use nothing else; model-local functions; control-flow
   subgraphs (``If``/``Loop``/``Scan`` bodies): none of the project's models has one;
 - opsets outside :attr:`Budget.min_opset`..:attr:`Budget.max_opset` (17..21: what the exporter
   writes and onnxruntime 1.20 runs), IR versions above 10;

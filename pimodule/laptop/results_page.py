@@ -234,6 +234,7 @@ def render_file(path: Path) -> str:
 ORDER = (
     "ddsp_eval",
     "ddsp_small_eval",
+    "ddsp_int8_eval",
     "voice_variants",
     "bench",
     "pi_bench",

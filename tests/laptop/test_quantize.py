@@ -11,4 +11,11 @@ def test_int8_variant_is_a_valid_smaller_model_close_to_fp32(tmp_path):
     assert session.info.name.endswith("-int8")
     assert session.info.provenance["variant"]["from"] == "m.onnx"
     assert report["bytes"]["int8"] < report["bytes"]["fp32"]
-    assert report["snr_db"] > 20
+    assert report["snr_db"] > 30
+    import onnx
+
+    proto = onnx.load(str(tmp_path / "m-int8.onnx"))
+    dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert sorted(n.output[0] for n in dq) == sorted(report["tensors"]) and len(dq) >= 4
+    assert "fir_basis" not in report["tensors"]  # the fixed noise basis stays float32
+    assert {n.op_type for n in proto.graph.node} & {"MatMulInteger", "DynamicQuantizeLinear"} == set()

@@ -2,9 +2,10 @@
 
 The compiled kernel reproduces one specific function (``pimodule.laptop.ddsp.frame.FrameVoice``).
 A file is accepted only if it *is* that function: pimodule ``ddsp`` metadata with the expected
-state, the expected graph inputs and outputs, exactly the expected multiset of operators (an int8
-file made by ``pimodule quantize`` has ``DynamicQuantizeLinear``/``MatMulInteger`` instead of
-``MatMul``, an fx estimator other operators altogether), every named weight consumed by the
+state, the expected graph inputs and outputs, exactly the expected multiset of operators (once
+the ``DequantizeLinear`` of int8 constants that ``pimodule quantize`` writes are folded,
+:func:`onnx_graph.fold_dequantize`; onnxruntime's dynamic quantization has ``MatMulInteger``
+instead of ``MatMul``, an fx estimator other operators altogether), every named weight consumed by the
 expected operator in the expected input slot, shapes consistent with one hidden size, and the
 scalar constants (LeakyReLU slopes, LayerNorm epsilons, clamps, the scaled sigmoid's exponent,
 table lengths, pads) read from the graph itself. Anything else raises :class:`UnsupportedVoice`

@@ -40,7 +40,7 @@ import numpy as np
 from pimodule.device.voice import kernel_ops, kernel_synth
 from pimodule.device.voice import layout as L
 from pimodule.device.voice.kernel_math import ONE32, exp32, log32, sigmoid32, tanh32
-from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U2, U3, U4, dim, layer_norm_leaky, matvec, off
+from pimodule.device.voice.kernel_ops import FAST, OPTS, U0, U2, U3, U4, dim, layer_norm_leaky, matvec_any, off, size
 from pimodule.device.voice.kernel_synth import amplitudes, harmonic, noise, phases, reverb
 
 _SOURCES = ("layout.py", "kernel_ops.py", "kernel_math.py", "kernel_synth.py", "kernel.py")
@@ -78,6 +78,11 @@ def _scaled_sigmoid(sx, p, n, pw, scale, offset):
         sx[p + i] = v * scale + offset
 
 
+@numba.njit(fastmath=FAST, inline="always", **OPTS)
+def _mv(w, lay, seg, rows, cols, x, xo, b, bo, has_bias, y, yo):
+    matvec_any(w, off(lay, seg), size(lay, seg), rows, cols, x, xo, b, bo, has_bias, y, yo)
+
+
 @numba.njit(**OPTS)
 def _decode(w, lay, f0, ld, state, sx):
     """The decoder: input MLPs, GRU step (state updated), out MLP, projection and scaled
@@ -90,31 +95,32 @@ def _decode(w, lay, f0, ld, state, sx):
     xin1 = ld * w[c + L.C_IN_SCALE + 1] + w[c + L.C_IN_SHIFT + 1]
     w1, b1, g1, be1 = off(lay, L.W_W1), off(lay, L.W_B1), off(lay, L.W_G1), off(lay, L.W_BE1)
     w2, b2, g2, be2 = off(lay, L.W_W2), off(lay, L.W_B2), off(lay, L.W_G2), off(lay, L.W_BE2)
+    n2 = size(lay, L.W_W2) // U2  # each MLP's matrix (float32 or int8 with its scales)
     for m in range(U2):
         xin = xin0 if m == U0 else xin1
         mo = m * hp
         for j in range(h):
             sx[y2 + mo + j] = xin * w[w1 + mo + j] + w[b1 + mo + j]
         layer_norm_leaky(sx, y2 + mo, h, w[c + L.C_EPS], w, g1 + mo, be1 + mo, w[c + L.C_SLOPE], sx, y1 + mo)
-        matvec(w, w2 + mo * hp, hp, hp, sx, y1 + mo, w, b2 + mo, True, sx, y2 + mo)
+        matvec_any(w, w2 + m * n2, n2, hp, hp, sx, y1 + mo, w, b2 + mo, True, sx, y2 + mo)
         layer_norm_leaky(sx, y2 + mo, h, w[c + L.C_EPS + 1], w, g2 + mo, be2 + mo, w[c + L.C_SLOPE + 1], sx, y1 + mo)
     # GRU: gates from [a, b] (y1) and from h_prev
     sg = off(lay, L.S_GRU)
     for j in range(h):
         sx[xh + j] = np.float32(state[sg + j])
-    matvec(w, off(lay, L.W_AB), U4 * hp, U2 * hp, sx, y1, w, off(lay, L.W_BAB), True, sx, gi)
-    matvec(w, off(lay, L.W_HH), U3 * hp, hp, sx, xh, w, U0, False, sx, gh)
+    _mv(w, lay, L.W_AB, U4 * hp, U2 * hp, sx, y1, w, off(lay, L.W_BAB), True, sx, gi)
+    _mv(w, lay, L.W_HH, U3 * hp, hp, sx, xh, w, U0, False, sx, gh)
     _gru_update(w, off(lay, L.W_BHN), sx, gi, gh, xh, h, hp, state, sg)
     # out MLP on [h, a, b] (its [a, b] part is gi's last block) and the projection
-    matvec(w, off(lay, L.W_X), hp, hp, sx, xh, sx, gi + U3 * hp, True, sx, o1)
+    _mv(w, lay, L.W_X, hp, hp, sx, xh, sx, gi + U3 * hp, True, sx, o1)
     layer_norm_leaky(
         sx, o1, h, w[c + L.C_EPS + 2], w, off(lay, L.W_LN1W), off(lay, L.W_LN1B), w[c + L.C_SLOPE + 2], sx, o1
     )
-    matvec(w, off(lay, L.W_LIN2), hp, hp, sx, o1, w, off(lay, L.W_LIN2B), True, sx, o2)
+    _mv(w, lay, L.W_LIN2, hp, hp, sx, o1, w, off(lay, L.W_LIN2B), True, sx, o2)
     layer_norm_leaky(
         sx, o2, h, w[c + L.C_EPS + 3], w, off(lay, L.W_LN2W), off(lay, L.W_LN2B), w[c + L.C_SLOPE + 3], sx, o2
     )
-    matvec(w, off(lay, L.W_PROJ), dim(lay, L.D_NOUTP), hp, sx, o2, w, off(lay, L.W_PROJB), True, sx, p)
+    _mv(w, lay, L.W_PROJ, dim(lay, L.D_NOUTP), hp, sx, o2, w, off(lay, L.W_PROJB), True, sx, p)
     _scaled_sigmoid(sx, p, dim(lay, L.D_NOUT), w[c + L.C_POW], w[c + L.C_SIG_SCALE], w[c + L.C_SIG_OFFSET])
 
 
@@ -177,14 +183,23 @@ def _baked_source_hash():
 
 
 def _check_cache() -> None:
-    """Recompile every kernel function (callees first) if the cached code predates the sources."""
+    """Recompile every kernel function if the cached code predates the sources. Every function's
+    disk cache is emptied first: a caller recompiled here compiles its callees, and a callee whose
+    own file did not change (``_decode`` when only ``kernel_ops.py`` did) would otherwise be loaded
+    from its cache with the old code of *its* callees inside."""
     if _baked_source_hash() == SOURCE_HASH:
         return
-    for module in (kernel_ops, kernel_synth, sys.modules[__name__]):
-        for obj in list(vars(module).values()):
-            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__:
-                if obj.signatures:
-                    obj.recompile()
+    dispatchers = [
+        obj
+        for module in (kernel_ops, kernel_synth, sys.modules[__name__])
+        for obj in list(vars(module).values())
+        if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.__module__ == module.__name__
+    ]
+    for obj in dispatchers:
+        obj._cache.flush()
+    for obj in dispatchers:
+        if obj.signatures:
+            obj.recompile()
 
 
 _check_cache()

@@ -22,6 +22,10 @@ without a dtype view, which in numba carries an exception path).
 Matrices are (out, in) with ``in`` padded to ``HP`` (or ``NBP`` for the noise bands) and ``out``
 to a multiple of :data:`ROW_BLOCK` (zero padding), stored as panels of 4 rows with the columns
 interleaved (:func:`panels`): the kernel computes 4 outputs per pass over one contiguous stream.
+A decoder matrix a file holds as int8 (``pimodule quantize``) is stored instead as its rows of
+bytes, row after row, four to a float32 element, followed by one float32 scale per row; the
+kernel tells the two apart by the segment's size (``rows * cols`` against
+``rows * cols / 4 + rows``).
 """
 
 from __future__ import annotations

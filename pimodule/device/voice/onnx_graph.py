@@ -104,3 +104,41 @@ def load(path: str | Path):
     except Exception as err:  # protobuf raises DecodeError and others
         raise UnsupportedVoice(f"not a readable ONNX file ({type(err).__name__}: {err})") from err
     return proto
+
+
+def fold_dequantize(proto) -> dict[str, np.ndarray]:
+    """Replace every ``DequantizeLinear`` of constants (int8 weights, float32 scales per output
+    channel or one scale, zero points 0: what ``pimodule quantize`` writes) by the float32
+    constant onnxruntime computes from it, ``q * scale``. Returns {name: its scales, broadcast to
+    its shape} for the packer, which keeps such matrices as int8 and their scales. ``proto`` is edited in place;
+    any other ``DequantizeLinear`` stays and fails the operator check."""
+    from onnx import numpy_helper
+
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    folded: dict[str, np.ndarray] = {}
+    keep = []
+    for node in g.node:
+        if node.op_type != "DequantizeLinear" or not all(n in inits for n in node.input):
+            keep.append(node)
+            continue
+        q, scale = (numpy_helper.to_array(inits[n]) for n in node.input[:2])
+        zero = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 else np.zeros(1, np.int8)
+        attrs = _attrs(node)
+        axis = int(attrs.get("axis", 1))
+        what = f"int8 weight {node.output[0]!r}"
+        if q.dtype != np.int8 or scale.dtype != np.float32 or q.ndim < 2 or attrs.get("block_size", 0):
+            raise UnsupportedVoice(f"{what}: {q.dtype} values with {scale.dtype} scales, not int8 per channel")
+        if np.any(zero != 0) or not np.all(np.isfinite(scale)):
+            raise UnsupportedVoice(f"{what}: zero points must be 0 and scales finite")
+        axis = axis % q.ndim
+        if scale.size != 1 and scale.shape != (q.shape[axis],):
+            raise UnsupportedVoice(f"{what}: scales {scale.shape} for axis {axis} of {q.shape}")
+        shape = [1] * q.ndim
+        shape[axis] = scale.size
+        value = q.astype(np.float32) * scale.reshape(shape)
+        g.initializer.append(numpy_helper.from_array(value, node.output[0]))
+        folded[node.output[0]] = np.broadcast_to(scale.reshape(shape), q.shape)
+    del g.node[:]
+    g.node.extend(keep)
+    return folded

@@ -20,7 +20,7 @@ import numpy as np
 from pimodule.core import modelfile
 from pimodule.device.voice import layout as L
 from pimodule.device.voice.graph import check_signature, read_tensors
-from pimodule.device.voice.onnx_graph import Graph, UnsupportedVoice, load
+from pimodule.device.voice.onnx_graph import Graph, UnsupportedVoice, fold_dequantize, load
 
 __all__ = ["UnsupportedVoice", "VoiceWeights", "read_voice"]
 
@@ -101,21 +101,25 @@ class VoiceWeights:
 def read_voice(path: str | Path) -> VoiceWeights:
     """Read a FrameVoice file; :class:`UnsupportedVoice` if it is anything else."""
     proto = load(path)
+    folded = fold_dequantize(proto)
     meta = {p.key: p.value for p in proto.metadata_props}
     try:
         info = modelfile.parse_metadata(meta, str(path))
     except modelfile.ModelFileError as err:
         raise UnsupportedVoice(str(err)) from err
     has_reverb = check_signature(proto, info)
-    tensors, consts = read_tensors(Graph(proto), info, has_reverb)
-    weights, lay = _pack(tensors, consts)
+    graph = Graph(proto)
+    tensors, consts = read_tensors(graph, info, has_reverb)
+    # the int8 matrices' scales, by the name the walk gave each tensor (it holds the very array)
+    scales = {k: folded[n] for k, v in tensors.items() for n in folded if v is graph.inits.get(n)}
+    weights, lay = _pack(tensors, consts, scales)
     for spec in info.state:  # the metadata's shapes are the graph's
         if int(np.prod(spec.shape)) != L.segment(lay, STATE_SEGMENTS[spec.name])[1]:
             raise UnsupportedVoice(f"state {spec.name} of shape {spec.shape} does not fit the graph")
     return VoiceWeights(str(path), info, weights, lay, consts)
 
 
-def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
+def _pack(t: dict, c: dict, scales: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     h, k, nb, taps, hop, n_seg = (c[n] for n in ("hidden", "harmonics", "bands", "taps", "hop", "n_seg"))
     hp = L.round_up(h, L.COL_ALIGN)
     nbp = L.round_up(nb, L.COL_ALIGN)
@@ -143,6 +147,10 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     parts: list[tuple[str, np.ndarray]] = []
 
     mat = L.panels  # (out, in) zero-padded, as 4-row panels
+    c["int8"] = []  # the matrices kept as int8
+
+    def matrix(name: str) -> np.ndarray:
+        return _matrix(name, t, scales, (h, hp, n_outp), c["int8"])
 
     def vec(v: np.ndarray, n: int) -> np.ndarray:
         out = np.zeros(n, np.float32)
@@ -170,31 +178,24 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     parts.append(("W_CONST", const))
     for name in ("w1", "b1", "g1", "be1"):
         parts.append(("W_" + name.upper(), np.concatenate([vec(t[name][m], hp) for m in range(2)])))
-    parts.append(("W_W2", np.concatenate([mat(t["w2"][m].T, hp, hp) for m in range(2)])))
+    parts.append(("W_W2", matrix("W_W2")))
     for name in ("b2", "g2", "be2"):
         parts.append(("W_" + name.upper(), np.concatenate([vec(t[name][m], hp) for m in range(2)])))
-    # [a, b] (2H) -> [r, z, n, out] (4H); inputs a at [0, H), b at [HP, HP + H); each output block HP rows
-    w_ab = np.zeros((4 * hp, 2 * hp), np.float32)
     b_ab = np.zeros(4 * hp, np.float32)
     for q in range(4):
-        for m in range(2):
-            w_ab[q * hp : q * hp + h, m * hp : m * hp + h] = t["w_ab"][m * h : (m + 1) * h, q * h : (q + 1) * h].T
         b_ab[q * hp : q * hp + h] = t["b_ab"][0, q * h : (q + 1) * h]
-    parts += [("W_AB", mat(w_ab, 4 * hp, 2 * hp)), ("W_BAB", b_ab)]
-    w_hh = np.zeros((3 * hp, hp), np.float32)
-    for q in range(3):
-        w_hh[q * hp : q * hp + h, :h] = t["w_hh"][:, q * h : (q + 1) * h].T
+    parts += [("W_AB", matrix("W_AB")), ("W_BAB", b_ab)]
     parts += [
-        ("W_HH", mat(w_hh, 3 * hp, hp)),
+        ("W_HH", matrix("W_HH")),
         ("W_BHN", vec(t["b_hn"], hp)),
-        ("W_X", mat(t["w_x"].T, hp, hp)),
+        ("W_X", matrix("W_X")),
         ("W_LN1W", vec(t["ln_out1.weight"], hp)),
         ("W_LN1B", vec(t["ln_out1.bias"], hp)),
-        ("W_LIN2", mat(t["lin_out2.weight"], hp, hp)),
+        ("W_LIN2", matrix("W_LIN2")),
         ("W_LIN2B", vec(t["lin_out2.bias"], hp)),
         ("W_LN2W", vec(t["ln_out2.weight"], hp)),
         ("W_LN2B", vec(t["ln_out2.bias"], hp)),
-        ("W_PROJ", mat(t["proj.weight"], n_outp, hp)),
+        ("W_PROJ", matrix("W_PROJ")),
         ("W_PROJB", vec(t["proj.bias"], n_outp)),
         # FIR g[j] = sum_b mags[b] * fir_basis[b, taps - 1 - j] (the graph's basis is flipped)
         ("W_FIR", mat(t["fir_basis"][:, ::-1].T, taps, nbp)),
@@ -247,3 +248,67 @@ def _pack(t: dict, c: dict) -> tuple[np.ndarray, np.ndarray]:
     for name in L._SCRATCH_NAMES:
         b.add("X_" + name, scratch[name])
     return weights, b.layout
+
+
+# the decoder's matrices and the tensor each is read from (int8 in a file `pimodule quantize` made)
+MATRICES = {
+    "W_W2": "w2",
+    "W_AB": "w_ab",
+    "W_HH": "w_hh",
+    "W_X": "w_x",
+    "W_LIN2": "lin_out2.weight",
+    "W_PROJ": "proj.weight",
+}
+
+
+def _kernel_rows(name: str, src: np.ndarray, h: int, hp: int, n_outp: int) -> list[np.ndarray]:
+    """The (out, in) matrices, zero-padded, that segment ``name`` holds (two for W_W2)."""
+    if name == "W_W2":
+        return [_pad(src[m].T, hp, hp) for m in range(2)]
+    if name == "W_AB":
+        # [a, b] (2H) -> [r, z, n, out] (4H); inputs a at [0, H), b at [HP, HP + H); each output block HP rows
+        out = np.zeros((4 * hp, 2 * hp), src.dtype)
+        for q in range(4):
+            for m in range(2):
+                out[q * hp : q * hp + h, m * hp : m * hp + h] = src[m * h : (m + 1) * h, q * h : (q + 1) * h].T
+        return [out]
+    if name == "W_HH":
+        out = np.zeros((3 * hp, hp), src.dtype)
+        for q in range(3):
+            out[q * hp : q * hp + h, :h] = src[:, q * h : (q + 1) * h].T
+        return [out]
+    if name == "W_X":
+        return [_pad(src.T, hp, hp)]
+    return [_pad(src, n_outp if name == "W_PROJ" else hp, hp)]
+
+
+def _pad(m: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    out = np.zeros((rows, cols), m.dtype)
+    out[: m.shape[0], : m.shape[1]] = m
+    return out
+
+
+def _matrix(name: str, t: dict, scales: Mapping[str, np.ndarray], dims: tuple, int8: list) -> np.ndarray:
+    """Segment ``name`` as float32 panels (:func:`layout.panels`) or, when the file holds the
+    matrix as int8 with one scale per kernel row, as int8 rows (4 bytes per float32 element)
+    followed by the rows' scales (what ``matvec_q8`` reads). int8 is kept only if ``q * scale`` gives back
+    exactly the float32 values onnxruntime computes; otherwise the values are stored as float32."""
+    key = MATRICES[name]
+    values = _kernel_rows(name, np.asarray(t[key], np.float32), *dims)
+    if key in scales:
+        packed = [_q8_rows(v, s) for v, s in zip(values, _kernel_rows(name, np.asarray(scales[key]), *dims))]
+        if all(p is not None for p in packed):
+            int8.append(key)
+            return np.concatenate(packed)
+    return np.concatenate([L.panels(v, *v.shape) for v in values])
+
+
+def _q8_rows(values: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    row = scale.max(axis=1).astype(np.float32)  # padding has scale 0
+    if np.any((scale != row[:, None]) & (scale != 0)) or np.any(row < 0):
+        return None  # not one scale per row
+    safe = np.where(row > 0, row, 1).astype(np.float32)
+    q = np.rint(values / safe[:, None])
+    if np.abs(q).max(initial=0) > 127 or not np.array_equal((q.astype(np.float32) * row[:, None]), values):
+        return None
+    return np.concatenate([np.ascontiguousarray(q.astype(np.int8)).reshape(-1).view(np.float32), row])

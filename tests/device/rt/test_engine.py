@@ -98,9 +98,9 @@ def test_transfer_equals_the_onnxruntime_engine(block_size):
     assert np.max(np.abs(old)) > 0.01 and np.max(np.abs(new - old)) < 2e-6
 
 
-@pytest.mark.parametrize("mode", [0, 1, 2])
-def test_no_allocation_per_callback(mode):
-    block, writer = compiled_block(EXPORT / "violin.onnx", EngineConfig(loudness_source="cv2"), mode=mode)
+@pytest.mark.parametrize("mode,voice", [(0, "violin"), (1, "violin"), (2, "violin"), (0, "violin-int8")])
+def test_no_allocation_per_callback(mode, voice):
+    block, writer = compiled_block(EXPORT / f"{voice}.onnx", EngineConfig(loudness_source="cv2"), mode=mode)
     block.ih[L.I_MATCH] = 1
     sim = (0.1 * np.random.default_rng(0).standard_normal(2 * RATE)).astype(np.float32)
     inp, out = stream.clock_buffers(128, 2)

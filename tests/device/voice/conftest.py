@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 EXPORT = Path(__file__).resolve().parents[3] / "export"
-SHIPPED = ("violin", "flute", "violin-small", "flute-small")
+SHIPPED = ("violin", "flute", "violin-small", "flute-small", "violin-int8")
 
 
 @pytest.fixture(scope="session")

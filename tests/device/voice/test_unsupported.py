@@ -30,13 +30,77 @@ def _save(proto, path):
     return path
 
 
-def test_int8_quantized_voice_is_unsupported(tmp_path):
+def test_dynamically_quantized_voice_is_unsupported(tmp_path):
+    """onnxruntime's dynamic quantization (int8 activations too) is not the FrameVoice graph: it
+    plays through onnxruntime in the worker."""
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, out = tmp_path / "violin-small.onnx", tmp_path / "dynamic.onnx"
+    shutil.copy(SMALL, src)  # onnxruntime writes beside its input: never in export/
+    quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8)
+    with pytest.raises(UnsupportedVoice, match="MatMulInteger|DynamicQuantizeLinear|operators"):
+        read_voice(out)
+
+
+def _int8(tmp_path):
     from pimodule.laptop.quantize import quantize
 
     out = tmp_path / "violin-small-int8.onnx"
     quantize(SMALL, out)
-    with pytest.raises(UnsupportedVoice, match="MatMulInteger|DynamicQuantizeLinear|operators"):
-        read_voice(out)
+    return out
+
+
+def test_int8_weights_are_read_as_int8_and_match_onnxruntime(tmp_path):
+    """`pimodule quantize` keeps the graph and stores its matrices as int8 + scales: the kernel
+    reads them as int8 (a quarter of the bytes) and still matches onnxruntime."""
+    path = _int8(tmp_path)
+    voice, ref = read_voice(path), read_voice(SMALL)
+    assert sorted(voice.constants["int8"]) == ["lin_out2.weight", "proj.weight", "w2", "w_ab", "w_hh", "w_x"]
+    assert voice.weights.nbytes < 0.5 * ref.weights.nbytes
+    result = compare(voice, *sweep(200, voice))
+    assert result["audio_rms"] > 0.01 and result["audio"] <= 1e-5 and result["gru_h"] <= 5e-5
+
+
+def _edit_dequantize(path, tmp_path, edit):
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    node = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "w_hh")
+    edit(proto, node, inits, numpy_helper)
+    return _save(proto, tmp_path / "edited.onnx")
+
+
+def test_int8_with_a_zero_point_is_refused(tmp_path):
+    def zero_point(proto, node, inits, nh):
+        z = nh.to_array(inits[node.input[2]]).copy()
+        z[0] = 3
+        inits[node.input[2]].CopyFrom(nh.from_array(z, node.input[2]))
+
+    with pytest.raises(UnsupportedVoice, match="zero points"):
+        read_voice(_edit_dequantize(_int8(tmp_path), tmp_path, zero_point))
+
+
+def test_int8_scaled_along_the_inputs_is_kept_as_float32_and_still_matches(tmp_path):
+    """Scales per input column are not one scale per kernel row: that matrix is stored as the
+    float32 values onnxruntime computes, the others stay int8."""
+
+    def per_input(proto, node, inits, nh):
+        q = nh.to_array(inits[node.input[0]])
+        scale = np.linspace(0.5, 1.5, q.shape[0]).astype(np.float32) * float(nh.to_array(inits[node.input[1]]).max())
+        inits[node.input[1]].CopyFrom(nh.from_array(scale, node.input[1]))
+        inits[node.input[2]].CopyFrom(nh.from_array(np.zeros(q.shape[0], np.int8), node.input[2]))
+        for a in node.attribute:
+            if a.name == "axis":
+                a.i = 0
+
+    voice = read_voice(_edit_dequantize(_int8(tmp_path), tmp_path, per_input))
+    assert "w_hh" not in voice.constants["int8"] and "w_ab" in voice.constants["int8"]
+    result = compare(voice, *sweep(100, voice))
+    assert result["audio"] <= 1e-5 and result["gru_h"] <= 5e-5
 
 
 @pytest.mark.parametrize("name", ["fx", "fx-dry"])
