@@ -30,7 +30,8 @@ NOT_BUILT = (
     "the kernel reads them as they are, widening each weight before its multiply-add: 2.8x the "
     "float32 violin's instructions), everything else float32; its quality comes from `make "
     "int8-models`, which scores the float32 violin on the same phrases in the same run (the same "
-    "figures). Its p99 here is not in this bench run (`make bench` now includes it). Small-cache "
+    "figures). The p99 columns are this x86 machine's (its caches hold every voice, and the wake-up "
+    "sets most of the response); on a Pi the instruction count is the yardstick. Small-cache "
     "choice: fits the L2, within the aims and within 20 M instructions per second of audio. Not "
     "built: fp16 weights (numba has no float16 arithmetic; int8 is half their bytes)."
 )
