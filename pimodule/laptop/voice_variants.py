@@ -73,23 +73,23 @@ def variants(export_dir: Path = REPO / "export") -> dict:
         w = read_voice(path)
         q = quality.get(f"export/{v}.onnx", {})
         within = bool(q) and all(q.get(k, float("inf")) <= lim for k, lim in AIMS.items())
+        nbytes = int(w.weights.nbytes)
+        insns = pi.get(f"{v} synth", {}).get("steady_per_s")
         rows.append(
             {
                 "voice": v,
                 "hidden": int(w.hidden),
                 "dtype": "int8 matrices" if w.constants.get("int8") else "float32",
-                "weight_bytes": int(w.weights.nbytes),
-                "fits_a53_l2": int(w.weights.nbytes) <= L2_BYTES,
-                "insns_per_s": pi.get(f"{v} synth", {}).get("steady_per_s"),
+                "weight_bytes": nbytes,
+                "fits_a53_l2": nbytes <= L2_BYTES,
+                "insns_per_s": insns,
                 "p99_us_idle": _bench_p99(bench_rows, v, "idle"),
                 "p99_us_load": _bench_p99(bench_rows, v, "all"),
                 "spectral_loss": q.get("spectral_loss"),
                 "loudness_error_db": q.get("loudness_error_db"),
                 "f0_error_cents": q.get("f0_error_cents_median"),
                 "within_aims": within,
-                "small_cache_choice": within
-                and int(w.weights.nbytes) <= L2_BYTES
-                and (pi.get(f"{v} synth", {}).get("steady_per_s") or float("inf")) <= SMALL_BUDGET,
+                "small_cache_choice": within and nbytes <= L2_BYTES and (insns or float("inf")) <= SMALL_BUDGET,
             }
         )
     return {"l2_bytes": L2_BYTES, "aims": AIMS, "budget_per_s": SMALL_BUDGET, "rows": rows, "not_built": NOT_BUILT}
