@@ -91,6 +91,37 @@ INAUDIBLE_DB = 1.0
 AUDIBLE_DB = 2.0
 LABEL_DB = 0.5 * (INAUDIBLE_DB + AUDIBLE_DB)
 
+#: Per effect, the parameters that say how much it does, each with the value at which it does
+#: nothing (EQ gains 0 dB, compression ratio 1:1 at 0 dB threshold, no makeup, no drive, a dry
+#: reverb). :func:`toward_neutral` moves an estimate part of the way there: what a blind estimate's
+#: calibrated strength (``pimodule.fx.strength``) does with an effect it is unsure of the size of.
+NEUTRAL: dict[str, dict[str, float]] = {
+    "eq": {f"{band}_gain_db": 0.0 for band in ("low_shelf", "peak1", "peak2", "peak3", "high_shelf")},
+    "compressor": {"threshold_db": 0.0, "ratio": 1.0, "makeup_db": 0.0},
+    "distortion": {"drive_db": 0.0},
+    "reverb": {"mix_pct": 0.0},
+}
+
+
+def toward_neutral(effect: str, params: dict[str, float], strength: float) -> dict[str, float]:
+    """``params`` (physical units) with each amount parameter of ``effect`` moved to ``strength``
+    of its distance from doing nothing, along its spec's own scale (a ratio of 4:1 at strength 0.5
+    is 2:1); 1 leaves them, 0 makes the effect do nothing. Other parameters are kept."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be within [0, 1], got {strength}")
+    out = dict(params)
+    for name, neutral in NEUTRAL.get(effect, {}).items():
+        if name not in out:
+            continue
+        v = float(out[name])
+        if SPECS[effect][name].scale == "log":
+            v = neutral * (max(v, 1e-12) / neutral) ** strength
+        else:
+            v = neutral + strength * (v - neutral)
+        out[name] = v
+    return out
+
+
 # Fixed constants of the effects' structure (not parameters).
 COMPRESSOR_RMS_MS = 5.0  # RMS detector time constant
 REVERB_PREDELAY_MS = 10.0  # the twin's partitioned convolution needs a predelay of >= one partition

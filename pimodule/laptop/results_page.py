@@ -164,6 +164,16 @@ def render_fx_real(results: dict) -> str:
         f"{b.get('examples_with_nothing_audible', '?')} examples with none.\n\n"
     ]
     out.append(_real_rows(results.get("rows", {})))
+    for name, m in results.get("models", {}).items():
+        if m.get("conditioning") == "blind" and m.get("keep"):
+            kept = ", ".join(
+                f"{e} p >= {t:.2f} at {100 * m.get('strength', {}).get(e, 1.0):.0f} %" if t <= 1 else f"{e} never"
+                for e, t in m["keep"].items()
+            )
+            out.append(
+                f"\n`{name} kept`: what it keeps and at which share of its estimated size (calibrated on "
+                f"training recordings and families, `python -m pimodule.laptop.fx.calibrate`): {kept}.\n"
+            )
     fams = results.get("benchmark", {}).get("families", [])
     if fams:
         out.append("\nBy family (median ratio with levels matched / whole audible chain right):\n\n")

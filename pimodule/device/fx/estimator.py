@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pimodule.core.fx_specs import toward_neutral
 from pimodule.core.modelfile import ModelFileError, parse_metadata
 from pimodule.device.modelcheck import load_checked
 
@@ -21,6 +22,9 @@ KEY_CONDITIONING = "pimodule.fx.conditioning"
 #: per effect, the probability from which a blind estimate keeps it on (calibrated on the training
 #: families so that what is kept rarely takes the sound away from the recording; JSON)
 KEY_KEEP = "pimodule.fx.keep"
+#: per effect, how much of a kept blind estimate's size is applied (0-1, towards doing nothing;
+#: ``pimodule.core.fx_specs.toward_neutral``), calibrated with the thresholds (JSON)
+KEY_STRENGTH = "pimodule.fx.strength"
 SELECTABLE = ("eq", "compressor", "distortion", "reverb")
 CURVE_WORDS = {"hard": "hard clipping", "soft": "soft clipping", "tanh": "overdrive"}
 
@@ -49,11 +53,8 @@ class OnnxEstimator:
         self.sample_rate = self.info.sample_rate
         self.window = self.info.block_size
         self.input_names = [i.name for i in self.session.get_inputs()]
-        try:
-            keep = json.loads(meta.get(KEY_KEEP, "{}"))
-            self.keep = {str(k): float(v) for k, v in keep.items() if str(k) in SELECTABLE and 0.0 <= float(v) <= 1.0}
-        except (ValueError, TypeError, AttributeError):
-            self.keep = {}
+        self.keep = read_per_effect(meta.get(KEY_KEEP), 0.0, 1.01)
+        self.strength = read_per_effect(meta.get(KEY_STRENGTH), 0.0, 1.0)
 
     def run(self, wet: np.ndarray, other: np.ndarray | None = None):
         """``(batch, window)`` arrays -> ``(active, mode, unit)`` numpy arrays."""
@@ -83,12 +84,25 @@ class OnnxEstimator:
         return out
 
 
-def keep_confident(estimate: dict, keep: dict[str, float]) -> dict:
+def read_per_effect(text: str | None, lo: float, hi: float) -> dict[str, float]:
+    """A metadata entry ``{effect: number}`` (JSON): the selectable effects with a number in
+    [lo, hi]; anything else in it is ignored (a file is data: a bad entry is no calibration)."""
+    try:
+        raw = json.loads(text or "{}")
+        return {str(k): float(v) for k, v in raw.items() if str(k) in SELECTABLE and lo <= float(v) <= hi}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def keep_confident(estimate: dict, keep: dict[str, float], strength: dict[str, float] | None = None) -> dict:
     """A blind ``estimate`` (:meth:`OnnxEstimator.describe`) with only the effects the network is
     sure enough of left on: an effect stays on when its probability reaches ``keep[effect]`` (0.5
-    when not calibrated). Every selectable effect gets ``confidence`` in words: "on, sure" (p at
-    least 0.9 and the threshold), "on, probably" (kept below 0.9), "unsure, left off" (p ≥ 0.5 but
-    under the threshold), "off, probably" (p 0.1-0.5), "off, sure" (p < 0.1)."""
+    when not calibrated), its size moved to ``strength[effect]`` of the estimate's (1 when not
+    calibrated; :func:`pimodule.core.fx_specs.toward_neutral`, noted as ``strength``). Every
+    selectable effect gets ``confidence`` in words: "on, sure" (p at least 0.9 and the threshold),
+    "on, probably" (kept below 0.9), "unsure, left off" (p ≥ 0.5 but under the threshold), "off,
+    probably" (p 0.1-0.5), "off, sure" (p < 0.1)."""
+    strength = strength or {}
     out = {name: dict(item) for name, item in estimate.items()}
     for name in SELECTABLE:
         if name not in out:
@@ -99,6 +113,10 @@ def keep_confident(estimate: dict, keep: dict[str, float]) -> dict:
         out[name]["active"] = on
         if on:
             out[name]["confidence"] = "on, sure" if p >= max(t, 0.9) else "on, probably"
+            s = min(1.0, max(0.0, float(strength.get(name, 1.0))))
+            if s < 1.0:
+                out[name]["params"] = toward_neutral(name, out[name].get("params", {}), s)
+                out[name]["strength"] = s
         elif p >= 0.5:
             out[name]["confidence"] = "unsure, left off"
         else:
@@ -151,5 +169,10 @@ def in_words(estimate: dict) -> list[str]:
             lines.append(f"{'level':<11} {'':<17} {settings_in_words(name, item)}")
             continue
         word = item.get("confidence") or ("on" if item.get("active") else "off")
-        lines.append(f"{name:<11} {word:<17} {settings_in_words(name, item) if item.get('active') else ''}".rstrip())
+        said = settings_in_words(name, item) if item.get("active") else ""
+        if item.get("active") and item.get("strength", 1.0) < 1.0:
+            said += (
+                f" (set at {100 * item['strength']:.0f} % of what was heard: its size is less sure than its presence)"
+            )
+        lines.append(f"{name:<11} {word:<17} {said}".rstrip())
     return lines

@@ -216,7 +216,7 @@ class FxAnalyzer(BackgroundThread):
             self._smoothed = tuple((1 - a) * old + a * cur for old, cur in zip(self._smoothed, new))
         estimate = self.estimator.describe(*self._smoothed)
         if self.estimator.conditioning != "dry":  # nothing to check against: keep what it is sure of
-            estimate = keep_confident(estimate, self.estimator.keep)
+            estimate = keep_confident(estimate, self.estimator.keep, self.estimator.strength)
         self.latest = estimate
         self.n_runs += 1
         checker = self.checker if self.estimator.conditioning == "dry" else None
@@ -272,7 +272,8 @@ def checked_estimator(path: Path):
 
 
 def osc_messages(estimate: dict, prefix: str = "/pimodule/fx") -> list[tuple[str, tuple]]:
-    """``/pimodule/fx/<effect>/active i``, ``…/probability f``, ``…/mode s``, ``…/<param> f``
+    """``/pimodule/fx/<effect>/active i``, ``…/probability f``, ``…/mode s``, ``…/confidence s``,
+    ``…/strength f`` (a kept blind estimate applied at part of its size), ``…/<param> f``
     (no probability for a chain without one: the matched chain, under ``/pimodule/fx/matched``)."""
     out = []
     for effect, item in estimate.items():
@@ -284,6 +285,8 @@ def osc_messages(estimate: dict, prefix: str = "/pimodule/fx") -> list[tuple[str
             out.append((f"{base}/mode", (str(item["mode"]),)))
         if "confidence" in item:
             out.append((f"{base}/confidence", (str(item["confidence"]),)))
+        if "strength" in item:
+            out.append((f"{base}/strength", (float(item["strength"]),)))
         out += [(f"{base}/{name}", (float(value),)) for name, value in item["params"].items()]
     return out
 

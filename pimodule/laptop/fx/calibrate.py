@@ -1,14 +1,24 @@
-"""Calibrate what a blind estimate keeps: per effect, the probability from which it stays on.
+"""Calibrate what a blind estimate keeps: per effect, the probability from which it stays on, and
+how much of its estimated size is applied.
 
 A blind estimator cannot check its estimate against the dry signal, so it keeps only the effects it
-is sure enough of. The thresholds are chosen on tuning examples made as the real-recording benchmark
-makes its examples, but from the *training* recordings and the families training sees
-(:func:`pimodule.laptop.fx.realbench.build_tuning`; SoX and dasp-pytorch never): every on/off
-combination of the network's estimate is rendered on the dry signal, and of the thresholds on a
-grid the ones that leave the estimate farther from the wet file than doing nothing (level-matched
-MRSTFT) on at most ``1 - target`` of the examples and closer on as many as possible are written
-into the model file's metadata (``pimodule.fx.keep``), where ``pimodule estimate`` and fx mode
-read them (:func:`pimodule.device.fx.estimator.keep_confident`).
+is sure enough of, and of those only as much as it can stand behind: a network that hears that
+there is reverb often overstates how much. Both are chosen on tuning examples made as the
+real-recording benchmark makes its examples, but from the *training* recordings and the families
+training sees (:func:`pimodule.laptop.fx.realbench.build_tuning`; SoX and dasp-pytorch never):
+
+1. strength: per effect, on the examples where the network hears it (p ≥ 0.5), that effect alone is
+   rendered on the dry signal at each strength of a grid (:func:`pimodule.core.fx_specs.toward_neutral`);
+   the strength with the most examples brought closer to the wet file than doing nothing
+   (level-matched MRSTFT) less twice the examples taken farther wins (ties: the one bringing the
+   median example closest);
+2. thresholds: every on/off combination of the estimate at those strengths is rendered, and of the
+   thresholds on a grid the ones that leave the estimate farther from the wet file than doing
+   nothing on at most ``1 - target`` of the examples and closer on as many as possible win.
+
+They are written into the model file's metadata (``pimodule.fx.keep``, ``pimodule.fx.strength``),
+where ``pimodule estimate`` and fx mode read them
+(:func:`pimodule.device.fx.estimator.keep_confident`).
 
     python -m pimodule.laptop.fx.calibrate export/fx.onnx            # in place
     python -m pimodule.laptop.fx.calibrate runs/fx_blind_world       # a run folder: keep.json
@@ -26,36 +36,90 @@ import numpy as np
 import torch
 
 from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE
-from pimodule.device.fx.estimator import KEY_KEEP
+from pimodule.device.fx.estimator import KEY_KEEP, KEY_STRENGTH
 from pimodule.laptop.fx import realbench
-from pimodule.laptop.fx.chain import Chain
-from pimodule.laptop.fx.infer import KEEP_FILE, LoadedEstimator
+from pimodule.laptop.fx.chain import Chain, with_strength
+from pimodule.laptop.fx.infer import KEEP_FILE, STRENGTH_FILE, LoadedEstimator
 from pimodule.laptop.fx.losses import mrstft
 from pimodule.laptop.fx.refine import SUBSETS, render, with_subset
 
 log = logging.getLogger(__name__)
 GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.01)  # 1.01: never kept
+STRENGTHS = (1.0, 0.7, 0.5, 0.35, 0.25)
+WORSE_WEIGHT = 2.0  # an example taken farther from the recording costs this many brought closer
 _COLS = [EFFECT_NAMES.index(e) for e in SELECTABLE]
+_TOL = 1e-4
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / (x.square().mean(-1, keepdim=True).sqrt() + 1e-9)
 
 
-def subset_ratios(model: LoadedEstimator, examples) -> tuple[np.ndarray, np.ndarray]:
+def estimates(model: LoadedEstimator, examples) -> list[Chain]:
+    """The network's estimate of each example's wet file (probabilities and parameters)."""
+    return [model.estimate(ex.wet, realbench.SAMPLE_RATE) for ex in examples]
+
+
+def _ratios(ex, chains: Chain) -> np.ndarray:
+    """Level-matched MRSTFT of each chain rendered on ``ex``'s dry signal, over that of the level alone."""
+    x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
+    est = render(x, realbench.SAMPLE_RATE, chains)
+    d = mrstft(_unit(est), _unit(y).expand_as(est))
+    d0 = mrstft(_unit(x)[None], _unit(y)[None])
+    return (d / d0).numpy()
+
+
+def choose_strength(chains: list[Chain], examples) -> tuple[dict, dict]:
+    """Per effect, the grid's strength that brings the most examples where it is heard closer to
+    the wet file, less ``WORSE_WEIGHT`` times those it takes farther (the effect alone; ties: the
+    lowest median ratio, then the larger strength)."""
+    strength, stats = {}, {}
+    for i, name in enumerate(SELECTABLE):
+        bits = torch.zeros(1, len(SELECTABLE))
+        bits[0, i] = 1.0
+        rows = []
+        for chain, ex in zip(chains, examples):
+            if float(chain.active[0, _COLS[i]]) < 0.5:
+                continue
+            hard = chain.hard()
+            one = Chain(with_subset(hard.active, bits), hard.unit, hard.mode_weights)
+            every = [with_strength(one, {name: s}) for s in STRENGTHS]
+            rows.append(
+                _ratios(
+                    ex,
+                    Chain(
+                        torch.cat([c.active for c in every]),
+                        torch.cat([c.unit for c in every]),
+                        torch.cat([c.mode_weights for c in every]),
+                    ),
+                )
+            )
+        if not rows:
+            strength[name] = 1.0
+            continue
+        r = np.array(rows)
+        score = (r < 1 - _TOL).mean(0) - WORSE_WEIGHT * (r > 1 + _TOL).mean(0)
+        median = np.median(r, 0)
+        best = max(range(len(STRENGTHS)), key=lambda j: (round(float(score[j]), 9), -float(median[j]), STRENGTHS[j]))
+        strength[name] = STRENGTHS[best]
+        stats[name] = {"n": len(rows), "score": {str(s): round(float(v), 3) for s, v in zip(STRENGTHS, score)}}
+    return strength, stats
+
+
+def subset_ratios(
+    model: LoadedEstimator, examples, strength: dict | None = None, chains: list[Chain] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities ``(n, 4)``, level-matched MRSTFT ratio of each of the 16 combinations of the
-    network's estimate to doing nothing ``(n, 16)``) on the examples."""
+    network's estimate (at ``strength``) to doing nothing ``(n, 16)``) on the examples."""
+    chains = chains if chains is not None else estimates(model, examples)
     probs, ratios = [], []
-    for ex in examples:
-        chain = model.estimate(ex.wet, realbench.SAMPLE_RATE)
-        hard = chain.hard()
+    for chain, ex in zip(chains, examples):
+        hard = with_strength(chain.hard(), strength or {})
         every = Chain(
             with_subset(hard.active.expand(16, -1), SUBSETS), hard.unit.expand(16, -1), hard.mode_weights.expand(16, -1)
         )
-        x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
-        est = render(x, realbench.SAMPLE_RATE, every)
-        d = mrstft(_unit(est), _unit(y).expand_as(est))
-        ratios.append((d / d[0]).numpy())  # subset 0: nothing on = the level alone
+        r = _ratios(ex, every)
+        ratios.append(r / r[0])  # subset 0: nothing on = the level alone
         probs.append(chain.active[0, _COLS].numpy())
     return np.array(probs), np.array(ratios)
 
@@ -79,19 +143,24 @@ def choose_thresholds(probs: np.ndarray, ratios: np.ndarray, target: float = 0.9
     return dict(zip(SELECTABLE, best)), best_stats
 
 
-def write_keep(path: Path, keep: dict) -> None:
-    """``keep`` into an exported file's metadata (in place) or a run folder's keep.json."""
+def write_keep(path: Path, keep: dict, strength: dict | None = None) -> None:
+    """``keep`` (and ``strength``) into an exported file's metadata (in place) or a run folder's
+    keep.json (strength.json)."""
     path = Path(path)
+    entries = {KEY_KEEP: keep, **({KEY_STRENGTH: strength} if strength is not None else {})}
     if path.suffix != ".onnx":
         (path / KEEP_FILE).write_text(json.dumps(keep, indent=1) + "\n")
+        if strength is not None:
+            (path / STRENGTH_FILE).write_text(json.dumps(strength, indent=1) + "\n")
         return
     import onnx
 
     proto = onnx.load(str(path))
-    props = [p for p in proto.metadata_props if p.key != KEY_KEEP]
+    props = [p for p in proto.metadata_props if p.key not in entries]
     del proto.metadata_props[:]
     proto.metadata_props.extend(props)
-    proto.metadata_props.add(key=KEY_KEEP, value=json.dumps(keep))
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save_model(proto, str(path), save_as_external_data=False)
 
 
@@ -110,11 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model}: a {model.conditioning}-conditioned model checks its estimates against the audio")
         return 2
     examples = realbench.build_tuning(seed=args.seed, n=args.n)
-    probs, ratios = subset_ratios(model, examples)
+    chains = estimates(model, examples)
+    strength, strength_stats = choose_strength(chains, examples)
+    probs, ratios = subset_ratios(model, examples, strength, chains)
     keep, stats = choose_thresholds(probs, ratios, args.target)
-    print(json.dumps({"keep": keep, "tuning": stats, "n": len(examples)}, indent=1))
+    report = {"keep": keep, "strength": strength, "tuning": stats, "strength_scores": strength_stats}
+    print(json.dumps({**report, "n": len(examples)}, indent=1))
     if not args.dry_run:
-        write_keep(args.model, keep)
+        write_keep(args.model, keep, strength)
     return 0
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
+from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS, toward_neutral
 from pimodule.laptop.fx import effects
 
 Tensor = torch.Tensor
@@ -105,3 +105,20 @@ def describe(chain: Chain, index: int = 0) -> dict:
             entry["mode"] = DISTORTION_MODES[int(chain.mode_weights[index].argmax())]
         out[name] = entry
     return out
+
+
+def with_strength(chain: Chain, strength: dict[str, float]) -> Chain:
+    """``chain`` with each named effect's size moved to ``strength[effect]`` of its own, towards
+    doing nothing (:func:`pimodule.core.fx_specs.toward_neutral`, every example); decisions kept."""
+    unit = chain.unit.clone()
+    for name, s in strength.items():
+        if s >= 1.0 or name not in PARAM_SLICES:
+            continue
+        sl = PARAM_SLICES[name]
+        for b in range(chain.batch):
+            params = {k: float(v[0]) for k, v in physical(name, unit[b : b + 1]).items()}
+            moved = toward_neutral(name, params, float(s))
+            unit[b, sl] = torch.tensor(
+                [float(spec.to_unit(moved[spec.name])) for spec in SPECS[name]], dtype=unit.dtype
+            )
+    return Chain(chain.active, unit, chain.mode_weights)

@@ -112,7 +112,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
             return describe(chain, 0), notes, 0
         if est.conditioning == "blind":  # the reference's own chain, played on the input
             notes.append("a blind model: the reference's chain is estimated and played on the input")
-            return keep_confident(describe(est.estimate(ref, ref_sr), 0), est.keep), notes, 0
+            return keep_confident(describe(est.estimate(ref, ref_sr), 0), est.keep, est.strength), notes, 0
         raise ValueError("a dry-conditioned model needs --dry, not --reference")
     if args.dry:
         if est.conditioning == "blind":
@@ -156,7 +156,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         return desc, notes, 0
     if est.conditioning != "blind":
         raise ValueError(f"this estimator is {est.conditioning}-conditioned: give --{est.conditioning}")
-    return keep_confident(describe(est.estimate(wet, sr), 0), est.keep), notes, 0
+    return keep_confident(describe(est.estimate(wet, sr), 0), est.keep, est.strength), notes, 0
 
 
 def main(args: argparse.Namespace) -> int:

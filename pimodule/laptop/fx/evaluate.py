@@ -91,6 +91,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--real-draws", type=int, default=3, dest="real_draws", help="chains per recording and family")
     parser.add_argument(
+        "--only-real",
+        action="store_true",
+        dest="only_real",
+        help="score the real-recording benchmark only (real.json; the held-out cases are skipped)",
+    )
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="also score each dry-conditioned model's estimates refined by analysis by "
@@ -333,7 +339,10 @@ def real_benchmark(paths, seed: int, draws: int) -> dict:
         "draws": draws,
         "check": dataclasses.asdict(check),
         "refine": dataclasses.asdict(refine_config),
-        "models": {n: {"conditioning": m.conditioning, "keep": m.keep} for n, m in models.items()},
+        "models": {
+            n: {"conditioning": m.conditioning, "keep": m.keep, "strength": getattr(m, "strength", {})}
+            for n, m in models.items()
+        },
         "rows": realeval.run_rows(rows, examples),
         "style_rows": realeval.run_rows(style_rows, style),
     }
@@ -360,6 +369,12 @@ def markdown(results: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
+    if getattr(args, "only_real", False):
+        args.out.mkdir(parents=True, exist_ok=True)
+        real = real_benchmark(args.models, args.seed, args.real_draws)
+        (args.out / "real.json").write_text(json.dumps(real, indent=1))
+        print(f"real-recording benchmark: {args.out / 'real.json'}")
+        return 0
     loaded = {path.name: _load(path) for path in args.models}
     sr, n_samples = next(iter(loaded.values()))[1:3]
     if any((rate, window) != (sr, n_samples) for _, rate, window, _ in loaded.values()):

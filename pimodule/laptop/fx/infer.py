@@ -26,6 +26,7 @@ from pimodule.laptop.fx.run import load_run
 
 log = logging.getLogger(__name__)
 KEEP_FILE = "keep.json"  # a run folder's calibrated keep thresholds (pimodule.laptop.fx.calibrate)
+STRENGTH_FILE = "strength.json"  # and the strengths of what is kept
 SILENCE_RMS = 10 ** (-60 / 20)
 
 
@@ -38,14 +39,16 @@ class LoadedEstimator:
             self.window = self.backend.window
             self.conditioning = self.backend.conditioning
             self.keep = dict(self.backend.keep)
+            self.strength = dict(self.backend.strength)
         else:
             self.model, self.config, _ = load_run(path)
             self.backend = None
             self.sample_rate = self.config.model.sample_rate
             self.window = analysis_samples(self.config.model, WINDOW_S)
             self.conditioning = self.config.model.conditioning
-            keep = path / KEEP_FILE
+            keep, strength = path / KEEP_FILE, path / STRENGTH_FILE
             self.keep = json.loads(keep.read_text()) if keep.is_file() else {}
+            self.strength = json.loads(strength.read_text()) if strength.is_file() else {}
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
         """The model's analysis windows over the whole signal, half overlapping, the last one

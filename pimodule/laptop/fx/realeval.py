@@ -10,7 +10,9 @@ Rows (an estimator and what is done with its estimate):
   numpy twins) of the network's estimate on one analysis window (the loudest), as fx mode runs it;
 - ``<dry model> refine``: the laptop's default path (:mod:`pimodule.laptop.fx.refine`);
 - ``<blind model> network`` and ``<blind model> kept``: a blind model's decisions at p ≥ 0.5, and
-  with only the effects it is sure enough of (its calibrated thresholds, ``pimodule.fx.keep``).
+  with only the effects it is sure enough of, at the size it can stand behind (its calibrated
+  thresholds and strengths, ``pimodule.fx.keep`` and ``pimodule.fx.strength``), as
+  ``pimodule estimate`` and fx mode use it.
 
 Numbers per row: ratio = MRSTFT(estimate, wet) ÷ MRSTFT(dry, wet) ("raw": the estimate with its own
 level, the dry as it is, as the issue measured it), and with levels matched (both signals at unit
@@ -35,7 +37,7 @@ import torch
 from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import keep_confident
-from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe
+from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe, with_strength
 from pimodule.laptop.fx.infer import LoadedEstimator
 from pimodule.laptop.fx.losses import mel_distance, mrstft
 from pimodule.laptop.fx.realbench import SAMPLE_RATE, Example
@@ -190,11 +192,12 @@ def blind(model: LoadedEstimator, ex: Example, kept: bool, style: bool = False) 
     chain = model.estimate(heard, SAMPLE_RATE)
     hard = chain.hard()
     if kept:
-        desc = keep_confident(describe(chain, 0), model.keep)
+        desc = keep_confident(describe(chain, 0), model.keep, model.strength)
         active = hard.active.clone()
         for e in SELECTABLE:
             active[0, EFFECT_NAMES.index(e)] = float(desc[e]["active"])
-        hard = Chain(active, hard.unit, hard.mode_weights)
+        strength = {e: desc[e]["strength"] for e in SELECTABLE if "strength" in desc[e]}
+        hard = with_strength(Chain(active, hard.unit, hard.mode_weights), strength)
     x = torch.from_numpy(ex.dry).float()
     y = torch.from_numpy(heard).float()
     if style:  # the level of the reference is what there is to match

@@ -273,3 +273,39 @@ def test_a_blind_estimate_keeps_what_it_is_sure_of_and_says_so_in_words():
     assert kept["eq"]["confidence"] == "on, sure" and kept["eq"]["active"]
     assert kept["reverb"]["confidence"] == "unsure, left off" and not kept["reverb"]["active"]
     assert sure["reverb"]["active"]  # the caller's estimate is not changed
+
+
+def test_a_kept_blind_estimate_is_applied_at_its_calibrated_strength_and_says_so():
+    from pimodule.device.fx.estimator import in_words, keep_confident
+
+    est = {
+        "reverb": {
+            "active": True,
+            "probability": 0.95,
+            "params": {"decay_s": 1.0, "damping_pct": 40.0, "mix_pct": 60.0},
+        },
+        "distortion": {"active": True, "probability": 0.95, "params": {"drive_db": 20.0, "output_gain_db": -6.0}},
+    }
+    kept = keep_confident(est, {"reverb": 0.9}, {"reverb": 0.25})
+    assert kept["reverb"]["active"] and kept["reverb"]["strength"] == 0.25
+    assert kept["reverb"]["params"]["mix_pct"] == pytest.approx(15.0)  # a quarter of the way from dry
+    assert kept["reverb"]["params"]["decay_s"] == 1.0  # what kind of room it is stays as heard
+    assert "strength" not in kept["distortion"] and kept["distortion"]["params"]["drive_db"] == 20.0
+    assert est["reverb"]["params"]["mix_pct"] == 60.0  # the caller's estimate is not changed
+    line = next(w for w in in_words(kept) if w.startswith("reverb"))
+    assert "mix 15 %" in line and "25 % of what was heard" in line
+    sent = dict(osc_messages(kept))
+    assert sent["/pimodule/fx/reverb/strength"] == (0.25,) and "/pimodule/fx/distortion/strength" not in sent
+
+
+def test_calibration_entries_are_read_as_data_and_never_kept_stays_never_kept():
+    from pimodule.device.fx.estimator import read_per_effect
+
+    assert read_per_effect('{"reverb": 1.01, "eq": 0.8}', 0.0, 1.01) == {"reverb": 1.01, "eq": 0.8}
+    assert read_per_effect('{"reverb": 2, "eq": "x", "os.system": 0.5}', 0.0, 1.01) == {}
+    assert read_per_effect("[not json", 0.0, 1.0) == {} and read_per_effect(None, 0.0, 1.0) == {}
+    assert read_per_effect('{"eq": 1.01}', 0.0, 1.0) == {}  # a strength above 1 is no strength
+    analyzer = FxAnalyzer(FX_MODEL, RATE_HZ, interval_s=0.1, smoothing=1.0)
+    assert (
+        set(analyzer.estimator.keep) == set(analyzer.estimator.strength) == {"eq", "compressor", "distortion", "reverb"}
+    )

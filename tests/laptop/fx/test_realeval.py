@@ -3,14 +3,20 @@ than it, every row reports what the results page shows; blind keep thresholds fo
 
 from __future__ import annotations
 
+import shutil
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 
+from pimodule.core.fx_specs import EFFECT_NAMES, SPECS
 from pimodule.device.fx.check import CheckConfig, simplest_closest
 from pimodule.laptop.fx import realbench, realeval
-from pimodule.laptop.fx.calibrate import choose_thresholds
+from pimodule.laptop.fx.calibrate import STRENGTHS, choose_strength, choose_thresholds, write_keep
+from pimodule.laptop.fx.chain import N_EFFECTS, N_PARAMS, PARAM_SLICES, Chain, physical, with_strength
 from pimodule.laptop.fx.infer import LoadedEstimator
-from pimodule.laptop.fx.refine import RefineConfig
+from pimodule.laptop.fx.refine import RefineConfig, render
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +68,42 @@ def test_keep_thresholds_follow_their_target():
     assert stats["worse"] <= 0.05 and stats["better"] > 0.3
     assert all(0.8 <= v <= 1.01 for v in keep.values())
     assert weights.sum() == 15
+
+
+def _chain_with(effect: str, **physical_values) -> Chain:
+    active = torch.zeros(1, N_EFFECTS)
+    active[0, EFFECT_NAMES.index(effect)] = 0.9
+    active[0, EFFECT_NAMES.index("gain")] = 1.0
+    unit = torch.full((1, N_PARAMS), 0.5)
+    for name, value in physical_values.items():
+        j = SPECS[effect].names.index(name)
+        unit[0, PARAM_SLICES[effect].start + j] = float(SPECS[effect][name].to_unit(value))
+    unit[0, PARAM_SLICES["gain"]] = float(SPECS["gain"]["gain_db"].to_unit(0.0))
+    return Chain(active, unit, torch.tensor([[1.0, 0.0, 0.0]]))
+
+
+def test_with_strength_moves_each_example_as_toward_neutral_does():
+    chain = _chain_with("reverb", mix_pct=80.0, decay_s=1.0)
+    half = with_strength(chain, {"reverb": 0.5, "eq": 1.0})
+    got = physical("reverb", half.unit)
+    assert float(got["mix_pct"][0]) == pytest.approx(40.0, abs=1e-3)
+    assert float(got["decay_s"][0]) == pytest.approx(1.0, rel=1e-4)
+    assert torch.equal(half.active, chain.active) and float(chain.unit[0, PARAM_SLICES["reverb"]][2]) > 0.79
+
+
+def test_an_overstated_reverb_is_calibrated_down_to_what_the_recording_has(examples):
+    dry = examples[0].dry
+    truth = _chain_with("reverb", mix_pct=20.0, decay_s=0.8, damping_pct=30.0)
+    wet = render(torch.from_numpy(dry).float(), realbench.SAMPLE_RATE, truth.hard())[0].numpy()
+    heard = _chain_with("reverb", mix_pct=80.0, decay_s=0.8, damping_pct=30.0)  # the size overstated 4x
+    strength, stats = choose_strength([heard], [SimpleNamespace(dry=dry, wet=wet)])
+    assert strength["reverb"] in STRENGTHS and strength["reverb"] <= 0.35
+    assert stats["reverb"]["n"] == 1 and set(strength) == {"eq", "compressor", "distortion", "reverb"}
+
+
+def test_keep_and_strength_round_trip_through_a_run_folder(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    write_keep(run, {"eq": 0.9, "reverb": 1.01}, {"reverb": 0.25})
+    model = LoadedEstimator(run)
+    assert model.keep == {"eq": 0.9, "reverb": 1.01} and model.strength == {"reverb": 0.25}
