@@ -171,8 +171,6 @@ def in_words(estimate: dict) -> list[str]:
         word = item.get("confidence") or ("on" if item.get("active") else "off")
         said = settings_in_words(name, item) if item.get("active") else ""
         if item.get("active") and item.get("strength", 1.0) < 1.0:
-            said += (
-                f" (set at {100 * item['strength']:.0f} % of what was heard: its size is less sure than its presence)"
-            )
+            said += f" (applied at {100 * item['strength']:.0f} %: surer that it is there than of how much)"
         lines.append(f"{name:<11} {word:<17} {said}".rstrip())
     return lines

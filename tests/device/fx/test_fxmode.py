@@ -293,7 +293,7 @@ def test_a_kept_blind_estimate_is_applied_at_its_calibrated_strength_and_says_so
     assert "strength" not in kept["distortion"] and kept["distortion"]["params"]["drive_db"] == 20.0
     assert est["reverb"]["params"]["mix_pct"] == 60.0  # the caller's estimate is not changed
     line = next(w for w in in_words(kept) if w.startswith("reverb"))
-    assert "mix 15 %" in line and "25 % of what was heard" in line
+    assert "mix 15 %" in line and "applied at 25 %" in line
     sent = dict(osc_messages(kept))
     assert sent["/pimodule/fx/reverb/strength"] == (0.25,) and "/pimodule/fx/distortion/strength" not in sent
 
