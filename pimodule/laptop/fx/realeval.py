@@ -46,7 +46,7 @@ from pimodule.laptop.fx.style import match_reference
 
 log = logging.getLogger(__name__)
 _GAIN = SPECS["gain"]["gain_db"]
-#: a level-matched ratio up to 1 + this counts as "not worse" (float32 rendering: the level alone
+#: a level-matched ratio up to 1 + this counts as "not worse" (rendered and scored in float64 the level alone
 #: itself scores 1 within 1e-4)
 NOT_WORSE_TOL = 1e-3
 #: added to both distances of a ratio: a chain of level changes only (nothing to find) has a
@@ -65,9 +65,16 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / (x.square().mean(-1, keepdim=True).sqrt() + 1e-9)
 
 
+def _f64(a) -> torch.Tensor:
+    """Scored and rendered in float64: in float32 the level-matched MRSTFT of quiet material moves by
+    up to 1e-4 when the signal is only scaled, which on an example whose chain is inaudible is more
+    than the whole distance (the level alone then scored "worse than doing nothing")."""
+    return torch.from_numpy(np.asarray(a, np.float64))
+
+
 def example_scores(ex: Example, out: Outcome) -> dict:
     """One example's distances, ratios and detection (see the module doc)."""
-    est, wet, dry = (torch.from_numpy(np.asarray(a, np.float64)).float()[None] for a in (out.audio, ex.wet, ex.dry))
+    est, wet, dry = (_f64(a)[None] for a in (out.audio, ex.wet, ex.dry))
     est = torch.where(torch.isfinite(est), est, torch.zeros_like(est))
     r = {}
     for name, fn in (("mrstft", mrstft), ("mel", lambda a, b: mel_distance(a, b, SAMPLE_RATE))):
@@ -122,11 +129,12 @@ def _closed_form(chain: Chain, x: torch.Tensor, y: torch.Tensor) -> tuple[Chain,
     active = chain.active.clone()
     active[:, EFFECT_NAMES.index("gain")] = 1.0
     c = Chain(active, unit, chain.mode_weights)
-    est = render(x, SAMPLE_RATE, c)[0]
+    x = x.to(torch.float64)
+    est = render(x, SAMPLE_RATE, c.to(torch.float64))[0]
     g = _GAIN.clamp(closed_form_gain_db(est, y))
     unit[:, PARAM_SLICES["gain"]] = float(_GAIN.to_unit(g))
     c = Chain(active, unit, chain.mode_weights)
-    return c, render(x, SAMPLE_RATE, c)[0]
+    return c, render(x, SAMPLE_RATE, c.to(torch.float64))[0]
 
 
 def _decisions(chain: Chain) -> dict[str, bool]:
@@ -135,8 +143,8 @@ def _decisions(chain: Chain) -> dict[str, bool]:
 
 def level_only(ex: Example, source: np.ndarray | None = None) -> Outcome:
     t0 = time.perf_counter()
-    x = torch.from_numpy(ex.dry if source is None else source).float()
-    y = torch.from_numpy(ex.wet if source is None else ex.reference).float()
+    x = _f64(ex.dry if source is None else source)
+    y = _f64(ex.wet if source is None else ex.reference)
     g = (
         closed_form_gain_db(x, y)
         if source is None
@@ -149,8 +157,7 @@ def network(model: LoadedEstimator, ex: Example) -> Outcome:
     t0 = time.perf_counter()
     chain = model.estimate(ex.wet, SAMPLE_RATE, other=ex.dry if model.conditioning == "dry" else None)
     hard = chain.hard()
-    x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
-    c, est = _closed_form(hard, x, y)
+    c, est = _closed_form(hard, _f64(ex.dry), _f64(ex.wet))
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
@@ -159,7 +166,7 @@ def refined(model: LoadedEstimator, ex: Example, config: RefineConfig = RefineCo
     chain = model.estimate(ex.wet, SAMPLE_RATE, other=ex.dry)
     x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
     r = refine_one(x, y, SAMPLE_RATE, chain, config)
-    est = render(x, SAMPLE_RATE, r.chain)[0]
+    est = render(_f64(ex.dry), SAMPLE_RATE, r.chain.to(torch.float64))[0]
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
 
 
@@ -178,9 +185,7 @@ def module_check(model: LoadedEstimator, ex: Example, config: CheckConfig = Chec
         for j, spec in enumerate(SPECS[name]):
             unit[0, PARAM_SLICES[name].start + j] = float(spec.to_unit(out[name]["params"][spec.name]))
     modes = chain.hard().mode_weights
-    c, est = _closed_form(
-        Chain(active, unit, modes), torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
-    )
+    c, est = _closed_form(Chain(active, unit, modes), _f64(ex.dry), _f64(ex.wet))
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
@@ -198,8 +203,7 @@ def blind(model: LoadedEstimator, ex: Example, kept: bool, style: bool = False) 
             active[0, EFFECT_NAMES.index(e)] = float(desc[e]["active"])
         strength = {e: desc[e]["strength"] for e in SELECTABLE if "strength" in desc[e]}
         hard = with_strength(Chain(active, hard.unit, hard.mode_weights), strength)
-    x = torch.from_numpy(ex.dry).float()
-    y = torch.from_numpy(heard).float()
+    x, y = _f64(ex.dry), _f64(heard)
     if style:  # the level of the reference is what there is to match
         c, est = _closed_form(hard, x, y)
         est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
@@ -226,8 +230,8 @@ def reference_model(model: LoadedEstimator, ex: Example) -> Outcome:
     """A reference-conditioned model: the chain heard in the reference, for the input b."""
     t0 = time.perf_counter()
     chain = model.estimate(ex.reference, SAMPLE_RATE, other=ex.dry)
-    c, est = _closed_form(chain.hard(), torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.reference).float())
-    y = torch.from_numpy(ex.reference).float()
+    c, est = _closed_form(chain.hard(), _f64(ex.dry), _f64(ex.reference))
+    y = _f64(ex.reference)
     est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
@@ -259,5 +263,5 @@ def reference_match(model: LoadedEstimator, ex: Example, config: RefineConfig = 
     chain = model.estimate(ex.reference, SAMPLE_RATE)
     x = torch.from_numpy(ex.dry).float()
     r = match_reference(x, torch.from_numpy(ex.reference).float(), SAMPLE_RATE, chain, config)
-    est = render(x, SAMPLE_RATE, r.chain)[0]
+    est = render(_f64(ex.dry), SAMPLE_RATE, r.chain.to(torch.float64))[0]
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)

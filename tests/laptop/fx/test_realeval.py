@@ -107,3 +107,16 @@ def test_keep_and_strength_round_trip_through_a_run_folder(tiny_run, tmp_path):
     write_keep(run, {"eq": 0.9, "reverb": 1.01}, {"reverb": 0.25})
     model = LoadedEstimator(run)
     assert model.keep == {"eq": 0.9, "reverb": 1.01} and model.strength == {"reverb": 0.25}
+
+
+def test_the_dry_signal_at_any_level_scores_exactly_as_doing_nothing(examples):
+    """Levels matched, a scaled copy of the dry signal is the level alone: ratio 1 to float64 noise
+    (scored in float32 a quiet example's ratio moved by several per cent and read as worse)."""
+    for ex in examples:
+        for scale in (0.05, 3.7):
+            out = realeval.Outcome(
+                ex.dry * scale, dict.fromkeys(("eq", "compressor", "distortion", "reverb"), False), 0.0
+            )
+            r = realeval.example_scores(ex, out)
+            assert r["mrstft_ratio_lm"] == pytest.approx(1.0, abs=1e-6)
+            assert r["mel_ratio_lm"] == pytest.approx(1.0, abs=1e-5)
