@@ -61,9 +61,10 @@ def estimates(model: LoadedEstimator, examples) -> list[Chain]:
 
 
 def _ratios(ex, chains: Chain) -> np.ndarray:
-    """Level-matched MRSTFT of each chain rendered on ``ex``'s dry signal, over that of the level alone."""
-    x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
-    est = render(x, realbench.SAMPLE_RATE, chains)
+    """Level-matched MRSTFT of each chain rendered on ``ex``'s dry signal, over that of the level
+    alone (float64, as the benchmark scores: in float32 scaling alone moves a quiet example's ratio)."""
+    x, y = (torch.from_numpy(np.asarray(a, np.float64)) for a in (ex.dry, ex.wet))
+    est = render(x, realbench.SAMPLE_RATE, chains.to(torch.float64))
     d = mrstft(_unit(est), _unit(y).expand_as(est))
     d0 = mrstft(_unit(x)[None], _unit(y)[None])
     return (d / d0).numpy()
