@@ -259,13 +259,16 @@ def refine_one(
     """The refined chain for dry ``x`` and wet ``y`` ``(samples,)`` from the network's ``estimate``
     (one row, soft); see the module doc."""
     t0 = time.perf_counter()
+    x64, y64 = x.double().reshape(-1), y.double().reshape(-1)
     x, y = x.float().reshape(-1), y.float().reshape(-1)
     if x.shape != y.shape or estimate.batch != 1:
         raise ValueError(f"dry {tuple(x.shape)}, wet {tuple(y.shape)} and {estimate.batch} estimates do not match")
     fit_part = loudest(y, int(config.fit_s * sample_rate))
     sel_part = loudest(y, int(config.select_s * sample_rate))
     xf, yf = x[fit_part], y[fit_part]
-    xs, ys = x[sel_part], y[sel_part]
+    # the decisions (3, 4) are rendered in float64, as the module's check and --apply-to render: in
+    # float32 the chain's FFT rounding fills digital silence, which the MRSTFT's log term counts
+    xs, ys = x64[sel_part], y64[sel_part]
     base = _neutral_gain(estimate.hard().to(torch.float32))
     soft_mode = estimate.mode_weights.float()
     ll = subset_log_likelihood(estimate.active.float())[0]
@@ -303,7 +306,7 @@ def refine_one(
     hard = _hard_mode(fitted)
     m, mel = level_matched(render(xf, sample_rate, hard), yf, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())
-    chosen = _neutral_gain(hard.rows(slice(best, best + 1)))  # the level comes last, in closed form
+    chosen = _neutral_gain(hard.rows(slice(best, best + 1))).to(torch.float64)  # the level comes last
     # 3. prune what is not heard
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]
@@ -313,7 +316,7 @@ def refine_one(
     renders = {}
 
     def distance_of(sub: tuple) -> tuple[float, float]:
-        bits = torch.tensor([[float(e in sub) for e in SELECTABLE]])
+        bits = torch.tensor([[float(e in sub) for e in SELECTABLE]], dtype=torch.float64)
         c = Chain(with_subset(chosen.active, bits), chosen.unit, chosen.mode_weights)
         r = renders[sub] = render(xs, sample_rate, c)
         m_, l_ = level_matched(r, ys, sample_rate)
@@ -327,7 +330,7 @@ def refine_one(
     gain_db = closed_form_gain_db(renders[picked][0], ys)
     unit = final.unit.clone()
     unit[0, PARAM_SLICES["gain"]] = float(_GAIN_SPEC.to_unit(_GAIN_SPEC.clamp(gain_db)))
-    final = Chain(final.active.clone(), unit, final.mode_weights)
+    final = Chain(final.active.clone(), unit, final.mode_weights).to(torch.float32)
     words = {}
     for e in SELECTABLE:
         p = float(estimate.active[0, EFFECT_NAMES.index(e)])
