@@ -40,10 +40,9 @@ import torch
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import OnnxEstimator
-from pimodule.laptop.fx import realbench, realeval
+from pimodule.laptop.fx import realeval
 from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
-from pimodule.laptop.fx.infer import LoadedEstimator
 from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
 from pimodule.laptop.fx.refine import RefineConfig, refine
@@ -324,30 +323,6 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
     return results
 
 
-def real_benchmark(paths, seed: int, draws: int) -> dict:
-    """The models on the real-recording benchmark (:mod:`pimodule.laptop.fx.realeval`)."""
-
-    models = {Path(p).name: LoadedEstimator(p) for p in paths}
-    check, refine_config = CheckConfig(), RefineConfig()
-    examples = realbench.build(seed=seed, draws=draws)
-    style = realbench.build_style(seed=seed, draws=draws)
-    rows, style_rows = realeval.benchmark_rows(models, check, refine_config)
-    return {
-        "benchmark": realbench.describe_benchmark(examples),
-        "style_benchmark": realbench.describe_benchmark(style),
-        "seed": seed,
-        "draws": draws,
-        "check": dataclasses.asdict(check),
-        "refine": dataclasses.asdict(refine_config),
-        "models": {
-            n: {"conditioning": m.conditioning, "keep": m.keep, "strength": getattr(m, "strength", {})}
-            for n, m in models.items()
-        },
-        "rows": realeval.run_rows(rows, examples),
-        "style_rows": realeval.run_rows(style_rows, style),
-    }
-
-
 def markdown(results: dict) -> str:
     lines = [
         "| model | case | MRSTFT est / corrupt (ratio) | mel dB est / corrupt (ratio) | chain selection "
@@ -370,10 +345,7 @@ def markdown(results: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if getattr(args, "only_real", False):
-        args.out.mkdir(parents=True, exist_ok=True)
-        real = real_benchmark(args.models, args.seed, args.real_draws)
-        (args.out / "real.json").write_text(json.dumps(real, indent=1))
-        print(f"real-recording benchmark: {args.out / 'real.json'}")
+        print(f"real-recording benchmark: {realeval.write_real(args.out, args.models, args.seed, args.real_draws)}")
         return 0
     loaded = {path.name: _load(path) for path in args.models}
     sr, n_samples = next(iter(loaded.values()))[1:3]
@@ -401,8 +373,7 @@ def main(args: argparse.Namespace) -> int:
             }
     args.out.mkdir(parents=True, exist_ok=True)
     if args.real:
-        real = real_benchmark(args.models, args.seed, args.real_draws)
-        (args.out / "real.json").write_text(json.dumps(real, indent=1))
+        realeval.write_real(args.out, args.models, args.seed, args.real_draws)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)
     (args.out / "results.md").write_text(table)

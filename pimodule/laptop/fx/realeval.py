@@ -26,10 +26,13 @@ reference rendered on the input b, compared with the target chain(b)) are scored
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +40,7 @@ import torch
 from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import keep_confident
+from pimodule.laptop.fx import realbench
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe, with_strength
 from pimodule.laptop.fx.infer import LoadedEstimator
 from pimodule.laptop.fx.losses import mel_distance, mrstft
@@ -265,3 +269,34 @@ def reference_match(model: LoadedEstimator, ex: Example, config: RefineConfig = 
     r = match_reference(x, torch.from_numpy(ex.reference).float(), SAMPLE_RATE, chain, config)
     est = render(_f64(ex.dry), SAMPLE_RATE, r.chain.to(torch.float64))[0]
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
+
+
+def real_benchmark(paths, seed: int, draws: int) -> dict:
+    """The models (exported files or run folders) on the real-recording benchmark: every row."""
+    models = {Path(p).name: LoadedEstimator(p) for p in paths}
+    check, refine_config = CheckConfig(), RefineConfig()
+    examples = realbench.build(seed=seed, draws=draws)
+    style = realbench.build_style(seed=seed, draws=draws)
+    rows, style_rows = benchmark_rows(models, check, refine_config)
+    return {
+        "benchmark": realbench.describe_benchmark(examples),
+        "style_benchmark": realbench.describe_benchmark(style),
+        "seed": seed,
+        "draws": draws,
+        "check": dataclasses.asdict(check),
+        "refine": dataclasses.asdict(refine_config),
+        "models": {
+            n: {"conditioning": m.conditioning, "keep": m.keep, "strength": m.strength} for n, m in models.items()
+        },
+        "rows": run_rows(rows, examples),
+        "style_rows": run_rows(style_rows, style),
+    }
+
+
+def write_real(out: Path, paths, seed: int, draws: int) -> Path:
+    """:func:`real_benchmark` into ``out/real.json`` (the folder made if needed); returns its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "real.json"
+    path.write_text(json.dumps(real_benchmark(paths, seed, draws), indent=1))
+    return path
