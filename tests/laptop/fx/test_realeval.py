@@ -13,7 +13,7 @@ import torch
 from pimodule.core.fx_specs import EFFECT_NAMES, SPECS
 from pimodule.device.fx.check import CheckConfig, simplest_closest
 from pimodule.laptop.fx import realbench, realeval
-from pimodule.laptop.fx.calibrate import STRENGTHS, choose_strength, choose_thresholds, write_keep
+from pimodule.laptop.fx.calibrate import STRENGTHS, choose_strength, choose_thresholds, worse_bound, write_keep
 from pimodule.laptop.fx.chain import N_EFFECTS, N_PARAMS, PARAM_SLICES, Chain, physical, with_strength
 from pimodule.laptop.fx.infer import LoadedEstimator
 from pimodule.laptop.fx.refine import RefineConfig, render
@@ -120,3 +120,19 @@ def test_the_dry_signal_at_any_level_scores_exactly_as_doing_nothing(examples):
             r = realeval.example_scores(ex, out)
             assert r["mrstft_ratio_lm"] == pytest.approx(1.0, abs=1e-6)
             assert r["mel_ratio_lm"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_keep_thresholds_bound_the_share_made_worse_with_confidence():
+    # one effect; 200 examples where it is kept from p >= t: the lower the threshold the more it keeps,
+    # each keep brings the example closer, except one in 25 (4 %), which it takes farther
+    n = 200
+    probs = np.zeros((n, 4))
+    probs[:, 2] = np.linspace(0.5, 1, n, endpoint=False)
+    ratios = np.ones((n, 16))
+    ratios[:, 2] = np.where(np.arange(n) % 25 == 0, 1.5, 0.8)  # subset 2: the third effect alone
+    point, stats_point = choose_thresholds(probs, ratios, target=0.95, confidence=0.5)
+    sure, stats_sure = choose_thresholds(probs, ratios, target=0.95)
+    assert stats_point["worse"] > 0.03  # the point estimate (median bound) accepts about 4 %
+    assert worse_bound(round(stats_sure["worse"] * n), n) <= 0.05 < worse_bound(round(stats_point["worse"] * n), n)
+    assert sure["distortion"] > point["distortion"] and stats_sure["better"] < stats_point["better"]
+    assert worse_bound(0, 160) == pytest.approx(0.0185, abs=1e-3) and worse_bound(5, 5) == 1.0
