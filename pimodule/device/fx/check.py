@@ -15,9 +15,7 @@ gradient-free search in place of the gradient fitting:
    distance drops; the effects before the changed one are not rendered again);
 3. the closest candidate (less ``choice_prior`` times its log-likelihood) wins, and an effect whose
    fitted stage changes the sound by less than :data:`~pimodule.core.fx_specs.LABEL_DB` is switched
-   off (the definition of heard the estimator was trained on, :mod:`pimodule.laptop.fx.batch`)
-   unless the network vouches for it (:func:`heard_or_vouched`); :func:`simplest_closest` decides
-   the rest.
+   off: the definition of heard the estimator was trained on (:mod:`pimodule.laptop.fx.batch`).
 
 With ``n_candidates = 0`` it decides on the estimate's own values, and equals ``refine`` with
 ``steps=0, n_candidates=1`` (tests/fx/test_twin_check.py: the same decisions). The daemon runs it
@@ -117,16 +115,6 @@ def effect_costs(probability: dict, penalty: float = EFFECT_PENALTY, prior: floa
         p = min(max(float(p), 1e-4), 1 - 1e-4)
         out[name] = penalty - prior * math.log(p / (1 - p))
     return out
-
-
-def heard_or_vouched(on, change_db: dict, costs: dict) -> tuple:
-    """The effects of a fitted chain that go on to :func:`simplest_closest`: those whose removal
-    changes its output by at least :data:`~pimodule.core.fx_specs.LABEL_DB` (heard), and those the
-    network vouches for (their cost below zero: p > 0.88 with the default costs) however small
-    the fit made them. The fit's size of another implementation's effect is its weakest part (a
-    third-party reverb fitted on the loudest second came out weaker than it is), the network's
-    detection its strongest; the selection still drops what does not bring the chain closer."""
-    return tuple(n for n in on if change_db[n] >= LABEL_DB or costs.get(n, EFFECT_PENALTY) < 0)
 
 
 def simplest_closest(effects, distance_of, costs: dict | None = None):
@@ -356,11 +344,10 @@ class SubsetCheck:
 
     def decide(self, dry: np.ndarray, wet: np.ndarray, items: dict, on: list[str], probability: dict | None = None):
         """The decisions on a fitted chain: effects whose removal changes its output by less than
-        LABEL_DB are off unless the network vouches for them (:func:`heard_or_vouched`); of the
-        rest, :func:`simplest_closest` keeps what earns its place (never worse than the level
-        alone; each effect's cost from the network's ``probability``, as refine's). Returns (the
-        effects on, each one's margin: how much farther the render gets without it, the removal
-        changes dB, the effects the fit had on); sets
+        LABEL_DB are off; of the rest, :func:`simplest_closest` keeps what earns its place (never
+        worse than the level alone; each effect's cost from the network's ``probability``, as
+        refine's). Returns (the effects on, each one's margin: how much farther
+        the render gets without it, the removal changes dB, the effects the fit had on); sets
         ``last["choice"]``, ``last["candidates"]`` and the gain in closed form (``last["gain_db"]``)."""
         full = self._chain(dry, items, on)
         full_mel = self._mel(full)
@@ -368,8 +355,7 @@ class SubsetCheck:
             n: float(np.abs(self._mel(self._chain(dry, items, [m for m in on if m != n])) - full_mel).mean())
             for n in on
         }
-        costs = effect_costs(probability or {})
-        kept = heard_or_vouched(on, change, costs)
+        kept = tuple(n for n in on if change[n] >= LABEL_DB)
         target_u, target_mel = unit_rms(wet), self._mel(wet)
         renders = {}
 
@@ -377,7 +363,7 @@ class SubsetCheck:
             r = renders[sub] = full if list(sub) == on else self._chain(dry, items, sub)
             return mrstft(unit_rms(r), target_u), float(np.abs(self._mel(r) - target_mel).mean())
 
-        chosen, dist = simplest_closest(kept, distance_of, costs)
+        chosen, dist = simplest_closest(kept, distance_of, effect_costs(probability or {}))
         margin = {n: _margin(dist, chosen, n) for n in chosen}
         self.last.update(
             choice=_label(chosen, kept), candidates=dist, gain_db=closed_form_gain_db(renders[chosen], wet)

@@ -13,16 +13,7 @@ import torch
 
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.core.melscale import log_mel_db, mel_distance_db
-from pimodule.device.fx.check import (
-    PRIOR,
-    SEARCHED,
-    SUBSETS,
-    CheckConfig,
-    SubsetCheck,
-    effect_costs,
-    heard_or_vouched,
-    subset_log_likelihood,
-)
+from pimodule.device.fx.check import PRIOR, SEARCHED, SUBSETS, CheckConfig, SubsetCheck, subset_log_likelihood
 from pimodule.laptop.fx.batch import render_stages
 from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, sample_chain
 from pimodule.laptop.fx.losses import log_mel_db as torch_log_mel_db
@@ -208,18 +199,6 @@ def test_the_decision_weighs_each_effect_by_the_networks_belief(monkeypatch):
         guess[name]["probability"] = p
     SubsetCheck(sample_rate, CheckConfig(n_candidates=0))(x[0].numpy(), y[0].numpy(), guess)
     assert seen == [dict(zip(SELECTABLE, (0.9, 0.2, 0.6, 0.05)))]
-
-
-def test_an_effect_is_kept_for_selection_when_heard_or_vouched_for():
-    costs = effect_costs({"eq": 0.95, "compressor": 0.6, "distortion": 0.3, "reverb": 0.99})
-    change = {"eq": 0.4, "compressor": 0.4, "distortion": 2.0, "reverb": 1.0}
-    assert costs["eq"] < 0 < costs["compressor"]  # p 0.95 vouches, p 0.6 does not
-    assert heard_or_vouched(["eq", "compressor", "distortion", "reverb"], change, costs) == (
-        "eq",
-        "distortion",
-        "reverb",
-    )
-    assert heard_or_vouched(["compressor"], change, {}) == ()  # no network: heard only
 
 
 def test_bad_input_is_refused():
