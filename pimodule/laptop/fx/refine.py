@@ -16,11 +16,7 @@ differentiable chain and fitted to the wet one within a time budget:
    form); at most ``steps`` steps and ``budget_s`` seconds; each candidate keeps its best step;
 3. the closest candidate (hard curve) is pruned: an effect whose removal changes its output by less
    than :data:`~pimodule.core.fx_specs.LABEL_DB` (level-matched log-mel) is switched off, the
-   definition of "heard" the benchmark and the removal labels use, unless the network vouches for
-   it (its cost in step 4 is below zero: p > 0.88 with the default costs). The fit's size of
-   another implementation's effect is its weakest part (a third-party reverb fitted on the loudest
-   second came out weaker than it is), the network's detection of it its strongest; step 4 still
-   drops it unless the chain with it is at least as close;
+   definition of "heard" the benchmark and the removal labels use;
 4. **never worse than doing nothing**: from the pruned chain, effects are dropped one at a time
    while the chain stays as close to the recording (up to ``select_s`` seconds; level-matched
    MRSTFT and log-mel distances, an effect must earn
@@ -315,9 +311,7 @@ def refine_one(
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]
     change = removal_changes(xs, y_sel, sample_rate, chosen, on)
-    probability = {e: float(estimate.active[0, EFFECT_NAMES.index(e)]) for e in SELECTABLE}
-    costs = effect_costs(probability)
-    kept = tuple(e for e in on if change[e] >= LABEL_DB or costs[e] < 0)
+    kept = tuple(e for e in on if change[e] >= LABEL_DB)
     # 4. never worse than the level alone, and nothing that does not earn its place
     renders = {}
 
@@ -328,7 +322,8 @@ def refine_one(
         m_, l_ = level_matched(r, ys, sample_rate)
         return float(m_[0]), float(l_[0])
 
-    picked, scores = simplest_closest(kept, distance_of, costs)
+    probability = {e: float(estimate.active[0, EFFECT_NAMES.index(e)]) for e in SELECTABLE}
+    picked, scores = simplest_closest(kept, distance_of, effect_costs(probability))
     bits = torch.tensor([[float(e in picked) for e in SELECTABLE]])
     final = Chain(with_subset(chosen.active, bits), chosen.unit, chosen.mode_weights)
     # 5. the level in closed form, the decisions in words
