@@ -134,7 +134,7 @@ def subset_ratios(
 
 def worse_bound(n_worse: int, n: int, confidence: float = CONFIDENCE) -> float:
     """The one-sided Clopper–Pearson upper bound on the share of examples made worse, from
-    ``n_worse`` of ``n`` tuning examples (1 when there are none)."""
+    ``n_worse`` of ``n`` tuning examples (1 when all of them, or there are none)."""
     if n_worse >= n:
         return 1.0
     return float(scipy.stats.beta.ppf(confidence, n_worse + 1, n - n_worse))
