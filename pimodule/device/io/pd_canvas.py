@@ -64,13 +64,14 @@ class Canvas:
     def text(self, x: int, y: int, text: str) -> int:
         return self._add(f"#X text {x} {y} {text};")
 
-    def floatatom(self, x: int, y: int, width: int, label: str = "-", receive: str = "-", send: str = "-") -> int:
-        pos = 2 if label != "-" else 0  # label above
+    def floatatom(self, x, y, width, label="-", receive="-", send="-", pos=None) -> int:
+        """A number box; its label above (``pos`` 2) unless told (0 left, 1 right, 3 below)."""
+        pos = (2 if label != "-" else 0) if pos is None else pos
         return self._add(f"#X floatatom {x} {y} {width} 0 0 {pos} {label} {receive} {send} 0;")
 
-    def symbolatom(self, x: int, y: int, width: int, label: str = "-", receive: str = "-") -> int:
-        pos = 2 if label != "-" else 0
-        return self._add(f"#X symbolatom {x} {y} {width} 0 0 {pos} {label} {receive} - 0;")
+    def symbolatom(self, x, y, width, label="-", receive="-", send="-", pos=None) -> int:
+        pos = (2 if label != "-" else 0) if pos is None else pos
+        return self._add(f"#X symbolatom {x} {y} {width} 0 0 {pos} {label} {receive} {send} 0;")
 
     def hsl(self, x, y, w, h, lo, hi, send="empty", receive="empty", label="empty", log=False) -> int:
         return self.obj(

@@ -3,7 +3,7 @@ parameter table (``pimodule/core/fx_specs.py``). Written by :mod:`pimodule.devic
 
 from __future__ import annotations
 
-from pimodule.core.fx_specs import SPECS
+from pimodule.core.fx_specs import SELECTABLE, SPECS
 from pimodule.device.io.pd_canvas import (
     BG,
     CELL,
@@ -40,14 +40,19 @@ def fx_panel() -> str:
     top.vradio(426, 42, N_FX_MODELS, r"\$0-fxm-pick", r"\$0-fxm-set")
     for k in range(N_FX_MODELS):
         top.cnv(426 + CELL + 3, 42 + CELL * k, 120, CELL - 1, BG, receive=rf"\$0-f{k}", lx=3, ly=7)
+    top.symbolatom(262, 78, 8, label="shows", receive=r"\$0-shows", send=r"\$0-o-shows", pos=0)
     for effect, (x0, y0) in FX_COLS.items():
         top.cnv(x0, y0, 200, 18, "#cfd8e0", label=effect, lx=4, ly=9, size=12)
-        top.tgl(x0, y0 + 22, 14, "empty", rf"\$0-{effect}-active", "on")
-        top.hsl(x0 + 54, y0 + 24, 80, 10, 0, 1, rf"\$0-o-{effect}-probability", rf"\$0-{effect}-probability", "p")
-        top.floatatom(x0 + 140, y0 + 22, 5, receive=rf"\$0-{effect}-probability")
+        if effect in SELECTABLE:  # the decision in words beside its box; how much of it is applied
+            top.tgl(x0, y0 + 22, 14, "empty", rf"\$0-{effect}-active")
+            top.cnv(x0 + 18, y0 + 22, 112, 14, BG, receive=rf"\$0-{effect}-conf", label="-", lx=2, ly=7)
+            top.floatatom(x0 + 168, y0 + 1, 4, "size", rf"\$0-{effect}-strength", rf"\$0-o-{effect}-strength", pos=0)
+        else:
+            top.tgl(x0, y0 + 22, 14, "empty", rf"\$0-{effect}-active", "on")
+        top.floatatom(x0 + 148, y0 + 22, 5, "p", rf"\$0-{effect}-probability", rf"\$0-o-{effect}-probability", pos=0)
         y = y0 + 54
         if effect == "distortion":
-            top.symbolatom(x0 + 140, y0 + 1, 6, receive=r"\$0-distortion-mode")
+            top.symbolatom(x0 + 92, y0 + 1, 4, receive=r"\$0-distortion-mode")
         for spec in SPECS[effect]:
             top.hsl(
                 x0,
@@ -81,23 +86,30 @@ def _fx_guts(g: Canvas) -> None:
     g.connect(st, 3, len(g.lines) - 2)
     follow(g, st, 4, r"\$0-match-r", r"\$0-match-hold", 360, 700)
     follow(g, st, 5, r"\$0-hold-r", r"\$0-hold-hold", 460, 700)
-    fx = g.obj(20, 760, "route models loading match hold " + " ".join(SPECS))
+    fx = g.obj(20, 760, "route models loading match hold checked")
     g.connect(r, 1, fx)
     g.send_to(fx, 0, 20, 780, r"\$0-fxmodels")
+    effects = g.obj(20, 800, "route " + " ".join(SPECS))
+    _checked_first(g, fx, effects, 600, 700)
     out = g.obj(20, 1200, "s pm-fx")
     for k, effect in enumerate(SPECS):
         x = 20 + 200 * k
-        t = g.obj(x, 800, "t a a")
-        g.connect(fx, 4 + k, t)
-        g.connect(g.chain(g.obj(x + 60, 820, f"list prepend {effect}"), g.obj(x + 60, 840, "list trim")), 0, out)
+        t = g.obj(x, 820, "t a a")
+        g.connect(effects, k, t)
+        g.connect(g.chain(g.obj(x + 60, 840, f"list prepend {effect}"), g.obj(x + 60, 860, "list trim")), 0, out)
         g.connect(t, 1, len(g.lines) - 2)
-        names = ["active", "probability", "mode", *SPECS[effect].names]
+        names = ["active", "probability", "mode", "confidence", "strength", *SPECS[effect].names]
         rr = g.obj(x, 880, "route " + " ".join(names))
         g.connect(t, 0, rr)
         for j, name in enumerate(names):
             if name == "mode":
                 g.send_to(g.chain(g.obj(x, 900 + 20 * j, "symbol")), 0, x + 60, 900 + 20 * j, r"\$0-distortion-mode")
                 g.connect(rr, j, len(g.lines) - 2)
+                continue
+            if name == "confidence":
+                if effect in SELECTABLE:
+                    g.connect(rr, j, g.obj(x, 900 + 20 * j, "symbol"))
+                    g.connect(len(g.lines) - 1, 0, _in_words(g, effect, rr, x + 100, 900))
                 continue
             g.connect(rr, j, g.msg(x, 900 + 20 * j, r"set \$1"))
             g.send_to(len(g.lines) - 1, 0, x + 60, 900 + 20 * j, rf"\$0-{effect}-{name}")
@@ -157,10 +169,59 @@ def _fx_guts(g: Canvas) -> None:
     _fx_dump(g)
 
 
+def _checked_first(g: Canvas, fx: int, effects: int, x: int, y: int) -> None:
+    """``/pimodule/fx/checked/…`` (a dry model's estimate checked against the audio: what matching
+    plays) is shown as it comes, and the raw estimates are kept off the sliders until 5 s after the
+    last check; ``shows`` says which of the two is on screen."""
+    gate = g.obj(x, y + 60, "spigot 1")
+    g.connect(fx, 5, gate)
+    g.connect(gate, 0, effects)
+    t = g.obj(x + 100, y, "t a b")
+    g.connect(fx, 4, t)
+    g.connect(t, 0, effects)
+    shows = g.obj(x + 240, y + 100, r"s \$0-shows")
+    g.connect(t, 1, g.msg(x + 160, y + 20, "0"))
+    g.connect(len(g.lines) - 1, 0, gate, 1)
+    g.connect(t, 1, g.msg(x + 240, y + 20, "symbol check"))
+    g.connect(len(g.lines) - 1, 0, shows)
+    back = g.obj(x + 320, y + 20, "delay 5000")
+    g.connect(t, 1, back)
+    g.connect(back, 0, g.msg(x + 320, y + 40, "1"))
+    g.connect(len(g.lines) - 1, 0, gate, 1)
+    first = g.chain(g.obj(x + 420, y, "loadbang"), g.msg(x + 420, y + 20, "symbol estimate"))
+    g.connect(back, 0, first)
+    g.connect(first, 0, shows)
+
+
+def _in_words(g: Canvas, effect: str, rr: int, x: int, y: int) -> int:
+    """An effect's decision in words on the panel: "on"/"off" and full size with each estimate's
+    ``active``, then its ``confidence`` (e.g. "on, probably") and ``strength`` if it has them.
+    Returns the inlet words come to; the dump reads the words back from [v]-like storage."""
+    words = g.obj(x, y + 60, "t s s")
+    g.send_to(g.chain(words, g.msg(x, y + 80, r"label \$1")), 0, x, y + 100, rf"\$0-{effect}-conf")
+    g.connect(words, 1, g.obj(x + 80, y + 100, rf"s \$0-w-{effect}"))
+    pick = g.obj(x, y, "t f f")
+    g.connect(rr, 0, pick)
+    off_on = g.chain(pick, g.obj(x, y + 20, "sel 0"))
+    for k, word in enumerate(("off", "on")):
+        g.connect(off_on, k, g.msg(x + 60 * k, y + 40, f"symbol {word}"))
+        g.connect(len(g.lines) - 1, 0, words)
+    full = g.msg(x + 140, y + 20, "set 1")
+    g.connect(pick, 1, full)
+    g.send_to(full, 0, x + 140, y + 40, rf"\$0-{effect}-strength")
+    start = g.obj(x + 220, y, "loadbang")  # before the first estimate: "-" at full size
+    g.connect(start, 0, full)
+    g.connect(start, 0, g.msg(x + 220, y + 20, "symbol -"))
+    g.connect(len(g.lines) - 1, 0, words)
+    return words
+
+
 def _fx_dump(g: Canvas) -> None:
     """[s pm-fx-dump] (bang) → [r pm-fx-shown]: ``<effect> <param> <value>`` for every slider,
-    read back from the slider itself (banged, its output caught), ``<effect> active <v>`` (what
-    the toggle was set to: a bang would flip it), ``match <v>``, ``hold <v>``, ``estimator <i>``."""
+    read back from the slider itself (banged, its output caught), ``<effect> probability|strength
+    <v>`` and ``shows <word>`` from their boxes, ``<effect> active <v>`` (what the toggle was set
+    to: a bang would flip it), ``<effect> confidence <words>`` (what its label says), ``match <v>``,
+    ``hold <v>``, ``estimator <i>``."""
     x, y = 20, 2200
     t = g.chain(g.obj(x, y, "r pm-fx-dump"), g.obj(x, y + 20, "t b b b b b"))
     out = g.obj(x, y + 400, "s pm-fx-shown")
@@ -169,17 +230,24 @@ def _fx_dump(g: Canvas) -> None:
     g.connect(len(g.lines) - 1, 0, flag)
     g.connect(t, 2, g.msg(x + 360, y + 40, "0"))
     g.connect(len(g.lines) - 1, 0, flag)
-    k = 0
-    for effect in SPECS:
-        for name in ("probability", *SPECS[effect].names):
-            xx, yy = x + 110 * (k % 14), y + 100 + 100 * (k // 14)
-            g.connect(t, 3, g.msg(xx, yy, "bang"))
-            g.send_to(len(g.lines) - 1, 0, xx, yy + 20, rf"\$0-{effect}-{name}")
-            gate = g.obj(xx, yy + 60, "spigot 0")
-            g.connect(g.obj(xx, yy + 40, rf"r \$0-o-{effect}-{name}"), 0, gate)
-            g.connect(g.obj(xx + 50, yy + 40, r"r \$0-rb-fx"), 0, gate, 1)
-            g.connect(g.chain(gate, g.msg(xx, yy + 80, f"{effect} {name} \\$1")), 0, out)
-            k += 1
+    shown = [
+        (e, n) for e in SPECS for n in ("probability", *(["strength"] if e in SELECTABLE else []), *SPECS[e].names)
+    ]
+    for k, (effect, name) in enumerate([*shown, ("", "shows")]):
+        xx, yy = x + 110 * (k % 14), y + 100 + 100 * (k // 14)
+        widget = f"{effect}-{name}" if effect else name
+        g.connect(t, 3, g.msg(xx, yy, "bang"))
+        g.send_to(len(g.lines) - 1, 0, xx, yy + 20, rf"\$0-{widget}")
+        gate = g.obj(xx, yy + 60, "spigot 0")
+        g.connect(g.obj(xx, yy + 40, rf"r \$0-o-{widget}"), 0, gate)
+        g.connect(g.obj(xx + 50, yy + 40, r"r \$0-rb-fx"), 0, gate, 1)
+        g.connect(g.chain(gate, g.msg(xx, yy + 80, f"{effect} {name} \\$1".strip())), 0, out)
+    for j, effect in enumerate(SELECTABLE):  # the words as the panel shows them
+        xx = x + 600 + 110 * j
+        said = g.obj(xx, y + 520, "symbol")
+        g.connect(g.obj(xx + 60, y + 500, rf"r \$0-w-{effect}"), 0, said, 1)
+        g.connect(t, 1, said)
+        g.connect(g.chain(said, g.msg(xx, y + 540, f"{effect} confidence \\$1")), 0, out)
     for j, effect in enumerate(SPECS):
         xx = x + 110 * j
         v = g.obj(xx, y + 420, rf"v \$0-v-{effect}-active")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pimodule.core.controls import DDSP_CONTROLS
+from pimodule.core.fx_specs import SPECS as FX_SPECS
 from pimodule.device.io.controller import MemoryController
 from pimodule.device.io.osc import OscConfig, OscServer
 from pimodule.device.io.pd_canvas import (
@@ -154,6 +155,9 @@ SHOWN = {  # what the screenshots show (in the in-memory controller and the fx e
         "reverb": (1, 0.66, {"decay_s": 0.8, "damping_pct": 40.0, "mix_pct": 25.0}),
         "gain": (1, 1.0, {"gain_db": -3.0}),
     },
+    # the words and sizes beside the boxes (a blind model's calibrated estimate)
+    "words": {"eq": "off, sure", "compressor": "on, sure", "distortion": "on, probably", "reverb": "on, probably"},
+    "strength": {"reverb": 0.25},
 }
 
 
@@ -194,8 +198,14 @@ def make_screenshots(outdir: Path, work: Path) -> dict:
         rig.drive("pm-model ghost", lambda: rig.saw("pm-in pimodule error"))
         messages = [(f"/pimodule/fx/{e}/active", a) for e, (a, _, _) in SHOWN["fx"].items()]
         messages += [(f"/pimodule/fx/{e}/probability", p) for e, (_, p, _) in SHOWN["fx"].items()]
-        messages += [(f"/pimodule/fx/{e}/{n}", v) for e, (_, _, ps) in SHOWN["fx"].items() for n, v in ps.items()]
+        messages += [  # every parameter, as the daemon sends them: the ones not set at their defaults
+            (f"/pimodule/fx/{e}/{spec.name}", ps.get(spec.name, spec.default))
+            for e, (_, _, ps) in SHOWN["fx"].items()
+            for spec in FX_SPECS[e]
+        ]
         messages.append(("/pimodule/fx/distortion/mode", "soft"))
+        messages += [(f"/pimodule/fx/{e}/confidence", w) for e, w in SHOWN["words"].items()]
+        messages += [(f"/pimodule/fx/{e}/strength", v) for e, v in SHOWN["strength"].items()]
 
         def fx_shown(s):
             for address, value in messages:

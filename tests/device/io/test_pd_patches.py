@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import pytest
 
@@ -132,12 +133,19 @@ def test_panel_takes_host_and_ports_as_arguments(tmp_path, served):
     assert rig.pd_errors() == []
 
 
+def _words(shown, effect):
+    """The words an effect's label shows (FUDI escapes their comma and spaces)."""
+    return " ".join(shown[f"{effect} confidence"]).replace("\\", "")
+
+
 def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
     ctl, srv = served
     lport = free_udp_port()
     rig = PdRig(tmp_path, [f"#X obj 10 10 pimodule_fx 127.0.0.1 {srv.port} {lport};"])
     try:
         rig.drive("", lambda: ("127.0.0.1", lport) in srv.subscribers)
+        shown = rig.wait_shown(lambda s: "shows" in s, tap="pm-fx-shown", dump="pm-fx-dump")
+        assert _words(shown, "reverb") == "-" and shown["reverb strength"] == ["1"]  # nothing estimated yet
         # estimates as the daemon broadcasts them: the sliders show them (read back from the sliders)
         srv.broadcast("/pimodule/fx/distortion/probability", 0.9)
         srv.broadcast("/pimodule/fx/distortion/active", 1)
@@ -156,6 +164,40 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         )
         assert abs(float(shown["distortion probability"][0]) - 0.9) < 0.01
         assert rig.saw("pm-fx distortion drive_db 18")  # passed on flat, as before
+        # each effect's decision in words beside its box, and how much of it is applied
+        assert _words(shown, "distortion") == "on" and float(shown["distortion strength"][0]) == 1
+        srv.broadcast("/pimodule/fx/reverb/active", 1)
+        srv.broadcast("/pimodule/fx/reverb/confidence", "on, probably")
+        srv.broadcast("/pimodule/fx/reverb/strength", 0.25)
+        srv.broadcast("/pimodule/fx/eq/active", 0)
+        shown = rig.wait_shown(
+            lambda s: _words(s, "reverb") == "on, probably" and _words(s, "eq") == "off",
+            tap="pm-fx-shown",
+            dump="pm-fx-dump",
+        )
+        assert float(shown["reverb strength"][0]) == 0.25 and shown["shows"] == ["estimate"]
+        # the module's check (what matching plays) wins over the raw estimates while it comes
+        srv.broadcast("/pimodule/fx/checked/reverb/active", 0)
+        srv.broadcast("/pimodule/fx/checked/reverb/confidence", "off, probably")
+        rig.wait_shown(
+            lambda s: _words(s, "reverb") == "off, probably" and s["shows"] == ["check"],
+            tap="pm-fx-shown",
+            dump="pm-fx-dump",
+        )
+        srv.broadcast("/pimodule/fx/reverb/active", 1)
+        srv.broadcast("/pimodule/fx/reverb/confidence", "on, sure")
+        shown = rig.wait_shown(lambda s: s["shows"] == ["check"], tap="pm-fx-shown", dump="pm-fx-dump")
+        assert _words(shown, "reverb") == "off, probably" and shown["reverb active"] == ["0"]
+        assert float(shown["reverb strength"][0]) == 1  # the check's chain is applied at full size
+        # no check for 5 s: the estimates are shown again
+        time.sleep(5.2)
+        srv.broadcast("/pimodule/fx/reverb/active", 1)
+        srv.broadcast("/pimodule/fx/reverb/confidence", "on, sure")
+        rig.wait_shown(
+            lambda s: _words(s, "reverb") == "on, sure" and s["shows"] == ["estimate"],
+            tap="pm-fx-shown",
+            dump="pm-fx-dump",
+        )
         # the estimator menu lists fx/list and marks the one in use (status fx_model)
         rig.wait_shown(lambda s: s["estimator"] == ["0"], tap="pm-fx-shown", dump="pm-fx-dump")
         rig.drive("pm-fx-model fx-dry", lambda: ctl.fx_model == "fx-dry")
