@@ -27,6 +27,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pimodule.device.fx.estimator import in_words, keep_confident
+from pimodule.laptop.data.audio_files import read_audio
 from pimodule.laptop.fx.chain import describe
 from pimodule.laptop.fx.infer import (
     LoadedEstimator,
@@ -166,7 +167,15 @@ def main(args: argparse.Namespace) -> int:
         target_host = parse_target(args.send) if args.send else None
     except ValueError as err:
         return _fail(str(err))
+    target = args.apply_to or (args.input if args.reference else None)
+    audio = None
     try:
+        if target is not None and args.out is not None:  # refused before the estimate, not after it
+            if not args.out.parent.is_dir():
+                return _fail(f"--out {args.out}: there is no folder {args.out.parent}")
+            if args.out.is_dir() or args.out.suffix.lstrip(".").upper() not in sf.available_formats():
+                return _fail(f"--out {args.out}: give a file name ending in .wav or .flac")
+            audio, rate = read_audio(target)
         est = LoadedEstimator(args.model)
         desc, notes, code = _estimate(args, est)
     except (ValueError, FileNotFoundError) as err:
@@ -178,11 +187,12 @@ def main(args: argparse.Namespace) -> int:
     print(json.dumps(desc, indent=1) if args.json else format_chain(desc))
     for note in notes:
         print(note, file=sys.stderr if args.json else sys.stdout)
-    target = args.apply_to or (args.input if args.reference else None)
-    if target is not None and args.out is not None:
-        audio, rate = sf.read(str(target), dtype="float32", always_2d=True)
+    if audio is not None:
         rendered, scaled_db = peak_safe(apply_estimate(desc, audio, rate))
-        sf.write(str(args.out), rendered, rate, subtype="FLOAT")
+        try:
+            sf.write(str(args.out), rendered, rate, subtype="FLOAT")
+        except (OSError, RuntimeError, TypeError) as err:  # LibsndfileError is a RuntimeError
+            return _fail(f"cannot write {args.out}: {err}", 1)
         said = f"wrote {args.out}"
         if scaled_db < 0:
             said += f" (normalised by {scaled_db:.1f} dB to peak at -1 dBFS: it would have clipped)"

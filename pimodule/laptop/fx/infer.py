@@ -13,12 +13,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 
 from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.device.fx.twin_chain import ChainTwin
+from pimodule.laptop.data.audio_files import AudioFileError, read_audio
 from pimodule.laptop.fx.chain import Chain
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
 from pimodule.laptop.fx.refine import RefineConfig, Refined, refine_one
@@ -92,10 +92,10 @@ class LoadedEstimator:
 
 
 def aligned(wet: np.ndarray, dry: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Wet and dry cut to their common length (at least 0.1 s, else ValueError)."""
+    """Wet and dry cut to their common length (at least :data:`MIN_SECONDS`, else ValueError)."""
     n = min(len(wet), len(dry))
-    if n < rate // 10:
-        raise ValueError("the wet and dry files need at least 0.1 s in common")
+    if n < MIN_SECONDS * rate:
+        raise ValueError(f"the wet and dry files need at least {MIN_SECONDS:g} s in common")
     return wet[:n], dry[:n]
 
 
@@ -165,13 +165,19 @@ def to_rate(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     return audio if sr == target else soxr.resample(audio, sr, target).astype(np.float32)
 
 
+#: shorter than this there is nothing to estimate from (a reverb's tail, a compressor's release)
+MIN_SECONDS = 0.1
+
+
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
-    try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as err:
-        raise ValueError(f"{path}: cannot read audio ({err})") from err
-    if audio.shape[0] == 0:
-        raise ValueError(f"{path}: empty audio file")
+    """A recording to estimate from, mixed to mono: unreadable, empty, non-finite (NaN, inf) or
+    shorter than :data:`MIN_SECONDS` files are refused in plain words (``AudioFileError``)."""
+    audio, sr = read_audio(path)
+    if audio.shape[0] < MIN_SECONDS * sr:
+        raise AudioFileError(
+            path,
+            f"too short to estimate from ({1000 * audio.shape[0] / sr:.0f} ms; at least {MIN_SECONDS:g} s)",
+        )
     return audio.mean(1), sr
 
 

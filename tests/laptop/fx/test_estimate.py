@@ -51,7 +51,7 @@ def test_reference_style_transfer_renders_the_input(tiny_reference_run, tmp_path
     assert code == 0 and (tmp_path / "styled.wav").exists()
 
 
-def test_errors(tiny_run, tiny_reference_run, tmp_path, capsys):
+def test_errors(tiny_run, tiny_reference_run, tiny_paired_run, tmp_path, capsys):
     wet = _wav(tmp_path / "wet.wav")
     code, out = _run([str(tiny_reference_run), "--input", str(wet)], capsys)
     assert code == 2 and "reference" in out
@@ -59,7 +59,31 @@ def test_errors(tiny_run, tiny_reference_run, tmp_path, capsys):
     assert code == 2
     (tmp_path / "junk.wav").write_bytes(b"junk")
     code, out = _run([str(tiny_run), "--input", str(tmp_path / "junk.wav")], capsys)
-    assert code == 2 and "cannot read" in out
+    assert code == 2 and "cannot be read" in out and "junk.wav" in out
+    # a broken float file (NaN) and a click too short to hear effects in are refused, by name
+    broken = tmp_path / "nan.wav"
+    audio = 0.1 * np.sin(np.arange(22050) / 10.0)[:, None]
+    audio[100] = np.nan
+    sf.write(str(broken), audio, 22050, subtype="FLOAT")
+    code, out = _run([str(tiny_run), "--input", str(broken)], capsys)
+    assert code == 2 and "nan.wav" in out and "NaN" in out and "gain" not in out
+    short = tmp_path / "click.wav"
+    sf.write(str(short), np.full((400, 1), 0.5), 22050)
+    code, out = _run([str(tiny_run), "--input", str(short)], capsys)
+    assert code == 2 and "click.wav" in out and "too short" in out and "no signal" not in out
+    code, out = _run([str(tiny_paired_run), "--input", str(wet), "--dry", str(short)], capsys)
+    assert code == 2 and "too short" in out
+    # what --apply-to cannot read, or --out cannot be written to, is said before the estimate
+    out_wav = tmp_path / "out.wav"
+    for bad in (broken, tmp_path / "junk.wav"):
+        code, out = _run([str(tiny_run), "--input", str(wet), "--apply-to", str(bad), "--out", str(out_wav)], capsys)
+        assert code == 2 and bad.name in out and "gain" not in out and not out_wav.exists()
+    nowhere = tmp_path / "no-such-folder" / "out.wav"
+    code, out = _run([str(tiny_run), "--input", str(wet), "--apply-to", str(wet), "--out", str(nowhere)], capsys)
+    assert code == 2 and "no-such-folder" in out and "gain" not in out
+    for where in (tmp_path, tmp_path / "out"):  # a folder, a name without a sound file's ending
+        code, out = _run([str(tiny_run), "--input", str(wet), "--apply-to", str(wet), "--out", str(where)], capsys)
+        assert code == 2 and ".wav" in out and "gain" not in out
     code, _ = _run([str(tiny_run), "--input", str(wet), "--apply-to", str(wet)], capsys)
     assert code == 2
 
