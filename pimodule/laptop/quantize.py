@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from pimodule.core.modelfile import KEY_NAME, KEY_PROVENANCE
+from pimodule.core.modelfile import KEY_NAME, KEY_PROVENANCE, ModelFileError
+from pimodule.device.modelcheck import check_file
 from pimodule.device.session import ModelSession
 
 KEEP_FLOAT = ("fir_basis",)  # a fixed window basis: its error would go straight to the noise
@@ -129,6 +130,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_name(args.model.stem + "-int8.onnx")
+    try:  # the module's own check first: a file that is not one of its models is refused by name
+        check_file(args.model)
+    except ModelFileError as err:
+        print(f"pimodule quantize: {err}")
+        return 2
     report = quantize(args.model, out)
     print(
         f"{args.model} -> {out}: {report['bytes']['fp32'] / 1024:.0f} kB -> {report['bytes']['int8'] / 1024:.0f} kB, "
