@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pimodule.core.modelfile import ModelFileError
 from pimodule.device import benchfloor, benchload, cpus
 from pimodule.device import daemon as daemon_mod
 from pimodule.device.benchtable import format_table, ratios
 from pimodule.device.config import parse_config
 from pimodule.device.fx.cost import bench_check, bench_estimator
 from pimodule.device.jackdummy import JackUnavailable, dummy_jack_server, jack_device_index
+from pimodule.device.modelcheck import check_file
 from pimodule.device.session import ModelSession
 
 log = logging.getLogger(__name__)
@@ -249,6 +251,13 @@ def main(args: argparse.Namespace) -> int:
         log.error("no models: give paths or build export/*.onnx (make models)")
         return 2
     kinds = {p: ModelSession.peek_kind(p) for p in paths}
+    for p in paths:  # a file given that is not a model is refused, not skipped
+        if kinds[p] not in ("ddsp", "fx"):
+            try:
+                log.error("%s: a %s model, neither a voice nor an estimator", p, check_file(p).info.kind)
+            except ModelFileError as err:
+                log.error("%s", err)
+            return 2
     voices = [p for p in paths if kinds[p] == "ddsp"]
     for p in voices:  # a voice the module would refuse is refused here too, with its reason
         try:

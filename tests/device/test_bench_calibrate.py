@@ -71,6 +71,14 @@ def test_bench_refuses_a_bad_model(model_dir):
     assert bench.main(args) == 1
 
 
+def test_bench_refuses_a_file_that_is_not_a_model(tmp_path, caplog):
+    junk = tmp_path / "take.wav"
+    junk.write_bytes(b"RIFF\x00\x00\x00\x00WAVE")
+    args = argparse.Namespace(models=[junk], cpus="none")
+    assert bench.main(args) == 2  # refused by name, not skipped (a bench of nothing but the floor)
+    assert "take.wav" in caplog.text and "not an ONNX model" in caplog.text
+
+
 def test_calibrate_fake_board_recovers_its_true_input_stage(tmp_path, capsys):
     from pimodule.device.io.cv import Calibration
 
