@@ -12,7 +12,9 @@ words ("reverb: on, sure"). ``--apply-to x.wav --out y.wav`` renders the estimat
 real-time twins, normalised to peak at -1 dBFS when it would go above (and says so). ``--send
 HOST[:PORT]`` pushes it to a running module, where it is held and matched on input R
 (:mod:`pimodule.laptop.fx.push`). A silent input gets "no signal", not an estimate; a dry file that
-does not look like the input's source gets a warning, and its effects are "unsure".
+does not look like the input's source gets a warning, and its effects are "unsure". A file that
+cannot be read, holds NaN or infinite samples or is shorter than 0.1 s is refused by name, and so
+is an ``--apply-to`` / ``--out`` pair that could not be rendered, before anything is estimated.
 """
 
 from __future__ import annotations
