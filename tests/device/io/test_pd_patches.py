@@ -138,13 +138,18 @@ def _words(shown, effect):
     return " ".join(shown[f"{effect} confidence"]).replace("\\", "")
 
 
+def _fx_shown(rig, check):
+    """What the fx panel shows, once ``check`` holds for it."""
+    return rig.wait_shown(check, tap="pm-fx-shown", dump="pm-fx-dump")
+
+
 def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
     ctl, srv = served
     lport = free_udp_port()
     rig = PdRig(tmp_path, [f"#X obj 10 10 pimodule_fx 127.0.0.1 {srv.port} {lport};"])
     try:
         rig.drive("", lambda: ("127.0.0.1", lport) in srv.subscribers)
-        shown = rig.wait_shown(lambda s: "shows" in s, tap="pm-fx-shown", dump="pm-fx-dump")
+        shown = _fx_shown(rig, lambda s: "shows" in s)
         assert _words(shown, "reverb") == "-" and shown["reverb strength"] == ["1"]  # nothing estimated yet
         # estimates as the daemon broadcasts them: the sliders show them (read back from the sliders)
         srv.broadcast("/pimodule/fx/distortion/probability", 0.9)
@@ -152,15 +157,14 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         srv.broadcast("/pimodule/fx/distortion/drive_db", 18.0)
         srv.broadcast("/pimodule/fx/reverb/mix_pct", 25.0)
         srv.broadcast("/pimodule/fx/compressor/ratio", 4.0)  # a log-scale slider
-        shown = rig.wait_shown(
+        shown = _fx_shown(
+            rig,
             lambda s: (
                 abs(float(s["distortion drive_db"][0]) - 18) < 0.1
                 and abs(float(s["reverb mix_pct"][0]) - 25) < 0.2
                 and abs(float(s["compressor ratio"][0]) - 4) < 0.05
                 and s["distortion active"] == ["1"]
             ),
-            tap="pm-fx-shown",
-            dump="pm-fx-dump",
         )
         assert abs(float(shown["distortion probability"][0]) - 0.9) < 0.01
         assert rig.saw("pm-fx distortion drive_db 18")  # passed on flat, as before
@@ -170,46 +174,34 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         srv.broadcast("/pimodule/fx/reverb/confidence", "on, probably")
         srv.broadcast("/pimodule/fx/reverb/strength", 0.25)
         srv.broadcast("/pimodule/fx/eq/active", 0)
-        shown = rig.wait_shown(
-            lambda s: _words(s, "reverb") == "on, probably" and _words(s, "eq") == "off",
-            tap="pm-fx-shown",
-            dump="pm-fx-dump",
-        )
+        shown = _fx_shown(rig, lambda s: _words(s, "reverb") == "on, probably" and _words(s, "eq") == "off")
         assert float(shown["reverb strength"][0]) == 0.25 and shown["shows"] == ["estimate"]
         # the module's check (what matching plays) wins over the raw estimates while it comes
         srv.broadcast("/pimodule/fx/checked/reverb/active", 0)
         srv.broadcast("/pimodule/fx/checked/reverb/confidence", "off, probably")
-        rig.wait_shown(
-            lambda s: _words(s, "reverb") == "off, probably" and s["shows"] == ["check"],
-            tap="pm-fx-shown",
-            dump="pm-fx-dump",
-        )
+        _fx_shown(rig, lambda s: _words(s, "reverb") == "off, probably" and s["shows"] == ["check"])
         srv.broadcast("/pimodule/fx/reverb/active", 1)
         srv.broadcast("/pimodule/fx/reverb/confidence", "on, sure")
-        shown = rig.wait_shown(lambda s: s["shows"] == ["check"], tap="pm-fx-shown", dump="pm-fx-dump")
+        shown = _fx_shown(rig, lambda s: s["shows"] == ["check"])
         assert _words(shown, "reverb") == "off, probably" and shown["reverb active"] == ["0"]
         assert float(shown["reverb strength"][0]) == 1  # the check's chain is applied at full size
         # no check for 5 s: the estimates are shown again
         time.sleep(5.2)
         srv.broadcast("/pimodule/fx/reverb/active", 1)
         srv.broadcast("/pimodule/fx/reverb/confidence", "on, sure")
-        rig.wait_shown(
-            lambda s: _words(s, "reverb") == "on, sure" and s["shows"] == ["estimate"],
-            tap="pm-fx-shown",
-            dump="pm-fx-dump",
-        )
+        _fx_shown(rig, lambda s: _words(s, "reverb") == "on, sure" and s["shows"] == ["estimate"])
         # the estimator menu lists fx/list and marks the one in use (status fx_model)
-        rig.wait_shown(lambda s: s["estimator"] == ["0"], tap="pm-fx-shown", dump="pm-fx-dump")
+        _fx_shown(rig, lambda s: s["estimator"] == ["0"])
         rig.drive("pm-fx-model fx-dry", lambda: ctl.fx_model == "fx-dry")
-        rig.wait_shown(lambda s: s["estimator"] == ["1"], tap="pm-fx-shown", dump="pm-fx-dump")
+        _fx_shown(rig, lambda s: s["estimator"] == ["1"])
         # match, hold, set by hand; the toggles follow status
         rig.drive("pm-fx-match 1", lambda: ctl.fx_match)
         rig.drive("pm-fx-set reverb mix_pct 30", lambda: ctl.fx_chain["reverb"]["params"]["mix_pct"] == 30.0)
         assert ctl.fx_hold  # set by hand: held
-        rig.wait_shown(lambda s: s["hold"] == ["1"] and s["match"] == ["1"], tap="pm-fx-shown", dump="pm-fx-dump")
+        _fx_shown(rig, lambda s: s["hold"] == ["1"] and s["match"] == ["1"])
         rig.drive("pm-fx-set distortion mode hard", lambda: ctl.fx_chain["distortion"]["mode"] == "hard")
         ctl.set_fx_hold(False)
-        rig.wait_shown(lambda s: s["hold"] == ["0"], tap="pm-fx-shown", dump="pm-fx-dump")
+        _fx_shown(rig, lambda s: s["hold"] == ["0"])
         assert srv.counters.errors == 0
     finally:
         rig.close()
