@@ -44,11 +44,11 @@ def fx_panel() -> str:
     for effect, (x0, y0) in FX_COLS.items():
         top.cnv(x0, y0, 200, 18, "#cfd8e0", label=effect, lx=4, ly=9, size=12)
         if effect in SELECTABLE:  # the decision in words beside its box; how much of it is applied
-            top.tgl(x0, y0 + 22, 14, "empty", rf"\$0-{effect}-active")
+            top.tgl(x0, y0 + 22, 14, rf"\$0-o-{effect}-active", rf"\$0-{effect}-active")
             top.cnv(x0 + 18, y0 + 22, 112, 14, BG, receive=rf"\$0-{effect}-conf", label="-", lx=2, ly=7)
             top.floatatom(x0 + 168, y0 + 1, 4, "size", rf"\$0-{effect}-strength", rf"\$0-o-{effect}-strength", pos=0)
         else:
-            top.tgl(x0, y0 + 22, 14, "empty", rf"\$0-{effect}-active", "on")
+            top.tgl(x0, y0 + 22, 14, rf"\$0-o-{effect}-active", rf"\$0-{effect}-active", "on")
         top.floatatom(x0 + 148, y0 + 22, 5, "p", rf"\$0-{effect}-probability", rf"\$0-o-{effect}-probability", pos=0)
         y = y0 + 54
         if effect == "distortion":
@@ -86,11 +86,12 @@ def _fx_guts(g: Canvas) -> None:
     g.connect(st, 3, len(g.lines) - 2)
     follow(g, st, 4, r"\$0-match-r", r"\$0-match-hold", 360, 700)
     follow(g, st, 5, r"\$0-hold-r", r"\$0-hold-hold", 460, 700)
-    fx = g.obj(20, 760, "route models loading match hold checked")
+    fx = g.obj(20, 760, "route models loading match hold checked matched")
     g.connect(r, 1, fx)
     g.send_to(fx, 0, 20, 780, r"\$0-fxmodels")
     effects = g.obj(20, 800, "route " + " ".join(SPECS))
-    _checked_first(g, fx, effects, 600, 700)
+    _what_is_shown(g, fx, effects, 600, 700)
+    _by_hand(g, 1400, 700)
     out = g.obj(20, 1200, "s pm-fx")
     for k, effect in enumerate(SPECS):
         x = 20 + 200 * k
@@ -159,6 +160,7 @@ def _fx_guts(g: Canvas) -> None:
         g.obj(x + 1000, y + 20, "list"),
         g.obj(x + 1000, y + 40, "oscformat pimodule fx set"),
     )
+    g.connect(g.obj(x + 1100, y, r"r \$0-fx-set"), 0, fset - 1)
     g.send_to(fset, 0, x + 1000, y + 60, r"\$0-out")
     lst = g.chain(
         g.obj(x + 1200, y, "loadbang"),
@@ -169,28 +171,87 @@ def _fx_guts(g: Canvas) -> None:
     _fx_dump(g)
 
 
-def _checked_first(g: Canvas, fx: int, effects: int, x: int, y: int) -> None:
-    """``/pimodule/fx/checked/…`` (a dry model's estimate checked against the audio: what matching
-    plays) is shown as it comes, and the raw estimates are kept off the sliders until 5 s after the
-    last check; ``shows`` says which of the two is on screen."""
+def _what_is_shown(g: Canvas, fx: int, effects: int, x: int, y: int) -> None:
+    """What the sliders show, ``shows`` saying which: the raw estimates (``estimate``); the
+    module's check (``/pimodule/fx/checked/…``, a dry model's estimate checked against the audio:
+    what matching plays) as it comes, the estimates kept off until 5 s after the last check
+    (``check``); while the matched chain is held (by the hold box, a slider moved by hand or
+    another client), that chain, asked for (``fx/matched``) when the hold comes on, and neither
+    estimates nor checks (``held``)."""
+    held = g.obj(x, y + 160, "spigot 1")
+    g.connect(held, 0, effects)
+    g.connect(fx, 5, effects)  # the matched chain: always shown
+    says = g.obj(x + 240, y + 80, "spigot 1")
+    shows = g.obj(x + 240, y + 100, r"s \$0-shows")
+    g.connect(says, 0, shows)
+    word = g.obj(x + 240, y + 60, "t s s")  # what the estimates and checks would show; kept for the end of a hold
+    kept = g.obj(x + 300, y + 80, "symbol estimate")
+    g.connect(word, 0, says)
+    g.connect(word, 1, kept, 1)
+    g.connect(kept, 0, shows)
     gate = g.obj(x, y + 60, "spigot 1")
-    g.connect(fx, 5, gate)
-    g.connect(gate, 0, effects)
+    g.connect(fx, 6, gate)
+    g.connect(gate, 0, held)
     t = g.obj(x + 100, y, "t a b")
     g.connect(fx, 4, t)
-    g.connect(t, 0, effects)
-    shows = g.obj(x + 240, y + 100, r"s \$0-shows")
+    g.connect(t, 0, held)
     g.connect(t, 1, g.msg(x + 160, y + 20, "0"))
     g.connect(len(g.lines) - 1, 0, gate, 1)
     g.connect(t, 1, g.msg(x + 240, y + 20, "symbol check"))
-    g.connect(len(g.lines) - 1, 0, shows)
+    g.connect(len(g.lines) - 1, 0, word)
     back = g.obj(x + 320, y + 20, "delay 5000")
     g.connect(t, 1, back)
     g.connect(back, 0, g.msg(x + 320, y + 40, "1"))
     g.connect(len(g.lines) - 1, 0, gate, 1)
-    first = g.chain(g.obj(x + 420, y, "loadbang"), g.msg(x + 420, y + 20, "symbol estimate"))
-    g.connect(back, 0, first)
-    g.connect(first, 0, shows)
+    g.connect(back, 0, g.msg(x + 320, y + 60, "symbol estimate"))
+    g.connect(len(g.lines) - 1, 0, word)
+    g.connect(g.chain(g.obj(x + 420, y, "loadbang"), g.msg(x + 420, y + 20, "symbol estimate")), 0, shows)
+    hold = g.chain(
+        g.obj(x + 500, y, r"r \$0-hold-r"), g.obj(x + 500, y + 20, "route set"), g.obj(x + 500, y + 40, "t f f")
+    )
+    free = g.obj(x + 560, y + 60, "== 0")  # first the gates, then what to ask and say
+    g.connect(hold, 1, free)
+    g.connect(free, 0, held, 1)
+    g.connect(free, 0, says, 1)
+    on_off = g.chain(g.obj(x + 500, y + 80, "change"), g.obj(x + 500, y + 100, "sel 1 0"))
+    g.connect(hold, 0, on_off - 1)
+    ask = g.obj(x + 500, y + 140, "oscformat pimodule fx matched")
+    g.connect(on_off, 0, ask)
+    g.send_to(ask, 0, x + 500, y + 160, r"\$0-out")
+    g.connect(on_off, 0, g.msg(x + 600, y + 140, "symbol held"))
+    g.connect(len(g.lines) - 1, 0, shows)
+    g.connect(on_off, 1, kept)
+
+
+def _by_hand(g: Canvas, x: int, y: int) -> None:
+    """A slider or an on box moved by hand: ``fx/set <effect> <name> <value>`` (the module holds
+    the matched chain then) and the panel shows it held at once. Not while the dump reads the
+    sliders back. ``[s pm-fx-hand]`` ``<effect> <name> <value>`` moves a widget as a hand does
+    (it sets the widget, which sends)."""
+    free = g.obj(x, y + 20, r"s \$0-hand")
+    g.connect(g.chain(g.obj(x, y - 20, r"r \$0-rb-fx"), g.obj(x, y, "== 0")), 0, free)
+    out = g.obj(x, y + 400, r"s \$0-fx-set")
+    held = g.msg(x + 200, y + 380, "set 1")
+    g.send_to(held, 0, x + 200, y + 400, r"\$0-hold-r")
+    hand = g.chain(
+        g.obj(x + 400, y - 40, "r pm-fx-hand"),
+        g.obj(x + 400, y - 20, "list trim"),
+        g.obj(x + 400, y, "route " + " ".join(SPECS)),
+    )
+    for j, effect in enumerate(SPECS):
+        names = ("active", *SPECS[effect].names)
+        moves = g.obj(x + 400 + 220 * j, y + 20, "route " + " ".join(names))
+        g.connect(hand, j, moves)
+        for k, name in enumerate(names):
+            xx, yy = x + 110 * k, y + 60 + 80 * j
+            g.send_to(moves, k, xx + 400, yy + 600, rf"\$0-{effect}-{name}")
+            gate = g.obj(xx, yy + 20, "spigot 1")
+            g.connect(g.obj(xx, yy, rf"r \$0-o-{effect}-{name}"), 0, gate)
+            g.connect(g.obj(xx + 60, yy, r"r \$0-hand"), 0, gate, 1)
+            said = g.msg(xx, yy + 40, f"{effect} {name} \\$1")
+            g.connect(gate, 0, said)
+            g.connect(said, 0, out)
+            g.connect(said, 0, held)
 
 
 def _in_words(g: Canvas, effect: str, rr: int, x: int, y: int) -> int:

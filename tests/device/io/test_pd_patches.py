@@ -198,10 +198,29 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         rig.drive("pm-fx-match 1", lambda: ctl.fx_match)
         rig.drive("pm-fx-set reverb mix_pct 30", lambda: ctl.fx_chain["reverb"]["params"]["mix_pct"] == 30.0)
         assert ctl.fx_hold  # set by hand: held
-        _fx_shown(rig, lambda s: s["hold"] == ["1"] and s["match"] == ["1"])
+        # held: the panel shows the chain that plays (it asks for it), no longer the estimates
+        _fx_shown(rig, lambda s: s["hold"] == ["1"] and s["match"] == ["1"] and s["shows"] == ["held"])
+        _fx_shown(rig, lambda s: abs(float(s["reverb mix_pct"][0]) - 30) < 0.2)
+        srv.broadcast("/pimodule/fx/reverb/mix_pct", 80.0)
+        srv.broadcast("/pimodule/fx/checked/reverb/mix_pct", 80.0)
+        time.sleep(0.5)
+        assert abs(float(_fx_shown(rig, lambda s: "shows" in s)["reverb mix_pct"][0]) - 30) < 0.2
         rig.drive("pm-fx-set distortion mode hard", lambda: ctl.fx_chain["distortion"]["mode"] == "hard")
         ctl.set_fx_hold(False)
-        _fx_shown(rig, lambda s: s["hold"] == ["0"])
+        # released: it follows the module's check again (one came while held), then the estimates
+        _fx_shown(rig, lambda s: s["hold"] == ["0"] and s["shows"] == ["check"])
+        _fx_shown(rig, lambda s: s["shows"] == ["estimate"])
+        srv.broadcast("/pimodule/fx/reverb/mix_pct", 80.0)
+        _fx_shown(rig, lambda s: abs(float(s["reverb mix_pct"][0]) - 80) < 0.2)
+        # a slider and an on box moved by hand: the module gets them and holds, the panel shows them held
+        want = ctl.fx_chain["compressor"]["params"]
+        rig.drive("pm-fx-hand compressor ratio 6", lambda: abs(want["ratio"] - 6) < 0.05)
+        rig.drive("pm-fx-hand reverb active 0", lambda: not ctl.fx_chain["reverb"]["active"])
+        assert ctl.fx_hold
+        _fx_shown(rig, lambda s: s["shows"] == ["held"] and s["hold"] == ["1"] and s["reverb active"] == ["0"])
+        srv.broadcast("/pimodule/fx/compressor/ratio", 2.0)
+        time.sleep(0.5)
+        assert abs(float(_fx_shown(rig, lambda s: "shows" in s)["compressor ratio"][0]) - 6) < 0.1
         assert srv.counters.errors == 0
     finally:
         rig.close()
