@@ -104,15 +104,28 @@ def compare(ref: np.ndarray, other: np.ndarray, rate: int) -> dict:
     }
 
 
-def compare_windows(ref: np.ndarray, other: np.ndarray, rate: int, window_s: float = 0.1) -> dict:
+def compare_windows(
+    ref: np.ndarray, other: np.ndarray, rate: int, window_s: float = 0.1, cv_changes: bool = True
+) -> dict:
     """Two recordings of the daemon playing a recording (transfer and fx mode), window by window
     where the reference is within 50 dB of its loudest window: level and spectrum differences
-    (median and 90th percentile: a window where the simulated CV changes the transposition a
-    millisecond apart on the two machines differs more, as it would between two runs here)."""
+    (median and 90th percentile).
+
+    With ``cv_changes`` a window the simulated CV melody's next note can land in (from the note's
+    start to :data:`SETTLE_S` after it) is left out, as :func:`compare` leaves out each note's
+    onset: the CV reaches the audio process through the control threads, a poll or two later on
+    one machine than on the other (and on two runs here), and a transposition that lands a few
+    milliseconds apart changes that window's spectrum by dBs while the module plays right. The
+    engine step compares the audio path itself sample by sample."""
     ref, other = _mono(ref).astype(np.float64), _mono(other).astype(np.float64)
     n, w = min(ref.shape[0], other.shape[0]), int(window_s * rate)
-    levels, diffs, specs = [], [], []
+    starts = [int(round(t0 * rate)) for _, t0, *_ in notes(n / rate)] if cv_changes else []
+    settle = int(round(SETTLE_S * rate))
+    levels, diffs, specs, skipped = [], [], [], 0
     for a0 in range(0, n - w + 1, w):
+        if any(a0 < c + settle and c < a0 + w for c in starts):
+            skipped += 1
+            continue
         a, b = ref[a0 : a0 + w], other[a0 : a0 + w]
         levels.append(20 * np.log10(np.sqrt(np.mean(a**2)) + 1e-12))
         diffs.append(20 * np.log10(np.sqrt(np.mean(b**2)) + 1e-12) - levels[-1])
@@ -122,9 +135,10 @@ def compare_windows(ref: np.ndarray, other: np.ndarray, rate: int, window_s: flo
     levels, diffs, specs = np.array(levels), np.abs(np.array(diffs)), np.array(specs)
     loud = levels > (levels.max() - 50 if levels.size else 0)
     if not loud.any():
-        return {"windows_compared": 0}
+        return {"windows_compared": 0, "windows_at_cv_changes": skipped}
     return {
         "windows_compared": int(loud.sum()),
+        "windows_at_cv_changes": skipped,
         "level_db_diff_median": round(float(np.median(diffs[loud])), 3),
         "level_db_diff_p90": round(float(np.percentile(diffs[loud], 90)), 3),
         "spectrum_db_diff_median": round(float(np.median(specs[loud])), 3),
