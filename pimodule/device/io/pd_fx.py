@@ -52,7 +52,8 @@ def fx_panel() -> str:
         top.floatatom(x0 + 148, y0 + 22, 5, "p", rf"\$0-{effect}-probability", rf"\$0-o-{effect}-probability", pos=0)
         y = y0 + 54
         if effect == "distortion":
-            top.symbolatom(x0 + 92, y0 + 1, 4, receive=r"\$0-distortion-mode")
+            # the curve: shown, and typed by hand (hard, soft or tanh, then Enter) like a slider moved
+            top.symbolatom(x0 + 92, y0 + 1, 4, receive=r"\$0-distortion-mode", send=r"\$0-o-distortion-mode")
         for spec in SPECS[effect]:
             top.hsl(
                 x0,
@@ -103,9 +104,15 @@ def _fx_guts(g: Canvas) -> None:
         rr = g.obj(x, 880, "route " + " ".join(names))
         g.connect(t, 0, rr)
         for j, name in enumerate(names):
-            if name == "mode":
-                g.send_to(g.chain(g.obj(x, 900 + 20 * j, "symbol")), 0, x + 60, 900 + 20 * j, r"\$0-distortion-mode")
-                g.connect(rr, j, len(g.lines) - 2)
+            if name == "mode":  # set, not sent on: the box sends only what a hand types; "-" before any
+                shown = g.chain(g.obj(x, 900 + 20 * j, "symbol"), g.msg(x, 920 + 20 * j, r"set \$1"))
+                g.send_to(shown, 0, x + 60, 920 + 20 * j, r"\$0-distortion-mode")
+                g.connect(rr, j, shown - 1)
+                g.connect(
+                    g.chain(g.obj(x + 120, 880 + 20 * j, "loadbang"), g.msg(x + 120, 900 + 20 * j, "symbol -")),
+                    0,
+                    shown - 1,
+                )
                 continue
             if name == "confidence":
                 if effect in SELECTABLE:
@@ -239,12 +246,16 @@ def _by_hand(g: Canvas, x: int, y: int) -> None:
         g.obj(x + 400, y, "route " + " ".join(SPECS)),
     )
     for j, effect in enumerate(SPECS):
-        names = ("active", *SPECS[effect].names)
+        names = ("active", *(["mode"] if effect == "distortion" else []), *SPECS[effect].names)
         moves = g.obj(x + 400 + 220 * j, y + 20, "route " + " ".join(names))
         g.connect(hand, j, moves)
         for k, name in enumerate(names):
             xx, yy = x + 110 * k, y + 60 + 80 * j
-            g.send_to(moves, k, xx + 400, yy + 600, rf"\$0-{effect}-{name}")
+            if name == "mode":  # a word after [route] is a selector: [symbol] makes it a symbol again
+                g.send_to(g.chain(g.obj(xx + 400, yy + 580, "symbol")), 0, xx + 400, yy + 600, r"\$0-distortion-mode")
+                g.connect(moves, k, len(g.lines) - 2)
+            else:
+                g.send_to(moves, k, xx + 400, yy + 600, rf"\$0-{effect}-{name}")
             gate = g.obj(xx, yy + 20, "spigot 1")
             g.connect(g.obj(xx, yy, rf"r \$0-o-{effect}-{name}"), 0, gate)
             g.connect(g.obj(xx + 60, yy, r"r \$0-hand"), 0, gate, 1)
@@ -292,7 +303,14 @@ def _fx_dump(g: Canvas) -> None:
     g.connect(t, 2, g.msg(x + 360, y + 40, "0"))
     g.connect(len(g.lines) - 1, 0, flag)
     shown = [
-        (e, n) for e in SPECS for n in ("probability", *(["strength"] if e in SELECTABLE else []), *SPECS[e].names)
+        (e, n)
+        for e in SPECS
+        for n in (
+            "probability",
+            *(["strength"] if e in SELECTABLE else []),
+            *(["mode"] if e == "distortion" else []),
+            *SPECS[e].names,
+        )
     ]
     for k, (effect, name) in enumerate([*shown, ("", "shows")]):
         xx, yy = x + 110 * (k % 14), y + 100 + 100 * (k // 14)

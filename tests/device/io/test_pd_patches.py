@@ -167,6 +167,10 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
             ),
         )
         assert abs(float(shown["distortion probability"][0]) - 0.9) < 0.01
+        assert shown["distortion mode"] == ["-"]  # no curve estimated yet
+        srv.broadcast("/pimodule/fx/distortion/mode", "hard")
+        _fx_shown(rig, lambda s: s["distortion mode"] == ["hard"])
+        assert not ctl.fx_hold  # an estimate shown is not a hand: nothing was sent
         assert rig.saw("pm-fx distortion drive_db 18")  # passed on flat, as before
         # each effect's decision in words beside its box, and how much of it is applied
         assert _words(shown, "distortion") == "on" and float(shown["distortion strength"][0]) == 1
@@ -216,12 +220,19 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         want = ctl.fx_chain["compressor"]["params"]
         rig.drive("pm-fx-hand compressor ratio 6", lambda: abs(want["ratio"] - 6) < 0.05)
         rig.drive("pm-fx-hand reverb active 0", lambda: not ctl.fx_chain["reverb"]["active"])
+        # the distortion's curve typed into its box (as pm-fx-hand types it)
+        rig.drive("pm-fx-hand distortion mode soft", lambda: ctl.fx_chain["distortion"]["mode"] == "soft")
+        _fx_shown(rig, lambda s: s["distortion mode"] == ["soft"])
         assert ctl.fx_hold
         _fx_shown(rig, lambda s: s["shows"] == ["held"] and s["hold"] == ["1"] and s["reverb active"] == ["0"])
         srv.broadcast("/pimodule/fx/compressor/ratio", 2.0)
         time.sleep(0.5)
         assert abs(float(_fx_shown(rig, lambda s: "shows" in s)["compressor ratio"][0]) - 6) < 0.1
         assert srv.counters.errors == 0
+        # a curve the module does not have: refused, said on the panel's error line, the curve kept
+        refused = "pm-fx-in pimodule error /pimodule/fx/set mode"
+        rig.drive("pm-fx-hand distortion mode bent", lambda: rig.saw(refused), resend_s=60)
+        assert ctl.fx_chain["distortion"]["mode"] == "soft" and srv.counters.errors == 1
     finally:
         rig.close()
     assert rig.pd_errors() == []
