@@ -12,9 +12,10 @@
                test-harness options only, on the simulated clock, in synth (the simulated CV
                melody), transfer and fx mode (a real recording into input L, ``--input``), under
                cortex-a72; the same command on this x86_64 machine; the recordings compared per
-               note or per 100 ms window (``compare_recordings.py``; each note's onset and the
-               windows a CV note change can land in are left out: the CV reaches the audio
-               process through the control threads, a poll or more later under emulation).
+               note (spectrum) or per 100 ms window (third-octave bands) (``compare_recordings.py``;
+               each note's onset and the windows a CV note change can land in are left out: the
+               CV reaches the audio process through the control threads, a poll or more later
+               under emulation, after which the recordings drift apart in detail).
 ``engine``     the compiled engine in the root and here, fed the same recording, with everything
                a function of the sample position (``engine_record.py``): sample by sample.
 ``sigill``     every device dependency imported and every shipped model run (onnxruntime, and
@@ -77,6 +78,7 @@ ENGINE_MAX_ABS = 1e-4  # -80 dBFS: float32 rounding of one engine on two ISAs, n
 DAEMON_F0_CENTS = 5.0  # the CV reader's dead-band is 3 mV = 3.6 cents: where a note settles varies
 DAEMON_LEVEL_DB = 1.0
 DAEMON_SPECTRUM_DB = 2.0
+DAEMON_BANDS_DB = 1.0  # transfer/fx, per 100 ms window: drifted detail 0.1-0.6 dB, an octave off 14
 SILENCE = 1e-3  # a recording whose peak stays below this is silent (-60 dBFS)
 # Emulated time is not a Pi's: validation's real-time budget would refuse every voice (shim/sitecustomize.py)
 SHIM_ENV = ("PYTHONPATH=/src/firmware/emu/shim", "PI_CHECK_NO_RT_BUDGET=1")
@@ -286,6 +288,7 @@ class Check:
                 "f0_cents": DAEMON_F0_CENTS,
                 "level_db": DAEMON_LEVEL_DB,
                 "spectrum_db": DAEMON_SPECTRUM_DB,
+                "bands_db": DAEMON_BANDS_DB,
                 "silence_peak": SILENCE,
             },
             "runs": runs,
@@ -433,13 +436,13 @@ class Check:
                 f"daemon {mode}: not silent", out["emulated"]["peak"] > SILENCE, f"peak {out['emulated']['peak']}"
             )
             ok = cmp.get("windows_compared", 0) > 0 and (
-                cmp["level_db_diff_p90"] <= DAEMON_LEVEL_DB and cmp["spectrum_db_diff_p90"] <= DAEMON_SPECTRUM_DB
+                cmp["level_db_diff_p90"] <= DAEMON_LEVEL_DB and cmp["bands_db_diff_p90"] <= DAEMON_BANDS_DB
             )
             self.check(
-                f"daemon {mode}: 90 % of 100 ms windows within {DAEMON_LEVEL_DB} dB and a spectrum "
-                f"{DAEMON_SPECTRUM_DB} dB of x86_64's",
+                f"daemon {mode}: 90 % of 100 ms windows within {DAEMON_LEVEL_DB} dB and third-octave bands "
+                f"{DAEMON_BANDS_DB} dB of x86_64's",
                 ok,
-                f"p90 {cmp.get('level_db_diff_p90')} dB, spectrum {cmp.get('spectrum_db_diff_p90')} dB over "
+                f"p90 {cmp.get('level_db_diff_p90')} dB, bands {cmp.get('bands_db_diff_p90')} dB over "
                 f"{cmp.get('windows_compared')} windows ({cmp.get('windows_at_cv_changes')} where a CV note lands "
                 "left out)",
             )

@@ -40,17 +40,27 @@ def render_pi_check(results: dict) -> str:
             f"The daemon as `pimodule.service` starts it (`{daemon.get('unit', {}).get('command', '')}` as user "
             f"`{daemon.get('unit', {}).get('user', '')}`), {daemon.get('seconds_of_audio')} s on the simulated clock, "
             f"emulated cortex-a72 against the same command on x86_64 (tolerances per note: pitch "
-            f"{tol.get('f0_cents')} cents, level {tol.get('level_db')} dB, spectrum {tol.get('spectrum_db')} dB):\n\n"
+            f"{tol.get('f0_cents')} cents, level {tol.get('level_db')} dB, spectrum {tol.get('spectrum_db')} dB; "
+            f"per 100 ms window, 90 % of them: level {tol.get('level_db')} dB, "
+            + (f"third-octave bands {tol['bands_db']}" if "bands_db" in tol else f"spectrum {tol.get('spectrum_db')}")
+            + " dB):\n\n"
         )
         rows = []
         for mode, r in daemon.get("runs", {}).items():
             e, x, c = r.get("emulated", {}), r.get("x86_64", {}), r.get("compare_to_x86_64")
-            cmp = (
-                f"{_f(c.get('max_abs_f0_cents_diff'))} cents / {_f(c.get('max_abs_level_db_diff'))} dB / "
-                f"{_f(c.get('max_spectrum_db_diff'))} dB over {c.get('notes_compared')} notes"
-                if c
-                else "silent input: silence on both"
-            )
+            if c and "windows_compared" in c:  # transfer / fx: per 100 ms window, p90
+                what = "bands" if "bands_db_diff_p90" in c else "spectrum"  # reports before bands: FFT bins
+                cmp = (
+                    f"p90 {_f(c.get('level_db_diff_p90'))} dB / {what} "
+                    f"{_f(c.get(f'{what}_db_diff_p90'))} dB over {c.get('windows_compared')} windows"
+                )
+            elif c:
+                cmp = (
+                    f"{_f(c.get('max_abs_f0_cents_diff'))} cents / {_f(c.get('max_abs_level_db_diff'))} dB / "
+                    f"{_f(c.get('max_spectrum_db_diff'))} dB over {c.get('notes_compared')} notes"
+                )
+            else:
+                cmp = "silent input: silence on both"
             rows.append(
                 [
                     mode,
