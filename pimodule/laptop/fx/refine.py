@@ -14,9 +14,12 @@ differentiable chain and fitted to the wet one within a time budget:
    blended while fitting), on the multi-resolution STFT + log-mel distance with the **levels
    matched** (both at unit RMS: the effects are judged on their own, the level comes last in closed
    form); at most ``steps`` steps and ``budget_s`` seconds; each candidate keeps its best step;
-3. the closest candidate (hard curve) is pruned: an effect whose removal changes its output by less
-   than :data:`~pimodule.core.fx_specs.LABEL_DB` (level-matched log-mel) is switched off, the
-   definition of "heard" the benchmark and the removal labels use;
+3. the closest candidate (hard curve) gets its reverb's decay and mix searched on the whole
+   selection stretch (``polish_reverb``, :func:`polish_reverb`: the fit's loudest second hides a
+   weak reverb's tail under the direct sound, and the fit turns it down), then pruned: an effect
+   whose removal changes its output by less than :data:`~pimodule.core.fx_specs.LABEL_DB`
+   (level-matched log-mel) is switched off, the definition of "heard" the benchmark and the
+   removal labels use;
 4. **never worse than doing nothing**: from the pruned chain, effects are dropped one at a time
    while the chain stays as close to the recording (up to ``select_s`` seconds; level-matched
    MRSTFT and log-mel distances, an effect must earn
@@ -92,6 +95,8 @@ class RefineConfig:
     # start from the module's coordinate search (pimodule.device.fx.check, numpy, a few seconds):
     # its parameters seed every candidate and its combination is one of them
     search_first: bool = True
+    # the reverb's decay and mix searched on the whole selection stretch after the fit (tails)
+    polish_reverb: bool = True
 
     def __post_init__(self):
         if self.steps < 0 or not 1 <= self.n_candidates <= len(SUBSETS):
@@ -248,6 +253,41 @@ def removal_changes(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: C
     }
 
 
+#: the reverb's decay (x its fitted value) and mix (x its fitted value, and % at all) searched on
+#: the whole excerpt after the fit
+POLISH_DECAY = (1.0, 1.5, 2.5)
+POLISH_MIX = (1.0, 1.5, 2.0, 3.0, 5.0)
+POLISH_MIX_PCT = (3.0, 6.0, 12.0, 25.0)
+POLISH_RENDERS = len(POLISH_DECAY) * (len(POLISH_MIX) + len(POLISH_MIX_PCT)) + 1
+
+
+def polish_reverb(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain) -> Chain:
+    """``chain`` (one row, hard) with its reverb's decay and mix searched on a grid around the
+    fitted values, judged on ``x``/``y`` (the whole selection stretch, where tails are heard: the
+    fit sees the loudest second, where a weak reverb's tail hides under the direct sound and is
+    fitted weaker still) by the fit's own level-matched distance; unchanged without a reverb or
+    when nothing on the grid is closer."""
+    if chain.active[0, EFFECT_NAMES.index("reverb")] < 0.5:
+        return chain
+    specs = SPECS["reverb"]
+    col = {n: PARAM_SLICES["reverb"].start + [sp.name for sp in specs].index(n) for n in ("decay_s", "mix_pct")}
+    unit = chain.unit[0]
+    decay_s = float(specs["decay_s"].from_unit(unit[col["decay_s"]]))
+    mix_pct = float(specs["mix_pct"].from_unit(unit[col["mix_pct"]]))
+    mixes = sorted({*(specs["mix_pct"].clamp(mix_pct * k) for k in POLISH_MIX), *POLISH_MIX_PCT})
+    rows = [unit]
+    for k in POLISH_DECAY:
+        for mix in mixes:
+            row = unit.clone()
+            row[col["decay_s"]] = float(specs["decay_s"].to_unit(specs["decay_s"].clamp(decay_s * k)))
+            row[col["mix_pct"]] = float(specs["mix_pct"].to_unit(mix))
+            rows.append(row)
+    grid = Chain(chain.active.expand(len(rows), -1), torch.stack(rows), chain.mode_weights.expand(len(rows), -1))
+    m, mel = level_matched(render(x, sample_rate, grid), y, sample_rate)
+    best = int((m + MEL_WEIGHT * mel).argmin())  # row 0, the fitted values, wins ties
+    return Chain(chain.active, grid.unit[best : best + 1], chain.mode_weights)
+
+
 def refine_one(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -296,17 +336,20 @@ def refine_one(
         soft_mode.expand(len(picks), -1).clone(),
     )
     # 2. fit them all at once
-    # what is left of the budget, less what the pruning and the selection will take (about 12
-    # renders of the selection stretch, timed by the ranking's 16; at most a quarter of the budget,
+    # what is left of the budget, less what the reverb's polish, the pruning and the selection will
+    # take (about 40 renders of the selection stretch, timed by the ranking's 16; at most a quarter of the budget,
     # for the first call in a process also compiles the effects' kernels)
     spent = time.perf_counter() - t0
-    reserve = min(spent * 12 * xs.shape[-1] / (16 * xf.shape[-1]), 0.25 * config.budget_s)
+    renders = 12 + (POLISH_RENDERS if config.polish_reverb else 0)
+    reserve = min(spent * renders * xs.shape[-1] / (16 * xf.shape[-1]), 0.25 * config.budget_s)
     fit_budget = max(0.0, config.budget_s - spent - reserve)
     fitted, steps = fit(xf, yf, sample_rate, cand, config.steps, config.learning_rate, fit_budget, progress)
     hard = _hard_mode(fitted)
     m, mel = level_matched(render(xf, sample_rate, hard), yf, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())
     chosen = _neutral_gain(hard.rows(slice(best, best + 1))).to(torch.float64)  # the level comes last
+    if config.polish_reverb:
+        chosen = polish_reverb(xs, ys, sample_rate, chosen)
     # 3. prune what is not heard
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]

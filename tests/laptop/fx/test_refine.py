@@ -22,6 +22,7 @@ from pimodule.laptop.fx.refine import (
     distance,
     fit,
     level_columns,
+    polish_reverb,
     refine,
     refine_one,
     subset_log_likelihood,
@@ -98,6 +99,30 @@ def test_fitting_brings_the_parameters_closer_and_never_makes_them_worse():
     )
     same, taken = fit(x, y[0], sr, start, steps=0, learning_rate=0.1)
     assert taken == 0 and torch.allclose(same.unit, start.unit, atol=1e-6)
+
+
+def test_the_reverbs_polish_finds_a_weak_reverb_the_fit_turned_down():
+    sr = 16000
+    x = _dry(sr, seconds=1.0)  # decaying notes: the tails are where a reverb is heard
+    truth = _chain({"reverb": 1.0, "gain": 1.0}, {"reverb": {"decay_s": 0.8, "mix_pct": 15.0}})
+    y = render_stages(x, sr, truth)[0][0].double()
+    turned_down = _chain({"reverb": 1.0, "gain": 1.0}, {"reverb": {"decay_s": 0.4, "mix_pct": 2.0}}).to(torch.float64)
+    polished = polish_reverb(x[0].double(), y, sr, turned_down)
+    col = {n: PARAM_SLICES["reverb"].start + [s.name for s in SPECS["reverb"]].index(n) for n in ("decay_s", "mix_pct")}
+    mix = float(SPECS["reverb"]["mix_pct"].from_unit(polished.unit[0, col["mix_pct"]]))
+    decay = float(SPECS["reverb"]["decay_s"].from_unit(polished.unit[0, col["decay_s"]]))
+    assert 6.0 <= mix <= 25.0 and 0.4 <= decay <= 1.0  # towards 15 % and 0.8 s, on the grid
+    xx = x.double()
+    assert float(distance(xx, y[None], sr, polished)[0]) < float(distance(xx, y[None], sr, turned_down)[0])
+    # only the reverb's two values move; a chain without a reverb, or at the truth, is left as it is
+    moved = (polished.unit != turned_down.unit).nonzero()[:, 1].tolist()
+    assert set(moved) <= set(col.values()) and torch.equal(polished.active, turned_down.active)
+    dry_chain = _chain({"eq": 1.0, "gain": 1.0}, {"eq": {"peak2_gain_db": 6.0}}).to(torch.float64)
+    assert polish_reverb(x[0].double(), y, sr, dry_chain) is dry_chain
+    exact = truth.to(torch.float64)
+    assert float(distance(xx, y[None], sr, polish_reverb(x[0].double(), y, sr, exact))[0]) <= float(
+        distance(xx, y[None], sr, exact)[0]
+    )
 
 
 def test_the_fit_holds_the_level_parameters_where_only_float_noise_moves_them():
