@@ -14,9 +14,10 @@ differentiable chain and fitted to the wet one within a time budget:
    blended while fitting), on the multi-resolution STFT + log-mel distance with the **levels
    matched** (both at unit RMS: the effects are judged on their own, the level comes last in closed
    form); at most ``steps`` steps and ``budget_s`` seconds; each candidate keeps its best step;
-3. the closest candidate (hard curve) gets its reverb's decay and mix searched on the whole
-   selection stretch (``polish_reverb``, :func:`polish_reverb`: the fit's loudest second hides a
-   weak reverb's tail under the direct sound, and the fit turns it down), then pruned: an effect
+3. the closest candidate (hard curve) gets its reverb's decay and mix and its compressor's
+   threshold and ratio searched on the whole selection stretch (``polish``, :func:`polish`: the
+   fit's loudest second hides a weak reverb's tail under the direct sound and a compressor's work
+   under the loud part, and the fit turns them down), then pruned: an effect
    whose removal changes its output by less than :data:`~pimodule.core.fx_specs.LABEL_DB`
    (level-matched log-mel) is switched off, the definition of "heard" the benchmark and the
    removal labels use;
@@ -82,6 +83,17 @@ def level_columns() -> list[int]:
     return cols
 
 
+#: what the polish searches after the fit, per effect: parameter -> (how: "x" times or "+" plus the
+#: fitted value, those steps, and values tried as they are)
+POLISH = {
+    "reverb": {
+        "decay_s": ("x", (1.0, 1.5, 2.5), ()),
+        "mix_pct": ("x", (1.0, 1.5, 2.0, 3.0, 5.0), (3.0, 6.0, 12.0, 25.0)),
+    },
+    "compressor": {"threshold_db": ("+", (0.0, -6.0, -12.0, 6.0), ()), "ratio": ("x", (1.0, 1.5, 2.5, 4.0), ())},
+}
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     steps: int = 150  # at most this many gradient steps (all candidates at once)
@@ -95,14 +107,16 @@ class RefineConfig:
     # start from the module's coordinate search (pimodule.device.fx.check, numpy, a few seconds):
     # its parameters seed every candidate and its combination is one of them
     search_first: bool = True
-    # the reverb's decay and mix searched on the whole selection stretch after the fit (tails)
-    polish_reverb: bool = True
+    # effects whose POLISH parameters are searched on the whole selection stretch after the fit
+    polish: tuple[str, ...] = ("reverb", "compressor")
 
     def __post_init__(self):
         if self.steps < 0 or not 1 <= self.n_candidates <= len(SUBSETS):
             raise ValueError(f"steps >= 0 and 1 <= n_candidates <= {len(SUBSETS)} required")
         if not all(math.isfinite(v) and v > 0 for v in (self.budget_s, self.fit_s, self.select_s, self.learning_rate)):
             raise ValueError("budget_s, fit_s, select_s and learning_rate must be positive")
+        if not set(self.polish) <= set(POLISH):
+            raise ValueError(f"polish: effects of {', '.join(POLISH)}")
 
 
 @dataclass
@@ -253,39 +267,42 @@ def removal_changes(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: C
     }
 
 
-#: the reverb's decay (x its fitted value) and mix (x its fitted value, and % at all) searched on
-#: the whole excerpt after the fit
-POLISH_DECAY = (1.0, 1.5, 2.5)
-POLISH_MIX = (1.0, 1.5, 2.0, 3.0, 5.0)
-POLISH_MIX_PCT = (3.0, 6.0, 12.0, 25.0)
-POLISH_RENDERS = len(POLISH_DECAY) * (len(POLISH_MIX) + len(POLISH_MIX_PCT)) + 1
+def polish_renders(effects) -> int:
+    """How many renders :func:`polish` makes for ``effects`` at most."""
+    return sum(math.prod(len(a[1]) + len(a[2]) for a in POLISH[e].values()) + 1 for e in effects)
 
 
-def polish_reverb(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain) -> Chain:
-    """``chain`` (one row, hard) with its reverb's decay and mix searched on a grid around the
-    fitted values, judged on ``x``/``y`` (the whole selection stretch, where tails are heard: the
-    fit sees the loudest second, where a weak reverb's tail hides under the direct sound and is
-    fitted weaker still) by the fit's own level-matched distance; unchanged without a reverb or
-    when nothing on the grid is closer."""
-    if chain.active[0, EFFECT_NAMES.index("reverb")] < 0.5:
+def polish(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, effect: str) -> Chain:
+    """``chain`` (one row, hard) with ``effect``'s :data:`POLISH` parameters searched on a grid
+    around the fitted values, judged on ``x``/``y`` (the whole selection stretch: the fit sees the
+    loudest second, where a weak reverb's tail hides under the direct sound and a compressor's
+    work under the loud part, and fits them weaker still) by the fit's own level-matched distance;
+    unchanged when the effect is off or nothing on the grid is closer."""
+    if chain.active[0, EFFECT_NAMES.index(effect)] < 0.5:
         return chain
-    specs = SPECS["reverb"]
-    col = {n: PARAM_SLICES["reverb"].start + [sp.name for sp in specs].index(n) for n in ("decay_s", "mix_pct")}
+    specs = SPECS[effect]
     unit = chain.unit[0]
-    decay_s = float(specs["decay_s"].from_unit(unit[col["decay_s"]]))
-    mix_pct = float(specs["mix_pct"].from_unit(unit[col["mix_pct"]]))
-    mixes = sorted({*(specs["mix_pct"].clamp(mix_pct * k) for k in POLISH_MIX), *POLISH_MIX_PCT})
+    axes = []
+    for name, (how, steps, values) in POLISH[effect].items():
+        spec, col = specs[name], PARAM_SLICES[effect].start + [sp.name for sp in specs].index(name)
+        now = float(spec.from_unit(unit[col]))
+        tried = [now * k if how == "x" else now + k for k in steps] + list(values)
+        axes.append((col, sorted({float(spec.to_unit(spec.clamp(v))) for v in tried})))
     rows = [unit]
-    for k in POLISH_DECAY:
-        for mix in mixes:
-            row = unit.clone()
-            row[col["decay_s"]] = float(specs["decay_s"].to_unit(specs["decay_s"].clamp(decay_s * k)))
-            row[col["mix_pct"]] = float(specs["mix_pct"].to_unit(mix))
-            rows.append(row)
+    for point in itertools.product(*(u for _, u in axes)):
+        row = unit.clone()
+        for (col, _), u in zip(axes, point):
+            row[col] = u
+        rows.append(row)
     grid = Chain(chain.active.expand(len(rows), -1), torch.stack(rows), chain.mode_weights.expand(len(rows), -1))
     m, mel = level_matched(render(x, sample_rate, grid), y, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())  # row 0, the fitted values, wins ties
     return Chain(chain.active, grid.unit[best : best + 1], chain.mode_weights)
+
+
+def polish_reverb(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain) -> Chain:
+    """:func:`polish` of the reverb."""
+    return polish(x, y, sample_rate, chain, "reverb")
 
 
 def refine_one(
@@ -336,11 +353,11 @@ def refine_one(
         soft_mode.expand(len(picks), -1).clone(),
     )
     # 2. fit them all at once
-    # what is left of the budget, less what the reverb's polish, the pruning and the selection will
-    # take (about 40 renders of the selection stretch, timed by the ranking's 16; at most a quarter of the budget,
+    # what is left of the budget, less what the polish, the pruning and the selection will take
+    # (about 60 renders of the selection stretch, timed by the ranking's 16; at most a quarter of the budget,
     # for the first call in a process also compiles the effects' kernels)
     spent = time.perf_counter() - t0
-    renders = 12 + (POLISH_RENDERS if config.polish_reverb else 0)
+    renders = 12 + polish_renders(config.polish)
     reserve = min(spent * renders * xs.shape[-1] / (16 * xf.shape[-1]), 0.25 * config.budget_s)
     fit_budget = max(0.0, config.budget_s - spent - reserve)
     fitted, steps = fit(xf, yf, sample_rate, cand, config.steps, config.learning_rate, fit_budget, progress)
@@ -348,8 +365,8 @@ def refine_one(
     m, mel = level_matched(render(xf, sample_rate, hard), yf, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())
     chosen = _neutral_gain(hard.rows(slice(best, best + 1))).to(torch.float64)  # the level comes last
-    if config.polish_reverb:
-        chosen = polish_reverb(xs, ys, sample_rate, chosen)
+    for effect in config.polish:
+        chosen = polish(xs, ys, sample_rate, chosen, effect)
     # 3. prune what is not heard
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]

@@ -22,6 +22,7 @@ from pimodule.laptop.fx.refine import (
     distance,
     fit,
     level_columns,
+    polish,
     polish_reverb,
     refine,
     refine_one,
@@ -123,6 +124,20 @@ def test_the_reverbs_polish_finds_a_weak_reverb_the_fit_turned_down():
     assert float(distance(xx, y[None], sr, polish_reverb(x[0].double(), y, sr, exact))[0]) <= float(
         distance(xx, y[None], sr, exact)[0]
     )
+
+
+def test_the_polish_finds_a_compressor_the_fit_turned_down_and_refuses_what_it_does_not_search():
+    sr = 16000
+    x = _dry(sr, seconds=1.0)
+    truth = _chain({"compressor": 1.0, "gain": 1.0}, {"compressor": {"threshold_db": -32.0, "ratio": 8.0}})
+    y = render_stages(x, sr, truth)[0][0].double()
+    weak = _chain({"compressor": 1.0, "gain": 1.0}, {"compressor": {"threshold_db": -20.0, "ratio": 2.0}})
+    weak = weak.to(torch.float64)
+    polished = polish(x[0].double(), y, sr, weak, "compressor")
+    xx = x.double()
+    assert float(distance(xx, y[None], sr, polished)[0]) < 0.5 * float(distance(xx, y[None], sr, weak)[0])
+    with pytest.raises(ValueError, match="polish"):
+        RefineConfig(polish=("eq",))
 
 
 def test_the_fit_holds_the_level_parameters_where_only_float_noise_moves_them():
