@@ -72,7 +72,8 @@ def test_decisions_equal_the_torch_refinement_without_fitting(sample_rate):
     unit = (truth.unit + 0.08 * torch.randn(truth.unit.shape, generator=gen)).clamp(0, 1)
     prob = (0.6 * truth.active + 0.4 * torch.rand(truth.active.shape, generator=gen)).clamp(0, 1)
     guess = Chain(prob, unit, truth.mode_weights)
-    config = RefineConfig(steps=0, n_candidates=1, full_chain=False, search_prior=PRIOR, search_first=False)
+    # no fitting and no polish (the laptop's searches after the fit): the decisions alone
+    config = RefineConfig(steps=0, n_candidates=1, full_chain=False, search_prior=PRIOR, search_first=False, polish=())
     torch_chain, _ = refine(x, y, sample_rate, guess, config)
     check = SubsetCheck(sample_rate, CheckConfig(n_candidates=0))
     cols = [EFFECT_NAMES.index(e) for e in SELECTABLE]
