@@ -56,6 +56,7 @@ from pimodule.device.fx.check import (
 from pimodule.laptop.fx.batch import _GAIN, _unit_rms, render_stages
 from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, apply_chain, describe
 from pimodule.laptop.fx.losses import _mag, log_mel_db, mel_distance, mrstft
+from pimodule.laptop.fx.polish import POLISH, polish_grid, polish_renders
 
 _COLS = [EFFECT_NAMES.index(n) for n in SELECTABLE]
 #: every on/off combination of the selectable effects, (16, 4)
@@ -81,17 +82,6 @@ def level_columns() -> list[int]:
     for name in SELECTABLE:
         cols += [PARAM_SLICES[name].start + j for j, spec in enumerate(SPECS[name]) if spec.name in LEVEL_ONLY]
     return cols
-
-
-#: what the polish searches after the fit, per effect: parameter -> (how: "x" times or "+" plus the
-#: fitted value, those steps, and values tried as they are)
-POLISH = {
-    "reverb": {
-        "decay_s": ("x", (1.0, 1.5, 2.5), ()),
-        "mix_pct": ("x", (1.0, 1.5, 2.0, 3.0, 5.0), (3.0, 6.0, 12.0, 25.0)),
-    },
-    "compressor": {"threshold_db": ("+", (0.0, -6.0, -12.0, 6.0), ()), "ratio": ("x", (1.0, 1.5, 2.5, 4.0), ())},
-}
 
 
 @dataclass(frozen=True)
@@ -267,42 +257,18 @@ def removal_changes(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: C
     }
 
 
-def polish_renders(effects) -> int:
-    """How many renders :func:`polish` makes for ``effects`` at most."""
-    return sum(math.prod(len(a[1]) + len(a[2]) for a in POLISH[e].values()) + 1 for e in effects)
-
-
 def polish(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain, effect: str) -> Chain:
     """``chain`` (one row, hard) with ``effect``'s :data:`POLISH` parameters searched on a grid
     around the fitted values, judged on ``x``/``y`` (the whole selection stretch: the fit sees the
     loudest second, where a weak reverb's tail hides under the direct sound and a compressor's
     work under the loud part, and fits them weaker still) by the fit's own level-matched distance;
     unchanged when the effect is off or nothing on the grid is closer."""
-    if chain.active[0, EFFECT_NAMES.index(effect)] < 0.5:
+    grid = polish_grid(chain, effect)
+    if grid is None:
         return chain
-    specs = SPECS[effect]
-    unit = chain.unit[0]
-    axes = []
-    for name, (how, steps, values) in POLISH[effect].items():
-        spec, col = specs[name], PARAM_SLICES[effect].start + [sp.name for sp in specs].index(name)
-        now = float(spec.from_unit(unit[col]))
-        tried = [now * k if how == "x" else now + k for k in steps] + list(values)
-        axes.append((col, sorted({float(spec.to_unit(spec.clamp(v))) for v in tried})))
-    rows = [unit]
-    for point in itertools.product(*(u for _, u in axes)):
-        row = unit.clone()
-        for (col, _), u in zip(axes, point):
-            row[col] = u
-        rows.append(row)
-    grid = Chain(chain.active.expand(len(rows), -1), torch.stack(rows), chain.mode_weights.expand(len(rows), -1))
     m, mel = level_matched(render(x, sample_rate, grid), y, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())  # row 0, the fitted values, wins ties
     return Chain(chain.active, grid.unit[best : best + 1], chain.mode_weights)
-
-
-def polish_reverb(x: torch.Tensor, y: torch.Tensor, sample_rate: int, chain: Chain) -> Chain:
-    """:func:`polish` of the reverb."""
-    return polish(x, y, sample_rate, chain, "reverb")
 
 
 def refine_one(

@@ -23,7 +23,6 @@ from pimodule.laptop.fx.refine import (
     fit,
     level_columns,
     polish,
-    polish_reverb,
     refine,
     refine_one,
     subset_log_likelihood,
@@ -108,7 +107,7 @@ def test_the_reverbs_polish_finds_a_weak_reverb_the_fit_turned_down():
     truth = _chain({"reverb": 1.0, "gain": 1.0}, {"reverb": {"decay_s": 0.8, "mix_pct": 15.0}})
     y = render_stages(x, sr, truth)[0][0].double()
     turned_down = _chain({"reverb": 1.0, "gain": 1.0}, {"reverb": {"decay_s": 0.4, "mix_pct": 2.0}}).to(torch.float64)
-    polished = polish_reverb(x[0].double(), y, sr, turned_down)
+    polished = polish(x[0].double(), y, sr, turned_down, "reverb")
     col = {n: PARAM_SLICES["reverb"].start + [s.name for s in SPECS["reverb"]].index(n) for n in ("decay_s", "mix_pct")}
     mix = float(SPECS["reverb"]["mix_pct"].from_unit(polished.unit[0, col["mix_pct"]]))
     decay = float(SPECS["reverb"]["decay_s"].from_unit(polished.unit[0, col["decay_s"]]))
@@ -119,9 +118,9 @@ def test_the_reverbs_polish_finds_a_weak_reverb_the_fit_turned_down():
     moved = (polished.unit != turned_down.unit).nonzero()[:, 1].tolist()
     assert set(moved) <= set(col.values()) and torch.equal(polished.active, turned_down.active)
     dry_chain = _chain({"eq": 1.0, "gain": 1.0}, {"eq": {"peak2_gain_db": 6.0}}).to(torch.float64)
-    assert polish_reverb(x[0].double(), y, sr, dry_chain) is dry_chain
+    assert polish(x[0].double(), y, sr, dry_chain, "reverb") is dry_chain
     exact = truth.to(torch.float64)
-    assert float(distance(xx, y[None], sr, polish_reverb(x[0].double(), y, sr, exact))[0]) <= float(
+    assert float(distance(xx, y[None], sr, polish(x[0].double(), y, sr, exact, "reverb"))[0]) <= float(
         distance(xx, y[None], sr, exact)[0]
     )
 
