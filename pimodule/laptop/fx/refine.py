@@ -14,8 +14,9 @@ differentiable chain and fitted to the wet one within a time budget:
    blended while fitting), on the multi-resolution STFT + log-mel distance with the **levels
    matched** (both at unit RMS: the effects are judged on their own, the level comes last in closed
    form); at most ``steps`` steps and ``budget_s`` seconds; each candidate keeps its best step;
-3. the closest candidate (hard curve) gets its reverb's decay and mix and its compressor's
-   threshold and ratio searched on the whole selection stretch (``polish``, :func:`polish`: the
+3. the candidate closest on the whole selection stretch (hard curve; the fitting stretch hides a
+   reverb's tail under the direct sound) gets its reverb's decay and mix and its compressor's
+   threshold and ratio searched on that stretch (``polish``, :func:`polish`: the
    fit's loudest second hides a weak reverb's tail under the direct sound and a compressor's work
    under the loud part, and the fit turns them down), then pruned: an effect
    whose removal changes its output by less than :data:`~pimodule.core.fx_specs.LABEL_DB`
@@ -323,14 +324,15 @@ def refine_one(
     # (about 60 renders of the selection stretch, timed by the ranking's 16; at most a quarter of the budget,
     # for the first call in a process also compiles the effects' kernels)
     spent = time.perf_counter() - t0
-    renders = 12 + polish_renders(config.polish)
+    renders = 12 + len(picks) + polish_renders(config.polish)
     reserve = min(spent * renders * xs.shape[-1] / (16 * xf.shape[-1]), 0.25 * config.budget_s)
     fit_budget = max(0.0, config.budget_s - spent - reserve)
     fitted, steps = fit(xf, yf, sample_rate, cand, config.steps, config.learning_rate, fit_budget, progress)
-    hard = _hard_mode(fitted)
-    m, mel = level_matched(render(xf, sample_rate, hard), yf, sample_rate)
+    # the closest fitted candidate on the whole selection stretch (the loudest second hides reverb tails)
+    hard = _neutral_gain(_hard_mode(fitted)).to(torch.float64)  # the level comes last
+    m, mel = level_matched(render(xs, sample_rate, hard), ys, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())
-    chosen = _neutral_gain(hard.rows(slice(best, best + 1))).to(torch.float64)  # the level comes last
+    chosen = hard.rows(slice(best, best + 1))
     for effect in config.polish:
         chosen = polish(xs, ys, sample_rate, chosen, effect)
     # 3. prune what is not heard
