@@ -14,11 +14,10 @@ differentiable chain and fitted to the wet one within a time budget:
    blended while fitting), on the multi-resolution STFT + log-mel distance with the **levels
    matched** (both at unit RMS: the effects are judged on their own, the level comes last in closed
    form); at most ``steps`` steps and ``budget_s`` seconds; each candidate keeps its best step;
-3. the candidate closest on the whole selection stretch (hard curve; the fitting stretch hides a
-   reverb's tail under the direct sound) gets its reverb's decay and mix and its compressor's
-   threshold and ratio searched on that stretch (``polish``, :func:`polish`: the
-   fit's loudest second hides a weak reverb's tail under the direct sound and a compressor's work
-   under the loud part, and the fit turns them down), then pruned: an effect
+3. the candidate closest on the whole selection stretch (hard curve) gets its reverb's decay and
+   mix and its compressor's threshold and ratio searched on that stretch (``polish``,
+   :func:`polish`): the fit's loudest second hides a reverb's tail under the direct sound and a
+   compressor's work under the loud part, and the fit turns them down; then it is pruned: an effect
    whose removal changes its output by less than :data:`~pimodule.core.fx_specs.LABEL_DB`
    (level-matched log-mel) is switched off, the definition of "heard" the benchmark and the
    removal labels use;
@@ -328,7 +327,7 @@ def refine_one(
     reserve = min(spent * renders * xs.shape[-1] / (16 * xf.shape[-1]), 0.25 * config.budget_s)
     fit_budget = max(0.0, config.budget_s - spent - reserve)
     fitted, steps = fit(xf, yf, sample_rate, cand, config.steps, config.learning_rate, fit_budget, progress)
-    # the closest fitted candidate on the whole selection stretch (the loudest second hides reverb tails)
+    # the closest fitted candidate on the whole selection stretch (step 3)
     hard = _neutral_gain(_hard_mode(fitted)).to(torch.float64)  # the level comes last
     m, mel = level_matched(render(xs, sample_rate, hard), ys, sample_rate)
     best = int((m + MEL_WEIGHT * mel).argmin())
