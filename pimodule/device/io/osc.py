@@ -80,6 +80,9 @@ class OscServer(BackgroundThread):
         self._tokens = config.error_replies_per_s
         self._tokens_t = clock()
         self._lock = threading.Lock()  # error bucket and counters shared with the request thread
+        #: the latest refusal of any kind (address, reason), repeated in the status: a client that
+        #: missed the /pimodule/error datagram (UDP) still learns what was refused
+        self.last_error: tuple[str, str] | None = None
         self.limiter = LogLimiter(log)
         key: bytes | None = None
         if config.key_file:
@@ -164,6 +167,7 @@ class OscServer(BackgroundThread):
     def _error(self, src: tuple[str, int], address: str, reason: str) -> None:
         with self._lock:
             self.counters.errors += 1
+            self.last_error = (address[:200], reason[:300])
             now = self._clock()
             rate = self.config.error_replies_per_s
             self._tokens = min(rate, self._tokens + (now - self._tokens_t) * rate)
@@ -177,6 +181,7 @@ class OscServer(BackgroundThread):
     def notify_error(self, address: str, reason: str) -> None:
         """An asynchronous failure (e.g. a model load refused later): to every subscriber."""
         self.limiter.log(logging.WARNING, f"notify {address}", f"{address}: {reason}")
+        self.last_error = (address[:200], reason[:300])
         self.broadcast(ERROR_ADDRESS, address, reason)
 
     def broadcast(self, address: str, *args: Any) -> None:
@@ -406,6 +411,8 @@ class OscServer(BackgroundThread):
             return
         fields = status_fields(self.controller.status())
         fields["errors"] = min(self.counters.errors, INT32[1])
+        if self.last_error is not None:
+            fields["last_error"] = self.last_error
         for s in due:
             for name, value in fields.items():
                 if isinstance(value, tuple):

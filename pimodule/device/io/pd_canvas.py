@@ -266,9 +266,10 @@ def readback(g: Canvas, src: int, outlet: int, key: str, receive: str, x: int, y
     g.send_to(len(g.lines) - 1, 0, x + 30, y + 80, receive)
 
 
-def join_label(g: Canvas, src: int, outlet: int, target: str, x: int, y: int, max_chars: int = 90) -> None:
+def join_label(g: Canvas, src: int, outlet: int, target: str, x: int, y: int, max_chars: int = 90) -> int:
     """A list of words → one symbol, words joined by spaces (vanilla: each word's character
-    codes, a space after it, then [list tosymbol]) → ``label`` to ``target``."""
+    codes, a space after it, then [list tosymbol]) → ``label`` to ``target``. Returns the entry
+    object (other sources may connect to its inlet)."""
     t0 = g.obj(x, y, "t a b")
     g.connect(src, outlet, t0)
     acc = g.obj(x + 200, y + 140, "list prepend")
@@ -304,6 +305,7 @@ def join_label(g: Canvas, src: int, outlet: int, target: str, x: int, y: int, ma
     g.connect(trim, 0, tosym)
     g.connect(trim, 2, tosym)
     g.send_to(g.chain(tosym, g.msg(x + 200, y + 260, r"label \$1")), 0, x + 200, y + 280, target)
+    return t0
 
 
 def menu(g: Canvas, prefix: str, n: int, models_in: str, playing_in: str, pick: str, radio: str, load: str, x, y):

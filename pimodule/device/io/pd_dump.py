@@ -11,7 +11,8 @@ def panel_dump(g: Canvas) -> None:
     """[s pm-dump] (bang) → what the panel shows, to [r pm-shown], one list per widget, read back
     from the widgets themselves where Pd allows it (an IEM slider or radio outputs its value on a
     bang): ``slider <row> <label> <value>``, ``range <row> <min> <max>``, ``gain <v>``, ``mode <i>``,
-    ``model <i>``; ``mute <v>`` (what the toggle was set to: a bang would flip it)."""
+    ``model <i>``; ``mute <v>`` (what the toggle was set to: a bang would flip it); ``error <label>``
+    (the error bar's text)."""
     x, y = 20, 2600
     widgets = [(f"row{i}", rf"\$0-r{i}") for i in range(N_ROWS)] + [
         ("gain", r"\$0-gain-r"),
@@ -41,6 +42,11 @@ def panel_dump(g: Canvas) -> None:
         g.connect(g.chain(g.obj(xx, y + 200, rf"r \$0-shown-{key}"), g.msg(xx, y + 220, f"{word} \\$1")), 0, out)
     g.connect(g.chain(g.obj(x + 1400, y + 180, r"v \$0-mute-value"), g.msg(x + 1400, y + 200, r"mute \$1")), 0, out)
     g.connect(t, 0, len(g.lines) - 2)
+    # the error bar's label (what the panel last said was refused): ``error <label>``
+    label = g.obj(x + 1400, y + 260, "list append no_errors")
+    g.connect(g.chain(g.obj(x + 1500, y + 220, r"r \$0-err"), g.obj(x + 1500, y + 240, "route label")), 0, label, 1)
+    g.connect(g.obj(x + 1400, y + 240, "r pm-dump"), 0, label)
+    g.connect(g.chain(label, g.msg(x + 1400, y + 280, r"error \$1")), 0, out)
     # [s pm-slider <row> <value>]: move a row's slider as a hand would (tests, other patches)
     rs = g.obj(x + 1600, y, "r pm-slider")
     rt = g.obj(x + 1600, y + 20, "route " + " ".join(str(i) for i in range(N_ROWS)))

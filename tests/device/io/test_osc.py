@@ -290,6 +290,22 @@ def test_async_error_goes_to_subscribers(server, client):
     assert _drain_until(client, "/pimodule/error")[1] == ["/pimodule/model/load", "bad.onnx: NaN output"]
 
 
+def test_status_repeats_the_latest_refusal(server, client):
+    """A client that missed a /pimodule/error datagram still reads what was refused, and why."""
+    client.request("/pimodule/status/subscribe", client.port, 30.0, expect="/pimodule/status/subscribed")
+    errors = _drain_until(client, "/pimodule/status/errors")
+    assert errors[1] == [0]
+    assert server.last_error is None  # nothing refused yet: no last_error field
+    client.request("/pimodule/control/nope", 1.0, expect="/pimodule/error")
+    got = _drain_until(client, "/pimodule/status/last_error")
+    assert got[1][0] == "/pimodule/control/nope" and "unknown control" in got[1][1]
+    server.notify_error("/pimodule/model/load", "bad.onnx: NaN output")  # asynchronous ones too
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end and got[1] != ["/pimodule/model/load", "bad.onnx: NaN output"]:
+        got = _drain_until(client, "/pimodule/status/last_error")
+    assert got[1] == ["/pimodule/model/load", "bad.onnx: NaN output"]
+
+
 def test_osc_tool_send_prints_replies(server, capsys):
     from pimodule.device.io.osc_tool import main
 

@@ -97,6 +97,10 @@ def test_panel_follows_the_daemon_and_controls_it(panel):
     # errors come back (and are shown in the panel's error bar)
     rig.drive("pm-model ghost", lambda: rig.saw("pm-in pimodule error /pimodule/model/load"))
     assert srv.counters.unencodable == 0
+    rig.wait_shown(lambda s: "ghost" in _bar(s))
+    # a refusal whose datagram never arrived (UDP): the status repeats it and the bar shows it
+    srv.last_error = ("/pimodule/model/load", "model 'cello' refused: NaN output")
+    assert "cello' refused: NaN output" in _bar(rig.wait_shown(lambda s: "cello" in _bar(s)))
     # the model menu: pick row 0 (crusher): it loads, the menu marks it, the rows relabel/re-range
     rig.drive("pm-pick 0", lambda: ctl.model == "crusher")
     shown = rig.wait_shown(lambda s: _slider(s, 0)[0] == "drive_db" and s["model"] == ["0"])
@@ -109,6 +113,11 @@ def test_panel_follows_the_daemon_and_controls_it(panel):
     rig.drive("", lambda: rig.saw("pm-in pimodule models cello crusher violin"))
     assert srv.counters.refused_host == 0 and rig.proc.poll() is None
     assert rig.pd_errors() == []
+
+
+def _bar(shown) -> str:
+    """The error bar's text (FUDI escapes its spaces)."""
+    return " ".join(shown["error"]).replace("\\", "")
 
 
 def s_mode(shown) -> int:
