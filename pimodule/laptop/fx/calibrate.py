@@ -22,8 +22,12 @@ training sees (:func:`pimodule.laptop.fx.realbench.build_tuning`; SoX and dasp-p
 
 They are written into the model file's metadata (``pimodule.fx.keep``, ``pimodule.fx.strength``),
 where ``pimodule estimate`` and fx mode read them
-(:func:`pimodule.device.fx.estimator.keep_confident`).
+(:func:`pimodule.device.fx.estimator.keep_confident`). The report also says how far any keep rule
+could take the network (:func:`detection_auc`, :func:`perfect_detector`): on the shipped blind
+model a perfect detector would leave the median example barely closer, which is a network to
+train, not thresholds to tune.
 
+    python -m pimodule.laptop.fx.calibrate export/fx.onnx --dry-run  # the report only
     python -m pimodule.laptop.fx.calibrate export/fx.onnx            # in place
     python -m pimodule.laptop.fx.calibrate runs/fx_blind_world       # a run folder: keep.json
 """
@@ -140,18 +144,50 @@ def worse_bound(n_worse: int, n: int, confidence: float = CONFIDENCE) -> float:
     return float(scipy.stats.beta.ppf(confidence, n_worse + 1, n - n_worse))
 
 
+def subset_index(on: np.ndarray) -> np.ndarray:
+    """The :data:`~pimodule.laptop.fx.refine.SUBSETS` row of each on/off combination ``(n, 4)``."""
+    return (np.asarray(on, bool) * 2 ** np.arange(len(SELECTABLE))[::-1]).sum(-1)
+
+
+def _counts(r: np.ndarray) -> dict:
+    return {
+        "closer": float(np.mean(r < 1 - 1e-4)),
+        "farther": float(np.mean(r > 1 + 1e-4)),
+        "median_ratio": float(np.median(r)),
+    }
+
+
+def detection_auc(probs: np.ndarray, audible: np.ndarray) -> dict:
+    """Per effect, the chance that an example where it is heard gets a higher probability than one
+    where it is not (ROC AUC, ties half; None when the examples hold only one kind): how well the
+    network detects, whatever the thresholds."""
+    out = {}
+    for i, name in enumerate(SELECTABLE):
+        on, off = probs[audible[:, i], i], probs[~audible[:, i], i]
+        if not len(on) or not len(off):
+            out[name] = None
+            continue
+        u = scipy.stats.mannwhitneyu(on, off).statistic
+        out[name] = round(float(u) / (len(on) * len(off)), 3)
+    return out
+
+
+def perfect_detector(ratios: np.ndarray, audible: np.ndarray) -> dict:
+    """What the network's parameters do when exactly the audible effects are kept (a detector no
+    keep rule can beat): shares closer and farther than doing nothing, and the median ratio."""
+    return _counts(ratios[np.arange(len(ratios)), subset_index(audible)])
+
+
 def choose_thresholds(
     probs: np.ndarray, ratios: np.ndarray, target: float = 0.95, confidence: float = CONFIDENCE
 ) -> tuple[dict, dict]:
     """The grid's thresholds that keep "not worse" on at least ``target`` of the examples with
     ``confidence`` (:func:`worse_bound`) and make the most of them closer (ties: the fewest worse,
     then the highest thresholds). Keeping nothing always qualifies."""
-    weights = 2 ** np.arange(len(SELECTABLE))[::-1]  # SUBSETS index of a combination of bits
     n = len(probs)
     best, best_key, best_stats = None, None, None
     for t in itertools.product(GRID, repeat=len(SELECTABLE)):
-        kept = probs >= np.array(t)
-        idx = (kept * weights).sum(1)
+        idx = subset_index(probs >= np.array(t))
         r = ratios[np.arange(len(idx)), idx]
         n_worse, better = int(np.sum(r > 1 + 1e-4)), float(np.mean(r < 1 - 1e-4))
         bound = worse_bound(n_worse, n, confidence)
@@ -211,7 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     strength, strength_stats = choose_strength(chains, examples)
     probs, ratios = subset_ratios(model, examples, strength, chains)
     keep, stats = choose_thresholds(probs, ratios, args.target)
-    report = {"keep": keep, "strength": strength, "tuning": stats, "strength_scores": strength_stats}
+    audible = np.array([[ex.audible[e] for e in SELECTABLE] for ex in examples])
+    report = {
+        "keep": keep,
+        "strength": strength,
+        "tuning": stats,
+        "strength_scores": strength_stats,
+        # how far any keep rule could take this network: for whoever trains the next one
+        "detection_auc": detection_auc(probs, audible),
+        "perfect_detector": perfect_detector(ratios, audible),
+    }
     print(json.dumps({**report, "n": len(examples)}, indent=1))
     if not args.dry_run:
         write_keep(args.model, keep, strength)
