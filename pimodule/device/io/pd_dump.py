@@ -7,6 +7,15 @@ from __future__ import annotations
 from pimodule.device.io.pd_canvas import N_ROWS, Canvas, readback
 
 
+def error_dump(g: Canvas, dump: str, out: int, x: int, y: int) -> None:
+    """[s ``dump``] (bang) → ``error <label>`` to ``out``: the error bar's text (what the panel
+    last said was refused; "no_errors" before anything was)."""
+    label = g.obj(x, y + 40, "list append no_errors")
+    g.connect(g.chain(g.obj(x + 100, y, r"r \$0-err"), g.obj(x + 100, y + 20, "route label")), 0, label, 1)
+    g.connect(g.obj(x, y + 20, f"r {dump}"), 0, label)
+    g.connect(g.chain(label, g.msg(x, y + 60, r"error \$1")), 0, out)
+
+
 def panel_dump(g: Canvas) -> None:
     """[s pm-dump] (bang) → what the panel shows, to [r pm-shown], one list per widget, read back
     from the widgets themselves where Pd allows it (an IEM slider or radio outputs its value on a
@@ -42,11 +51,7 @@ def panel_dump(g: Canvas) -> None:
         g.connect(g.chain(g.obj(xx, y + 200, rf"r \$0-shown-{key}"), g.msg(xx, y + 220, f"{word} \\$1")), 0, out)
     g.connect(g.chain(g.obj(x + 1400, y + 180, r"v \$0-mute-value"), g.msg(x + 1400, y + 200, r"mute \$1")), 0, out)
     g.connect(t, 0, len(g.lines) - 2)
-    # the error bar's label (what the panel last said was refused): ``error <label>``
-    label = g.obj(x + 1400, y + 260, "list append no_errors")
-    g.connect(g.chain(g.obj(x + 1500, y + 220, r"r \$0-err"), g.obj(x + 1500, y + 240, "route label")), 0, label, 1)
-    g.connect(g.obj(x + 1400, y + 240, "r pm-dump"), 0, label)
-    g.connect(g.chain(label, g.msg(x + 1400, y + 280, r"error \$1")), 0, out)
+    error_dump(g, "pm-dump", out, x + 1400, y + 220)
     # [s pm-slider <row> <value>]: move a row's slider as a hand would (tests, other patches)
     rs = g.obj(x + 1600, y, "r pm-slider")
     rt = g.obj(x + 1600, y + 20, "route " + " ".join(str(i) for i in range(N_ROWS)))

@@ -25,6 +25,7 @@ from pimodule.device.io.pd_canvas import (
     readback,
     user_input,
 )
+from pimodule.device.io.pd_dump import error_dump
 
 
 def fx_panel() -> str:
@@ -77,7 +78,7 @@ def _fx_guts(g: Canvas) -> None:
     r = g.chain(g.obj(320, 600, "route pimodule"), g.obj(320, 620, "route status fx error"))
     g.connect(tr, 0, r - 1)
     indicator(g, r, 0, 1100, 560)
-    st = g.obj(20, 660, "route fx_estimates fx_estimate_ms mode fx_model fx_match fx_hold")
+    st = g.obj(20, 660, "route fx_estimates fx_estimate_ms mode fx_model fx_match fx_hold last_error")
     g.connect(r, 0, st)
     g.send_to(st, 0, 20, 680, r"\$0-st-n")
     g.send_to(st, 1, 100, 680, r"\$0-st-ms")
@@ -121,7 +122,7 @@ def _fx_guts(g: Canvas) -> None:
                 continue
             g.connect(rr, j, g.msg(x, 900 + 20 * j, r"set \$1"))
             g.send_to(len(g.lines) - 1, 0, x + 60, 900 + 20 * j, rf"\$0-{effect}-{name}")
-    join_label(g, r, 2, r"\$0-err", 1300, 640)
+    g.connect(st, 6, join_label(g, r, 2, r"\$0-err", 1300, 640))  # the status's copy of the last refusal
     menu(
         g,
         "f",
@@ -293,10 +294,11 @@ def _fx_dump(g: Canvas) -> None:
     read back from the slider itself (banged, its output caught), ``<effect> probability|strength
     <v>`` and ``shows <word>`` from their boxes, ``<effect> active <v>`` (what the toggle was set
     to: a bang would flip it), ``<effect> confidence <words>`` (what its label says), ``match <v>``,
-    ``hold <v>``, ``estimator <i>``."""
+    ``hold <v>``, ``estimator <i>``, ``error <label>`` (the error bar's text)."""
     x, y = 20, 2200
     t = g.chain(g.obj(x, y, "r pm-fx-dump"), g.obj(x, y + 20, "t b b b b b"))
     out = g.obj(x, y + 400, "s pm-fx-shown")
+    error_dump(g, "pm-fx-dump", out, x + 1600, y + 500)
     flag = g.obj(x + 300, y + 60, r"s \$0-rb-fx")
     g.connect(t, 4, g.msg(x + 300, y + 40, "1"))
     g.connect(len(g.lines) - 1, 0, flag)

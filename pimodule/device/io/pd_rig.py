@@ -126,7 +126,9 @@ class PdRig:
                 words = ln.split()[1:]
                 if words and words[0] in ("slider", "range", "menu"):
                     out[" ".join(words[:2])] = words[2:]
-                elif len(words) >= 3 and tap == "pm-fx-shown" and words[0] not in ("match", "hold", "estimator"):
+                elif (
+                    len(words) >= 3 and tap == "pm-fx-shown" and words[0] not in ("match", "hold", "estimator", "error")
+                ):
                     out[" ".join(words[:2])] = words[2:]
                 else:
                     out[words[0]] = words[1:]

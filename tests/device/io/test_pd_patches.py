@@ -242,6 +242,9 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         refused = "pm-fx-in pimodule error /pimodule/fx/set mode"
         rig.drive("pm-fx-hand distortion mode bent", lambda: rig.saw(refused), resend_s=60)
         assert ctl.fx_chain["distortion"]["mode"] == "soft" and srv.counters.errors == 1
+        _fx_shown(rig, lambda s: "/pimodule/fx/set" in _bar(s))
+        srv.last_error = ("/pimodule/fx/model", "fx model 'wobble' refused: not kind fx")  # its datagram lost
+        _fx_shown(rig, lambda s: "wobble" in _bar(s))
     finally:
         rig.close()
     assert rig.pd_errors() == []
