@@ -23,9 +23,10 @@ training sees (:func:`pimodule.laptop.fx.realbench.build_tuning`; SoX and dasp-p
 They are written into the model file's metadata (``pimodule.fx.keep``, ``pimodule.fx.strength``),
 where ``pimodule estimate`` and fx mode read them
 (:func:`pimodule.device.fx.estimator.keep_confident`). The report also says how far any keep rule
-could take the network (:func:`detection_auc`, :func:`perfect_detector`): on the shipped blind
-model a perfect detector would leave the median example barely closer, which is a network to
-train, not thresholds to tune.
+could take the network (:func:`detection_auc`, :func:`perfect_detector`) on the tuning examples.
+They are close to training's own material: judge a new network on the real benchmark
+(docs/results/experiments.md: 1000 more training steps raised the tuning AUCs a lot and the
+benchmark's hardly).
 
     python -m pimodule.laptop.fx.calibrate export/fx.onnx --dry-run  # the report only
     python -m pimodule.laptop.fx.calibrate export/fx.onnx            # in place
