@@ -167,7 +167,8 @@ class OscServer(BackgroundThread):
     def _error(self, src: tuple[str, int], address: str, reason: str) -> None:
         with self._lock:
             self.counters.errors += 1
-            self.last_error = (address[:200], reason[:300])
+            address, reason = address[:200], reason[:300]
+            self.last_error = (address, reason)
             now = self._clock()
             rate = self.config.error_replies_per_s
             self._tokens = min(rate, self._tokens + (now - self._tokens_t) * rate)
@@ -176,7 +177,7 @@ class OscServer(BackgroundThread):
                 self.counters.errors_suppressed += 1
                 return
             self._tokens -= 1.0
-        self._send(self._reply_to(src), ERROR_ADDRESS, address[:200], reason[:300])
+        self._send(self._reply_to(src), ERROR_ADDRESS, address, reason)
 
     def notify_error(self, address: str, reason: str) -> None:
         """An asynchronous failure (e.g. a model load refused later): to every subscriber."""

@@ -79,8 +79,6 @@ SPLIT = (
     ("callback_work_p99_us", "work_p99_us", "work"),
     ("late_at_wake", "late_at_wake", "latewake"),
 )
-# routed last: the latest refusal (address, reason), shown on the error bar like /pimodule/error
-LAST_ERROR = "last_error"
 
 
 def panel() -> str:
@@ -129,7 +127,7 @@ def _panel_guts(g: Canvas) -> None:
     st = g.obj(
         20,
         660,
-        "route " + " ".join(STATUS_ROUTED + tuple(field for field, _, _ in SPLIT) + (LAST_ERROR,)),
+        "route " + " ".join(STATUS_ROUTED + tuple(field for field, _, _ in SPLIT) + ("last_error",)),
     )
     g.connect(r, 0, st)
     indicator(g, r, 0, 1100, 560)
@@ -178,7 +176,7 @@ def _panel_guts(g: Canvas) -> None:
     g.send_to(g.chain(g.obj(1200, 640, "t f"), g.msg(1200, 660, r"set \$1")), 0, 1200, 680, r"\$0-gain-set")
     g.connect(r, 5, len(g.lines) - 3)
     err = join_label(g, r, 6, r"\$0-err", 1300, 640)
-    g.connect(st, len(STATUS_ROUTED) + len(SPLIT), err)  # a refusal whose datagram was lost
+    g.connect(st, len(STATUS_ROUTED) + len(SPLIT), err)  # last_error: a refusal whose datagram was lost
     # requests -----------------------------------------------------------------------------------
     menu(g, "m", N_MODELS, r"\$0-models", r"\$0-playing", r"\$0-model-pick", r"\$0-model-set", "pm-model", 20, 1000)
     g.send_to(g.obj(900, 1000, "r pm-pick"), 0, 900, 1020, r"\$0-model-set")

@@ -150,14 +150,6 @@ def subset_index(on: np.ndarray) -> np.ndarray:
     return (np.asarray(on, bool) * 2 ** np.arange(len(SELECTABLE))[::-1]).sum(-1)
 
 
-def _counts(r: np.ndarray) -> dict:
-    return {
-        "closer": float(np.mean(r < 1 - 1e-4)),
-        "farther": float(np.mean(r > 1 + 1e-4)),
-        "median_ratio": float(np.median(r)),
-    }
-
-
 def detection_auc(probs: np.ndarray, audible: np.ndarray) -> dict:
     """Per effect, the chance that an example where it is heard gets a higher probability than one
     where it is not (ROC AUC, ties half; None when the examples hold only one kind): how well the
@@ -176,7 +168,12 @@ def detection_auc(probs: np.ndarray, audible: np.ndarray) -> dict:
 def perfect_detector(ratios: np.ndarray, audible: np.ndarray) -> dict:
     """What the network's parameters do when exactly the audible effects are kept (a detector no
     keep rule can beat): shares closer and farther than doing nothing, and the median ratio."""
-    return _counts(ratios[np.arange(len(ratios)), subset_index(audible)])
+    r = ratios[np.arange(len(ratios)), subset_index(audible)]
+    return {
+        "closer": float(np.mean(r < 1 - _TOL)),
+        "farther": float(np.mean(r > 1 + _TOL)),
+        "median_ratio": float(np.median(r)),
+    }
 
 
 def choose_thresholds(
