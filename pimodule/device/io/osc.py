@@ -25,9 +25,9 @@ controller leaves these threads; what is logged about them is rate limited (:cla
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -52,7 +52,7 @@ from pimodule.device.io.osc_client import (
 from pimodule.device.io.osc_config import LogLimiter, OscConfig, OscCounters, names, status_fields
 from pimodule.device.io.osc_fx import FX_PATHS, dispatch_fx
 from pimodule.device.io.osc_status import Subscriptions
-from pimodule.device.io.worker import BackgroundThread
+from pimodule.device.io.worker import BackgroundThread, LatestWins
 
 __all__ = ["LogLimiter", "OscClient", "OscConfig", "OscCounters", "OscServer", "decode", "encode"]
 
@@ -93,9 +93,7 @@ class OscServer(BackgroundThread):
         elif not is_loopback(config.host):
             log.warning("OSC on %s without [osc] key_file: other hosts cannot control the module", config.host)
         self.auth = SignedPackets(key)
-        self._slow: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
-        self._slow_cv = threading.Condition()
-        self._slow_thread: threading.Thread | None = None
+        self._slow = LatestWins("pimodule-osc-requests", self._serve_slow, MAX_SLOW_REQUESTS)
         super().__init__("pimodule-osc")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((config.host, config.port))
@@ -109,17 +107,11 @@ class OscServer(BackgroundThread):
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         super().start()
-        if self._slow_thread is None:
-            self._slow_thread = threading.Thread(target=self._run_slow, name="pimodule-osc-requests", daemon=True)
-            self._slow_thread.start()
+        self._slow.start()
 
     def stop(self, timeout_s: float = 2.0) -> None:
         super().stop(timeout_s)
-        with self._slow_cv:
-            self._slow_cv.notify_all()
-        if self._slow_thread is not None:
-            self._slow_thread.join(timeout_s)
-            self._slow_thread = None
+        self._slow.stop(timeout_s)
         self.sock.close()
 
     def _run(self) -> None:
@@ -342,34 +334,26 @@ class OscServer(BackgroundThread):
             no_args(args)
             name = ""
             key = (path, self._reply_to(src))
-        with self._slow_cv:
-            old = self._slow.pop(key, None)
-            if old is None and len(self._slow) >= MAX_SLOW_REQUESTS:
-                raise Refused("busy: too many requests waiting")
-            self._slow[key] = (path, address, name, src)
-            self._slow_cv.notify()
+        try:
+            old = self._slow.put(key, (path, address, name, src))
+        except queue.Full:
+            raise Refused("busy: too many requests waiting") from None
         if old is not None and path in ("model/load", "fx/model"):
             self.counters.superseded += 1
             self._error(old[3], old[1], f"superseded by a later request ({name})")
 
-    def _run_slow(self) -> None:
-        while not self._stop.is_set():
-            with self._slow_cv:
-                while not self._slow and not self._stop.is_set():
-                    self._slow_cv.wait(0.5)
-                if self._stop.is_set():
-                    return
-                _, (path, address, name, src) = self._slow.popitem(last=False)
-            try:
-                self._run_one_slow(path, address, name, src)
-            except Refused as err:
-                self._error(src, address, str(err))
-            except (KeyError, ValueError) as err:
-                self._error(src, address, str(err.args[0] if err.args else err))
-            except Exception as err:  # noqa: BLE001 - a controller bug: logged, answered
-                self.counters.internal += 1
-                self.limiter.log(logging.ERROR, f"{path} {type(err).__name__}", f"OSC {address} failed", exc=err)
-                self._error(src, address, f"internal error: {type(err).__name__}")
+    def _serve_slow(self, request: tuple) -> None:
+        path, address, name, src = request
+        try:
+            self._run_one_slow(path, address, name, src)
+        except Refused as err:
+            self._error(src, address, str(err))
+        except (KeyError, ValueError) as err:
+            self._error(src, address, str(err.args[0] if err.args else err))
+        except Exception as err:  # noqa: BLE001 - a controller bug: logged, answered
+            self.counters.internal += 1
+            self.limiter.log(logging.ERROR, f"{path} {type(err).__name__}", f"OSC {address} failed", exc=err)
+            self._error(src, address, f"internal error: {type(err).__name__}")
 
     def _run_one_slow(self, path: str, address: str, name: str, src: tuple[str, int]) -> None:
         c = self.controller
@@ -385,13 +369,7 @@ class OscServer(BackgroundThread):
 
     def wait_requests(self, timeout_s: float = 5.0) -> bool:
         """True once no list/load request waits (tests)."""
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            with self._slow_cv:
-                if not self._slow:
-                    return True
-            time.sleep(0.01)
-        return False
+        return self._slow.wait_idle(timeout_s)
 
     # -- status --------------------------------------------------------------------------------
     def _subscribe(self, src: tuple[str, int], args: list) -> None:
