@@ -2,8 +2,10 @@
 
 Blind: the chain of ``--input``, keeping only the effects the network is sure enough of (its
 calibrated thresholds). With ``--dry`` (a dry-conditioned model): the chain that turns the dry file
-into the input, **refined by analysis by synthesis** by default (:mod:`pimodule.laptop.fx.refine`,
-about 10 s, with progress; ``--no-refine`` only checks the network's chain against the audio):
+into the input (the two lined up first when the input starts late or early on the dry file:
+re-amping, a digital pedal; :mod:`pimodule.device.fx.align`), **refined by analysis by synthesis**
+by default (:mod:`pimodule.laptop.fx.refine`, about 10 s, with progress; ``--no-refine`` only
+checks the network's chain against the audio):
 every chain that reaches you has been compared with doing nothing but matching the level, and with
 simpler chains, on the audio itself, and the closest won. With ``--reference``: the chain that makes
 ``--input`` sound like the reference (a reference-conditioned model hears both; a blind one
@@ -36,6 +38,8 @@ from pimodule.laptop.fx.infer import (
     apply_estimate,
     dry_mismatch,
     is_silent,
+    lag_note,
+    lined_up,
     peak_safe,
     read_mono,
     refine_estimate,
@@ -127,8 +131,14 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         if is_silent(dry, dry_sr):
             return None, [f"no signal in the dry file {args.dry}: no estimate"], 1
         rate = est.sample_rate
-        mismatch = dry_mismatch(to_rate(wet, sr, rate), to_rate(dry, dry_sr, rate), rate)
-        chain = est.estimate(wet, sr, other=dry, other_rate=dry_sr)
+        raw = (to_rate(wet, sr, rate), to_rate(dry, dry_sr, rate))
+        wet, dry, lag = lined_up(wet, sr, dry, dry_sr, rate)
+        # judged on the lined-up pair when the start was found (its lengths then agree by construction)
+        mismatch = dry_mismatch(wet, dry, rate) if lag.found else dry_mismatch(*raw, rate)
+        said = lag_note(lag, rate)
+        if said:
+            notes.append(said)
+        chain = est.estimate(wet, rate, other=dry, other_rate=rate)
         config = RefineConfig() if args.refine else RefineConfig(steps=0)
         bar = None
         if args.refine and not args.no_progress:
@@ -140,7 +150,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
                 bar.set_postfix_str(f"{elapsed:.1f} s", refresh=True)
 
         try:
-            result = refine_estimate(est, chain, wet, sr, dry, dry_sr, config, progress)
+            result = refine_estimate(est, chain, wet, dry, config, progress)
         finally:
             if bar is not None:
                 bar.close()

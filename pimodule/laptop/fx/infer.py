@@ -16,6 +16,7 @@ import numpy as np
 import soxr
 import torch
 
+from pimodule.device.fx.align import Lag, find_lag, line_up
 from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.device.fx.twin_chain import ChainTwin
 from pimodule.laptop.data.audio_files import AudioFileError, read_audio
@@ -91,30 +92,49 @@ class LoadedEstimator:
         )
 
 
-def aligned(wet: np.ndarray, dry: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Wet and dry cut to their common length (at least :data:`MIN_SECONDS`, else ValueError)."""
-    n = min(len(wet), len(dry))
-    if n < MIN_SECONDS * rate:
+def lined_up(wet: np.ndarray, sample_rate: int, dry: np.ndarray, dry_rate: int, rate: int):
+    """Wet and dry (mono) at ``rate``, the wet moved by how late it is on the dry
+    (:func:`pimodule.device.fx.align.find_lag`: re-amping, a digital pedal, files trimmed apart) and
+    both cut to the part they share; with the lag found. Fewer than :data:`MIN_SECONDS` in common:
+    ValueError."""
+    y, x = to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate)
+    lag = find_lag(x, y, rate)
+    x, y = line_up(x, y, lag.samples)
+    if len(x) < MIN_SECONDS * rate:
         raise ValueError(f"the wet and dry files need at least {MIN_SECONDS:g} s in common")
-    return wet[:n], dry[:n]
+    return y, x, lag
+
+
+def lag_note(lag: Lag, rate: int) -> str | None:
+    """What the user is told about the lining up (None when the files started together)."""
+    if not lag.found:
+        return (
+            "the files' start could not be checked (no clear peak in their cross-correlation: a repetitive "
+            "or very noisy recording?): used as they are, make sure they start together"
+        )
+    if abs(lag.samples) <= 1:
+        return None
+    side = "late" if lag.samples > 0 else "early"
+    return f"the input is {abs(lag.ms(rate)):.1f} ms {side} on the dry file: lined up before estimating"
 
 
 def refine_estimate(
     estimator: LoadedEstimator,
     chain: Chain,
     wet: np.ndarray,
-    sample_rate: int,
     dry: np.ndarray,
-    dry_rate: int,
     config: RefineConfig | None = None,
     progress=None,
 ) -> Refined:
-    """``chain`` (the network's estimate of ``wet`` from ``dry``) refined by analysis by synthesis
-    (:func:`pimodule.laptop.fx.refine.refine_one`) at the model's rate."""
-    rate = estimator.sample_rate
-    y, x = aligned(to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate), rate)
+    """``chain`` (the network's estimate of ``wet`` from ``dry``, both lined up at the model's rate:
+    :func:`lined_up`) refined by analysis by synthesis (:func:`pimodule.laptop.fx.refine.refine_one`)."""
     return refine_one(
-        torch.from_numpy(x.copy()), torch.from_numpy(y.copy()), rate, chain, config or RefineConfig(), progress
+        torch.from_numpy(np.array(dry, np.float32)),
+        torch.from_numpy(np.array(wet, np.float32)),
+        estimator.sample_rate,
+        chain,
+        config or RefineConfig(),
+        progress,
     )
 
 

@@ -8,7 +8,10 @@ Rows (an estimator and what is done with its estimate):
 - ``<dry model> network``: the network's decisions (p ≥ 0.5) and parameters, level in closed form;
 - ``<dry model> module check``: the module's check (:class:`pimodule.device.fx.check.SubsetCheck`,
   numpy twins) of the network's estimate on one analysis window (the loudest), as fx mode runs it;
-- ``<dry model> refine``: the laptop's default path (:mod:`pimodule.laptop.fx.refine`);
+- ``<dry model> refine``: the laptop's default path (``pimodule estimate --dry``: the files lined up,
+  :mod:`pimodule.device.fx.align`, then :mod:`pimodule.laptop.fx.refine`); ``..., input late``: the
+  same with each wet file 2-40 ms late on its dry one (:func:`late_wet`), scored against the wet
+  file as it was;
 - ``<blind model> network`` and ``<blind model> kept``: a blind model's decisions at p ≥ 0.5, and
   with only the effects it is sure enough of, at the size it can stand behind (its calibrated
   thresholds and strengths, ``pimodule.fx.keep`` and ``pimodule.fx.strength``), as
@@ -42,10 +45,10 @@ from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import keep_confident
 from pimodule.laptop.fx import realbench
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe, with_strength
-from pimodule.laptop.fx.infer import LoadedEstimator
+from pimodule.laptop.fx.infer import LoadedEstimator, lined_up, refine_estimate
 from pimodule.laptop.fx.losses import mel_distance, mrstft
 from pimodule.laptop.fx.realbench import SAMPLE_RATE, Example
-from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, refine_one, render
+from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, render
 from pimodule.laptop.fx.style import match_reference
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,9 @@ _GAIN = SPECS["gain"]["gain_db"]
 #: a level-matched ratio up to 1 + this counts as "not worse" (rendered and scored in float64 the level alone
 #: itself scores 1 within 1e-4)
 NOT_WORSE_TOL = 1e-3
+#: the "input late" row: how late each example's wet file is on its dry one (ms; re-amping through an
+#: interface, a digital pedal), drawn per example
+LATE_MS = (2.0, 40.0)
 #: added to both distances of a ratio: a chain of level changes only (nothing to find) has a
 #: level-matched distance of float noise, which must not be divided by itself
 RATIO_EPS = {"mrstft": 1e-3, "mel": 1e-2}
@@ -165,11 +171,21 @@ def network(model: LoadedEstimator, ex: Example) -> Outcome:
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
-def refined(model: LoadedEstimator, ex: Example, config: RefineConfig = RefineConfig()) -> Outcome:
+def late_wet(ex: Example) -> np.ndarray:
+    """``ex``'s wet file made late on its dry one by a seeded draw from :data:`LATE_MS` (the start
+    padded with silence, the end cut): as a re-amped or separately recorded file arrives."""
+    rng = realbench._seed("late", ex.recording, ex.family, sorted(ex.change_db.items()), ex.wet.shape[0])
+    n = max(1, int(round(rng.uniform(*LATE_MS) * 1e-3 * SAMPLE_RATE)))
+    return np.concatenate([np.zeros(n, ex.wet.dtype), ex.wet[:-n]])
+
+
+def refined(model: LoadedEstimator, ex: Example, config: RefineConfig = RefineConfig(), late: bool = False) -> Outcome:
+    """``pimodule estimate --dry``'s path: the files lined up, the network, refine; with ``late``
+    the wet file arrives late (:func:`late_wet`). Rendered on the dry file, scored against the wet."""
     t0 = time.perf_counter()
-    chain = model.estimate(ex.wet, SAMPLE_RATE, other=ex.dry)
-    x, y = torch.from_numpy(ex.dry).float(), torch.from_numpy(ex.wet).float()
-    r = refine_one(x, y, SAMPLE_RATE, chain, config)
+    y, x, _ = lined_up(late_wet(ex) if late else ex.wet, SAMPLE_RATE, ex.dry, SAMPLE_RATE, model.sample_rate)
+    chain = model.estimate(y, model.sample_rate, other=x)
+    r = refine_estimate(model, chain, y, x, config)
     est = render(_f64(ex.dry), SAMPLE_RATE, r.chain.to(torch.float64))[0]
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
 
@@ -249,6 +265,7 @@ def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refin
             rows[f"{name} network"] = lambda e, m=m: network(m, e)
             rows[f"{name} module check"] = lambda e, m=m: module_check(m, e, check)
             rows[f"{name} refine"] = lambda e, m=m: refined(m, e, refine)
+            rows[f"{name} refine, input late"] = lambda e, m=m: refined(m, e, refine, late=True)
         elif m.conditioning == "blind":
             rows[f"{name} network"] = lambda e, m=m: blind(m, e, kept=False)
             rows[f"{name} kept"] = lambda e, m=m: blind(m, e, kept=True)

@@ -33,13 +33,24 @@ def test_rows_of_a_dry_and_a_blind_model(tiny_paired_run, tiny_run, examples):
         pytest.skip("the tiny runs are not at the benchmark's rate")
     models = {"dry": LoadedEstimator(tiny_paired_run), "blind": LoadedEstimator(tiny_run)}
     rows, style = realeval.benchmark_rows(models, CheckConfig(n_candidates=1, steps=(0.1,)), RefineConfig(steps=2))
-    assert set(rows) == {"level only", "dry network", "dry module check", "dry refine", "blind network", "blind kept"}
+    assert set(rows) == {
+        "level only",
+        "dry network",
+        "dry module check",
+        "dry refine",
+        "dry refine, input late",
+        "blind network",
+        "blind kept",
+    }
     assert any(k.startswith("blind") for k in style)
-    picked = {k: rows[k] for k in ("level only", "dry refine", "dry module check", "blind kept")}
+    picked = {
+        k: rows[k] for k in ("level only", "dry refine", "dry refine, input late", "dry module check", "blind kept")
+    }
     out = realeval.run_rows(picked, examples)
     level = out["level only"]
     assert level["median_ratio_lm"] == pytest.approx(1.0, abs=1e-3) and level["share_not_worse_lm"] == 1.0
     assert out["dry refine"]["share_not_worse_lm"] == 1.0  # never worse than doing nothing
+    assert out["dry refine, input late"]["share_not_worse_lm"] == 1.0  # ... when the file comes late too
     for r in out.values():
         assert set(r["by_family"]) == {"pedalboard"} and len(r["ratios_lm"]) == len(examples)
         assert 0 <= r["whole_chain_right"] <= 1 and r["seconds_per_example"] >= 0

@@ -257,3 +257,26 @@ def test_estimate_cli_refines_with_the_dry_file_by_default(tiny_paired_run, tmp_
     sf.write(str(tmp_path / "short.wav"), x[0, : sr // 20].numpy(), sr)  # 50 ms
     code, out = _run_estimate([str(tiny_paired_run), "--input", wet, "--dry", str(tmp_path / "short.wav")], capsys)
     assert code == 2 and "at least 0.1 s" in out
+
+
+def test_estimate_cli_lines_up_a_late_input(tiny_paired_run, tmp_path, capsys):
+    """A wet file 20 ms late on its dry one (re-amped) is lined up, said so, and refined as closely
+    as the same file on time; the time-aligned pair is left alone."""
+    import re
+
+    sr = 22050
+    x = _dry(sr, seconds=1.2)
+    y, _ = render_stages(x, sr, _chain({"distortion": 1.0, "gain": 1.0}, {"distortion": {"drive_db": 24.0}}))
+    late = int(0.02 * sr)
+    sf.write(str(tmp_path / "dry.wav"), x[0].numpy(), sr)
+    sf.write(str(tmp_path / "wet.wav"), y[0].numpy(), sr)
+    sf.write(str(tmp_path / "late.wav"), np.concatenate([np.zeros(late), y[0].numpy()]), sr)
+    distance = {}
+    for name in ("wet", "late"):
+        argv = [str(tiny_paired_run), "--input", str(tmp_path / f"{name}.wav"), "--dry", str(tmp_path / "dry.wav")]
+        code, out = _run_estimate(argv + ["--no-refine"], capsys)
+        assert code == 0
+        assert ("ms late on the dry file: lined up" in out) == (name == "late"), out
+        assert "may not be the source" not in out
+        distance[name] = float(re.search(r"MRSTFT ([0-9.]+)", out).group(1))
+    assert distance["late"] == pytest.approx(distance["wet"], rel=0.05)
