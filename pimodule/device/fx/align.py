@@ -29,7 +29,6 @@ BETA = 0.8
 #: ``GUARD_MS``); a clean peak is tens of times, an unrelated pair of files about 1-2 times
 MIN_SALIENCE = 3.0
 GUARD_MS = 2.0
-MAX_LAG_S = 1.0  # longest offset looked for, either way
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,10 @@ class Lag:
         return 1000.0 * self.samples / sample_rate
 
 
-def find_lag(dry: np.ndarray, wet: np.ndarray, sample_rate: int, max_lag_s: float = MAX_LAG_S) -> Lag:
-    """How many samples ``wet`` (mono) lags ``dry`` (mono), within ``max_lag_s`` either way and
-    less than half the shorter signal."""
+def find_lag(dry: np.ndarray, wet: np.ndarray, sample_rate: int, max_lag_s: float | None = None) -> Lag:
+    """How many samples ``wet`` (mono) lags ``dry`` (mono): any lag that leaves at least half of the
+    shorter signal in common (an excerpt is found in a longer take), or within ``max_lag_s`` either
+    way."""
     x = np.asarray(dry, np.float64).reshape(-1)
     y = np.asarray(wet, np.float64).reshape(-1)
     n = min(len(x), len(y))
@@ -55,8 +55,11 @@ def find_lag(dry: np.ndarray, wet: np.ndarray, sample_rate: int, max_lag_s: floa
     mag = np.abs(cross)
     cross = cross / (mag**BETA + 1e-12 * (mag.max() ** BETA + 1e-300))
     cc = scipy.fft.irfft(cross, n_fft)
-    reach = int(min(max_lag_s * sample_rate, n // 2))
-    lags = np.arange(-reach, reach + 1)
+    late, early = len(y) - n // 2, len(x) - n // 2  # the lags that keep half of the shorter one
+    if max_lag_s is not None:
+        reach = int(max_lag_s * sample_rate)
+        late, early = min(late, reach), min(early, reach)
+    lags = np.arange(-early, late + 1)
     values = np.abs(cc[lags % n_fft])
     best = int(np.argmax(values))
     guard = max(1, int(GUARD_MS * 1e-3 * sample_rate))

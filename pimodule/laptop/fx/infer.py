@@ -115,7 +115,9 @@ def lag_note(lag: Lag, rate: int) -> str | None:
     if abs(lag.samples) <= 1:
         return None
     side = "late" if lag.samples > 0 else "early"
-    return f"the input is {abs(lag.ms(rate)):.1f} ms {side} on the dry file: lined up before estimating"
+    ms = abs(lag.ms(rate))
+    how = f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+    return f"the input is {how} {side} on the dry file: lined up before estimating"
 
 
 def refine_estimate(

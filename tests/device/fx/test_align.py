@@ -38,6 +38,18 @@ def test_the_lag_of_real_recordings_through_third_party_effects_is_found(example
         assert abs(found.samples - lag - base) <= 1, (ex.family, ex.recording, sorted(ex.change_db), found)
 
 
+def test_an_excerpt_is_found_in_a_longer_take(examples):
+    speech = next(ex for ex in examples if ex.recording == "alsa_voice")
+    drums = next(ex for ex in examples if ex.recording == "drumloop")
+    take = np.concatenate([drums.dry, speech.dry, drums.dry[::-1]])  # the dry take, the wet one's part inside
+    lag = find_lag(take, speech.wet, SR)
+    assert lag.found and abs(lag.samples + len(drums.dry)) <= 1
+    dry, wet = line_up(take, speech.wet, lag.samples)
+    assert len(dry) == len(wet) >= len(speech.wet) - 1
+    assert np.abs(dry - speech.dry[: len(dry)]).max() == 0 or np.abs(dry[1:] - speech.dry[: len(dry) - 1]).max() == 0
+    assert find_lag(take, speech.wet, SR, max_lag_s=0.5).found is False  # beyond the reach asked for
+
+
 def test_unrelated_or_silent_signals_are_not_lined_up(examples):
     rng = np.random.default_rng(0)
     speech = next(ex for ex in examples if ex.recording == "alsa_voice")
