@@ -133,6 +133,11 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         rate = est.sample_rate
         raw = (to_rate(wet, sr, rate), to_rate(dry, dry_sr, rate))
         wet, dry, lag = lined_up(wet, sr, dry, dry_sr, rate)
+        if min(sr, dry_sr) < rate:
+            notes.append(
+                f"{args.input if sr < dry_sr else args.dry} is at {min(sr, dry_sr)} Hz: the files are compared "
+                f"up to {min(sr, dry_sr) / 2000:g} kHz only"
+            )
         # judged on the lined-up pair when the start was found (its lengths then agree by construction)
         mismatch = dry_mismatch(wet, dry, rate) if lag.found else dry_mismatch(*raw, rate)
         said = lag_note(lag, rate)

@@ -96,7 +96,12 @@ def lined_up(wet: np.ndarray, sample_rate: int, dry: np.ndarray, dry_rate: int, 
     """Wet and dry (mono) at ``rate``, the wet moved by how late it is on the dry
     (:func:`pimodule.device.fx.align.find_lag`: re-amping, a digital pedal, files trimmed apart) and
     both cut to the part they share; with the lag found. Fewer than :data:`MIN_SECONDS` in common:
-    ValueError."""
+    ValueError. A file at a rate below ``rate`` holds nothing above its Nyquist frequency: the other
+    one is band-limited alike (through that rate), so that the missing top is not read as an effect."""
+    low = min(sample_rate, dry_rate)
+    if low < rate:
+        wet, sample_rate = to_rate(wet, sample_rate, low), low
+        dry, dry_rate = to_rate(dry, dry_rate, low), low
     y, x = to_rate(wet, sample_rate, rate), to_rate(dry, dry_rate, rate)
     lag = find_lag(x, y, rate)
     x, y = line_up(x, y, lag.samples)
@@ -200,7 +205,14 @@ def read_mono(path: Path) -> tuple[np.ndarray, int]:
             path,
             f"too short to estimate from ({1000 * audio.shape[0] / sr:.0f} ms; at least {MIN_SECONDS:g} s)",
         )
-    return audio.mean(1), sr
+    return without_dc(audio.mean(1)), sr
+
+
+def without_dc(audio: np.ndarray) -> np.ndarray:
+    """``audio`` (mono) less its mean: a DC offset is not sound, no effect of the chain makes one, and
+    the distances would weigh it as a tone (the lowest bins)."""
+    audio = np.asarray(audio, np.float64)
+    return (audio - audio.mean()).astype(np.float32)
 
 
 PEAK_DB = -1.0  # --apply-to output: peaks above this are normalised down to it

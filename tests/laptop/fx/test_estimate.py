@@ -168,3 +168,41 @@ def test_an_unrelated_dry_file_is_flagged(tiny_paired_run, tmp_path, capsys):
         capsys,
     )
     assert code == 0 and "warning: the dry file may not be the source" in out and "unsure" in out
+
+
+def test_a_dc_offset_and_a_narrower_file_are_not_read_as_effects(tiny_paired_run, tmp_path, capsys):
+    from pimodule.laptop.fx.infer import LoadedEstimator, lined_up, read_mono
+
+    rate = LoadedEstimator(tiny_paired_run).sample_rate
+    t = np.arange(int(1.5 * rate)) / rate
+    dry = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
+    dry += 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    wet = 0.5 * np.tanh(5 * dry)
+    for name, audio, sr in (
+        ("dry", dry, rate),
+        ("wet", wet, rate),
+        ("dc", wet + 0.4, rate),
+        ("low", wet[::2], rate // 2),
+    ):
+        sf.write(str(tmp_path / f"{name}.wav"), audio, sr, subtype="FLOAT")
+    a, _ = read_mono(tmp_path / "dc.wav")
+    b, _ = read_mono(tmp_path / "wet.wav")
+    assert abs(float(a.mean())) < 1e-6 and np.max(np.abs(a - b)) < 1e-5  # the offset is gone, nothing else
+    said = {}
+    for name in ("wet", "dc", "low"):
+        argv = [str(tiny_paired_run), "--input", str(tmp_path / f"{name}.wav"), "--dry", str(tmp_path / "dry.wav")]
+        code, said[name] = _run(argv + ["--json", "--no-refine"], capsys)
+        assert code == 0
+    dc, plain = json.loads(said["dc"]), json.loads(said["wet"])
+    for name, entry in plain.items():  # the same estimate with and without the offset
+        assert dc[name]["active"] == entry["active"], name
+        assert dc[name]["params"] == pytest.approx(entry["params"], rel=1e-3, abs=1e-3), name
+    code, out = _run(
+        [str(tiny_paired_run), "--input", str(tmp_path / "low.wav"), "--dry", str(tmp_path / "dry.wav"), "--no-refine"],
+        capsys,
+    )
+    assert code == 0 and f"low.wav is at {rate // 2} Hz: the files are compared up to {rate / 4000:g} kHz only" in out
+    y, x, _ = lined_up(wet[::2], rate // 2, dry, rate, rate)  # the dry file band-limited as the input is
+    power = np.abs(np.fft.rfft(x)) ** 2
+    top = np.fft.rfftfreq(len(x), 1 / rate) > 0.55 * rate / 2
+    assert power[top].sum() < 1e-4 * power.sum()
