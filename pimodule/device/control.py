@@ -200,6 +200,7 @@ class DaemonController:
             "fx_model": self.fx.name if self.fx is not None else "",
             "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
             "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,
+            "fx_lag_ms": round(self.fx.lag_ms, 1) if self.fx is not None else 0.0,
             "fx_checks": checker.n_checks if checker is not None else 0,
             "fx_check_ms": round(checker.last_check_ms, 1) if checker is not None else 0.0,
         }

@@ -16,6 +16,10 @@
   target block by block (no zipper noise); otherwise R passes through. The chain follows the estimates unless it is held
   (``/pimodule/fx/hold``): then it keeps what a laptop pushed (``pimodule estimate --send``, e.g.
   an estimate refined by analysis by synthesis) or what was set by hand (``/pimodule/fx/set``).
+- A dry model's inputs are lined up first: when L comes late on R (an external digital effect's
+  latency, up to ``LAG_S``; :mod:`pimodule.device.fx.align`), R's window is taken that much
+  earlier; a lag is adopted once found in two analyses running (status ``fx_lag_ms``). Every
+  window's DC offset is taken out.
 - A dry model's estimates are also checked against the audio on a slower thread
   (pimodule.device.fx.check_thread, ``fx.check``); from the first check on, the checked chain is the
   one matching follows.
@@ -36,6 +40,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from pimodule.core.modelfile import ModelFileError
+from pimodule.device.fx.align import find_lag
 from pimodule.device.fx.check_thread import FxChecker
 from pimodule.device.fx.estimator import OnnxEstimator, keep_confident
 from pimodule.device.fx.match import FxMatcher
@@ -53,6 +58,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 SILENCE_RMS = 1e-4  # windows quieter than this (−80 dBFS) are not analysed
+#: a dry model's inputs are lined up when L is late (or early) on R by at most this (a digital
+#: effect's latency between them; pimodule.device.fx.align)
+LAG_S = 0.05
 
 
 class InputHistory:
@@ -144,7 +152,11 @@ class FxAnalyzer(BackgroundThread):
         g = math.gcd(estimator.sample_rate, self.device_rate_hz)
         self._up, self._down = estimator.sample_rate // g, self.device_rate_hz // g
         window_s = estimator.window / estimator.sample_rate
-        n_history = int(math.ceil(window_s * self.device_rate_hz)) + 64
+        # a dry model's histories reach LAG_S further back, for lining up a late wet input
+        extra_s = LAG_S if estimator.conditioning == "dry" else 0.0
+        n_history = int(math.ceil((window_s + extra_s) * self.device_rate_hz)) + 64
+        self.lag = 0  # samples at the estimator's rate that input L is late on input R (dry model)
+        self._lag_seen = 0  # the lag found last time, adopted once found twice in a row
         self.history = InputHistory(n_history)
         #: input R, for a dry- or reference-conditioned estimator (None when blind)
         self.other_history = InputHistory(n_history) if estimator.conditioning != "blind" else None
@@ -181,15 +193,37 @@ class FxAnalyzer(BackgroundThread):
         log.info("fx: estimator %s (%s) in use", self.name, estimator.conditioning)
         return True
 
-    def _window(self, snapshot: np.ndarray) -> np.ndarray | None:
-        """The last analysis window at the estimator's rate, ``(1, window)``; None if silent or bad."""
+    def _resampled(self, snapshot: np.ndarray) -> np.ndarray | None:
+        """The history at the estimator's rate, its DC offset taken out; None if silent or bad."""
         x = snapshot.astype(np.float64)
         if not np.all(np.isfinite(x)) or np.sqrt(np.mean(x * x)) < SILENCE_RMS:
             return None
         y = resample_poly(x, self._up, self._down) if self._up != self._down else x
+        return y - y.mean()
+
+    def _window(self, y: np.ndarray, late: int = 0) -> np.ndarray:
+        """The analysis window ending ``late`` samples before the end of ``y``, ``(1, window)``."""
         window = self.estimator.window
+        y = y[: len(y) - late] if late > 0 else y
         y = y[-window:] if y.shape[0] >= window else np.pad(y, (window - y.shape[0], 0))
         return y[None].astype(np.float32)
+
+    @property
+    def lag_ms(self) -> float:
+        """How late input L is on input R, as lined up (ms; a dry model only)."""
+        return 1000.0 * self.lag / self.estimator.sample_rate
+
+    def _line_up(self, wet: np.ndarray, dry: np.ndarray) -> None:
+        """Follow how late input L is on input R (an external digital effect's latency; at most
+        :data:`LAG_S`): a lag is adopted once the same one is found in two analyses running."""
+        rate = self.estimator.sample_rate
+        n = self.estimator.window + int(LAG_S * rate)
+        found = find_lag(dry[-n:], wet[-n:], rate, max_lag_s=LAG_S)
+        if found.found:
+            if found.samples == self._lag_seen and found.samples != self.lag:
+                self.lag = found.samples
+                log.info("fx: input L is %.1f ms late on input R: lined up", self.lag_ms)
+            self._lag_seen = found.samples
 
     def analyse_once(self) -> dict | None:
         """One estimate from the current history (None when an input it needs is silent)."""
@@ -201,10 +235,15 @@ class FxAnalyzer(BackgroundThread):
             pair = (self.history.snapshot(), self.other_history.snapshot())
         if pair is None or any(h is not None and h.n_written < h.n for h in (self.history, self.other_history)):
             return None  # torn, or not a whole window heard yet
-        y = self._window(pair[0])
-        other = self._window(pair[1]) if pair[1] is not None else None
-        if y is None or (self.other_history is not None and other is None):
+        wet = self._resampled(pair[0])
+        dry = self._resampled(pair[1]) if pair[1] is not None else None
+        if wet is None or (self.other_history is not None and dry is None):
             return None
+        if self.estimator.conditioning == "dry":
+            self._line_up(wet, dry)
+        late = self.lag
+        y = self._window(wet, max(-late, 0))  # L early on R: an earlier window of L
+        other = self._window(dry, max(late, 0)) if dry is not None else None
         t0 = time.perf_counter()
         active, mode, unit = self.estimator.run(y, other)
         self.last_run_ms = (time.perf_counter() - t0) * 1e3
