@@ -131,7 +131,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         if is_silent(dry, dry_sr):
             return None, [f"no signal in the dry file {args.dry}: no estimate"], 1
         rate = est.sample_rate
-        raw = (to_rate(wet, sr, rate), to_rate(dry, dry_sr, rate))
+        raw_wet, raw_dry = wet, dry
         wet, dry, lag = lined_up(wet, sr, dry, dry_sr, rate)
         if min(sr, dry_sr) < rate:
             notes.append(
@@ -139,7 +139,10 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
                 f"up to {min(sr, dry_sr) / 2000:g} kHz only"
             )
         # judged on the lined-up pair when the start was found (its lengths then agree by construction)
-        mismatch = dry_mismatch(wet, dry, rate) if lag.found else dry_mismatch(*raw, rate)
+        if lag.found:
+            mismatch = dry_mismatch(wet, dry, rate)
+        else:
+            mismatch = dry_mismatch(to_rate(raw_wet, sr, rate), to_rate(raw_dry, dry_sr, rate), rate)
         said = lag_note(lag, rate)
         if said:
             notes.append(said)
