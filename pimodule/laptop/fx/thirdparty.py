@@ -18,6 +18,9 @@ Families (:data:`FAMILIES`):
 - ``dasp``: dasp-pytorch's effects (DeepAFx-ST's authors): six-band parametric EQ, a peak-detecting
   compressor with one-pole ballistics, tanh distortion, noise-shaped reverberation in twelve
   octave bands.
+- ``faust``: the Faust standard libraries run by DawDreamer (:mod:`pimodule.laptop.fx.faust_family`):
+  shelves and constant-Q peaks, ``co.compressor_mono``, an asymmetric cubic clipper, zita-rev1 or
+  JPverb. For training only: the benchmark's families are :data:`BENCHMARK`.
 
 Everything is seeded by the numpy Generator handed in; the dasp reverb's noise is seeded from the
 chain's own parameters, so a chain renders the same way every time.
@@ -35,8 +38,12 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
+from pimodule.laptop.fx import faust_family
+
 EFFECTS = ("eq", "compressor", "distortion", "reverb")
-FAMILIES = ("pedalboard", "sox", "dasp")
+FAMILIES = ("pedalboard", "sox", "dasp", "faust")
+#: the families the real-recording benchmark draws its chains from
+BENCHMARK = ("pedalboard", "sox", "dasp")
 #: the family that training and tuning never see (the benchmark's held-out implementations)
 HELD_OUT = ("sox", "dasp")
 
@@ -187,7 +194,7 @@ def _draw_dasp(effect: str, rng: np.random.Generator, nyquist: float) -> dict:
     return p
 
 
-_DRAW = {"pedalboard": _draw_pedalboard, "sox": _draw_sox, "dasp": _draw_dasp}
+_DRAW = {"pedalboard": _draw_pedalboard, "sox": _draw_sox, "dasp": _draw_dasp, "faust": faust_family.draw}
 
 
 def draw(
@@ -378,7 +385,11 @@ def _render_dasp(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.nda
     return soxr.resample(out, DASP_RATE, sample_rate) if sample_rate != DASP_RATE else out
 
 
-_RENDER = {"pedalboard": _render_pedalboard, "sox": _render_sox, "dasp": _render_dasp}
+def _render_faust(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.ndarray:
+    return faust_family.render(x, sample_rate, chain.stages)
+
+
+_RENDER = {"pedalboard": _render_pedalboard, "sox": _render_sox, "dasp": _render_dasp, "faust": _render_faust}
 
 
 def render(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.ndarray:
