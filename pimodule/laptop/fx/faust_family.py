@@ -131,12 +131,8 @@ class _Program:
     """The compiled chain at one sample rate (DawDreamer: a playback source into the program)."""
 
     def __init__(self, sample_rate: int):
-        try:
-            import dawdreamer
-        except ImportError as err:
-            from pimodule.laptop.fx.thirdparty import MissingImplementation
+        import dawdreamer  # ModuleNotFoundError: thirdparty says which package to install
 
-            raise MissingImplementation("dawdreamer is not installed: pip install dawdreamer") from err
         self.sample_rate = sample_rate
         self.engine = dawdreamer.RenderEngine(sample_rate, 256)
         self.faust = self.engine.make_faust_processor("chain")

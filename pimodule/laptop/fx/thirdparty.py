@@ -386,7 +386,12 @@ def _render_dasp(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.nda
 
 
 def _render_faust(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.ndarray:
-    return faust_family.render(x, sample_rate, chain.stages)
+    try:
+        return faust_family.render(x, sample_rate, chain.stages)
+    except ModuleNotFoundError as err:
+        if err.name != "dawdreamer":
+            raise
+        raise MissingImplementation("dawdreamer is not installed: pip install dawdreamer") from err
 
 
 _RENDER = {"pedalboard": _render_pedalboard, "sox": _render_sox, "dasp": _render_dasp, "faust": _render_faust}
