@@ -23,6 +23,10 @@ import functools
 
 import numpy as np
 
+from pimodule.laptop.fx.foreign import MissingImplementation
+from pimodule.laptop.fx.foreign import log_uniform as _log
+from pimodule.laptop.fx.foreign import uniform as _u
+
 _N_PEAKS = 3
 
 
@@ -38,43 +42,38 @@ def _lvl(name: str) -> str:
     return f"*(ba.db2linear({_sl(name, 0, -60, 60)}))"
 
 
-_PEAKS = " : ".join(
-    f"fi.peak_eq_cq({_sl(f'pk{i}_db', 0, -30, 30)}, {_sl(f'pk{i}_hz', 1000, 20, 24000)}, {_sl(f'pk{i}_q', 1, 0.05, 20)})"
-    for i in range(_N_PEAKS)
-)
-_MIX = _sl("r_mix", 0.3, 0, 1)
-#: the Faust program: one mono chain, every stage switchable by a slider
-_DSP = f"""
-import("stdfaust.lib");
-hp = ba.bypass1({_on("hp_on")}, fi.highpass(2, {_sl("hp_hz", 100, 10, 24000)}));
-lp = ba.bypass1({_on("lp_on")}, fi.lowpass(2, {_sl("lp_hz", 8000, 10, 24000)}));
-eq = fi.low_shelf({_sl("ls_db", 0, -30, 30)}, {_sl("ls_hz", 200, 10, 24000)}) : {_PEAKS}
-   : fi.high_shelf({_sl("hs_db", 0, -30, 30)}, {_sl("hs_hz", 4000, 10, 24000)}) : hp : lp;
-comp = co.compressor_mono({_sl("c_ratio", 4, 1, 100)}, {_sl("c_thr_db", -20, -90, 0)},
-                          {_sl("c_att_s", 0.01, 0.00001, 1)}, {_sl("c_rel_s", 0.1, 0.001, 5)}) : {_lvl("c_makeup_db")};
-dist = ef.cubicnl({_sl("d_drive", 0.5, 0, 1)}, {_sl("d_offset", 0, -1, 1)});
-zita = _ <: re.zita_rev1_stereo({_sl("z_pre_ms", 20, 0, 100)}, {_sl("z_xover_hz", 200, 50, 1000)},
-                               {_sl("z_damp_hz", 6000, 1000, 24000)}, {_sl("z_t60_low_s", 2, 0.1, 20)},
-                               {_sl("z_t60_mid_s", 2, 0.1, 20)}, 48000) :> *(0.5);
-jp = _ <: re.jpverb({_sl("j_t60_s", 1, 0.1, 60)}, {_sl("j_damp", 0, 0, 0.999)}, {_sl("j_size", 1, 0.5, 5)},
-                    0.707, {_sl("j_mod_depth", 0.1, 0, 1)}, 2, {_sl("j_low", 1, 0, 1)}, 1, {_sl("j_high", 1, 0, 1)},
-                    {_sl("j_lowcut_hz", 500, 100, 6000)}, {_sl("j_highcut_hz", 2000, 1000, 10000)}) :> *(0.5);
-rev = _ <: *(1 - {_MIX}), ((_ <: zita, jp : select2(hslider("r_jp", 0, 0, 1, 1))) : *({_MIX})) :> _;
-process = {_lvl("g_eq_db")} : ba.bypass1({_on("eq_on")}, eq)
-        : {_lvl("g_compressor_db")} : ba.bypass1({_on("compressor_on")}, comp)
-        : {_lvl("g_distortion_db")} : ba.bypass1({_on("distortion_on")}, dist)
-        : {_lvl("g_reverb_db")} : ba.bypass1({_on("reverb_on")}, rev)
-        : {_lvl("g_out_db")};
-"""
+def _dsp() -> str:
+    """The Faust program: one mono chain, every stage switchable by a slider."""
+    peaks = " : ".join(
+        f"fi.peak_eq_cq({_sl(f'pk{i}_db', 0, -30, 30)}, {_sl(f'pk{i}_hz', 1000, 20, 24000)}, {_sl(f'pk{i}_q', 1, 0.05, 20)})"
+        for i in range(_N_PEAKS)
+    )
+    mix = _sl("r_mix", 0.3, 0, 1)
+    return f"""
+    import("stdfaust.lib");
+    hp = ba.bypass1({_on("hp_on")}, fi.highpass(2, {_sl("hp_hz", 100, 10, 24000)}));
+    lp = ba.bypass1({_on("lp_on")}, fi.lowpass(2, {_sl("lp_hz", 8000, 10, 24000)}));
+    eq = fi.low_shelf({_sl("ls_db", 0, -30, 30)}, {_sl("ls_hz", 200, 10, 24000)}) : {peaks}
+       : fi.high_shelf({_sl("hs_db", 0, -30, 30)}, {_sl("hs_hz", 4000, 10, 24000)}) : hp : lp;
+    comp = co.compressor_mono({_sl("c_ratio", 4, 1, 100)}, {_sl("c_thr_db", -20, -90, 0)},
+                              {_sl("c_att_s", 0.01, 0.00001, 1)}, {_sl("c_rel_s", 0.1, 0.001, 5)}) : {_lvl("c_makeup_db")};
+    dist = ef.cubicnl({_sl("d_drive", 0.5, 0, 1)}, {_sl("d_offset", 0, -1, 1)});
+    zita = _ <: re.zita_rev1_stereo({_sl("z_pre_ms", 20, 0, 100)}, {_sl("z_xover_hz", 200, 50, 1000)},
+                                   {_sl("z_damp_hz", 6000, 1000, 24000)}, {_sl("z_t60_low_s", 2, 0.1, 20)},
+                                   {_sl("z_t60_mid_s", 2, 0.1, 20)}, 48000) :> *(0.5);
+    jp = _ <: re.jpverb({_sl("j_t60_s", 1, 0.1, 60)}, {_sl("j_damp", 0, 0, 0.999)}, {_sl("j_size", 1, 0.5, 5)},
+                        0.707, {_sl("j_mod_depth", 0.1, 0, 1)}, 2, {_sl("j_low", 1, 0, 1)}, 1, {_sl("j_high", 1, 0, 1)},
+                        {_sl("j_lowcut_hz", 500, 100, 6000)}, {_sl("j_highcut_hz", 2000, 1000, 10000)}) :> *(0.5);
+    rev = _ <: *(1 - {mix}), ((_ <: zita, jp : select2(hslider("r_jp", 0, 0, 1, 1))) : *({mix})) :> _;
+    process = {_lvl("g_eq_db")} : ba.bypass1({_on("eq_on")}, eq)
+            : {_lvl("g_compressor_db")} : ba.bypass1({_on("compressor_on")}, comp)
+            : {_lvl("g_distortion_db")} : ba.bypass1({_on("distortion_on")}, dist)
+            : {_lvl("g_reverb_db")} : ba.bypass1({_on("reverb_on")}, rev)
+            : {_lvl("g_out_db")};
+    """
+
+
 _EFFECTS = ("eq", "compressor", "distortion", "reverb")
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
-
-def _log(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(lo * (hi / lo) ** rng.random())
 
 
 def draw(effect: str, rng: np.random.Generator, nyquist: float) -> dict:
@@ -131,12 +130,15 @@ class _Program:
     """The compiled chain at one sample rate (DawDreamer: a playback source into the program)."""
 
     def __init__(self, sample_rate: int):
-        import dawdreamer  # ModuleNotFoundError: thirdparty says which package to install
+        try:
+            import dawdreamer
+        except ImportError as err:
+            raise MissingImplementation("dawdreamer is not installed: pip install dawdreamer") from err
 
         self.sample_rate = sample_rate
         self.engine = dawdreamer.RenderEngine(sample_rate, 256)
         self.faust = self.engine.make_faust_processor("chain")
-        if not self.faust.set_dsp_string(_DSP):
+        if not self.faust.set_dsp_string(_dsp()):
             raise RuntimeError("the Faust chain did not compile")
         self.source = self.engine.make_playback_processor("source", np.zeros((1, 1), np.float32))
         self.engine.load_graph([(self.source, []), (self.faust, ["source"])])

@@ -39,6 +39,9 @@ import scipy.signal
 import soundfile as sf
 
 from pimodule.laptop.fx import faust_family
+from pimodule.laptop.fx.foreign import MissingImplementation
+from pimodule.laptop.fx.foreign import log_uniform as _logu
+from pimodule.laptop.fx.foreign import uniform as _u
 
 EFFECTS = ("eq", "compressor", "distortion", "reverb")
 FAMILIES = ("pedalboard", "sox", "dasp", "faust")
@@ -46,10 +49,6 @@ FAMILIES = ("pedalboard", "sox", "dasp", "faust")
 BENCHMARK = ("pedalboard", "sox", "dasp")
 #: the family that training and tuning never see (the benchmark's held-out implementations)
 HELD_OUT = ("sox", "dasp")
-
-
-class MissingImplementation(RuntimeError):
-    """A third-party implementation is not installed (the message names the package)."""
 
 
 @dataclass
@@ -68,14 +67,6 @@ class ForeignChain:
 
     def to_json(self) -> dict:
         return {"family": self.family, "stages": [[n, dict(p)] for n, p in self.stages]}
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
-
-def _logu(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 # -- drawing: each family's own ranges ------------------------------------------------------------
@@ -385,16 +376,12 @@ def _render_dasp(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.nda
     return soxr.resample(out, DASP_RATE, sample_rate) if sample_rate != DASP_RATE else out
 
 
-def _render_faust(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.ndarray:
-    try:
-        return faust_family.render(x, sample_rate, chain.stages)
-    except ModuleNotFoundError as err:
-        if err.name != "dawdreamer":
-            raise
-        raise MissingImplementation("dawdreamer is not installed: pip install dawdreamer") from err
-
-
-_RENDER = {"pedalboard": _render_pedalboard, "sox": _render_sox, "dasp": _render_dasp, "faust": _render_faust}
+_RENDER = {
+    "pedalboard": _render_pedalboard,
+    "sox": _render_sox,
+    "dasp": _render_dasp,
+    "faust": lambda x, sample_rate, chain: faust_family.render(x, sample_rate, chain.stages),
+}
 
 
 def render(x: np.ndarray, sample_rate: int, chain: ForeignChain) -> np.ndarray:
