@@ -20,7 +20,8 @@ differentiable chain and fitted to the wet one within a time budget:
    compressor's work under the loud part, and the fit turns them down; then it is pruned: an effect
    whose removal changes its output by less than :data:`~pimodule.core.fx_specs.LABEL_DB`
    (level-matched log-mel) is switched off, the definition of "heard" the benchmark and the
-   removal labels use;
+   removal labels use (a reverb by less than :data:`pimodule.device.fx.check.PRUNE_DB`: a fitted
+   reverb is weaker than the recording's);
 4. **never worse than doing nothing**: from the pruned chain, effects are dropped one at a time
    while the chain stays as close to the recording (up to ``select_s`` seconds; level-matched
    MRSTFT and log-mel distances, an effect must earn
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE, SPECS
+from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import (
     LEVEL_ONLY,
     SubsetCheck,
@@ -51,6 +52,7 @@ from pimodule.device.fx.check import (
     _margin,
     confidence,
     effect_costs,
+    heard,
     simplest_closest,
 )
 from pimodule.laptop.fx.batch import _GAIN, _unit_rms, render_stages
@@ -338,7 +340,7 @@ def refine_one(
     y_sel = render(xs, sample_rate, chosen)
     on = [e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] >= 0.5]
     change = removal_changes(xs, y_sel, sample_rate, chosen, on)
-    kept = tuple(e for e in on if change[e] >= LABEL_DB)
+    kept = tuple(e for e in on if heard(e, change[e]))
     # 4. never worse than the level alone, and nothing that does not earn its place
     renders = {}
 

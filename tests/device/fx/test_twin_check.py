@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
+from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, LABEL_DB, SELECTABLE, SPECS
 from pimodule.core.melscale import log_mel_db, mel_distance_db
 from pimodule.device.fx.check import PRIOR, SEARCHED, SUBSETS, CheckConfig, SubsetCheck, subset_log_likelihood
 from pimodule.laptop.fx.batch import render_stages
@@ -200,6 +200,46 @@ def test_the_decision_weighs_each_effect_by_the_networks_belief(monkeypatch):
         guess[name]["probability"] = p
     SubsetCheck(sample_rate, CheckConfig(n_candidates=0))(x[0].numpy(), y[0].numpy(), guess)
     assert seen == [dict(zip(SELECTABLE, (0.9, 0.2, 0.6, 0.05)))]
+
+
+def test_a_fitted_reverb_is_kept_below_the_label_threshold(monkeypatch):
+    """A fitted reverb stands for a stronger third-party one (PRUNE_DB): a reverb that changes the
+    chain by about 1 dB, under the 1.5 dB that labels an effect heard, stays on; with the label
+    threshold alone it is pruned and the level alone wins."""
+    from pimodule.device.fx import check as check_module
+
+    sample_rate = 16000
+    x = _dry(sample_rate)
+    chain = sample_chain(1, torch.Generator().manual_seed(0)).hard()
+    active = torch.zeros(1, len(EFFECT_NAMES))
+    active[0, EFFECT_NAMES.index("reverb")] = active[0, EFFECT_NAMES.index("gain")] = 1.0
+    unit = chain.unit.clone()
+    for name, value in (("decay_s", 0.8), ("mix_pct", 20.0)):
+        unit[0, PARAM_SLICES["reverb"].start + SPECS["reverb"].index(name)] = float(
+            SPECS["reverb"][name].to_unit(value)
+        )
+    wet = Chain(active, unit, torch.eye(N_MODES)[0][None])
+    y, _ = render_stages(x, sample_rate, wet)
+    guess = _describe(wet, 0)
+    guess["reverb"]["probability"] = 0.9
+    check = SubsetCheck(sample_rate, CheckConfig(n_candidates=0))
+    out = check(x[0].numpy(), y[0].numpy(), guess)
+    reverb_alone = int(np.flatnonzero((np.asarray(SUBSETS) == (0, 0, 0, 1)).all(1))[0])
+    change = check.last["change_db"][reverb_alone][3]  # what removing the reverb changes
+    assert check_module.PRUNE_DB["reverb"] <= change < LABEL_DB
+    assert out["reverb"]["active"] and out["reverb"]["confidence"] == "on, probably"
+    monkeypatch.setattr(check_module, "PRUNE_DB", {})
+    out = check(x[0].numpy(), y[0].numpy(), guess)
+    assert not out["reverb"]["active"] and check.last["choice"] == "level only"
+
+
+def test_prune_thresholds_only_lower_the_label_one():
+    from pimodule.device.fx.check import PRUNE_DB, heard
+
+    assert set(PRUNE_DB) <= set(SELECTABLE) and all(0 < v < LABEL_DB for v in PRUNE_DB.values())
+    with pytest.raises(TypeError):
+        PRUNE_DB["eq"] = 0.1  # a table, not a setting
+    assert heard("reverb", 1.0) and not heard("eq", 1.0) and heard("eq", LABEL_DB)
 
 
 def test_bad_input_is_refused():
