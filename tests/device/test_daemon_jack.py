@@ -102,6 +102,9 @@ def test_playback_under_osc_storm_and_20_model_swaps(jack_server, model_dir):
             # buffer drops the refusal's datagram (a client that reads, as Pd does, gets it)
             while c.receive(0.01) is not None:
                 pass
+            # renewed as a client does (the swaps above can outlast the 60 s subscription on a busy
+            # machine, and the refusal is broadcast to subscribers only)
+            c.request("/pimodule/status/subscribe", expect="/pimodule/status/subscribed")
             c.send("/pimodule/model/load", "bad_nan")
             c.send("/pimodule/mode", "transfer")
             c.send("/pimodule/mode", "synth")
