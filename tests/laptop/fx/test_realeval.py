@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pimodule.core.fx_specs import EFFECT_NAMES, SPECS
-from pimodule.device.fx.check import CheckConfig, simplest_closest
+from pimodule.device.fx.check import CheckConfig
 from pimodule.laptop.fx import realbench, realeval
 from pimodule.laptop.fx.calibrate import STRENGTHS, choose_strength, choose_thresholds, worse_bound, write_keep
 from pimodule.laptop.fx.chain import N_EFFECTS, N_PARAMS, PARAM_SLICES, Chain, physical, with_strength
@@ -54,16 +54,6 @@ def test_rows_of_a_dry_and_a_blind_model(tiny_paired_run, tiny_run, examples):
     for r in out.values():
         assert set(r["by_family"]) == {"pedalboard"} and len(r["ratios_lm"]) == len(examples)
         assert 0 <= r["whole_chain_right"] <= 1 and r["seconds_per_example"] >= 0
-
-
-def test_simplest_closest_drops_what_does_not_earn_its_place():
-    d = {(): (1.0, 10.0), ("eq",): (0.5, 5.0), ("eq", "reverb"): (0.49, 4.9), ("reverb",): (0.9, 9.0)}
-    chosen, seen = simplest_closest(("eq", "reverb"), lambda s: d[s])
-    assert chosen == ("eq",)  # the reverb brings 0.02, less than it costs
-    chosen, _ = simplest_closest(("eq", "reverb"), lambda s: d[s], {"eq": 0.04, "reverb": -0.05})
-    assert chosen == ("eq", "reverb")  # ... unless the network is sure of it
-    worse = {(): (1.0, 10.0), ("eq",): (0.5, 11.0)}
-    assert simplest_closest(("eq",), lambda s: worse[s])[0] == ()  # farther on the log-mel: out
 
 
 def test_keep_thresholds_follow_their_target():

@@ -13,7 +13,6 @@ import soundfile as sf
 import torch
 
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
-from pimodule.device.fx.check import choose, confidence
 from pimodule.laptop.fx import estimate
 from pimodule.laptop.fx.batch import render_stages
 from pimodule.laptop.fx.chain import N_MODES, N_PARAMS, PARAM_SLICES, Chain
@@ -178,22 +177,6 @@ def test_a_chain_worse_than_doing_nothing_loses_to_the_level_alone():
     gain = SPECS["gain"]["gain_db"].from_unit(float(r.chain.unit[0, PARAM_SLICES["gain"]][0]))
     assert gain == pytest.approx(-6.02, abs=0.1)  # the level in closed form
     assert r.confidence["distortion"] == "off, probably"  # the network had it on
-
-
-def test_choose_never_picks_what_is_worse_than_doing_nothing():
-    level = (1.0, 5.0)
-    # a chain closer on MRSTFT but farther on the log-mel is out; the closest of the rest wins
-    assert choose([(0.5, 6.0), (0.8, 4.0), level], [2, 1, 0], 2) == 1
-    assert choose([(1.2, 1.0), level], [1, 0], 1) == 1
-    assert choose([(0.5, 2.5), (0.5, 2.5), level], [2, 1, 0], 2) == 1  # a tie: the simpler chain
-
-
-def test_confidence_words():
-    assert confidence(True, 6.0, 0.5, 0.9, True) == "on, sure"
-    assert confidence(True, 6.0, 0.01, 0.9, True) == "on, probably"  # barely helps
-    assert confidence(True, 1.8, 0.5, 0.9, True) == "on, probably"  # barely heard
-    assert confidence(False, 0.0, 0.0, 0.05, False) == "off, sure"
-    assert confidence(False, 0.0, 0.0, 0.7, True) == "off, probably"
 
 
 def test_the_time_budget_holds_and_steps_are_bounded():
