@@ -254,6 +254,22 @@ class SubsetCheck:
         out["gain"] = gain
         return out
 
+    def with_level(self, dry: np.ndarray, wet: np.ndarray, estimate: dict) -> dict:
+        """``estimate`` with its gain stage in closed form: its effects that are on, rendered on
+        ``dry``, brought to ``wet``'s level (:func:`closed_form_gain_db`). A dry model is trained
+        with the level matched (the effects judged on their own), so its gain output means nothing;
+        this is the level its estimates reach the matcher with before the check's first result."""
+        dry = np.asarray(dry, np.float64).reshape(-1)
+        wet = np.asarray(wet, np.float64).reshape(-1)
+        if dry.shape != wet.shape or not (np.all(np.isfinite(dry)) and np.all(np.isfinite(wet))):
+            raise ValueError(f"dry {dry.shape} and wet {wet.shape} must be finite and of one length")
+        on = [n for n in SELECTABLE if n in estimate and estimate[n].get("active")]
+        gain_db = closed_form_gain_db(self._chain(dry, estimate, on), wet)
+        out = dict(estimate)
+        gain = dict(out.get("gain", {}))
+        out["gain"] = {**gain, "active": True, "params": {**gain.get("params", {}), "gain_db": gain_db}}
+        return out
+
     def _chain(self, x: np.ndarray, items: dict, on) -> np.ndarray:
         for name in SELECTABLE:
             if name in on:

@@ -22,7 +22,9 @@
   window's DC offset is taken out.
 - A dry model's estimates are also checked against the audio on a slower thread
   (pimodule.device.fx.check_thread, ``fx.check``); from the first check on, the checked chain is the
-  one matching follows.
+  one matching follows. Until then its estimates reach the matcher with their level set in closed
+  form on the windows they came from (``SubsetCheck.with_level``): a dry model is trained with
+  levels matched, so its own gain output means nothing (it was 10 dB off on the median example).
 - Another estimator (``/pimodule/fx/model``) is loaded and checked by the analyzer's own thread
   and then replaces the current one with fresh input histories; a file that fails (unreadable,
   not kind ``fx``, non-finite output) is refused and the current estimator goes on.
@@ -41,6 +43,7 @@ from scipy.signal import resample_poly
 
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.fx.align import find_lag
+from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.check_thread import FxChecker
 from pimodule.device.fx.estimator import OnnxEstimator, keep_confident
 from pimodule.device.fx.match import FxMatcher
@@ -162,6 +165,10 @@ class FxAnalyzer(BackgroundThread):
         self.other_history = InputHistory(n_history) if estimator.conditioning != "blind" else None
         self.latest: dict = {}
         self._smoothed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: a dry model's estimates get their level in closed form from the windows they came from
+        self._leveller = (
+            SubsetCheck(estimator.sample_rate, CheckConfig(n_candidates=0)) if estimator.conditioning == "dry" else None
+        )
         if self.checker is not None:
             self.checker.reset()
         if self.on_histories is not None:
@@ -256,6 +263,8 @@ class FxAnalyzer(BackgroundThread):
         estimate = self.estimator.describe(*self._smoothed)
         if self.estimator.conditioning != "dry":  # nothing to check against: keep what it is sure of
             estimate = keep_confident(estimate, self.estimator.keep, self.estimator.strength)
+        elif self._leveller is not None:  # its gain output means nothing: the level in closed form
+            estimate = self._leveller.with_level(other[0], y[0], estimate)
         self.latest = estimate
         self.n_runs += 1
         checker = self.checker if self.estimator.conditioning == "dry" else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pimodule.core.fx_specs import DISTORTION_MODES
 from pimodule.device.fx.mode import FxAnalyzer, FxMatcher, InputHistory, consistent_snapshots, osc_messages
 from pimodule.device.fx.twin_chain import ChainTwin
 from pimodule.device.ort_engine import VoiceEngine
@@ -309,3 +310,35 @@ def test_calibration_entries_are_read_as_data_and_never_kept_stays_never_kept():
     assert (
         set(analyzer.estimator.keep) == set(analyzer.estimator.strength) == {"eq", "compressor", "distortion", "reverb"}
     )
+
+
+@pytest.mark.parametrize("gain_db", [-12.0, 0.0, 6.0])
+def test_a_dry_models_estimate_comes_at_the_recordings_level(gain_db):
+    """A dry model is trained with levels matched, so its gain output means nothing: the estimate
+    that reaches the matcher (before the check's first result) has its level in closed form, the
+    chain's render on R at L's level."""
+    dry = _signal(1.5, seed=3)
+    analyzer = FxAnalyzer(FX_DRY_MODEL, RATE_HZ, smoothing=1.0)
+    analyzer.history.write((10 ** (gain_db / 20) * dry).astype(np.float32))
+    analyzer.other_history.write(dry)
+    est = analyzer.analyse_once()
+    raw = analyzer.estimator.describe(*analyzer._smoothed)["gain"]["params"]["gain_db"]
+    colouring = ("eq", "compressor", "distortion", "reverb")
+    assert not any(est[e]["active"] for e in colouring)  # nothing but the level to hear
+    assert est["gain"]["active"] and est["gain"]["params"]["gain_db"] == pytest.approx(gain_db, abs=0.5), raw
+
+
+def test_leveling_refuses_what_it_cannot_measure():
+    from pimodule.device.fx.check import SubsetCheck
+
+    check = SubsetCheck(16000)
+    x = _signal(0.5)[:8000].astype(np.float64)
+    estimator = FxAnalyzer(FX_DRY_MODEL, RATE_HZ).estimator
+    n_modes = len(DISTORTION_MODES)
+    est = estimator.describe(
+        np.zeros(len(estimator.chain)), np.eye(n_modes)[0], np.full(len(estimator.info.controls), 0.5)
+    )
+    for dry, wet in ((x, x[:-1]), (x, np.where(np.arange(x.size) == 5, np.nan, x))):
+        with pytest.raises(ValueError):
+            check.with_level(dry, wet, est)
+    assert check.with_level(x, 0.5 * x, est)["gain"]["params"]["gain_db"] == pytest.approx(-6.02, abs=0.1)
