@@ -19,7 +19,9 @@ flip on the 1.5 dB midpoint, so all-example accuracy cannot reach 100 % even for
 chain selection also against the other label definition, what removing each effect changes in
 the output (``selection_accuracy_removal``, cases 1 and 2, each labelled on the audio of the
 chain that made it: the project's effects, or pedalboard's; see :mod:`pimodule.laptop.fx.batch`);
-parameter error in [0, 1] units on case 1. Writes results.json and results.md into ``--out``.
+parameter error in [0, 1] units on case 1. A dry-conditioned model's estimates are scored with
+their level in closed form (:func:`with_level`), as the product plays them. Writes results.json and
+results.md into ``--out``.
 
 Models are training run folders (torch) or exported ``.onnx`` files (onnxruntime, what the module
 runs): ``pimodule eval fx export/fx.onnx export/fx-dry.onnx`` scores the shipped estimators.
@@ -45,7 +47,7 @@ from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
 from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
-from pimodule.laptop.fx.refine import RefineConfig, refine
+from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, refine, render
 from pimodule.laptop.fx.run import load_run
 from pimodule.laptop.fx.sources import DryCorpus
 
@@ -188,10 +190,14 @@ class _Exported:
         return Chain(torch.from_numpy(active), torch.from_numpy(unit), torch.from_numpy(mode)), None
 
 
+def _conditioning(model) -> str:
+    return model.conditioning if isinstance(model, _Exported) else model.config.conditioning
+
+
 def predict(model, batch, chunk: int = 16) -> Chain:
     """The estimate of a torch estimator or an exported one for every example of ``batch``."""
     outs = []
-    cond = model.conditioning if isinstance(model, _Exported) else model.config.conditioning
+    cond = _conditioning(model)
     with torch.no_grad():
         for s in range(0, batch.wet.shape[0], chunk):
             other = None if cond == "blind" else batch.other[s : s + chunk]
@@ -282,6 +288,22 @@ def _first(batch, n: int):
     return dataclasses.replace(batch, **{f.name: cut(getattr(batch, f.name)) for f in dataclasses.fields(batch)})
 
 
+def with_level(pred: Chain, dry: torch.Tensor, wet: torch.Tensor, sample_rate: int, chunk: int = 16) -> Chain:
+    """A dry model's hard estimates as the product plays them: the gain stage in closed form on each
+    dry -> wet pair (``pimodule estimate`` and the module's matcher set it so; the model is trained
+    with levels matched, so its own gain output means nothing)."""
+    gain, spec = PARAM_SLICES["gain"], SPECS["gain"]["gain_db"]
+    unit, active = pred.unit.clone(), pred.active.clone()
+    unit[:, gain] = float(spec.to_unit(0.0))
+    active[:, EFFECT_NAMES.index("gain")] = 1.0
+    for s in range(0, dry.shape[0], chunk):
+        rows = slice(s, s + chunk)
+        est = render(dry[rows], sample_rate, Chain(active[rows], unit[rows], pred.mode_weights[rows]))
+        for i in range(est.shape[0]):
+            unit[s + i, gain] = float(spec.to_unit(spec.clamp(closed_form_gain_db(est[i], wet[s + i]))))
+    return Chain(active, unit, pred.mode_weights)
+
+
 def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = None, n_improve: int = 0) -> dict:
     """Every case's scores; with ``improve`` (a key of :data:`IMPROVEMENTS`), of the estimates
     checked or refined against the wet audio with the dry one (a dry-conditioned model's cases
@@ -290,6 +312,8 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
     for case, batch in data.items():
         if improve is None:
             pred = predict(model, batch).hard()
+            if _conditioning(model) == "dry" and case != "style":  # its level as the product sets it
+                pred = with_level(pred, batch.source, batch.wet, sample_rate)
         elif case == "style":  # the reference's own dry signal is not at hand
             continue
         else:

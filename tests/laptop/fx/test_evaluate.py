@@ -139,3 +139,26 @@ def test_eval_scores_refined_or_checked_estimates_of_a_dry_model(tiny_paired_run
     r = results["models"][name]["chain"]
     assert 0 <= r["selection_accuracy"] <= 1 and np.isfinite(r["mrstft_ratio"]) and np.isfinite(r["param_mae_unit"])
     assert results["training"][name][flag[2:]] == json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def test_a_dry_models_level_is_scored_in_closed_form():
+    """Whatever gain the network said, the scored chain plays each dry example at its wet one's
+    level (effects on or off), as pimodule estimate and the module set it."""
+    from pimodule.core.fx_specs import EFFECT_NAMES, SPECS
+    from pimodule.laptop.fx.refine import render
+
+    sr, g = 16000, torch.Generator().manual_seed(0)
+    dry = 0.1 * torch.randn(3, sr, generator=g)
+    active = torch.zeros(3, N_EFFECTS)
+    active[1, EFFECT_NAMES.index("distortion")] = 1.0  # a louder chain: the closed form turns it down
+    unit = torch.rand(3, N_PARAMS, generator=g)  # whatever gain the network said
+    chain = Chain(active, unit, torch.eye(N_MODES)[[0, 0, 1]])
+    wet = dry * torch.tensor([[0.25], [1.0], [2.0]])
+    leveled = evaluate.with_level(chain, dry, wet, sr)
+    assert torch.equal(leveled.active[:, EFFECT_NAMES.index("gain")], torch.ones(3))
+    spec = SPECS["gain"]["gain_db"]
+    gains = [float(spec.from_unit(float(leveled.unit[i, PARAM_SLICES["gain"]][0]))) for i in range(3)]
+    assert gains[0] == pytest.approx(-12.04, abs=0.1) and gains[2] == pytest.approx(6.02, abs=0.1)
+    out = render(dry, sr, leveled)
+    rms = out.square().mean(-1).sqrt() / wet.square().mean(-1).sqrt()
+    assert torch.allclose(20 * rms.log10(), torch.zeros(3), atol=1.0)  # each at its wet one's level
