@@ -110,9 +110,9 @@ def render_fx_eval(results: dict) -> str:
                     _f(m.get("param_mae_unit")),
                 ]
             )
-        out.append(
-            f"`{model}` ({results.get('n_examples', '?')} examples per case, seed {results.get('seed', '?')}):\n\n"
-        )
+        n = sorted({m["n"] for m in cases.values() if "n" in m}) or [results.get("n_examples", "?")]
+        n_text = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+        out.append(f"`{model}` ({n_text} examples per case, seed {results.get('seed', '?')}):\n\n")
         out.append(
             _table(["case", "MRSTFT ratio", "mel ratio", "chain selection", "clear examples", "param MAE"], rows)
         )
