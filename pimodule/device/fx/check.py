@@ -21,7 +21,7 @@ gradient-free search in place of the gradient fitting:
    :mod:`pimodule.device.fx.decide`'s, shared with the laptop.
 
 With ``n_candidates = 0`` it decides on the estimate's own values, and equals ``refine`` with
-``steps=0, n_candidates=1`` (tests/fx/test_twin_check.py: the same decisions). The daemon runs it
+``steps=0, n_candidates=1`` (tests/device/fx/test_twin_check.py: the same decisions). The daemon runs it
 on its own thread (pimodule.device.fx.check_thread, ``fx.check``); ``pimodule eval fx --check`` scores
 it; ``pimodule bench`` times it. The filterbank sum avoids BLAS, whose threads would compete with
 the audio callback.
