@@ -263,7 +263,7 @@ class FxAnalyzer(BackgroundThread):
         estimate = self.estimator.describe(*self._smoothed)
         if self.estimator.conditioning != "dry":  # nothing to check against: keep what it is sure of
             estimate = keep_confident(estimate, self.estimator.keep, self.estimator.strength)
-        elif self._leveller is not None:  # its gain output means nothing: the level in closed form
+        else:  # a dry model's gain output means nothing: the level in closed form
             estimate = self._leveller.with_level(other[0], y[0], estimate)
         self.latest = estimate
         self.n_runs += 1

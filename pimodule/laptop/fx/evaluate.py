@@ -47,7 +47,8 @@ from pimodule.laptop.fx.batch import from_dry, removal_labels, selection_correct
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, apply_chain, describe, physical, sample_chain
 from pimodule.laptop.fx.losses import mel_distance, mrstft, param_mask
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
-from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, refine, render
+from pimodule.laptop.fx.realeval import with_level
+from pimodule.laptop.fx.refine import RefineConfig, refine
 from pimodule.laptop.fx.run import load_run
 from pimodule.laptop.fx.sources import DryCorpus
 
@@ -286,22 +287,6 @@ def _first(batch, n: int):
         return v
 
     return dataclasses.replace(batch, **{f.name: cut(getattr(batch, f.name)) for f in dataclasses.fields(batch)})
-
-
-def with_level(pred: Chain, dry: torch.Tensor, wet: torch.Tensor, sample_rate: int, chunk: int = 16) -> Chain:
-    """A dry model's hard estimates as the product plays them: the gain stage in closed form on each
-    dry -> wet pair (``pimodule estimate`` and the module's matcher set it so; the model is trained
-    with levels matched, so its own gain output means nothing)."""
-    gain, spec = PARAM_SLICES["gain"], SPECS["gain"]["gain_db"]
-    unit, active = pred.unit.clone(), pred.active.clone()
-    unit[:, gain] = float(spec.to_unit(0.0))
-    active[:, EFFECT_NAMES.index("gain")] = 1.0
-    for s in range(0, dry.shape[0], chunk):
-        rows = slice(s, s + chunk)
-        est = render(dry[rows], sample_rate, Chain(active[rows], unit[rows], pred.mode_weights[rows]))
-        for i in range(est.shape[0]):
-            unit[s + i, gain] = float(spec.to_unit(spec.clamp(closed_form_gain_db(est[i], wet[s + i]))))
-    return Chain(active, unit, pred.mode_weights)
 
 
 def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = None, n_improve: int = 0) -> dict:

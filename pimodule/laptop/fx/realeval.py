@@ -132,19 +132,27 @@ def summarise(scores: list[dict], examples: list[Example]) -> dict:
 
 
 # -- the estimators as a user runs them --------------------------------------------------------------------
+def with_level(pred: Chain, dry: torch.Tensor, wet: torch.Tensor, sample_rate: int, chunk: int = 16) -> Chain:
+    """A dry model's hard estimates as the product plays them: the gain stage in closed form on each
+    dry -> wet pair (``pimodule estimate`` and the module's matcher set it so; the model is trained
+    with levels matched, so its own gain output means nothing)."""
+    gain, spec = PARAM_SLICES["gain"], SPECS["gain"]["gain_db"]
+    unit, active = pred.unit.clone(), pred.active.clone()
+    unit[:, gain] = float(spec.to_unit(0.0))
+    active[:, EFFECT_NAMES.index("gain")] = 1.0
+    for s in range(0, dry.shape[0], chunk):
+        rows = slice(s, s + chunk)
+        est = render(dry[rows], sample_rate, Chain(active[rows], unit[rows], pred.mode_weights[rows]))
+        for i in range(est.shape[0]):
+            unit[s + i, gain] = float(spec.to_unit(spec.clamp(closed_form_gain_db(est[i], wet[s + i]))))
+    return Chain(active, unit, pred.mode_weights)
+
+
 def _closed_form(chain: Chain, x: torch.Tensor, y: torch.Tensor) -> tuple[Chain, torch.Tensor]:
     """``chain`` with its gain stage set in closed form for dry ``x`` -> wet ``y`` (1-D), and its render."""
-    unit = chain.unit.clone()
-    unit[:, PARAM_SLICES["gain"]] = float(_GAIN.to_unit(0.0))
-    active = chain.active.clone()
-    active[:, EFFECT_NAMES.index("gain")] = 1.0
-    c = Chain(active, unit, chain.mode_weights)
     x = x.to(torch.float64)
-    est = render(x, SAMPLE_RATE, c.to(torch.float64))[0]
-    g = _GAIN.clamp(closed_form_gain_db(est, y))
-    unit[:, PARAM_SLICES["gain"]] = float(_GAIN.to_unit(g))
-    c = Chain(active, unit, chain.mode_weights)
-    return c, render(x, SAMPLE_RATE, c.to(torch.float64))[0]
+    c = with_level(chain.to(torch.float64), x[None], y[None], SAMPLE_RATE)
+    return c, render(x, SAMPLE_RATE, c)[0]
 
 
 def _decisions(chain: Chain) -> dict[str, bool]:
