@@ -42,7 +42,10 @@ EQ_SPECS = ParamTable(
     ]
 )
 
-#: Feed-forward compressor: RMS detector, soft-knee static curve, attack/release gain ballistics.
+#: Feed-forward compressor: peak detector (the instantaneous level, channels linked by their mean
+#: square), soft-knee static curve, attack/release gain ballistics. Peak, as the compressors of
+#: pedalboard (JUCE), Faust, SoX and dasp-pytorch detect: with a smoothed RMS detector ours could not
+#: follow their fast compression of peaks, and a fit added a distortion to make up the difference.
 COMPRESSOR_SPECS = ParamTable(
     [
         ParamSpec("threshold_db", "dB", -50.0, 0.0, -20.0, "lin", "static-curve threshold"),
@@ -123,7 +126,6 @@ def toward_neutral(effect: str, params: dict[str, float], strength: float) -> di
 
 
 # Fixed constants of the effects' structure (not parameters).
-COMPRESSOR_RMS_MS = 5.0  # RMS detector time constant
 REVERB_PREDELAY_MS = 10.0  # the twin's partitioned convolution needs a predelay of >= one partition
 REVERB_IR_S = 1.0  # impulse-response length
 REVERB_BAND_EDGES_HZ = (500.0, 3000.0)  # low | mid | high

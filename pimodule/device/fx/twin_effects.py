@@ -13,7 +13,7 @@ import math
 import numpy as np
 import scipy.signal
 
-from pimodule.core.fx_specs import COMPRESSOR_RMS_MS, DISTORTION_MODES, SPECS
+from pimodule.core.fx_specs import DISTORTION_MODES, SPECS
 from pimodule.device.fx import twin_core as core
 
 try:  # the C kernel behind scipy.signal.sosfilt, in place: ~20x less overhead per small block
@@ -112,13 +112,12 @@ class EqTwin(TwinEffect):
 
 
 class CompressorTwin(TwinEffect):
-    """RMS detector (lfilter with state), static curve, attack/release loop, makeup ramp."""
+    """Peak detector (the instantaneous level), static curve, attack/release loop, makeup ramp."""
 
     name = "compressor"
 
     def __init__(self, sample_rate: int, channels: int = 1):
         super().__init__(sample_rate, channels)
-        self._c = float(core.one_pole_coef(COMPRESSOR_RMS_MS, sample_rate))
         self._makeup = _Ramp(1.0)
         self._update()
         self._makeup.value = self._makeup.target
@@ -131,16 +130,12 @@ class CompressorTwin(TwinEffect):
         self._makeup.target = _db_to_amp(p["makeup_db"])
 
     def reset(self) -> None:
-        self._level_zi = np.zeros(1)
         self._g = 1.0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         p = self.params
-        power = np.mean(block * block, axis=0) * self._c
-        level, self._level_zi = scipy.signal.lfilter([1.0], [1.0, self._c - 1.0], power, zi=self._level_zi)
-        g_db = core.compressor_gain_db(
-            np, 10.0 * np.log10(np.maximum(level, 0.0) + 1e-10), p["threshold_db"], p["ratio"], p["knee_db"]
-        )
+        level_db = 10.0 * np.log10(np.mean(block * block, axis=0) + 1e-10)
+        g_db = core.compressor_gain_db(np, level_db, p["threshold_db"], p["ratio"], p["knee_db"])
         target = (10.0 ** (g_db / 20.0)).tolist()
         g, at, rt = self._g, self._at, self._rt
         smooth = np.empty(len(target))

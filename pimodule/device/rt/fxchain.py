@@ -49,7 +49,6 @@ def _clear_signal(d, x, ok, chunk):
     """The twins' reset(): filter states, the detector, the reverb's history (not parameters or IRs)."""
     for i in range(10):
         d[F.S_ZI + i] = 0.0
-    d[F.S_LZI] = 0.0
     d[F.S_G] = 1.0
     x[F.X_NEWEST] = 0
     x[F.X_POS] = 0
@@ -221,20 +220,15 @@ def _eq(d, w, n):
 def _compressor(d, w, n):
     p = F.S_PHYS + F.P_START[F.COMP]
     thr, ratio, knee_db = d[p], d[p + 1], d[p + 4]
-    c = d[F.K_RMS_C]
-    a1 = c - 1.0
     slope = 1.0 / ratio - 1.0
     knee = max(knee_db, 1e-3)
-    z, g, at, rt = d[F.S_LZI], d[F.S_G], d[F.S_AT], d[F.S_RT]
+    g, at, rt = d[F.S_G], d[F.S_AT], d[F.S_RT]
     v = d[F.S_RAMP + 2 * F.RP_MAKEUP]
     t = d[F.S_RAMP + 2 * F.RP_MAKEUP + 1]
     ramp = t != v
     for i in range(n):
         xi = w[i]
-        pw = (xi * xi) * c
-        y = z + pw
-        z = 0.0 * pw - a1 * y
-        level_db = 10.0 * math.log10(max(y, 0.0) + 1e-10)
+        level_db = 10.0 * math.log10(xi * xi + 1e-10)
         over = level_db - thr
         if 2.0 * over <= -knee:
             g_db = 0.0 * over
@@ -247,7 +241,7 @@ def _compressor(d, w, n):
         g += (at if f < g else rt) * (f - g)
         m = v + (t - v) * ((i + 1.0) / n) if ramp else v
         w[i] = xi * (g * m)
-    d[F.S_LZI], d[F.S_G] = z, g
+    d[F.S_G] = g
     d[F.S_RAMP + 2 * F.RP_MAKEUP] = t
 
 

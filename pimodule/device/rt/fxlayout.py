@@ -69,7 +69,7 @@ X_REV = 32  # N entries: the bit reversal of the N-point complex FFT
 X_LEN = X_REV + MAX_PARTITION
 
 # -- D_FX (float64): constants (C) ------------------------------------------------------------------------------
-K_RATE, K_RMS_C, K_MAX_FREQ = 0, 1, 2
+K_RATE, K_MAX_FREQ = 0, 2  # 1 free
 K_MIN, K_MAX, K_LOG, K_LO, K_HI, K_JUMP = 8, 33, 58, 83, 108, 133  # N_P each
 # the targets' record (C, under X_GEN)
 R_TARGET, R_UNIT, R_PHYS = 160, 185, 210  # N_P each
@@ -82,7 +82,7 @@ S_WT, S_W, S_PRESENT = 331, 336, 341
 S_SMOOTH, S_IMM_SEEN = 346, 347
 S_SOS = 348  # 5 sections x (b0, b1, b2, a1, a2)
 S_ZI = 373  # 5 sections x 2
-S_AT, S_RT, S_LZI, S_G = 384, 385, 386, 387
+S_AT, S_RT, S_G = 384, 385, 387  # 386 free
 S_RAMP = 388  # (value, target) of: makeup, drive, output gain, mix, gain
 RP_MAKEUP, RP_DRIVE, RP_OUT, RP_MIX, RP_GAIN = range(5)
 HEADER = 400

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from pimodule.core.fx_specs import COMPRESSOR_RMS_MS, DISTORTION_MODES, SPECS
+from pimodule.core.fx_specs import DISTORTION_MODES, SPECS
 from pimodule.device.fx import twin_core as core
 from pimodule.device.fx.twin_effects import ReverbTwin
 from pimodule.device.rt import fft
@@ -97,7 +97,6 @@ class FxChainWriter:
         while the callback runs changes nothing it reads)."""
         d, x, n, p = self.d, self.x, self.partition, self.n_partitions
         d[fx.K_RATE] = float(self.rate_hz)
-        d[fx.K_RMS_C] = float(core.one_pole_coef(COMPRESSOR_RMS_MS, self.rate_hz))
         d[fx.K_MAX_FREQ] = core.MAX_FREQ_RATIO
         j = 0
         for stage in fx.STAGE_NAMES:

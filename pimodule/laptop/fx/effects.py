@@ -15,7 +15,7 @@ from scipy.fft import next_fast_len
 from torchcomp import compressor_core
 from torchlpc import sample_wise_lpc
 
-from pimodule.core.fx_specs import COMPRESSOR_RMS_MS, DISTORTION_MODES
+from pimodule.core.fx_specs import DISTORTION_MODES
 from pimodule.device.fx import twin_core as core
 
 Tensor = torch.Tensor
@@ -135,18 +135,14 @@ def compressor(
 ) -> Tensor:
     """Feed-forward compressor, channels linked.
 
-    Detector: mean square over channels, one-pole smoothed (time constant ``COMPRESSOR_RMS_MS``);
+    Detector: the instantaneous level (mean square over channels, a peak detector for one channel);
     soft-knee static curve in dB; the linear gain is smoothed with attack (gain falling) and release
     (gain rising) time constants by torchcomp's differentiable one-pole (``compressor_core``).
     """
     threshold_db, ratio, knee_db, makeup_db = (_per_example(v, x) for v in (threshold_db, ratio, knee_db, makeup_db))
     at = core.one_pole_coef(_per_example(attack_ms, x), sample_rate, torch)
     rt = core.one_pole_coef(_per_example(release_ms, x), sample_rate, torch)
-    power = x.square().mean(1)  # (batch, samples)
-    c = float(core.one_pole_coef(COMPRESSOR_RMS_MS, sample_rate))
-    coef = torch.full((x.shape[0],), c - 1.0, dtype=x.dtype, device=x.device)
-    level = sample_wise_lpc(power * c, coef[:, None, None].expand(-1, power.shape[1], 1))
-    level_db = 10.0 * torch.log10(level.clamp_min(0.0) + 1e-10)
+    level_db = 10.0 * torch.log10(x.square().mean(1) + 1e-10)  # (batch, samples)
     g_db = core.compressor_gain_db(torch, level_db, threshold_db[:, None], ratio[:, None], knee_db[:, None])
     target = db_to_amp(g_db)
     smooth = compressor_core(target, x.new_ones(x.shape[0]), at, rt)
