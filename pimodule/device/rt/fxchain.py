@@ -25,7 +25,7 @@ The control side's targets are copied at a block boundary when the generation is
 across the copy (a torn copy is retried); an IR is taken at a block boundary and installed at the next
 partition boundary (crossfaded), or at once when published as immediate. Geometry, slot numbers and the
 bit-reversal table are checked before use: whatever the block holds, nothing is read out of bounds.
-A block whose output went non-finite resets the chain's signal state (EQ, detector, reverb).
+A block whose output went non-finite resets the chain's signal state (EQ, the compressor's gain, reverb).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from pimodule.device.rt.lowlevel import fence
 # -- state -------------------------------------------------------------------------------------------------------------
 @numba.njit(**OPTS)
 def _clear_signal(d, x, ok, chunk):
-    """The twins' reset(): filter states, the detector, the reverb's history (not parameters or IRs)."""
+    """The twins' reset(): filter states, the compressor's gain, the reverb's history (not parameters or IRs)."""
     for i in range(10):
         d[F.S_ZI + i] = 0.0
     d[F.S_G] = 1.0
