@@ -88,6 +88,17 @@ SPECS: dict[str, ParamTable] = {
 EFFECT_NAMES: tuple[str, ...] = tuple(SPECS)
 #: The effects chain selection decides on; ``gain`` is the always-on level stage.
 SELECTABLE: tuple[str, ...] = ("eq", "compressor", "distortion", "reverb")
+#: The version of the effects' definition a model is trained for (an estimator file's metadata
+#: ``pimodule.fx.effects``; a file without it was made for version 1). A change to how an effect
+#: sounds for the same parameters takes the next number, with what it changes for older files.
+EFFECTS_VERSION = 2
+EFFECTS_CHANGES: dict[int, tuple[str, str]] = {
+    2: (
+        "compressor",
+        "the compressor now follows the peak level (it read a 5 ms RMS level when this file was "
+        "trained), so its compressor estimates compress a few dB harder than they were meant to",
+    ),
+}
 #: What counts as heard (pimodule.laptop.fx.batch): an effect that changes the sound by less than
 #: INAUDIBLE_DB (level-matched log-mel) is off, from AUDIBLE_DB on; LABEL_DB decides in between.
 INAUDIBLE_DB = 1.0

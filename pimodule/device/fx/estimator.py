@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pimodule.core.fx_specs import toward_neutral
+from pimodule.core.fx_specs import EFFECTS_CHANGES, EFFECTS_VERSION, toward_neutral
 from pimodule.core.modelfile import ModelFileError, parse_metadata
 from pimodule.device.modelcheck import load_checked
 
@@ -25,6 +25,8 @@ KEY_KEEP = "pimodule.fx.keep"
 #: per effect, how much of a kept blind estimate's size is applied (0-1, towards doing nothing;
 #: ``pimodule.core.fx_specs.toward_neutral``), calibrated with the thresholds (JSON)
 KEY_STRENGTH = "pimodule.fx.strength"
+#: the version of the effects' definition the file was trained for (``EFFECTS_VERSION``; absent: 1)
+KEY_EFFECTS = "pimodule.fx.effects"
 SELECTABLE = ("eq", "compressor", "distortion", "reverb")
 CURVE_WORDS = {"hard": "hard clipping", "soft": "soft clipping", "tanh": "overdrive"}
 
@@ -55,6 +57,9 @@ class OnnxEstimator:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.keep = read_per_effect(meta.get(KEY_KEEP), 0.0, 1.01)
         self.strength = read_per_effect(meta.get(KEY_STRENGTH), 0.0, 1.0)
+        self.effects_version = read_effects_version(meta.get(KEY_EFFECTS))
+        #: what a user should know about this file on this runtime ("" when nothing)
+        self.warning = effects_warning(name, self.effects_version, self.conditioning, self.keep)
 
     def run(self, wet: np.ndarray, other: np.ndarray | None = None):
         """``(batch, window)`` arrays -> ``(active, mode, unit)`` numpy arrays."""
@@ -92,6 +97,43 @@ def read_per_effect(text: str | None, lo: float, hi: float) -> dict[str, float]:
         return {str(k): float(v) for k, v in raw.items() if str(k) in SELECTABLE and lo <= float(v) <= hi}
     except (ValueError, TypeError, AttributeError):
         return {}
+
+
+def read_effects_version(text: str | None) -> int:
+    """The file's ``pimodule.fx.effects`` entry: a whole number from 1 (absent: 1; unreadable:
+    0, which no runtime plays as trained)."""
+    if text is None:
+        return 1
+    try:
+        version = int(str(text).strip())
+    except ValueError:
+        return 0
+    return version if 1 <= version <= 1_000_000 else 0
+
+
+def effects_warning(name: str, version: int, conditioning: str, keep: dict[str, float]) -> str:
+    """Why an estimator file's estimates may not sound on this runtime as they did in training:
+    the effects it can apply whose definition changed since the version it was trained for ("" when
+    none; a blind file's effect that it never keeps, threshold above 1, cannot be applied)."""
+    if version == EFFECTS_VERSION:
+        return ""
+    if version > EFFECTS_VERSION or version < 1:
+        return (
+            f"{name}: trained for effects version {version}, this runtime plays version {EFFECTS_VERSION}: "
+            "update pimodule here so that its estimates sound as they were trained"
+        )
+
+    def applied(effect: str) -> bool:
+        return conditioning != "blind" or keep.get(effect, 0.5) <= 1.0
+
+    changes = [text for v, (effect, text) in sorted(EFFECTS_CHANGES.items()) if v > version and applied(effect)]
+    if not changes:
+        return ""
+    return (
+        f"{name}: trained for effects version {version}, this runtime plays version {EFFECTS_VERSION}: "
+        + "; ".join(changes)
+        + " (export it again from its run, or train it again, to be exact)"
+    )
 
 
 def keep_confident(estimate: dict, keep: dict[str, float], strength: dict[str, float] | None = None) -> dict:

@@ -174,6 +174,8 @@ class FxAnalyzer(BackgroundThread):
         if self.on_histories is not None:
             self.on_histories(self.history, self.other_history)
         self.estimator = estimator
+        if estimator.warning:
+            log.warning("fx: %s", estimator.warning)
 
     @property
     def name(self) -> str:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SPECS
+from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, EFFECTS_VERSION, SPECS
 from pimodule.core.modelfile import FORMAT_VERSION, MIN_OPSET, ModelInfo
 from pimodule.core.params import ParamSpec, ParamTable
-from pimodule.device.fx.estimator import KEY_CHAIN, KEY_CONDITIONING, OnnxEstimator
+from pimodule.device.fx.estimator import KEY_CHAIN, KEY_CONDITIONING, KEY_EFFECTS, OnnxEstimator
 from pimodule.laptop.fx.chain import PARAM_SLICES
 from pimodule.laptop.fx.model import WINDOW_S, Estimator, analysis_samples
 from pimodule.laptop.fx.run import load_run
@@ -81,8 +81,15 @@ def share_constants(graph) -> int:
 
 
 def export_onnx(
-    model: Estimator, out: Path, name: str = "fx", provenance: dict | None = None, opset: int = MIN_OPSET
+    model: Estimator,
+    out: Path,
+    name: str = "fx",
+    provenance: dict | None = None,
+    opset: int = MIN_OPSET,
+    effects_version: int = EFFECTS_VERSION,
 ) -> Path:
+    """``model`` as one ONNX file with its metadata; ``effects_version``: the version of the
+    effects' definition it was trained for (a run's checkpoint says; see ``EFFECTS_VERSION``)."""
     import onnx
 
     cfg = model.config
@@ -124,6 +131,7 @@ def export_onnx(
     meta = info.to_metadata()
     meta[KEY_CHAIN] = json.dumps(chain_layout())
     meta[KEY_CONDITIONING] = cfg.conditioning
+    meta[KEY_EFFECTS] = str(int(effects_version))
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
@@ -146,6 +154,8 @@ def main(args: argparse.Namespace) -> int:
         "seconds_per_step": meta.get("seconds_per_step"),
         "train_seconds": meta.get("train_seconds"),
     }
-    out = export_onnx(model, args.out, args.name or args.out.stem, provenance)
+    # a checkpoint saved before runs recorded it was trained for the first version of the effects
+    effects_version = int(meta.get("effects_version", 1))
+    out = export_onnx(model, args.out, args.name or args.out.stem, provenance, effects_version=effects_version)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

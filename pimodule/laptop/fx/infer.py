@@ -36,6 +36,8 @@ class LoadedEstimator:
         path = Path(path)
         if path.suffix == ".onnx":
             self.backend = OnnxEstimator(path)
+            if self.backend.warning:
+                log.warning("%s", self.backend.warning)
             self.sample_rate = self.backend.sample_rate
             self.window = self.backend.window
             self.conditioning = self.backend.conditioning

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import torch
 
+from pimodule.core.fx_specs import EFFECTS_VERSION
 from pimodule.laptop import runs
 from pimodule.laptop.fx.batch import random_batch
 from pimodule.laptop.fx.chain import apply_chain
@@ -131,7 +132,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         progress=progress,
     )
     seconds: list[float] = []
-    meta: dict = {"train_seconds": train_seconds}
+    # the effects' definition the weights are trained for (exported into the file's metadata)
+    meta: dict = {"train_seconds": train_seconds, "effects_version": EFFECTS_VERSION}
 
     def checkpoint_now() -> None:
         meta["train_seconds"] = budget.elapsed_s

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pimodule.core.fx_specs import EFFECTS_VERSION
 from pimodule.core.modelfile import ModelFileError
 from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.laptop.fx.export import export_onnx
@@ -33,6 +34,7 @@ def test_onnx_matches_torch(which, request, tmp_path):
     assert est.window == analysis_samples(config.model, WINDOW_S)
     assert len(est.info.controls) == 25 and est.info.controls.names[0] == "eq.low_shelf_gain_db"
     assert est.conditioning == config.model.conditioning
+    assert est.effects_version == EFFECTS_VERSION and est.warning == ""  # trained for today's effects
     rng = np.random.default_rng(0)
     wet = (rng.standard_normal((3, est.window)) * 0.1).astype(np.float32)
     other = (rng.standard_normal((3, est.window)) * 0.1).astype(np.float32)
@@ -62,3 +64,27 @@ def test_non_fx_or_broken_files_are_refused(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError):
         OnnxEstimator(bad)
+
+
+def test_a_checkpoint_from_before_effects_versions_exports_as_version_1(tiny_run, tmp_path):
+    """A run's checkpoint records the effects' version it trained for; one saved before runs
+    recorded it was trained for version 1, and its file says so (the module then warns)."""
+    import argparse
+    import json
+    import shutil
+
+    from pimodule.laptop import runs
+    from pimodule.laptop.fx.export import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    _, _, meta = load_run(run)
+    assert meta["effects_version"] == EFFECTS_VERSION
+    _, meta, folder = runs.load_checkpoint(run, None)
+    meta.pop("effects_version")
+    (folder / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "old.onnx"
+    assert main(argparse.Namespace(run=run, checkpoint=None, out=out, name=None)) == 0
+    est = OnnxEstimator(out)
+    assert est.effects_version == 1
+    assert est.conditioning == "blind" and "compressor" in est.warning  # not calibrated: may keep it
