@@ -110,4 +110,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"the daemon, {args.seconds:.0f} s of a simulated CV melody on CV1 playing {voice.stem}:")
     status = run_daemon(voice, daemon_wav, args.seconds)
     print(f"daemon recording: {daemon_wav.resolve()}")
+    if status == 0 and daemon_wav.is_file():
+        played, _ = sf.read(str(daemon_wav), dtype="float32")
+        if not np.any(np.abs(played) > 1e-3):  # the daemon ran but its voice did not play
+            print(
+                f"the daemon's recording is silent: {voice.stem} did not play (its log above says why)",
+                file=sys.stderr,
+            )
+            return 1
     return status
