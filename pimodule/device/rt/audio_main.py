@@ -22,6 +22,7 @@ import time
 from pimodule.device import cpus
 from pimodule.device.rt import shared as L
 from pimodule.device.rt import stream as rt_stream  # the compiled callback (numba's cache, or compiled now)
+from pimodule.device.rt.shm import Shared
 
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.05
@@ -68,7 +69,7 @@ def _device_index(sd, device):
     raise ValueError(f"no audio output device matching {device!r}")
 
 
-def open_stream(block: L.Shared, callback_address: int, device, block_size: int, n_input_channels: int, latency: str):
+def open_stream(block: Shared, callback_address: int, device, block_size: int, n_input_channels: int, latency: str):
     """Open (not start) a PortAudio stream whose callback is the compiled C function."""
     import sounddevice as sd  # PortAudio: imported only in the audio process
 
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)  # the stop flag ends us; a signal just wakes the sleep
     parent = os.getppid()
     try:
-        block = L.Shared.attach(args.block)
+        block = Shared.attach(args.block)
     except (FileNotFoundError, ValueError) as err:
         _say(ready=False, error=f"cannot map the shared block: {err}")
         return 2

@@ -23,6 +23,7 @@ from pimodule.device.config import EngineConfig
 from pimodule.device.rt import setup
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.fxparams import FxChainWriter
+from pimodule.device.rt.shm import Shared
 from pimodule.device.rt.voices import Published, SlotWriter, compile_or_explain
 from pimodule.device.session import ModelSession
 from pimodule.device.voice.kernel import voice_frame
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 class RtGuard:
     """Gain and mute of the output (the callback's guard reads them from the block)."""
 
-    def __init__(self, block: L.Shared):
+    def __init__(self, block: Shared):
         self.block = block
         self.muted = False
 
@@ -59,7 +60,7 @@ class RtGuard:
 class RtAnalysis:
     """Transfer mode's analysis runs in the callback: nothing to start; its counters."""
 
-    def __init__(self, block: L.Shared):
+    def __init__(self, block: Shared):
         self.block = block
 
     def start(self) -> None:
@@ -77,7 +78,7 @@ class SharedHistory:
     """The last ``n`` samples of input L or R from the callback's ring in the block (the fx
     analyzer's :class:`~pimodule.device.fx.mode.InputHistory`, read side only)."""
 
-    def __init__(self, block: L.Shared, channel: str, n: int):
+    def __init__(self, block: Shared, channel: str, n: int):
         self.block = block
         self.ring = block.buf("F_IN_L" if channel == "L" else "F_IN_R")
         if n > self.ring.shape[0]:
@@ -114,9 +115,7 @@ class SharedHistory:
 class RtEngine:
     """:class:`pimodule.device.ort_engine.VoiceEngine`'s control surface over the shared block."""
 
-    def __init__(
-        self, block: L.Shared, *, config: EngineConfig | None = None, model_block: int = 64, cv_names=CV_NAMES
-    ):
+    def __init__(self, block: Shared, *, config: EngineConfig | None = None, model_block: int = 64, cv_names=CV_NAMES):
         self.block = block
         self.config = config or EngineConfig()
         ih = block.ih

@@ -85,6 +85,7 @@ from pimodule.device.rt.f0_frame import (
     _seg,
     _yin,
 )
+from pimodule.device.rt.shm import Shared
 
 OPTS = dsp.OPTS
 SILENCE_DB = -100.0
@@ -92,7 +93,7 @@ QUEUE = 64  # look-ahead queue capacity (frames)
 MAX_EVERY = 16  # the longest knot spacing (frames)
 
 
-def configure(block: L.Shared, features: StreamingFeatures | None = None, lookahead_frames: int | None = None) -> int:
+def configure(block: Shared, features: StreamingFeatures | None = None, lookahead_frames: int | None = None) -> int:
     """Write the analysis's sizes, tables and zeroed state into the block; returns the look-ahead
     (frames) the queue holds. ``features`` gives the tracker settings (its defaults otherwise)."""
     ih = block.ih
@@ -160,7 +161,7 @@ def configure(block: L.Shared, features: StreamingFeatures | None = None, lookah
     return lookahead_frames
 
 
-def reset_python(block: L.Shared) -> None:
+def reset_python(block: Shared) -> None:
     reset(block.ih, block.dh, block.fh)
 
 

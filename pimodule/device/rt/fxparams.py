@@ -35,6 +35,7 @@ from pimodule.device.rt import fft
 from pimodule.device.rt import fxlayout as fx
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import full_fence
+from pimodule.device.rt.shm import Shared
 
 
 def reverb_geometry(rate_hz: int) -> tuple[int, int]:
@@ -66,7 +67,7 @@ def _check_structure() -> None:
 class FxChainWriter:
     """Publishes a ChainTwin's targets into the block for :func:`pimodule.device.rt.fxchain.process`."""
 
-    def __init__(self, block: L.Shared):
+    def __init__(self, block: Shared):
         _check_structure()
         self.block = block
         ih = block.ih

@@ -23,6 +23,7 @@ import soundfile
 
 from pimodule.device.rt import shared as L
 from pimodule.device.rt import stream as rt_stream
+from pimodule.device.rt.shm import Shared
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 300.0  # the first start on a Pi may compile the callback (numba) for minutes
@@ -32,7 +33,7 @@ STOP_TIMEOUT_S = 5.0
 class RtStats:
     """The callback's statistics, read from the block (any thread of the control process)."""
 
-    def __init__(self, block: L.Shared):
+    def __init__(self, block: Shared):
         self.block = block
         self._seen = 0  # responses already summarised by cpu_percent's window
         self.n_exceptions = 0  # compiled code cannot raise
@@ -101,7 +102,7 @@ class RtStats:
 class RtRecorder:
     """What was played, from the block's recording ring (``--record``)."""
 
-    def __init__(self, block: L.Shared, sample_rate_hz: int):
+    def __init__(self, block: Shared, sample_rate_hz: int):
         self.block, self.sample_rate_hz = block, sample_rate_hz
         block.ih[L.I_RECORD] = 1
 
@@ -124,7 +125,7 @@ class RtRecorder:
 class AudioProcess:
     """One run of ``python -m pimodule.device.rt.audio_main``."""
 
-    def __init__(self, block: L.Shared, args: list[str]):
+    def __init__(self, block: Shared, args: list[str]):
         self.block, self.args = block, args
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
@@ -204,7 +205,7 @@ class RtRunner:
     def __init__(
         self,
         engine,
-        block: L.Shared,
+        block: Shared,
         *,
         sample_rate_hz: int,
         recorder: RtRecorder | None = None,
@@ -338,5 +339,5 @@ def _interleave(x: np.ndarray | None) -> np.ndarray:
     return np.ascontiguousarray(x[:, :2]).reshape(-1)
 
 
-def block_path_hint(block: L.Shared) -> Path:
+def block_path_hint(block: Shared) -> Path:
     return Path("/dev/shm") / block.name

@@ -15,6 +15,7 @@ from pimodule.device.guard import DEFAULT_CEILING, DEFAULT_GAIN_TIME_MS, DEFAULT
 from pimodule.device.resample import StreamingResampler
 from pimodule.device.rt import f0_loudness
 from pimodule.device.rt import shared as L
+from pimodule.device.rt.shm import Shared
 
 
 def branches(rate_in: int, rate_out: int) -> np.ndarray:
@@ -23,8 +24,8 @@ def branches(rate_in: int, rate_out: int) -> np.ndarray:
     return np.ascontiguousarray(rs._branches)  # noqa: SLF001 - the one filter design, shared
 
 
-def create_block(sizes: L.Sizes, name: str | None = None) -> L.Shared:
-    block = L.Shared.create(
+def create_block(sizes: L.Sizes, name: str | None = None) -> Shared:
+    block = Shared.create(
         sizes,
         branches(sizes.model_rate_hz, sizes.device_rate_hz),
         branches(sizes.device_rate_hz, sizes.model_rate_hz),
@@ -41,18 +42,18 @@ def create_block(sizes: L.Sizes, name: str | None = None) -> L.Shared:
     return block
 
 
-def block_offset(block: L.Shared, name: str) -> int:
+def block_offset(block: Shared, name: str) -> int:
     return int(block.ih[L.I_BUF + 2 * L.BUF[name]])
 
 
-def reset_resamplers(block: L.Shared) -> None:
+def reset_resamplers(block: Shared) -> None:
     """The upsampler's state: write position after the history, no samples yet."""
     st = block.buf("I_ANA")
     ih = block.ih
     st[0], st[1], st[2], st[3] = ih[L.I_UP_TAPS] - 1, 0, 0, ih[L.I_UP_DOWN]
 
 
-def write_params(block: L.Shared, cfg, cv_names=CV_NAMES, gate_index: int = 0) -> None:
+def write_params(block: Shared, cfg, cv_names=CV_NAMES, gate_index: int = 0) -> None:
     """Engine settings (``EngineConfig``) into ``D_PARAMS`` (control process, any time)."""
     p = block.buf("D_PARAMS")
     ih = block.ih
@@ -73,9 +74,9 @@ def write_params(block: L.Shared, cfg, cv_names=CV_NAMES, gate_index: int = 0) -
     set_gain_db(block, cfg.gain_db)
 
 
-def set_gain_db(block: L.Shared, gain_db: float) -> None:
+def set_gain_db(block: Shared, gain_db: float) -> None:
     block.buf("D_PARAMS")[L.P_GAIN] = db_to_gain(gain_db)
 
 
-def set_mode(block: L.Shared, mode: str) -> None:
+def set_mode(block: Shared, mode: str) -> None:
     block.ih[L.I_MODE_REQ] = MODES.index(mode)

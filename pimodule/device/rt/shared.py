@@ -1,4 +1,5 @@
-"""The shared-memory block of the real-time engine: where everything lives.
+"""The shared-memory block of the real-time engine: where everything lives (its layout; the mapping
+of it into a process is :class:`pimodule.device.rt.shm.Shared`).
 
 Both processes map one block (``multiprocessing.shared_memory``). It holds three heaps: ``ih``
 (int64), ``dh`` (float64) and ``fh`` (float32). ``ih`` starts with a fixed table: the slots named
@@ -15,12 +16,7 @@ ARM cores may reorder stores otherwise.
 from __future__ import annotations
 
 import math
-import mmap
-import os
-import secrets
 from dataclasses import dataclass
-
-import numpy as np
 
 MAGIC = 0x706D6F6475726531  # "pmodure1"
 VERSION = 4
@@ -133,7 +129,7 @@ SLOT_STRIDE = 16
 KIND_EMPTY, KIND_COMPILED, KIND_RING = 0, 1, 2
 # -- buffers: (offset, length) pairs at I_BUF + 2 * id -----------------------------------------------------
 I_BUF = 256
-_BUFFERS = (
+BUFFERS = (
     # float32 heap
     ("F_UP_TAPS", "f"),  # upsampler polyphase branches (up, taps), reversed
     ("F_UP_BUF", "f"),  # upsampler input history
@@ -178,9 +174,9 @@ _BUFFERS = (
     ("I_ANA", "i"),
     ("I_FX", "i"),  # the fx chain's counters, indices and FFT table (pimodule.device.rt.fxchain)
 )
-BUF = {name: i for i, (name, _) in enumerate(_BUFFERS)}
+BUF = {name: i for i, (name, _) in enumerate(BUFFERS)}
 globals().update(BUF)
-N_BUFFERS = len(_BUFFERS)
+N_BUFFERS = len(BUFFERS)
 
 # -- D_PARAMS fields (C) ----------------------------------------------------------------------------------
 (
@@ -235,7 +231,7 @@ class Sizes:
     analysis_doubles: int = 1 << 15
 
 
-def _up_down(rate_in: int, rate_out: int) -> tuple[int, int]:
+def rate_ratio(rate_in: int, rate_out: int) -> tuple[int, int]:
     g = math.gcd(rate_in, rate_out)
     return rate_out // g, rate_in // g
 
@@ -243,8 +239,8 @@ def _up_down(rate_in: int, rate_out: int) -> tuple[int, int]:
 def plan(sizes: Sizes, up_taps: int, dn_taps: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int, int]]:
     """Offsets and lengths of every buffer in its heap, and the heaps' lengths."""
     s = sizes
-    up_up, up_down = _up_down(s.model_rate_hz, s.device_rate_hz)
-    dn_up, dn_down = _up_down(s.device_rate_hz, s.model_rate_hz)
+    up_up, up_down = rate_ratio(s.model_rate_hz, s.device_rate_hz)
+    dn_up, dn_down = rate_ratio(s.device_rate_hz, s.model_rate_hz)
     frame_out = -(-s.hop * up_up // up_down) + 1
     dn_out = -(-s.max_chunk * dn_up // dn_down) + 1
     lengths = {
@@ -291,127 +287,9 @@ def plan(sizes: Sizes, up_taps: int, dn_taps: int) -> tuple[dict[str, tuple[int,
     }
     offsets: dict[str, tuple[int, int]] = {}
     heads = {"f": 0, "d": 0, "i": N_HEADER}
-    for name, heap in _BUFFERS:
+    for name, heap in BUFFERS:
         n = int(lengths[name])
         start = heads[heap] + (-heads[heap]) % 16  # 64-byte aligned float32, 128-byte for 8-byte heaps
         offsets[name] = (start, n)
         heads[heap] = start + n
     return offsets, (heads["i"], heads["d"], heads["f"])
-
-
-SHM_DIR = "/dev/shm"
-
-
-class Shared:
-    """The block, mapped: ``ih``, ``dh``, ``fh`` numpy views and the buffers by name.
-
-    The block is a file in ``/dev/shm`` (mode 0600, a random name) mapped by both processes. The
-    numpy views keep the mapping alive, so values can still be read after :meth:`close` (which
-    removes the file's name); the memory goes when the last view does."""
-
-    def __init__(self, path: str, mm: mmap.mmap, owner: bool):
-        self.path, self.owner = path, owner
-        head = np.frombuffer(mm, np.int64, N_HEADER)
-        if head[I_MAGIC] != MAGIC or head[I_VERSION] != VERSION:
-            raise ValueError("not a pimodule real-time block (or another version)")
-        n_i, n_d, n_f = (int(head[k]) for k in (I_N_I, I_N_D, I_N_F))
-        self.ih = np.frombuffer(mm, np.int64, n_i, 0)
-        self.dh = np.frombuffer(mm, np.float64, n_d, 8 * n_i)
-        self.fh = np.frombuffer(mm, np.float32, n_f, 8 * (n_i + n_d))
-        self.closed = False
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-    def buf(self, name: str) -> np.ndarray:
-        """A view of one buffer."""
-        i = BUF[name]
-        off, n = int(self.ih[I_BUF + 2 * i]), int(self.ih[I_BUF + 2 * i + 1])
-        heap = {"f": self.fh, "d": self.dh, "i": self.ih}[_BUFFERS[i][1]]
-        return heap[off : off + n]
-
-    @classmethod
-    def create(cls, sizes: Sizes, up_taps: np.ndarray, dn_taps: np.ndarray, name: str | None = None) -> Shared:
-        """A new zeroed block; ``up_taps``/``dn_taps`` are (phases, taps) polyphase branches."""
-        offsets, (n_i, n_d, n_f) = plan(sizes, up_taps.shape[1], dn_taps.shape[1])
-        nbytes = 8 * n_i + 8 * n_d + 4 * n_f
-        path = os.path.join(SHM_DIR, name or f"pimodule-{os.getpid()}-{secrets.token_hex(6)}")
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.ftruncate(fd, nbytes)
-            mm = mmap.mmap(fd, nbytes)
-        finally:
-            os.close(fd)
-        head = np.frombuffer(mm, np.int64, N_HEADER)
-        s = sizes
-        up_up, up_down = _up_down(s.model_rate_hz, s.device_rate_hz)
-        dn_up, dn_down = _up_down(s.device_rate_hz, s.model_rate_hz)
-        values = {
-            I_MAGIC: MAGIC,
-            I_VERSION: VERSION,
-            I_N_I: n_i,
-            I_N_D: n_d,
-            I_N_F: n_f,
-            I_DEVICE_RATE: s.device_rate_hz,
-            I_MAX_CHUNK: s.max_chunk,
-            I_MODEL_RATE: s.model_rate_hz,
-            I_HOP: s.hop,
-            I_UP_UP: up_up,
-            I_UP_DOWN: up_down,
-            I_UP_TAPS: up_taps.shape[1],
-            I_DN_UP: dn_up,
-            I_DN_DOWN: dn_down,
-            I_DN_TAPS: dn_taps.shape[1],
-            I_OUT_RING: offsets["F_OUT_RING"][1],
-            I_IN_RING: s.in_ring,
-            I_REC_LEN: s.record_samples,
-            I_N_RESP: s.n_responses,
-            I_MAX_W: s.max_weights,
-            I_MAX_L: s.max_layout,
-            I_MAX_S: s.max_state,
-            I_MAX_X: s.max_scratch,
-            I_N_OUT_CH: s.n_output_channels,
-            I_IN_CH_L: s.input_channel,
-            I_IN_CH_R: 1 - min(s.input_channel, 1),
-            I_CROSSFADE: offsets["F_FADE"][1],
-            I_MODE_FADE: max(1, round(s.mode_fade_ms * 1e-3 * s.device_rate_hz)),
-            I_ORT_FRAMES: s.ort_frames,
-            I_SIM_LEN: s.sim_samples,
-            I_N_CTRL: N_CTRL,
-            I_FX_LEN: s.fx_floats,
-            I_ACTIVE: -1,
-            I_FADING: -1,
-            I_PENDING: -1,
-        }
-        for k, v in values.items():
-            head[k] = v
-        for name_, (off, n) in offsets.items():
-            head[I_BUF + 2 * BUF[name_]] = off
-            head[I_BUF + 2 * BUF[name_] + 1] = n
-        block = cls(path, mm, owner=True)
-        block.buf("F_UP_TAPS")[:] = up_taps.reshape(-1)
-        block.buf("F_DN_TAPS")[:] = dn_taps.reshape(-1)
-        t = (np.arange(offsets["F_FADE"][1]) + 1.0) / offsets["F_FADE"][1]
-        block.buf("F_FADE")[:] = (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
-        return block
-
-    @classmethod
-    def attach(cls, name: str) -> Shared:
-        path = os.path.join(SHM_DIR, os.path.basename(name))
-        fd = os.open(path, os.O_RDWR)
-        try:
-            mm = mmap.mmap(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
-        return cls(path, mm, owner=False)
-
-    def close(self) -> None:
-        """The owner removes the block's name (nothing is left in /dev/shm); the mapping stays
-        until the last view of it goes."""
-        if self.owner and not self.closed:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-        self.closed = True

@@ -17,6 +17,7 @@ import numpy as np
 
 from pimodule.device.rt import shared as L
 from pimodule.device.rt.lowlevel import full_fence as fence
+from pimodule.device.rt.shm import Shared
 from pimodule.device.voice.onnx_graph import UnsupportedVoice
 from pimodule.device.voice.weights import VoiceWeights, read_voice
 
@@ -45,7 +46,7 @@ def compile_or_explain(session) -> tuple[VoiceWeights | None, str]:
 class SlotWriter:
     """Writes voices into the block's two slots and publishes them."""
 
-    def __init__(self, block: L.Shared):
+    def __init__(self, block: Shared):
         self.block = block
         self.slots: list[Published | None] = [None, None]
         self.ort: OrtFeeder | None = None
@@ -133,7 +134,7 @@ class OrtFeeder:
     :data:`ORT_AHEAD_FRAMES` frames behind (the latency this path adds, stated by
     :meth:`latency_samples`). If the thread falls behind, the callback plays silence and counts it."""
 
-    def __init__(self, block: L.Shared, session):
+    def __init__(self, block: Shared, session):
         self.block, self.session = block, session
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pimodule-ort-voice", daemon=True)

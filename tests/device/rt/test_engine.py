@@ -4,7 +4,7 @@ a voice that goes bad replaced by silence at once, a voice it cannot compile sti
 
 from __future__ import annotations
 
-import threading
+import time
 
 import numpy as np
 import pytest
@@ -189,25 +189,23 @@ def test_a_voice_it_cannot_compile_plays_through_onnxruntime_with_a_stated_laten
     assert np.max(np.abs(y[lag + 2000 :] - ref[2000 : len(ref) - lag])) < 1e-5
 
 
-def test_voice_cost_counts_the_frame_not_the_wait_for_another_thread():
-    """The budget check's measure: with another Python thread of the daemon busy, every frame's
-    wall time holds a wait for the GIL (the switch interval); the cost held against the budget is
-    the frame's own CPU time, so a voice is not refused for the daemon's other work."""
-    stop = threading.Event()
+def test_voice_cost_counts_the_frame_not_the_waits_around_it(monkeypatch):
+    """The budget check's measure is the frame's own CPU time. In the daemon a frame's wall time
+    also holds waits that are not the voice's (the GIL taken back from the daemon's other threads,
+    other processes on the core); here every frame is followed by a 5 ms wait, which the cost must
+    leave out and the wall time shows."""
+    from pimodule.device.rt import engine
 
-    def busy() -> None:
-        while not stop.is_set():
-            sum(range(1000))
+    real = engine.voice_frame
 
-    thread = threading.Thread(target=busy, daemon=True)
-    thread.start()
-    try:
-        cost = voice_cost(EXPORT / "violin.onnx", n_frames=60)
-    finally:
-        stop.set()
-        thread.join()
+    def frame_then_wait(*args):
+        real(*args)
+        time.sleep(0.005)
+
+    monkeypatch.setattr(engine, "voice_frame", frame_then_wait)
+    cost = voice_cost(EXPORT / "violin.onnx", n_frames=40)
     assert cost["engine"] == "compiled"
     values = [cost[k] for k in ("p50_us", "p99_us", "wall_p50_us", "wall_p99_us")]
     assert all(np.isfinite(v) and v > 0 for v in values)
     assert cost["p50_us"] <= cost["p99_us"] and cost["wall_p50_us"] <= cost["wall_p99_us"]
-    assert cost["p99_us"] < cost["wall_p50_us"]  # the waits are in the wall time only
+    assert cost["p50_us"] < 5000.0 <= cost["wall_p50_us"]  # the wait is in the wall time only
