@@ -8,7 +8,8 @@ by default (:mod:`pimodule.laptop.fx.refine`, about 10 s, with progress; ``--no-
 checks the network's chain against the audio):
 every chain that reaches you has been compared with doing nothing but matching the level, and with
 simpler chains, on the audio itself, and the closest won. With ``--reference``: the chain that makes
-``--input`` sound like the reference (a reference-conditioned model hears both; a blind one
+``--input`` sound like the reference (a reference-conditioned model hears both, and only what
+brings the input closer to the reference's sound than the input as it is stays on; a blind one
 estimates the reference's chain and plays it on the input). Each effect comes with a confidence in
 words ("reverb: on, sure"). ``--apply-to x.wav --out y.wav`` renders the estimate with the
 real-time twins, normalised to peak at -1 dBFS when it would go above (and says so). ``--send
@@ -43,6 +44,7 @@ from pimodule.laptop.fx.infer import (
     peak_safe,
     read_mono,
     refine_estimate,
+    styled_estimate,
     to_rate,
 )
 from pimodule.laptop.fx.push import parse_target, push
@@ -115,8 +117,15 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         if is_silent(ref, ref_sr):
             return None, [f"no signal in {args.reference}: no estimate"], 1
         if est.conditioning == "reference":
-            chain = est.estimate(ref, ref_sr, other=wet, other_rate=sr)
-            return describe(chain, 0), notes, 0
+            result = styled_estimate(est, wet, sr, ref, ref_sr)
+            desc = describe(result.chain, 0)
+            for name, word in result.confidence.items():
+                desc[name]["confidence"] = word
+            notes.append(
+                f"checked in {result.seconds:.1f} s: {result.choice} brings the input closest to the reference's "
+                f"sound (distance {result.distance[0]:.2f}; the input as it is {result.level_only[0]:.2f})"
+            )
+            return desc, notes, 0
         if est.conditioning == "blind":  # the reference's own chain, played on the input
             notes.append("a blind model: the reference's chain is estimated and played on the input")
             return keep_confident(describe(est.estimate(ref, ref_sr), 0), est.keep, est.strength), notes, 0

@@ -147,6 +147,25 @@ def refine_estimate(
     )
 
 
+def styled_estimate(
+    estimator: LoadedEstimator, x: np.ndarray, x_rate: int, reference: np.ndarray, reference_rate: int
+) -> Refined:
+    """A reference-conditioned estimator's chain for the input ``x`` to sound like ``reference``,
+    checked on the audio (:func:`pimodule.laptop.fx.style.choose_for_reference`: only what brings
+    ``x`` closer to the reference's sound than ``x`` as it is stays on; the reference's level)."""
+    from pimodule.laptop.fx.style import choose_for_reference
+
+    chain = estimator.estimate(reference, reference_rate, other=x, other_rate=x_rate)
+    rate = estimator.sample_rate
+    return choose_for_reference(
+        torch.from_numpy(to_rate(x, x_rate, rate)),
+        torch.from_numpy(to_rate(reference, reference_rate, rate)),
+        rate,
+        chain.hard(),
+        chain.active,
+    )
+
+
 def _envelope_db(x: np.ndarray, rate: int) -> np.ndarray:
     frame = max(1, rate // 50)  # 20 ms
     n = len(x) // frame

@@ -45,7 +45,7 @@ from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import keep_confident
 from pimodule.laptop.fx import realbench
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe, with_strength
-from pimodule.laptop.fx.infer import LoadedEstimator, lined_up, refine_estimate
+from pimodule.laptop.fx.infer import LoadedEstimator, lined_up, refine_estimate, styled_estimate
 from pimodule.laptop.fx.losses import mel_distance, mrstft
 from pimodule.laptop.fx.realbench import SAMPLE_RATE, Example
 from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, render
@@ -264,6 +264,15 @@ def reference_model(model: LoadedEstimator, ex: Example) -> Outcome:
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
+def reference_checked(model: LoadedEstimator, ex: Example) -> Outcome:
+    """A reference-conditioned model's chain checked on the audio as the CLI checks it
+    (:func:`pimodule.laptop.fx.infer.styled_estimate`), played on the input b."""
+    t0 = time.perf_counter()
+    r = styled_estimate(model, ex.dry, SAMPLE_RATE, ex.reference, SAMPLE_RATE)
+    est = render(_f64(ex.dry), SAMPLE_RATE, r.chain.to(torch.float64))[0]
+    return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
+
+
 def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refine: RefineConfig):
     """(rows for the dry-conditioned and blind examples, rows for the style examples)."""
     rows: dict[str, Callable[[Example], Outcome]] = {"level only": level_only}
@@ -280,7 +289,8 @@ def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refin
             style[f"{name} from the reference"] = lambda e, m=m: blind(m, e, kept=True, style=True)
             style[f"{name} + reference match"] = lambda e, m=m: reference_match(m, e, refine)
         else:
-            style[f"{name}"] = lambda e, m=m: reference_model(m, e)
+            style[f"{name} network"] = lambda e, m=m: reference_model(m, e)
+            style[f"{name} checked"] = lambda e, m=m: reference_checked(m, e)
     return rows, style
 
 

@@ -82,9 +82,32 @@ def match_reference(
             if progress is not None:
                 progress(steps, config.steps, elapsed)
     chosen = _hard_mode(Chain(start.active, torch.sigmoid(best_z), torch.softmax(best_m, -1)))
+    return choose_for_reference(x, reference, sample_rate, chosen, estimate.active, steps=steps, t0=t0)
+
+
+def choose_for_reference(
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    sample_rate: int,
+    chain: Chain,
+    probability: torch.Tensor | None = None,
+    *,
+    steps: int = 0,
+    t0: float | None = None,
+) -> Refined:
+    """What of ``chain`` (hard, ``(1, ...)``) to play on the input ``x`` so that it sounds like
+    ``reference``, never further from it than ``x`` left as it is: effects whose removal changes
+    the output by less than 1.5 dB are off, then
+    :func:`~pimodule.device.fx.decide.simplest_closest` keeps what earns its place in feature
+    distance (:func:`style_features`) against the simpler chains and the input alone. The level is
+    the reference's (RMS). ``probability``: the estimator's, for the confidence words."""
+    t0 = time.perf_counter() if t0 is None else t0
+    x, reference = x.float().reshape(-1), reference.float().reshape(-1)
+    chosen = _hard_mode(chain.to(torch.float32))
+    target = style_features(reference[None], sample_rate)
     y = render(x, sample_rate, chosen)
     change = removal_changes(x, y, sample_rate, chosen, SELECTABLE)
-    kept = tuple(e for e in SELECTABLE if change[e] >= LABEL_DB)
+    kept = tuple(e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] > 0.5 and change[e] >= LABEL_DB)
     renders = {}
 
     def distance_of(sub: tuple) -> tuple[float, float]:
@@ -103,12 +126,13 @@ def match_reference(
         float(reference.square().mean().sqrt()) / (float(out.square().mean().sqrt()) + 1e-12) + 1e-12
     )
     final.unit[0, PARAM_SLICES["gain"]] = float(_GAIN_SPEC.to_unit(_GAIN_SPEC.clamp(gain_db)))
+    p = chosen.active if probability is None else probability
     words = {
         e: confidence(
             e in picked,
             change.get(e, 0.0),
             margin(scores, picked, e) if e in picked else 0.0,
-            float(estimate.active[0, EFFECT_NAMES.index(e)]),
+            float(p[0, EFFECT_NAMES.index(e)]),
             True,
         )
         for e in SELECTABLE

@@ -44,11 +44,12 @@ def test_blind_estimate_json_and_apply(tiny_run, tmp_path, capsys):
 def test_reference_style_transfer_renders_the_input(tiny_reference_run, tmp_path, capsys):
     x = _wav(tmp_path / "x.wav", channels=1)
     ref = _wav(tmp_path / "ref.wav", seconds=0.7, sr=16000, channels=1)
-    code, _ = _run(
+    code, out = _run(
         [str(tiny_reference_run), "--input", str(x), "--reference", str(ref), "--out", str(tmp_path / "styled.wav")],
         capsys,
     )
     assert code == 0 and (tmp_path / "styled.wav").exists()
+    assert "brings the input closest to the reference's sound" in out  # checked, never further than the input
 
 
 def test_errors(tiny_run, tiny_reference_run, tiny_paired_run, tmp_path, capsys):

@@ -137,3 +137,22 @@ def test_keep_thresholds_bound_the_share_made_worse_with_confidence():
     assert worse_bound(round(stats_sure["worse"] * n), n) <= 0.05 < worse_bound(round(stats_point["worse"] * n), n)
     assert sure["distortion"] > point["distortion"] and stats_sure["better"] < stats_point["better"]
     assert worse_bound(0, 160) == pytest.approx(0.0185, abs=1e-3) and worse_bound(5, 5) == 1.0
+
+
+def test_rows_of_a_reference_model(tiny_reference_run):
+    model = LoadedEstimator(tiny_reference_run)
+    if model.sample_rate != realbench.SAMPLE_RATE:
+        pytest.skip("the tiny runs are not at the benchmark's rate")
+    recs = [r for r in realbench.RECORDINGS if r.name in ("flute", "drumloop")]
+    try:
+        style_examples = realbench.build_style(seed=1, draws=1, families=("pedalboard",), recordings=recs)
+    except realbench.BenchmarkError as err:
+        pytest.skip(str(err))
+    assert len(style_examples) == 2
+    rows, style = realeval.benchmark_rows({"ref": model}, CheckConfig(), RefineConfig(steps=2))
+    assert set(rows) == {"level only"}
+    assert set(style) == {"level only (the reference's)", "ref network", "ref checked"}
+    out = realeval.run_rows(style, style_examples)
+    for r in out.values():
+        assert len(r["ratios_lm"]) == len(style_examples) and all(np.isfinite(r["ratios_lm"]))
+        assert 0 <= r["share_not_worse_lm"] <= 1 and r["seconds_per_example"] >= 0
