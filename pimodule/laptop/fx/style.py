@@ -103,7 +103,7 @@ def choose_for_reference(
     the reference's (RMS). ``probability``: the estimator's, for the confidence words."""
     t0 = time.perf_counter() if t0 is None else t0
     x, reference = x.float().reshape(-1), reference.float().reshape(-1)
-    chosen = _hard_mode(chain.to(torch.float32))
+    chosen = _hard_mode(_neutral_gain(chain.to(torch.float32)))  # the level is set last, from the render
     target = style_features(reference[None], sample_rate)
     y = render(x, sample_rate, chosen)
     change = removal_changes(x, y, sample_rate, chosen, SELECTABLE)

@@ -41,8 +41,12 @@ def test_never_further_from_the_reference_than_the_input_as_it_is(seed):
     x, a = _source(10 + seed), _source(20 + seed)
     truth, guess = sample_chain(1, g, min_active=2), sample_chain(1, g, p_active=0.8)
     reference = render(a, RATE, truth)[0]
+    reference = reference * (0.05 / reference.square().mean().sqrt())  # within the gain stage's reach
     r = choose_for_reference(x, reference, RATE, guess)
     assert r.distance[0] <= r.level_only[0] + 1e-9
+    played = render(x, RATE, r.chain)[0]  # at the reference's level, whatever gain the estimate had
+    level_db = 20 * torch.log10(played.square().mean().sqrt() / reference.square().mean().sqrt())
+    assert abs(float(level_db)) < 0.1
     assert set(r.confidence) == set(SELECTABLE) and torch.isfinite(r.chain.unit).all()
     for e in SELECTABLE:  # nothing the estimate left off is switched on
         if guess.active[0, EFFECT_NAMES.index(e)] < 0.5:
