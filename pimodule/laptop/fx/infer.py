@@ -24,6 +24,7 @@ from pimodule.laptop.fx.chain import Chain
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
 from pimodule.laptop.fx.refine import RefineConfig, Refined, refine_one
 from pimodule.laptop.fx.run import load_run
+from pimodule.laptop.fx.style import choose_for_reference
 
 log = logging.getLogger(__name__)
 KEEP_FILE = "keep.json"  # a run folder's calibrated keep thresholds (pimodule.laptop.fx.calibrate)
@@ -153,8 +154,6 @@ def styled_estimate(
     """A reference-conditioned estimator's chain for the input ``x`` to sound like ``reference``,
     checked on the audio (:func:`pimodule.laptop.fx.style.choose_for_reference`: only what brings
     ``x`` closer to the reference's sound than ``x`` as it is stays on; the reference's level)."""
-    from pimodule.laptop.fx.style import choose_for_reference
-
     chain = estimator.estimate(reference, reference_rate, other=x, other_rate=x_rate)
     rate = estimator.sample_rate
     return choose_for_reference(
