@@ -120,6 +120,9 @@ fx-models: venv
 	$(BIN)/pimodule export $(RUNS)/fx_dry_world --out export/fx-dry.onnx
 	$(BIN)/pimodule export $(RUNS)/fx_blind_world --out $(OUT)/fx-world.onnx
 	$(BIN)/python -m pimodule.laptop.fx.calibrate $(OUT)/fx-world.onnx
+	# the reference-conditioned estimator (style transfer), from scratch, 45 min at most
+	$(BIN)/pimodule train fx --out $(RUNS)/fx_ref_world --config configs/fx_ref_world.toml
+	$(BIN)/pimodule export $(RUNS)/fx_ref_world --out export/fx-ref.onnx --name fx-ref
 	$(MAKE) fx-eval
 
 # The shipped estimators as the module runs them (onnxruntime): on the project's held-out cases (256
@@ -127,7 +130,7 @@ fx-models: venv
 # does, on the first 64), and on the real-recording benchmark (--real: recordings never trained on,
 # from alsa-utils, puredata-doc, supercollider-common and pyo, through chains of pedalboard, the sox
 # CLI and dasp-pytorch; SoX and dasp-pytorch are never seen in training or tuning). About 1.5 h.
-FX_EVAL_MODELS ?= export/fx.onnx export/fx-dry.onnx
+FX_EVAL_MODELS ?= export/fx.onnx export/fx-dry.onnx export/fx-ref.onnx
 transfer-eval: venv
 	$(BIN)/python -m pip install -q pyo==1.1.0
 	$(BIN)/python -m pimodule.laptop.analysis_eval --json docs/results/transfer_analysis.json

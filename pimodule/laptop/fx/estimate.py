@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 EXAMPLES = (
     "pimodule estimate export/fx-dry.onnx --input wet.wav --dry dry.wav",
     "pimodule estimate export/fx.onnx --input wet.wav --apply-to guitar.wav --out guitar_fx.wav",
-    "pimodule estimate export/fx.onnx --input guitar.wav --reference ref.wav --out guitar_styled.wav",
+    "pimodule estimate export/fx-ref.onnx --input guitar.wav --reference ref.wav --out guitar_styled.wav",
     "pimodule estimate export/fx-dry.onnx --input wet.wav --dry dry.wav --send pimodule.local",
 )
 

@@ -56,6 +56,6 @@ def test_a_file_without_the_entry_warns_once_loaded(tmp_path):
     assert est.effects_version == 1 and "old-dry.onnx" in est.warning and "compressor" in est.warning
 
 
-@pytest.mark.parametrize("name", ["fx.onnx", "fx-dry.onnx"])
+@pytest.mark.parametrize("name", ["fx.onnx", "fx-dry.onnx", "fx-ref.onnx"])
 def test_the_shipped_estimators_play_as_trained(name):
     assert OnnxEstimator(EXPORT / name).warning == ""

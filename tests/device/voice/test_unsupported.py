@@ -103,7 +103,7 @@ def test_int8_scaled_along_the_inputs_is_kept_as_float32_and_still_matches(tmp_p
     assert result["audio"] <= 1e-5 and result["gru_h"] <= 5e-5
 
 
-@pytest.mark.parametrize("name", ["fx", "fx-dry"])
+@pytest.mark.parametrize("name", ["fx", "fx-dry", "fx-ref"])
 def test_effect_estimator_is_unsupported(name):
     with pytest.raises(UnsupportedVoice, match="not a ddsp voice"):
         read_voice(EXPORT / f"{name}.onnx")
