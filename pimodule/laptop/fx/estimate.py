@@ -48,7 +48,7 @@ from pimodule.laptop.fx.infer import (
     to_rate,
 )
 from pimodule.laptop.fx.push import parse_target, push
-from pimodule.laptop.fx.refine import RefineConfig
+from pimodule.laptop.fx.refine import RefineConfig, Refined
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,14 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _described(result: Refined) -> dict:
+    """A checked or refined estimate as the user reads it: the chain with each effect's words."""
+    desc = describe(result.chain, 0)
+    for name, word in result.confidence.items():
+        desc[name]["confidence"] = word
+    return desc
+
+
 def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
     """(the chain described, notes for the user, exit code); None when there is nothing to say."""
     notes: list[str] = []
@@ -118,9 +126,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
             return None, [f"no signal in {args.reference}: no estimate"], 1
         if est.conditioning == "reference":
             result = styled_estimate(est, wet, sr, ref, ref_sr)
-            desc = describe(result.chain, 0)
-            for name, word in result.confidence.items():
-                desc[name]["confidence"] = word
+            desc = _described(result)
             notes.append(
                 f"checked in {result.seconds:.1f} s: {result.choice} brings the input closest to the reference's "
                 f"sound (distance {result.distance[0]:.2f}; the input as it is {result.level_only[0]:.2f})"
@@ -171,9 +177,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         finally:
             if bar is not None:
                 bar.close()
-        desc = describe(result.chain, 0)
-        for name, word in result.confidence.items():
-            desc[name]["confidence"] = word
+        desc = _described(result)
         what = "refined" if args.refine else "checked"
         notes.append(
             f"{what} in {result.seconds:.1f} s ({result.steps} fitting steps): {result.choice} was closest to the "

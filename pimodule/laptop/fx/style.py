@@ -107,7 +107,7 @@ def choose_for_reference(
     target = style_features(reference[None], sample_rate)
     y = render(x, sample_rate, chosen)
     change = removal_changes(x, y, sample_rate, chosen, SELECTABLE)
-    kept = tuple(e for e in SELECTABLE if chosen.active[0, EFFECT_NAMES.index(e)] > 0.5 and change[e] >= LABEL_DB)
+    kept = tuple(e for e in SELECTABLE if change[e] >= LABEL_DB)  # an effect left off changes nothing
     renders = {}
 
     def distance_of(sub: tuple) -> tuple[float, float]:
