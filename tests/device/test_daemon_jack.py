@@ -108,13 +108,17 @@ def test_playback_under_osc_storm_and_20_model_swaps(jack_server, model_dir):
             c.send("/pimodule/model/load", "bad_nan")
             c.send("/pimodule/mode", "transfer")
             c.send("/pimodule/mode", "synth")
-            assert d.loader.wait_idle(120)
+            # read as a client does (Pd reads all the time) until the refusal arrives: the check runs
+            # in a child process that takes seconds on a loaded machine, and a receive buffer left
+            # unread meanwhile fills with status and drops the refusal's datagram
             errors = []
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not any("bad_nan" in str(e) for e in errors):
                 msg = c.receive(0.5)
                 if msg is not None and msg[0] == "/pimodule/error":
                     errors.append(msg[1])
+            assert d.loader.wait_idle(120)
+            deadline = time.monotonic()
             while d.runner.recorder.n < 2 * jack_server.rate_hz and time.monotonic() < deadline + 20:
                 time.sleep(0.05)  # keep playing (and storming) for at least two seconds
             status = d.controller.status()
