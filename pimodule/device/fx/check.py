@@ -264,13 +264,15 @@ class SubsetCheck:
         if dry.shape != wet.shape or not (np.all(np.isfinite(dry)) and np.all(np.isfinite(wet))):
             raise ValueError(f"dry {dry.shape} and wet {wet.shape} must be finite and of one length")
         on = [n for n in SELECTABLE if n in estimate and estimate[n].get("active")]
-        gain_db = closed_form_gain_db(self._chain(dry, estimate, on), wet)
+        gain_db = closed_form_gain_db(self.chain(dry, estimate, on), wet)
         out = dict(estimate)
         gain = dict(out.get("gain", {}))
         out["gain"] = {**gain, "active": True, "params": {**gain.get("params", {}), "gain_db": gain_db}}
         return out
 
-    def _chain(self, x: np.ndarray, items: dict, on) -> np.ndarray:
+    def chain(self, x: np.ndarray, items: dict, on) -> np.ndarray:
+        """``x`` through the effects of ``items`` named in ``on`` (in chain order; a non-finite
+        stage gives silence)."""
         for name in SELECTABLE:
             if name in on:
                 x = self._render(name, x, items[name])
@@ -285,18 +287,17 @@ class SubsetCheck:
         refine's). Returns (the effects on, each one's margin: how much farther
         the render gets without it, the removal changes dB, the effects the fit had on); sets
         ``last["choice"]``, ``last["candidates"]`` and the gain in closed form (``last["gain_db"]``)."""
-        full = self._chain(dry, items, on)
+        full = self.chain(dry, items, on)
         full_mel = self._mel(full)
         change = {
-            n: float(np.abs(self._mel(self._chain(dry, items, [m for m in on if m != n])) - full_mel).mean())
-            for n in on
+            n: float(np.abs(self._mel(self.chain(dry, items, [m for m in on if m != n])) - full_mel).mean()) for n in on
         }
         kept = tuple(n for n in on if heard(n, change[n]))
         target_u, target_mel = unit_rms(wet), self._mel(wet)
         renders = {}
 
         def distance_of(sub):
-            r = renders[sub] = full if list(sub) == on else self._chain(dry, items, sub)
+            r = renders[sub] = full if list(sub) == on else self.chain(dry, items, sub)
             return mrstft(unit_rms(r), target_u), float(np.abs(self._mel(r) - target_mel).mean())
 
         chosen, dist = simplest_closest(kept, distance_of, effect_costs(probability or {}))

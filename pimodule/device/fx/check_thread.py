@@ -1,10 +1,13 @@
-"""fx mode: the module's check of a dry model's estimates against the audio, on its own thread.
+"""fx mode: the module's check of a conditioned model's estimates against the audio, on its own thread.
 
-The analyzer (pimodule.device.fx.mode) offers each estimate of a dry-conditioned estimator with
-the windows it came from (wet L, dry R, at the estimator's rate); every ``interval_s`` this thread
-takes the newest offer and checks it with the twins (:class:`pimodule.device.fx.check.SubsetCheck`:
-the on/off combinations rendered and ranked against the wet window, the best ones' main
-parameters searched, effects that are not heard switched off). The checked chain is published
+The analyzer (pimodule.device.fx.mode) offers each estimate of a dry- or reference-conditioned
+estimator with the windows it came from (L and R, at the estimator's rate); every ``interval_s``
+this thread takes the newest offer and checks it with the twins. A dry model's
+(:class:`pimodule.device.fx.check.SubsetCheck`: wet L, dry R): the on/off combinations rendered
+and ranked against the wet window, the best ones' main parameters searched, effects that are not
+heard switched off. A reference model's (:class:`pimodule.device.fx.style_check.ReferenceCheck`:
+reference L, input R): only what brings R closer to the reference's sound than R as it is stays
+on, at the reference's level. The checked chain is published
 under ``/pimodule/fx/checked/…`` and, from the first check on, it is what matching plays: the
 analyzer's estimates keep coming every ≤ 250 ms, the slower check (about half a second of work per
 window on this machine) decides the chain. Numpy only; never in the audio callback.
@@ -19,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
+from pimodule.device.fx.style_check import ReferenceCheck
 from pimodule.device.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
@@ -38,8 +42,8 @@ class FxChecker(BackgroundThread):
         self.config = config if config is not None else CheckConfig()
         self.follow = follow
         self.publish = publish
-        self._offer: tuple | None = None  # (sample rate, wet, dry, estimate), newest wins
-        self._checks: dict[int, SubsetCheck] = {}  # one per sample rate
+        self._offer: tuple | None = None  # (sample rate, L, R, estimate, conditioning), newest wins
+        self._checks: dict[tuple[str, int], SubsetCheck | ReferenceCheck] = {}  # per conditioning and rate
         self.latest: dict = {}
         self.n_checks = 0
         self.n_failed = 0
@@ -50,9 +54,15 @@ class FxChecker(BackgroundThread):
         """True once a check has decided the chain (matching follows the checks, not the estimates)."""
         return self.n_checks > 0
 
-    def offer(self, sample_rate: int, wet: np.ndarray, dry: np.ndarray, estimate: dict) -> None:
-        """The analyzer's newest estimate and its windows (one reference store; any thread)."""
-        self._offer = (int(sample_rate), wet, dry, estimate)
+    def offer(
+        self, sample_rate: int, left: np.ndarray, right: np.ndarray, estimate: dict, conditioning: str = "dry"
+    ) -> None:
+        """The analyzer's newest estimate and its windows (one reference store; any thread): for a
+        ``dry`` model L is the wet signal and R its dry source, for a ``reference`` model L is the
+        reference and R the input to restyle."""
+        if conditioning not in ("dry", "reference"):
+            raise ValueError(f"nothing to check a {conditioning!r} estimate against")
+        self._offer = (int(sample_rate), left, right, estimate, conditioning)
 
     def reset(self) -> None:
         """Another estimator: forget the offers and checks of the last one."""
@@ -65,12 +75,13 @@ class FxChecker(BackgroundThread):
         offer, self._offer = self._offer, None
         if offer is None:
             return None
-        rate, wet, dry, estimate = offer
-        if rate not in self._checks:
-            self._checks[rate] = SubsetCheck(rate, self.config)
+        rate, left, right, estimate, conditioning = offer
+        key = (conditioning, rate)
+        if key not in self._checks:
+            self._checks[key] = SubsetCheck(rate, self.config) if conditioning == "dry" else ReferenceCheck(rate)
         t0 = time.perf_counter()
         try:
-            checked = self._checks[rate](dry, wet, estimate)
+            checked = self._checks[key](right, left, estimate)
         except (ValueError, KeyError, FloatingPointError) as err:
             self.n_failed += 1
             log.warning("fx check refused a window: %s", err)

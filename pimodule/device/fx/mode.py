@@ -20,9 +20,10 @@
   latency, up to ``LAG_S``; :mod:`pimodule.device.fx.align`), R's window is taken that much
   earlier; a lag is adopted once found in two analyses running (status ``fx_lag_ms``). Every
   window's DC offset is taken out.
-- A dry model's estimates are also checked against the audio on a slower thread
+- A dry or reference model's estimates are also checked against the audio on a slower thread
   (pimodule.device.fx.check_thread, ``fx.check``); from the first check on, the checked chain is the
-  one matching follows. Until then its estimates reach the matcher with their level set in closed
+  one matching follows (a reference model's: only what brings input R closer to the reference's
+  sound than R as it is, at the reference's level; the laptop's rules). Until then its estimates reach the matcher with their level set in closed
   form on the windows they came from (``SubsetCheck.with_level``): a dry model is trained with
   levels matched, so its own gain output means nothing (it was 10 dB off on the median example).
 - Another estimator (``/pimodule/fx/model``) is loaded and checked by the analyzer's own thread
@@ -262,16 +263,23 @@ class FxAnalyzer(BackgroundThread):
         else:
             a = self.smoothing
             self._smoothed = tuple((1 - a) * old + a * cur for old, cur in zip(self._smoothed, new))
-        estimate = self.estimator.describe(*self._smoothed)
-        if self.estimator.conditioning != "dry":  # nothing to check against: keep what it is sure of
-            estimate = keep_confident(estimate, self.estimator.keep, self.estimator.strength)
+        described = self.estimator.describe(*self._smoothed)
+        conditioning = self.estimator.conditioning
+        if conditioning != "dry":  # until a check decides: keep what it is sure of
+            estimate = keep_confident(described, self.estimator.keep, self.estimator.strength)
         else:  # a dry model's gain output means nothing: the level in closed form
-            estimate = self._leveller.with_level(other[0], y[0], estimate)
+            estimate = self._leveller.with_level(other[0], y[0], described)
         self.latest = estimate
         self.n_runs += 1
-        checker = self.checker if self.estimator.conditioning == "dry" else None
+        checker = self.checker if conditioning != "blind" else None  # a blind one has nothing to check against
         if checker is not None:  # the check decides the chain from its first result on
-            checker.offer(self.estimator.sample_rate, y[0], other[0], estimate)
+            checker.offer(
+                self.estimator.sample_rate,
+                y[0],
+                other[0],
+                estimate if conditioning == "dry" else described,
+                conditioning,
+            )
         if self.matcher is not None and not (checker is not None and checker.driving):
             self.matcher.follow(estimate)
         if self.on_estimate is not None:

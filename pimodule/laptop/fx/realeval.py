@@ -24,7 +24,9 @@ is below 1, and where the level-matched ratio is at most 1 ("never worse than do
 level alone scores exactly 1); detection: each effect's on/off against what is audible in the
 third-party chain (removing it changes the output by ≥ 1.5 dB), and the whole audible chain right;
 seconds per example on this machine. Style transfer rows (DeepAFx-ST: the estimate from the
-reference rendered on the input b, compared with the target chain(b)) are scored the same way.
+reference rendered on the input b, compared with the target chain(b)) are scored the same way;
+a reference model's rows: ``network`` (its decisions at p ≥ 0.5), ``checked`` (as ``pimodule
+estimate --reference`` checks it) and ``module check`` (as fx mode checks it, on one window).
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ import torch
 from pimodule.core.fx_specs import EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig, SubsetCheck
 from pimodule.device.fx.estimator import keep_confident
+from pimodule.device.fx.style_check import ReferenceCheck
 from pimodule.laptop.fx import realbench
 from pimodule.laptop.fx.chain import PARAM_SLICES, Chain, describe, with_strength
 from pimodule.laptop.fx.infer import LoadedEstimator, lined_up, refine_estimate, styled_estimate
 from pimodule.laptop.fx.losses import mel_distance, mrstft
 from pimodule.laptop.fx.realbench import SAMPLE_RATE, Example
-from pimodule.laptop.fx.refine import RefineConfig, closed_form_gain_db, loudest, render
+from pimodule.laptop.fx.refine import RefineConfig, _neutral_gain, closed_form_gain_db, loudest, render
 from pimodule.laptop.fx.style import match_reference
 
 log = logging.getLogger(__name__)
@@ -205,6 +208,12 @@ def module_check(model: LoadedEstimator, ex: Example, config: CheckConfig = Chec
     dry, wet = ex.dry[part], ex.wet[part]
     chain = model.estimate(wet, SAMPLE_RATE, other=dry)
     out = SubsetCheck(SAMPLE_RATE, config)(dry, wet, describe(chain, 0))
+    c, est = _closed_form(_checked_chain(chain, out), _f64(ex.dry), _f64(ex.wet))
+    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+
+
+def _checked_chain(chain: Chain, out: dict) -> Chain:
+    """The network's ``chain`` with a module check's decisions and values (``out``, physical units)."""
     active = chain.hard().active.clone()
     unit = chain.unit.clone()
     for name in EFFECT_NAMES:
@@ -212,9 +221,7 @@ def module_check(model: LoadedEstimator, ex: Example, config: CheckConfig = Chec
             active[0, EFFECT_NAMES.index(name)] = float(out[name]["active"])
         for j, spec in enumerate(SPECS[name]):
             unit[0, PARAM_SLICES[name].start + j] = float(spec.to_unit(out[name]["params"][spec.name]))
-    modes = chain.hard().mode_weights
-    c, est = _closed_form(Chain(active, unit, modes), _f64(ex.dry), _f64(ex.wet))
-    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+    return Chain(active, unit, chain.hard().mode_weights)
 
 
 def blind(model: LoadedEstimator, ex: Example, kept: bool, style: bool = False) -> Outcome:
@@ -273,6 +280,22 @@ def reference_checked(model: LoadedEstimator, ex: Example) -> Outcome:
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
 
 
+def reference_module_check(model: LoadedEstimator, ex: Example) -> Outcome:
+    """A reference-conditioned model as fx mode runs it: the network and the module's check
+    (:class:`pimodule.device.fx.style_check.ReferenceCheck`) on one analysis window of each input
+    (the loudest; they need not line up), the chain played on the whole input b at the
+    reference's level."""
+    t0 = time.perf_counter()
+    ref = ex.reference[loudest(torch.from_numpy(ex.reference), model.window)]
+    x = ex.dry[loudest(torch.from_numpy(ex.dry), model.window)]
+    chain = model.estimate(ref, SAMPLE_RATE, other=x)
+    out = ReferenceCheck(SAMPLE_RATE)(x, ref, describe(chain, 0))
+    c = _checked_chain(chain, out)
+    est, y = render(_f64(ex.dry), SAMPLE_RATE, _neutral_gain(c.to(torch.float64)))[0], _f64(ex.reference)
+    est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+    return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
+
+
 def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refine: RefineConfig):
     """(rows for the dry-conditioned and blind examples, rows for the style examples)."""
     rows: dict[str, Callable[[Example], Outcome]] = {"level only": level_only}
@@ -291,6 +314,7 @@ def benchmark_rows(models: dict[str, LoadedEstimator], check: CheckConfig, refin
         else:
             style[f"{name} network"] = lambda e, m=m: reference_model(m, e)
             style[f"{name} checked"] = lambda e, m=m: reference_checked(m, e)
+            style[f"{name} module check"] = lambda e, m=m: reference_module_check(m, e)
     return rows, style
 
 

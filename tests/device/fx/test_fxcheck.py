@@ -1,6 +1,7 @@
-"""fx mode's check of a dry model's estimates (pimodule.device.fx.check_thread): offered windows are
-checked off the analyzer's thread, the checked chain then drives matching, bad windows are
-refused and change nothing, the daemon publishes the checks."""
+"""fx mode's check of a dry or reference model's estimates (pimodule.device.fx.check_thread):
+offered windows are checked off the analyzer's thread, the checked chain then drives matching, bad
+windows are refused and change nothing, a blind model's estimates have nothing to be checked
+against, the daemon publishes the checks."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pimodule.device.fx.check_thread import FxChecker
 from pimodule.device.fx.mode import FxAnalyzer, FxMatcher
 
 FX_DRY_MODEL = Path(__file__).resolve().parents[3] / "export" / "fx-dry.onnx"
+FX_REF_MODEL = FX_DRY_MODEL.with_name("fx-ref.onnx")
+FX_BLIND_MODEL = FX_DRY_MODEL.with_name("fx.onnx")
 RATE_HZ = 48000
 FAST = CheckConfig(n_candidates=1, steps=(0.1,))
 pytestmark = pytest.mark.timeout(180)
@@ -74,6 +77,44 @@ def test_a_window_the_check_refuses_changes_nothing():
     bad[100] = np.nan
     checker.offer(16000, bad, dry, est)
     assert checker.check_once() is None and checker.n_failed == 2 and checker.latest == {}
+
+
+def test_a_reference_models_estimate_is_checked_against_the_reference():
+    """Reference L (a clipped tone), input R (another, clean tone): the checked chain keeps only
+    what brings R closer to the reference's sound than R as it is, at the reference's level, and
+    drives matching from then on."""
+    from pimodule.device.fx.style_check import ReferenceCheck
+
+    matcher = FxMatcher(RATE_HZ, 256)
+    checker = FxChecker(0.05, follow=matcher.follow, config=FAST)
+    analyzer = FxAnalyzer(FX_REF_MODEL, RATE_HZ, interval_s=0.1, smoothing=1.0, matcher=matcher, checker=checker)
+    assert analyzer.estimator.conditioning == "reference"
+    reference, x = _clipped(_dry(1.5, seed=1)), _dry(1.5, seed=2)[::-1].copy()  # other content
+    analyzer.history.write(reference)
+    analyzer.other_history.write(x)
+    first = analyzer.analyse_once()
+    assert first is not None and not checker.driving
+    checked = checker.check_once()
+    assert checked is not None and checker.driving
+    held = matcher.matched()
+    assert all(held[n]["active"] == checked[n]["active"] for n in SELECTABLE)
+    assert all(checked[n]["confidence"] for n in SELECTABLE)
+    check = next(iter(checker._checks.values()))
+    assert isinstance(check, ReferenceCheck)
+    scores = check.last["candidates"]
+    picked = tuple(n for n in SELECTABLE if checked[n]["active"])
+    assert scores[picked][0] <= scores[()][0]  # never further from the reference than R as it is
+    assert checked["distortion"]["active"]  # the reference's clipping is what R lacks
+
+
+def test_a_blind_models_estimates_are_not_offered():
+    checker = FxChecker(0.05, config=FAST)
+    analyzer = FxAnalyzer(FX_BLIND_MODEL, RATE_HZ, interval_s=0.1, checker=checker)
+    analyzer.history.write(_clipped(_dry(1.5)))
+    assert analyzer.analyse_once() is not None
+    assert checker.check_once() is None and not checker.driving
+    with pytest.raises(ValueError, match="blind"):
+        checker.offer(16000, _dry(1.0, 16000), _dry(1.0, 16000), {}, "blind")
 
 
 def test_another_estimator_forgets_the_checks():

@@ -151,7 +151,7 @@ def test_rows_of_a_reference_model(tiny_reference_run):
     assert len(style_examples) == 2
     rows, style = realeval.benchmark_rows({"ref": model}, CheckConfig(), RefineConfig(steps=2))
     assert set(rows) == {"level only"}
-    assert set(style) == {"level only (the reference's)", "ref network", "ref checked"}
+    assert set(style) == {"level only (the reference's)", "ref network", "ref checked", "ref module check"}
     out = realeval.run_rows(style, style_examples)
     for r in out.values():
         assert len(r["ratios_lm"]) == len(style_examples) and all(np.isfinite(r["ratios_lm"]))
