@@ -62,6 +62,10 @@ EXAMPLES = (
 )
 
 
+#: the real-recording benchmark's parts (pimodule.laptop.fx.realeval) that each of --cases selects
+REAL_PARTS = {"estimate": ("chain", "pedalboard"), "style": ("style",)}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", type=Path, help="fx training run folders or exported .onnx estimators")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md")
@@ -96,7 +100,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--only-real",
         action="store_true",
         dest="only_real",
-        help="score the real-recording benchmark only (real.json; the held-out cases are skipped)",
+        help="score the real-recording benchmark only (real.json; the held-out cases are skipped; --cases style: "
+        "its style-transfer examples only, chain or pedalboard: its wet files' examples only)",
     )
     parser.add_argument(
         "--refine",
@@ -354,7 +359,10 @@ def markdown(results: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if getattr(args, "only_real", False):
-        print(f"real-recording benchmark: {realeval.write_real(args.out, args.models, args.seed, args.real_draws)}")
+        # the style case is the benchmark's style-transfer part; chain and pedalboard, its wet files'
+        parts = tuple(p for p, cases in REAL_PARTS.items() if set(cases) & set(args.cases))
+        path = realeval.write_real(args.out, args.models, args.seed, args.real_draws, parts)
+        print(f"real-recording benchmark: {path}")
         return 0
     loaded = {path.name: _load(path) for path in args.models}
     sr, n_samples = next(iter(loaded.values()))[1:3]

@@ -330,16 +330,13 @@ def reference_match(model: LoadedEstimator, ex: Example, config: RefineConfig = 
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
 
 
-def real_benchmark(paths, seed: int, draws: int) -> dict:
-    """The models (exported files or run folders) on the real-recording benchmark: every row."""
+def real_benchmark(paths, seed: int, draws: int, parts: tuple[str, ...] = ("estimate", "style")) -> dict:
+    """The models (exported files or run folders) on the real-recording benchmark: every row of
+    its ``parts`` (``estimate``: the wet files' examples, ``style``: the style-transfer ones)."""
     models = {Path(p).name: LoadedEstimator(p) for p in paths}
     check, refine_config = CheckConfig(), RefineConfig()
-    examples = realbench.build(seed=seed, draws=draws)
-    style = realbench.build_style(seed=seed, draws=draws)
     rows, style_rows = benchmark_rows(models, check, refine_config)
-    return {
-        "benchmark": realbench.describe_benchmark(examples),
-        "style_benchmark": realbench.describe_benchmark(style),
+    out = {
         "seed": seed,
         "draws": draws,
         "check": dataclasses.asdict(check),
@@ -347,15 +344,20 @@ def real_benchmark(paths, seed: int, draws: int) -> dict:
         "models": {
             n: {"conditioning": m.conditioning, "keep": m.keep, "strength": m.strength} for n, m in models.items()
         },
-        "rows": run_rows(rows, examples),
-        "style_rows": run_rows(style_rows, style),
     }
+    if "estimate" in parts:
+        examples = realbench.build(seed=seed, draws=draws)
+        out.update(benchmark=realbench.describe_benchmark(examples), rows=run_rows(rows, examples))
+    if "style" in parts:
+        style = realbench.build_style(seed=seed, draws=draws)
+        out.update(style_benchmark=realbench.describe_benchmark(style), style_rows=run_rows(style_rows, style))
+    return out
 
 
-def write_real(out: Path, paths, seed: int, draws: int) -> Path:
+def write_real(out: Path, paths, seed: int, draws: int, parts: tuple[str, ...] = ("estimate", "style")) -> Path:
     """:func:`real_benchmark` into ``out/real.json`` (the folder made if needed); returns its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "real.json"
-    path.write_text(json.dumps(real_benchmark(paths, seed, draws), indent=1))
+    path.write_text(json.dumps(real_benchmark(paths, seed, draws, parts), indent=1))
     return path

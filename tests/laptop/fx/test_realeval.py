@@ -3,6 +3,7 @@ than it, every row reports what the results page shows; blind keep thresholds fo
 
 from __future__ import annotations
 
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -156,3 +157,26 @@ def test_rows_of_a_reference_model(tiny_reference_run):
     for r in out.values():
         assert len(r["ratios_lm"]) == len(style_examples) and all(np.isfinite(r["ratios_lm"]))
         assert 0 <= r["share_not_worse_lm"] <= 1 and r["seconds_per_example"] >= 0
+
+
+def test_the_eval_cli_scores_the_style_part_alone(tiny_reference_run, tmp_path, monkeypatch):
+    """``pimodule eval fx --only-real --cases style``: the style-transfer examples only (a few
+    minutes, where the whole benchmark takes half an hour)."""
+    import argparse
+
+    from pimodule.laptop.fx import evaluate
+
+    built = []
+    monkeypatch.setattr(realbench, "build", lambda **k: built.append("estimate") or [])
+    monkeypatch.setattr(realbench, "build_style", lambda **k: built.append("style") or [])
+    monkeypatch.setattr(realbench, "describe_benchmark", lambda examples: {"n": len(examples)})
+    parser = argparse.ArgumentParser()
+    evaluate.configure(parser)
+    args = parser.parse_args([str(tiny_reference_run), "--out", str(tmp_path), "--only-real", "--cases", "style"])
+    assert evaluate.main(args) == 0
+    out = json.loads((tmp_path / "real.json").read_text())
+    assert built == ["style"] and "style_rows" in out and "rows" not in out
+    args = parser.parse_args([str(tiny_reference_run), "--out", str(tmp_path), "--only-real"])
+    assert evaluate.main(args) == 0
+    out = json.loads((tmp_path / "real.json").read_text())
+    assert built == ["style", "estimate", "style"] and {"rows", "style_rows"} <= set(out)
