@@ -77,7 +77,7 @@ class FxConfig:
     interval_s: float = 0.25  # how often the estimator runs in fx mode (at most every 250 ms)
     smoothing: float = 0.5  # weight of each new estimate in the running average
     match: bool = False  # apply the estimated chain to input R (matching mode)
-    check: bool = True  # a dry model's estimates checked against the audio (pimodule.device.fx.check_thread)
+    check: bool = True  # a dry or reference model's estimates checked on the audio (device.fx.check_thread)
     check_interval_s: float = 1.0  # pause between checks (each takes about 0.5 s of one core here)
 
 
