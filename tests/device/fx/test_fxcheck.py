@@ -129,12 +129,16 @@ def test_another_estimator_forgets_the_checks():
     assert not checker.driving and checker.check_once() is None
 
 
-def test_the_daemon_publishes_checks_and_counts_them(fx_daemon):
+@pytest.mark.parametrize("model", [FX_DRY_MODEL, FX_REF_MODEL], ids=["dry", "reference"])
+def test_the_daemon_publishes_checks_and_counts_them(fx_daemon, model):
+    """L the wet signal (dry model) or the reference (reference model: R, the input, is other
+    content), both a clipped tone: the check hears the clipping and says so over OSC."""
     from pimodule.device.io.osc import OscClient
 
     dry = np.tile(_dry(2.0), 15)
+    right = dry if model == FX_DRY_MODEL else np.tile(_dry(2.0, seed=3)[::-1], 15)
     got = {}
-    with fx_daemon(FX_DRY_MODEL, np.stack([_clipped(dry), dry], 1), 30.0, check_interval_s=0.2) as d:
+    with fx_daemon(model, np.stack([_clipped(dry), right], 1), 30.0, check_interval_s=0.2) as d:
         assert d.fx.checker is not None
         with OscClient("127.0.0.1", d.osc.port) as c:
             c.request("/pimodule/status/subscribe", c.port, 2.0, expect="/pimodule/status/subscribed", timeout_s=20)
