@@ -104,6 +104,23 @@ def subset_log_likelihood(probability: np.ndarray) -> np.ndarray:
     return np.where(SUBSETS, np.log(p), np.log1p(-p)).sum(-1)
 
 
+def checked_inputs(a: tuple, b: tuple, estimate: dict, *, same_length: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two named signals ``(name, audio)`` as 1-D float64, or ValueError (shorter than 1024
+    samples, not finite, lengths that differ when ``same_length``); KeyError when ``estimate``
+    lacks a selectable effect."""
+    (na, xa), (nb, xb) = a, b
+    xa, xb = np.asarray(xa, np.float64).reshape(-1), np.asarray(xb, np.float64).reshape(-1)
+    if min(xa.shape[0], xb.shape[0]) < 1024 or (same_length and xa.shape != xb.shape):
+        equal = " equal and" if same_length else ""
+        raise ValueError(f"{na} {xa.shape} and {nb} {xb.shape} must be{equal} >= 1024 samples")
+    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(xb))):
+        raise ValueError(f"{na} and {nb} must be finite")
+    missing = [n for n in SELECTABLE if n not in estimate]
+    if missing:
+        raise KeyError(f"the estimate has no {', '.join(missing)}")
+    return xa, xb
+
+
 class SubsetCheck:
     """Checks estimates at one sample rate; keeps one twin per effect (reset for every render)."""
 
@@ -196,15 +213,7 @@ class SubsetCheck:
         estimator describes it) checked against ``wet``, the chain's output for ``dry`` (1-D, the
         same length, at this check's rate): its selectable effects' ``active`` decided, and with
         a search (``n_candidates`` > 0) their searched parameters fitted."""
-        dry = np.asarray(dry, np.float64).reshape(-1)
-        wet = np.asarray(wet, np.float64).reshape(-1)
-        if dry.shape != wet.shape or dry.shape[0] < 1024:
-            raise ValueError(f"dry {dry.shape} and wet {wet.shape} must be equal and >= 1024 samples")
-        if not (np.all(np.isfinite(dry)) and np.all(np.isfinite(wet))):
-            raise ValueError("dry and wet must be finite")
-        missing = [n for n in SELECTABLE if n not in estimate]
-        if missing:
-            raise KeyError(f"the estimate has no {', '.join(missing)}")
+        dry, wet = checked_inputs(("dry", dry), ("wet", wet), estimate, same_length=True)
         target = self._mel(wet)
         # (audio, its log-mel, the changes of the effects switched on so far), level by level
         nodes = [(dry, self._mel(dry), np.zeros(len(SELECTABLE)))]

@@ -19,7 +19,7 @@ import numpy as np
 
 from pimodule.core.fx_specs import LABEL_DB, SELECTABLE, SPECS
 from pimodule.core.melscale import log_mel_db, unit_rms
-from pimodule.device.fx.check import CheckConfig, SubsetCheck
+from pimodule.device.fx.check import CheckConfig, SubsetCheck, checked_inputs
 from pimodule.device.fx.decide import confidence, label, margin, simplest_closest
 
 
@@ -49,15 +49,7 @@ class ReferenceCheck:
         estimator describes it) for the input ``x`` to sound like ``reference`` (1-D, at this
         check's rate, any lengths ≥ 1024 samples): its selectable effects' ``active`` decided, each
         with ``confidence`` in words, the gain stage at the reference's level."""
-        x = np.asarray(x, np.float64).reshape(-1)
-        reference = np.asarray(reference, np.float64).reshape(-1)
-        if min(x.shape[0], reference.shape[0]) < 1024:
-            raise ValueError(f"input {x.shape} and reference {reference.shape} must be >= 1024 samples")
-        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(reference))):
-            raise ValueError("input and reference must be finite")
-        missing = [n for n in SELECTABLE if n not in estimate]
-        if missing:
-            raise KeyError(f"the estimate has no {', '.join(missing)}")
+        x, reference = checked_inputs(("input", x), ("reference", reference), estimate, same_length=False)
         rate, chain = self.sample_rate, self._twins.chain
         on = [n for n in SELECTABLE if estimate[n].get("active")]
         full = chain(x, estimate, on)

@@ -11,7 +11,7 @@ import torch
 from pimodule.core.fx_specs import DISTORTION_MODES, EFFECT_NAMES, SELECTABLE, SPECS
 from pimodule.device.fx.style_check import ReferenceCheck, style_features
 from pimodule.laptop.fx.batch import render_stages
-from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, sample_chain
+from pimodule.laptop.fx.chain import N_MODES, PARAM_SLICES, Chain, describe, sample_chain
 from pimodule.laptop.fx.style import choose_for_reference
 from pimodule.laptop.fx.style import style_features as torch_style_features
 
@@ -25,20 +25,6 @@ def _content(sample_rate: int, seed: int, seconds: float = 1.0) -> torch.Tensor:
     env = torch.exp(-8 * (t % period))
     tone = sum(torch.sin(2 * torch.pi * f * r * k * t) / k for r in (1.0, 1.5) for k in (1, 2, 3))
     return 0.2 * env * tone + 0.01 * torch.randn(t.shape, generator=gen)
-
-
-def _describe(chain: Chain, i: int) -> dict:
-    out = {}
-    for k, name in enumerate(EFFECT_NAMES):
-        unit = chain.unit[i, PARAM_SLICES[name]].numpy()
-        p = float(chain.active[i, k])
-        out[name] = {
-            "active": p >= 0.5,
-            "probability": p,
-            "params": {s.name: float(s.from_unit(float(u))) for s, u in zip(SPECS[name], unit)},
-        }
-    out["distortion"]["mode"] = DISTORTION_MODES[int(chain.mode_weights[i].argmax())]
-    return out
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 22050])
@@ -69,7 +55,7 @@ def test_decisions_are_the_laptops_and_never_further_than_the_input(sample_rate)
         prob = (0.6 * truth.active[i : i + 1] + 0.4 * torch.rand(1, len(EFFECT_NAMES), generator=gen)).clamp(0, 1)
         guess = Chain(prob, unit, truth.mode_weights[i : i + 1])
         laptop = choose_for_reference(b, reference[0], sample_rate, guess.hard(), guess.active)
-        out = check(b.numpy(), reference[0].numpy(), _describe(guess, 0))
+        out = check(b.numpy(), reference[0].numpy(), describe(guess, 0))
         mine = np.array([out[e]["active"] for e in SELECTABLE])
         differ += int(np.any(mine != (laptop.chain.active[0, cols].numpy() >= 0.5)))
         kept += int(mine.any())
@@ -97,7 +83,7 @@ def test_a_heard_clipper_stays_and_a_flat_eq_goes():
             unit[0, PARAM_SLICES["eq"].start + j] = float(spec.to_unit(0.0))
     clipped = Chain(active, unit, torch.eye(N_MODES)[DISTORTION_MODES.index("hard")][None])
     reference, _ = render_stages(a[None], sr, clipped)
-    guess = _describe(clipped, 0)
+    guess = describe(clipped, 0)
     guess["eq"].update(active=True, probability=0.7)
     out = ReferenceCheck(sr)(b.numpy(), reference[0].numpy(), guess)
     assert {e: out[e]["active"] for e in SELECTABLE} == {
@@ -126,7 +112,7 @@ def test_a_heard_clipper_stays_and_a_flat_eq_goes():
 def test_bad_input_is_refused():
     sr = 16000
     check = ReferenceCheck(sr)
-    est = _describe(sample_chain(1, torch.Generator().manual_seed(2)).hard(), 0)
+    est = describe(sample_chain(1, torch.Generator().manual_seed(2)).hard(), 0)
     x = _content(sr, 3).numpy()
     with pytest.raises(ValueError, match="1024"):
         check(x[:100], x, est)
