@@ -6,7 +6,8 @@ device extra pulls in, including what the real-time engine added) and the native
 module uses, one after another. ``python sigill_items.py model PATH``: opens the model file in an
 onnxruntime session and runs it (a voice frame by frame through
 :class:`pimodule.device.session.ModelSession`; an effect estimator on a window of noise through
-fx mode's own check, :func:`pimodule.device.fx.mode.checked_estimator`), then, for a voice, plays it through the
+fx mode's own check, :func:`pimodule.device.fx.mode.checked_estimator`, and a dry or reference
+model's estimate through the module's check of it, ``fx-check``), then, for a voice, plays it through the
 compiled engine as the audio process does (:mod:`pimodule.device.rt.probe`, synth and transfer;
 fx mode with every effect of the chain on, through ``engine_record.py``).
 
@@ -124,7 +125,27 @@ def run_model(path: str, seconds: float) -> int:
     active, mode, unit = est.run(x, x if est.conditioning != "blind" else None)
     described = est.describe(active[0], mode[0], unit[0])
     say("OK", "ort-session", f"fx estimator ({est.conditioning}), window {est.window}, effects {','.join(described)}")
-    return 0
+    if est.conditioning == "blind":
+        return 0  # nothing to check a blind estimate against
+    # fx mode's check of a conditioned estimate (numpy and scipy twins, on the check thread): L a
+    # clipped tone (the wet signal, or the reference), R the tone (its dry source, or the input)
+    from pimodule.device.fx.check import SubsetCheck
+    from pimodule.device.fx.style_check import ReferenceCheck
+
+    say("BEGIN", "fx-check")
+    t = np.arange(est.window) / est.sample_rate
+    dry = 0.25 * np.sin(2 * np.pi * 196 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t))
+    wet = 0.6 * np.clip(10 * dry, -0.5, 0.5)
+    described = {n: {**item, "active": True} for n, item in described.items()}  # every twin rendered
+    t0 = time.monotonic()
+    if est.conditioning == "dry":
+        out = SubsetCheck(est.sample_rate)(dry, wet, described)
+    else:
+        out = ReferenceCheck(est.sample_rate)(dry, wet, described)
+    on = [n for n, item in out.items() if item.get("active")]
+    finite = all(np.isfinite(v) for item in out.values() for v in item["params"].values())
+    say("OK" if finite else "ERROR", "fx-check", f"{time.monotonic() - t0:.1f}s on: {','.join(on)} finite={finite}")
+    return 0 if finite else 1
 
 
 def _kind(path: str) -> str:
