@@ -148,6 +148,8 @@ def test_the_daemon_publishes_checks_and_counts_them(fx_daemon, model):
                 if msg:
                     got[msg[0]] = msg[1]
             status = c.request("/pimodule/status", expect="/pimodule/status/fx_checks", timeout_s=10)
+            inputs = c.request("/pimodule/status", expect="/pimodule/status/fx_inputs", timeout_s=10)[1]
     assert got.get("/pimodule/fx/checked/distortion/active") == [1]
     assert "/pimodule/fx/checked/distortion/drive_db" in got and status[1][0] >= 1
+    assert inputs == (["L wet, R dry"] if model == FX_DRY_MODEL else ["L reference, R input"])  # which jack is which
     assert d.fx.checker.n_failed == 0 and d.runner.stats.n_exceptions == 0
