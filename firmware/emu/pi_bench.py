@@ -15,6 +15,8 @@ said otherwise:
   in synth mode and for violin in transfer and fx mode; and the earlier engine (the Python
   callback with onnxruntime in it, ``--engine earlier``) for comparison;
 - per model frame: ``(count(--frames-only 500) - count(--frames-only 0)) / 500``;
+- per check of fx mode's check thread, for a dry and a reference estimator
+  (``firmware/emu/fx_check_run.py``): ``(count(3 checks) - count(1 check)) / 2``;
 - a cold start to first sound: the audio process's start (``import pimodule.device.rt.stream``,
   which loads the compiled callback) minus ``python -c pass``'s, with the cache warm and with an
   empty cache (the first start after an install: numba compiles the engine), plus the control
@@ -42,6 +44,7 @@ CACHE = "/var/tmp/pi-bench/numba"
 VOICES = ("violin", "flute", "violin-small", "flute-small", "violin-int8")
 ENV = ["OPENBLAS_NUM_THREADS=1", "PYTHONPATH=/src", f"NUMBA_CACHE_DIR={CACHE}"]
 FRAMES = 500
+CHECKED = ("fx-dry", "fx-ref")  # estimators whose estimates fx mode checks (firmware/emu/fx_check_run.py)
 TARGETS = {"violin synth": 40e6, "small voice synth": 20e6, "violin transfer": 80e6}  # issue 23's budgets
 
 # Assumed sustained IPC (instructions per cycle) for this code: a mix of NEON matrix-vector
@@ -128,7 +131,8 @@ class Bench:
         def want(group: str) -> bool:
             return only is None or group in only
 
-        self.warm()
+        if only is None or only - {"checks"}:  # the checks use no compiled code
+            self.warm()
         res: dict = {"per_second": {}, "per_frame": {}, "cold_start": {}}
         base = self.count("python -c pass", [VENV_PY, "-c", "pass"])
 
@@ -189,6 +193,22 @@ class Bench:
                 )
                 self.exec(["rm", "-rf", empty])
                 res["cold_start"]["empty_cache"] = {"audio_process_import": cold - base}
+        if want("checks"):
+            res["per_check"] = {}
+            for m in CHECKED:
+                c = {
+                    n: self.count(
+                        f"{m} check x{n}",
+                        [VENV_PY, "/src/firmware/emu/fx_check_run.py", f"/src/export/{m}.onnx", str(n)],
+                    )
+                    for n in (1, 3)
+                }
+                per = (c[3] - c[1]) / 2
+                res["per_check"][m] = {
+                    "per_check": per,
+                    "counts": c,
+                    "seconds": {b: per / (v["ipc"] * v["hz"]) for b, v in IPC.items()},
+                }
         res["estimates"] = self.estimates(res)
         res["targets"] = self.targets(res)
         res["ipc_assumed"] = {k: {**v, "ipc_range": list(v["ipc_range"])} for k, v in IPC.items()}
@@ -246,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=os.environ.get("PI_ROOT", os.path.join(cache, "pi-root")))
     p.add_argument("--out", default=str(REPO / "out" / "pi-bench"), help="every count's JSON")
     p.add_argument("--json", default=str(REPO / "docs" / "results" / "pi_bench.json"))
-    p.add_argument("--only", help="comma-separated groups: voices,modes,earlier,frames,cold")
+    p.add_argument("--only", help="comma-separated groups: voices,modes,earlier,frames,cold,checks")
     p.add_argument("--no-cold", action="store_true", help="skip the empty-cache start (it compiles the engine)")
     p.add_argument("--resume", action="store_true", help="reuse the counts already in --out")
     p.add_argument("--no-stamp", dest="stamp", action="store_false")

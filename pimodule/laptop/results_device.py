@@ -187,6 +187,22 @@ def render_pi_bench(results: dict) -> str:
                 ],
             )
         )
+    pc = results.get("per_check", {})
+    if pc:
+        out.append(
+            "\nPer check of fx mode's check thread (one analysis window, every effect of the estimate "
+            "rendered; `firmware/emu/fx_check_run.py`), and the seconds of one core it means at the "
+            "assumed IPC:\n\n"
+        )
+        out.append(
+            _table(
+                ["estimator", "instructions per check", *[f"{b['cpu']} {b['hz'] / 1e9:.1f} GHz" for b in ipc.values()]],
+                [
+                    [m, _m(r.get("per_check")), *[f"{r.get('seconds', {}).get(b, 0):.1f} s" for b in boards]]
+                    for m, r in pc.items()
+                ],
+            )
+        )
     cs = results.get("cold_start", {})
     if cs:
         w = cs.get("warm_cache", {})
