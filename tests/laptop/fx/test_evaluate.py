@@ -162,3 +162,39 @@ def test_a_dry_models_level_is_scored_in_closed_form():
     out = render(dry, sr, leveled)
     rms = out.square().mean(-1).sqrt() / wet.square().mean(-1).sqrt()
     assert torch.allclose(20 * rms.log10(), torch.zeros(3), atol=1.0)  # each at its wet one's level
+
+
+def test_a_reference_models_scores_do_not_depend_on_its_gain_output():
+    """A reference model plays at the reference's level in the product (its gain output is not
+    trained): two estimates that differ only in that output score the same, on every case."""
+    from pimodule.core.fx_specs import SPECS
+    from pimodule.laptop.fx.batch import from_dry
+
+    sr, g = 16000, torch.Generator().manual_seed(1)
+    dry = 0.1 * torch.randn(4, 2, sr, generator=g)
+    truth = Chain(torch.ones(4, N_EFFECTS), torch.rand(4, N_PARAMS, generator=g), torch.eye(N_MODES)[[0, 1, 2, 0]])
+    data = {
+        "chain": from_dry(dry[:, :1], truth, sr, "dry", render_labelled=False),
+        "style": from_dry(dry, truth, sr, "reference", render_labelled=False),
+    }
+
+    class Fixed:
+        """A reference model that always says: everything off but the gain stage, at ``gain_unit``."""
+
+        config = argparse.Namespace(conditioning="reference")
+
+        def __init__(self, gain_unit: float):
+            self.gain_unit = gain_unit
+
+        def __call__(self, wet, other):
+            n = wet.shape[0]
+            unit = torch.full((n, N_PARAMS), 0.5)
+            unit[:, PARAM_SLICES["gain"]] = self.gain_unit
+            active = torch.zeros(n, N_EFFECTS)
+            active[:, list(SPECS).index("gain")] = 1.0
+            return Chain(active, unit, torch.eye(N_MODES)[[0] * n]), None
+
+    quiet, loud = (evaluate.evaluate_model(Fixed(u), data, sr) for u in (0.1, 0.9))
+    for case in data:
+        assert quiet[case]["mrstft"] == pytest.approx(loud[case]["mrstft"], rel=1e-4)
+        assert quiet[case]["mel_db"] == pytest.approx(loud[case]["mel_db"], rel=1e-4)
