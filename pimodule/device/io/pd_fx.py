@@ -42,6 +42,9 @@ def fx_panel() -> str:
     for k in range(N_FX_MODELS):
         top.cnv(426 + CELL + 3, 42 + CELL * k, 120, CELL - 1, BG, receive=rf"\$0-f{k}", lx=3, ly=7)
     top.symbolatom(262, 78, 8, label="shows", receive=r"\$0-shows", send=r"\$0-o-shows", pos=0)
+    # what the estimator in use reads on each input (status fx_inputs): which jack is the reference
+    top.text(426, 372, "inputs")
+    top.cnv(426, 390, 190, 16, BG, receive=r"\$0-fx-inputs", label="-", lx=2, ly=8)
     for effect, (x0, y0) in FX_COLS.items():
         top.cnv(x0, y0, 200, 18, "#cfd8e0", label=effect, lx=4, ly=9, size=12)
         if effect in SELECTABLE:  # the decision in words beside its box; how much of it is applied
@@ -78,7 +81,7 @@ def _fx_guts(g: Canvas) -> None:
     r = g.chain(g.obj(320, 600, "route pimodule"), g.obj(320, 620, "route status fx error"))
     g.connect(tr, 0, r - 1)
     indicator(g, r, 0, 1100, 560)
-    st = g.obj(20, 660, "route fx_estimates fx_estimate_ms mode fx_model fx_match fx_hold last_error")
+    st = g.obj(20, 660, "route fx_estimates fx_estimate_ms mode fx_model fx_match fx_hold last_error fx_inputs")
     g.connect(r, 0, st)
     g.send_to(st, 0, 20, 680, r"\$0-st-n")
     g.send_to(st, 1, 100, 680, r"\$0-st-ms")
@@ -123,6 +126,12 @@ def _fx_guts(g: Canvas) -> None:
             g.connect(rr, j, g.msg(x, 900 + 20 * j, r"set \$1"))
             g.send_to(len(g.lines) - 1, 0, x + 60, 900 + 20 * j, rf"\$0-{effect}-{name}")
     g.connect(st, 6, join_label(g, r, 2, r"\$0-err", 1300, 640))  # the status's copy of the last refusal
+    inputs = g.obj(560, 680, "t s s")  # shown as the label's words; kept for the dump
+    g.connect(st, 7, g.obj(560, 660, "symbol"))  # the words arrive as a selector: a symbol made of it
+    g.connect(len(g.lines) - 1, 0, inputs)
+    g.send_to(g.chain(inputs, g.msg(560, 700, r"label \$1")), 0, 560, 720, r"\$0-fx-inputs")
+    g.send_to(inputs, 1, 660, 700, r"\$0-w-inputs")
+    g.connect(g.chain(g.obj(660, 640, "loadbang"), g.msg(660, 660, "symbol -")), 0, inputs)  # before the first status
     menu(
         g,
         "f",
@@ -294,7 +303,8 @@ def _fx_dump(g: Canvas) -> None:
     read back from the slider itself (banged, its output caught), ``<effect> probability|strength
     <v>`` and ``shows <word>`` from their boxes, ``<effect> active <v>`` (what the toggle was set
     to: a bang would flip it), ``<effect> confidence <words>`` (what its label says), ``match <v>``,
-    ``hold <v>``, ``estimator <i>``, ``error <label>`` (the error bar's text)."""
+    ``hold <v>``, ``estimator <i>``, ``error <label>`` (the error bar's text), ``inputs <words>``
+    (what the estimator reads on each input, status ``fx_inputs``)."""
     x, y = 20, 2200
     t = g.chain(g.obj(x, y, "r pm-fx-dump"), g.obj(x, y + 20, "t b b b b b"))
     out = g.obj(x, y + 400, "s pm-fx-shown")
@@ -323,12 +333,13 @@ def _fx_dump(g: Canvas) -> None:
         g.connect(g.obj(xx, yy + 40, rf"r \$0-o-{widget}"), 0, gate)
         g.connect(g.obj(xx + 50, yy + 40, r"r \$0-rb-fx"), 0, gate, 1)
         g.connect(g.chain(gate, g.msg(xx, yy + 80, f"{effect} {name} \\$1".strip())), 0, out)
-    for j, effect in enumerate(SELECTABLE):  # the words as the panel shows them
+    words = [(e, f"{e} confidence") for e in SELECTABLE] + [("inputs", "inputs")]
+    for j, (key, what) in enumerate(words):  # the words as the panel shows them
         xx = x + 600 + 110 * j
         said = g.obj(xx, y + 520, "symbol")
-        g.connect(g.obj(xx + 60, y + 500, rf"r \$0-w-{effect}"), 0, said, 1)
+        g.connect(g.obj(xx + 60, y + 500, rf"r \$0-w-{key}"), 0, said, 1)
         g.connect(t, 1, said)
-        g.connect(g.chain(said, g.msg(xx, y + 540, f"{effect} confidence \\$1")), 0, out)
+        g.connect(g.chain(said, g.msg(xx, y + 540, f"{what} \\$1")), 0, out)
     for j, effect in enumerate(SPECS):
         xx = x + 110 * j
         v = g.obj(xx, y + 420, rf"v \$0-v-{effect}-active")

@@ -127,7 +127,9 @@ class PdRig:
                 if words and words[0] in ("slider", "range", "menu"):
                     out[" ".join(words[:2])] = words[2:]
                 elif (
-                    len(words) >= 3 and tap == "pm-fx-shown" and words[0] not in ("match", "hold", "estimator", "error")
+                    len(words) >= 3
+                    and tap == "pm-fx-shown"
+                    and words[0] not in ("match", "hold", "estimator", "error", "inputs")
                 ):
                     out[" ".join(words[:2])] = words[2:]
                 else:

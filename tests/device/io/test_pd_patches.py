@@ -160,6 +160,9 @@ def test_fx_panel_shows_estimates_and_sends_requests(tmp_path, served):
         rig.drive("", lambda: ("127.0.0.1", lport) in srv.subscribers)
         shown = _fx_shown(rig, lambda s: "shows" in s)
         assert _words(shown, "reverb") == "-" and shown["reverb strength"] == ["1"]  # nothing estimated yet
+        # which input is which, for the estimator in use (status fx_inputs)
+        ctl.extra_status["fx_inputs"] = "L reference, R input"
+        _fx_shown(rig, lambda s: " ".join(s.get("inputs", [])).replace("\\", "") == "L reference, R input")
         # estimates as the daemon broadcasts them: the sliders show them (read back from the sliders)
         srv.broadcast("/pimodule/fx/distortion/probability", 0.9)
         srv.broadcast("/pimodule/fx/distortion/active", 1)
