@@ -147,6 +147,7 @@ SHOWN = {  # what the screenshots show (in the in-memory controller and the fx e
         "callback_wake_p99_us": 96.0,
         "callback_work_p99_us": 705.0,
         "late_at_wake": 1,
+        "fx_inputs": "L wet, R input",  # the blind estimator in use
     },
     "fx": {
         "eq": (0, 0.12, {"low_shelf_gain_db": 0.0, "peak2_gain_db": 1.5}),
@@ -210,7 +211,11 @@ def make_screenshots(outdir: Path, work: Path) -> dict:
         def fx_shown(s):
             for address, value in messages:
                 srv.broadcast(address, value)
-            return abs(float(s["distortion drive_db"][0]) - 18.0) < 0.1 and s["match"] == ["1"]
+            return (
+                abs(float(s["distortion drive_db"][0]) - 18.0) < 0.1
+                and s["match"] == ["1"]
+                and " ".join(s.get("inputs", [])).replace("\\", "") == SHOWN["status"]["fx_inputs"]
+            )
 
         rig.wait_shown(fx_shown, tap="pm-fx-shown", dump="pm-fx-dump", timeout_s=30)
         time.sleep(1.0)  # the GUI draws what Pd sent it
