@@ -78,7 +78,7 @@ class FxConfig:
     smoothing: float = 0.5  # weight of each new estimate in the running average
     match: bool = False  # apply the estimated chain to input R (matching mode)
     check: bool = True  # a dry or reference model's estimates checked on the audio (device.fx.check_thread)
-    check_interval_s: float = 1.0  # pause between checks (a dry model's: about 0.5 s of one core here, 2.3 s on a Pi 4)
+    check_interval_s: float = 1.0  # pause between checks, at least the last check's time (at most half a core)
 
 
 @dataclass(frozen=True)

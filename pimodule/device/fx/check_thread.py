@@ -95,8 +95,15 @@ class FxChecker(BackgroundThread):
             self.publish(checked)
         return checked
 
+    @property
+    def pause_s(self) -> float:
+        """The wait before the next check: ``interval_s``, and at least as long as the last check
+        took, so the check never takes more than half a core (a dry check is about 2.3 s of a Pi 4
+        core, docs/results.md)."""
+        return max(self.interval_s, self.last_check_ms / 1e3)
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.wait(self.pause_s):
             try:
                 self.check_once()
             except Exception:  # noqa: BLE001 - the checker must keep running

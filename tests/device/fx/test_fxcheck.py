@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pimodule.core.fx_specs import SELECTABLE
+from pimodule.core.fx_specs import SELECTABLE, SPECS
 from pimodule.device.fx.check import CheckConfig
 from pimodule.device.fx.check_thread import FxChecker
 from pimodule.device.fx.mode import FxAnalyzer, FxMatcher
@@ -153,3 +153,22 @@ def test_the_daemon_publishes_checks_and_counts_them(fx_daemon, model):
     assert "/pimodule/fx/checked/distortion/drive_db" in got and status[1][0] >= 1
     assert inputs == (["L wet, R dry"] if model == FX_DRY_MODEL else ["L reference, R input"])  # which jack is which
     assert d.fx.checker.n_failed == 0 and d.runner.stats.n_exceptions == 0
+
+
+def test_the_check_never_takes_more_than_half_a_core():
+    """The pause before the next check is the configured one, and at least as long as the last
+    check took (a dry check is about 2.3 s of a Pi 4 core): the thread works at most half the time."""
+    checker = FxChecker(1.0, config=FAST)
+    assert checker.pause_s == 1.0
+    checker.last_check_ms = 300.0
+    assert checker.pause_s == 1.0
+    checker.last_check_ms = 2300.0
+    assert checker.pause_s == pytest.approx(2.3)
+    dry = _dry(1.0, 16000)
+    est = {
+        n: {"active": True, "probability": 0.9, "params": {s.name: s.default for s in SPECS[n]}}
+        for n in (*SELECTABLE, "gain")
+    }
+    checker.offer(16000, _clipped(dry), dry, est)
+    assert checker.check_once() is not None
+    assert checker.pause_s == max(1.0, checker.last_check_ms / 1e3)  # from the check that ran
