@@ -289,6 +289,15 @@ class SubsetCheck:
                     x = np.zeros_like(x)
         return x
 
+    def removal_changes(self, x: np.ndarray, items: dict, on: list[str]) -> tuple[np.ndarray, dict[str, float]]:
+        """``x`` through the chain of ``on``, and per effect how much switching it off changes that
+        render (level-matched log-mel dB): what "heard" is measured by."""
+        full = self.chain(x, items, on)
+        full_mel = self._mel(full)
+        return full, {
+            n: float(np.abs(self._mel(self.chain(x, items, [m for m in on if m != n])) - full_mel).mean()) for n in on
+        }
+
     def decide(self, dry: np.ndarray, wet: np.ndarray, items: dict, on: list[str], probability: dict | None = None):
         """The decisions on a fitted chain: effects whose removal changes its output by less than
         LABEL_DB are off; of the rest, :func:`simplest_closest` keeps what earns its place (never
@@ -296,11 +305,7 @@ class SubsetCheck:
         refine's). Returns (the effects on, each one's margin: how much farther
         the render gets without it, the removal changes dB, the effects the fit had on); sets
         ``last["choice"]``, ``last["candidates"]`` and the gain in closed form (``last["gain_db"]``)."""
-        full = self.chain(dry, items, on)
-        full_mel = self._mel(full)
-        change = {
-            n: float(np.abs(self._mel(self.chain(dry, items, [m for m in on if m != n])) - full_mel).mean()) for n in on
-        }
+        full, change = self.removal_changes(dry, items, on)
         kept = tuple(n for n in on if heard(n, change[n]))
         target_u, target_mel = unit_rms(wet), self._mel(wet)
         renders = {}

@@ -26,6 +26,22 @@ from pimodule.device.fx.style_check import ReferenceCheck
 from pimodule.device.io.worker import BackgroundThread
 
 log = logging.getLogger(__name__)
+CHECKED = ("dry", "reference")  # the conditionings whose estimates can be checked against the audio
+
+
+def _require_checkable(conditioning: str) -> None:
+    if conditioning not in CHECKED:
+        raise ValueError(f"nothing to check a {conditioning!r} estimate against")
+
+
+def make_check(conditioning: str, sample_rate: int, config: CheckConfig | None = None) -> SubsetCheck | ReferenceCheck:
+    """The module's check of a ``dry`` model's estimates (:class:`SubsetCheck`, with ``config``)
+    or a ``reference`` model's (:class:`ReferenceCheck`) at ``sample_rate``; ValueError otherwise.
+    Called as ``check(R, L, estimate)``."""
+    _require_checkable(conditioning)
+    if conditioning == "dry":
+        return SubsetCheck(sample_rate, config if config is not None else CheckConfig())
+    return ReferenceCheck(sample_rate)
 
 
 class FxChecker(BackgroundThread):
@@ -60,8 +76,7 @@ class FxChecker(BackgroundThread):
         """The analyzer's newest estimate and its windows (one reference store; any thread): for a
         ``dry`` model L is the wet signal and R its dry source, for a ``reference`` model L is the
         reference and R the input to restyle."""
-        if conditioning not in ("dry", "reference"):
-            raise ValueError(f"nothing to check a {conditioning!r} estimate against")
+        _require_checkable(conditioning)
         self._offer = (int(sample_rate), left, right, estimate, conditioning)
 
     def reset(self) -> None:
@@ -78,7 +93,7 @@ class FxChecker(BackgroundThread):
         rate, left, right, estimate, conditioning = offer
         key = (conditioning, rate)
         if key not in self._checks:
-            self._checks[key] = SubsetCheck(rate, self.config) if conditioning == "dry" else ReferenceCheck(rate)
+            self._checks[key] = make_check(conditioning, rate, self.config)
         t0 = time.perf_counter()
         try:
             checked = self._checks[key](right, left, estimate)

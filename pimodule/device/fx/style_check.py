@@ -52,14 +52,7 @@ class ReferenceCheck:
         x, reference = checked_inputs(("input", x), ("reference", reference), estimate, same_length=False)
         rate, chain = self.sample_rate, self._twins.chain
         on = [n for n in SELECTABLE if estimate[n].get("active")]
-        full = chain(x, estimate, on)
-        full_mel = log_mel_db(unit_rms(full), rate)
-        change = {
-            n: float(
-                np.abs(log_mel_db(unit_rms(chain(x, estimate, [m for m in on if m != n])), rate) - full_mel).mean()
-            )
-            for n in on
-        }
+        full, change = self._twins.removal_changes(x, estimate, on)
         kept = tuple(n for n in on if change[n] >= LABEL_DB)  # an effect left off changes nothing
         target = style_features(reference, rate)
         renders = {}

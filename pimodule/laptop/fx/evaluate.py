@@ -62,10 +62,6 @@ EXAMPLES = (
 )
 
 
-#: the real-recording benchmark's parts (pimodule.laptop.fx.realeval) that each of --cases selects
-REAL_PARTS = {"estimate": ("chain", "pedalboard"), "style": ("style",)}
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", type=Path, help="fx training run folders or exported .onnx estimators")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.md")
@@ -363,8 +359,7 @@ def markdown(results: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     if getattr(args, "only_real", False):
-        # the style case is the benchmark's style-transfer part; chain and pedalboard, its wet files'
-        parts = tuple(p for p, cases in REAL_PARTS.items() if set(cases) & set(args.cases))
+        parts = realeval.parts_for(args.cases)
         path = realeval.write_real(args.out, args.models, args.seed, args.real_draws, parts)
         print(f"real-recording benchmark: {path}")
         return 0

@@ -158,6 +158,11 @@ def _closed_form(chain: Chain, x: torch.Tensor, y: torch.Tensor) -> tuple[Chain,
     return c, render(x, SAMPLE_RATE, c)[0]
 
 
+def _at_level_of(est: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``est`` at ``y``'s RMS level: how a style estimate plays (the reference's level)."""
+    return est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+
+
 def _decisions(chain: Chain) -> dict[str, bool]:
     return {e: bool(chain.active[0, EFFECT_NAMES.index(e)] >= 0.5) for e in SELECTABLE}
 
@@ -241,7 +246,7 @@ def blind(model: LoadedEstimator, ex: Example, kept: bool, style: bool = False) 
     x, y = _f64(ex.dry), _f64(heard)
     if style:  # the level of the reference is what there is to match
         c, est = _closed_form(hard, x, y)
-        est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+        est = _at_level_of(est, y)
     else:
         c, est = _closed_form(hard, x, y)
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
@@ -267,7 +272,7 @@ def reference_model(model: LoadedEstimator, ex: Example) -> Outcome:
     chain = model.estimate(ex.reference, SAMPLE_RATE, other=ex.dry)
     c, est = _closed_form(chain.hard(), _f64(ex.dry), _f64(ex.reference))
     y = _f64(ex.reference)
-    est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+    est = _at_level_of(est, y)
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
@@ -291,8 +296,7 @@ def reference_module_check(model: LoadedEstimator, ex: Example) -> Outcome:
     chain = model.estimate(ref, SAMPLE_RATE, other=x)
     out = ReferenceCheck(SAMPLE_RATE)(x, ref, describe(chain, 0))
     c = _checked_chain(chain, out)
-    est, y = render(_f64(ex.dry), SAMPLE_RATE, _neutral_gain(c.to(torch.float64)))[0], _f64(ex.reference)
-    est = est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+    est = _at_level_of(render(_f64(ex.dry), SAMPLE_RATE, _neutral_gain(c.to(torch.float64)))[0], _f64(ex.reference))
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
@@ -330,7 +334,17 @@ def reference_match(model: LoadedEstimator, ex: Example, config: RefineConfig = 
     return Outcome(est.numpy(), _decisions(r.chain), time.perf_counter() - t0)
 
 
-def real_benchmark(paths, seed: int, draws: int, parts: tuple[str, ...] = ("estimate", "style")) -> dict:
+#: the benchmark's parts and the cases of ``pimodule eval fx --cases`` that select each
+PARTS = {"estimate": ("chain", "pedalboard"), "style": ("style",)}
+
+
+def parts_for(cases) -> tuple[str, ...]:
+    """The benchmark's parts that ``cases`` select: style the style-transfer examples, chain or
+    pedalboard the wet files' examples."""
+    return tuple(p for p, selecting in PARTS.items() if set(selecting) & set(cases))
+
+
+def real_benchmark(paths, seed: int, draws: int, parts: tuple[str, ...] = tuple(PARTS)) -> dict:
     """The models (exported files or run folders) on the real-recording benchmark: every row of
     its ``parts`` (``estimate``: the wet files' examples, ``style``: the style-transfer ones)."""
     models = {Path(p).name: LoadedEstimator(p) for p in paths}
@@ -354,7 +368,7 @@ def real_benchmark(paths, seed: int, draws: int, parts: tuple[str, ...] = ("esti
     return out
 
 
-def write_real(out: Path, paths, seed: int, draws: int, parts: tuple[str, ...] = ("estimate", "style")) -> Path:
+def write_real(out: Path, paths, seed: int, draws: int, parts: tuple[str, ...] = tuple(PARTS)) -> Path:
     """:func:`real_benchmark` into ``out/real.json`` (the folder made if needed); returns its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
