@@ -15,7 +15,7 @@ from pathlib import Path
 from pimodule.core.controls import GAIN_SPEC
 from pimodule.core.modelfile import ModelFileError
 from pimodule.core.params import ParamTable
-from pimodule.device.fx.mode import INPUTS, osc_messages
+from pimodule.device.fx.mode import osc_messages
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class DaemonController:
             "fx_match": int(bool(engine.fx_matcher is not None and engine.fx_matcher.matching)),
             "fx_hold": int(bool(engine.fx_matcher is not None and engine.fx_matcher.held)),
             "fx_model": self.fx.name if self.fx is not None else "",
-            "fx_inputs": INPUTS[self.fx.estimator.conditioning] if self.fx is not None else "",
+            "fx_inputs": self.fx.estimator.inputs if self.fx is not None else "",
             "fx_estimates": self.fx.n_runs if self.fx is not None else 0,
             "fx_estimate_ms": round(self.fx.last_run_ms, 2) if self.fx is not None else 0.0,
             "fx_lag_ms": round(self.fx.lag_ms, 1) if self.fx is not None else 0.0,

@@ -27,6 +27,9 @@ KEY_KEEP = "pimodule.fx.keep"
 KEY_STRENGTH = "pimodule.fx.strength"
 #: the version of the effects' definition the file was trained for (``EFFECTS_VERSION``; absent: 1)
 KEY_EFFECTS = "pimodule.fx.effects"
+#: what each input carries for an estimator of each conditioning (status ``fx_inputs``); in
+#: matching mode R is what plays through the chain
+INPUTS = {"blind": "L wet, R input", "dry": "L wet, R dry", "reference": "L reference, R input"}
 SELECTABLE = ("eq", "compressor", "distortion", "reverb")
 CURVE_WORDS = {"hard": "hard clipping", "soft": "soft clipping", "tanh": "overdrive"}
 
@@ -52,6 +55,12 @@ class OnnxEstimator:
             raise ModelFileError(f"{name}: model kind {self.info.kind!r}, expected 'fx'")
         self.chain = json.loads(meta.get(KEY_CHAIN, "[]"))
         self.conditioning = meta.get(KEY_CONDITIONING, "blind")
+        if self.conditioning not in INPUTS:
+            raise ModelFileError(
+                f"{name}: unknown conditioning {self.conditioning[:40]!r} (known: {', '.join(INPUTS)})"
+            )
+        #: what it reads on each input, in words (status ``fx_inputs``)
+        self.inputs = INPUTS[self.conditioning]
         self.sample_rate = self.info.sample_rate
         self.window = self.info.block_size
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -58,7 +58,6 @@ __all__ = [
     "checked_estimator",
     "consistent_snapshots",
     "osc_messages",
-    "INPUTS",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,9 +65,6 @@ SILENCE_RMS = 1e-4  # windows quieter than this (−80 dBFS) are not analysed
 #: a dry model's inputs are lined up when L is late (or early) on R by at most this (a digital
 #: effect's latency between them; pimodule.device.fx.align)
 LAG_S = 0.05
-#: what each input carries for an estimator of each conditioning (status ``fx_inputs``); in matching
-#: mode R is what plays through the chain
-INPUTS = {"blind": "L wet, R input", "dry": "L wet, R dry", "reference": "L reference, R input"}
 
 
 class InputHistory:

@@ -9,7 +9,9 @@ import onnx
 import pytest
 
 from pimodule.core.fx_specs import EFFECTS_CHANGES, EFFECTS_VERSION
+from pimodule.core.modelfile import ModelFileError
 from pimodule.device.fx.estimator import (
+    KEY_CONDITIONING,
     KEY_EFFECTS,
     OnnxEstimator,
     effects_warning,
@@ -59,3 +61,17 @@ def test_a_file_without_the_entry_warns_once_loaded(tmp_path):
 @pytest.mark.parametrize("name", ["fx.onnx", "fx-dry.onnx", "fx-ref.onnx"])
 def test_the_shipped_estimators_play_as_trained(name):
     assert OnnxEstimator(EXPORT / name).warning == ""
+
+
+def test_an_unknown_conditioning_is_refused_at_load(tmp_path):
+    """A file is data: a conditioning the runtime does not know (which inputs would it read?) is
+    refused with a clear error, never met later by the status or the check thread."""
+    proto = onnx.load(str(EXPORT / "fx-ref.onnx"))
+    for p in proto.metadata_props:
+        if p.key == KEY_CONDITIONING:
+            p.value = "sidechain" * 20
+    path = tmp_path / "odd.onnx"
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    with pytest.raises(ModelFileError, match="odd.onnx: unknown conditioning 'sidechain"):
+        OnnxEstimator(path)
+    assert OnnxEstimator(EXPORT / "fx-ref.onnx").inputs == "L reference, R input"
