@@ -319,9 +319,7 @@ def evaluate_model(model, data: dict, sample_rate: int, improve: str | None = No
         ok = torch.isfinite(est).all(-1)
         est = torch.where(ok[:, None], est, torch.zeros_like(est))
         if _conditioning(model) == "reference":  # its level as the product sets it: the reference's (RMS)
-            est = est * (
-                batch.wet.square().mean(-1, keepdim=True).sqrt() / (est.square().mean(-1, keepdim=True).sqrt() + 1e-12)
-            )
+            est = realeval.at_level_of(est, batch.wet)
         r = {"n": int(est.shape[0])}
         for name, fn in (("mrstft", mrstft), ("mel_db", lambda a, b: mel_distance(a, b, sample_rate))):
             d_est, d_in = fn(est, batch.target), fn(batch.source, batch.target)

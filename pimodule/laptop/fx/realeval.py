@@ -158,9 +158,10 @@ def _closed_form(chain: Chain, x: torch.Tensor, y: torch.Tensor) -> tuple[Chain,
     return c, render(x, SAMPLE_RATE, c)[0]
 
 
-def _at_level_of(est: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``est`` at ``y``'s RMS level: how a style estimate plays (the reference's level)."""
-    return est * (y.square().mean().sqrt() / (est.square().mean().sqrt() + 1e-12))
+def at_level_of(est: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``est`` at ``y``'s RMS level (along the last axis: per example of a batch): how a style
+    estimate plays (the reference's level)."""
+    return est * (y.square().mean(-1, keepdim=True).sqrt() / (est.square().mean(-1, keepdim=True).sqrt() + 1e-12))
 
 
 def _decisions(chain: Chain) -> dict[str, bool]:
@@ -244,11 +245,9 @@ def blind(model: LoadedEstimator, ex: Example, kept: bool, style: bool = False) 
         strength = {e: desc[e]["strength"] for e in SELECTABLE if "strength" in desc[e]}
         hard = with_strength(Chain(active, hard.unit, hard.mode_weights), strength)
     x, y = _f64(ex.dry), _f64(heard)
+    c, est = _closed_form(hard, x, y)
     if style:  # the level of the reference is what there is to match
-        c, est = _closed_form(hard, x, y)
-        est = _at_level_of(est, y)
-    else:
-        c, est = _closed_form(hard, x, y)
+        est = at_level_of(est, y)
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
@@ -272,7 +271,7 @@ def reference_model(model: LoadedEstimator, ex: Example) -> Outcome:
     chain = model.estimate(ex.reference, SAMPLE_RATE, other=ex.dry)
     c, est = _closed_form(chain.hard(), _f64(ex.dry), _f64(ex.reference))
     y = _f64(ex.reference)
-    est = _at_level_of(est, y)
+    est = at_level_of(est, y)
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
@@ -296,7 +295,7 @@ def reference_module_check(model: LoadedEstimator, ex: Example) -> Outcome:
     chain = model.estimate(ref, SAMPLE_RATE, other=x)
     out = ReferenceCheck(SAMPLE_RATE)(x, ref, describe(chain, 0))
     c = _checked_chain(chain, out)
-    est = _at_level_of(render(_f64(ex.dry), SAMPLE_RATE, _neutral_gain(c.to(torch.float64)))[0], _f64(ex.reference))
+    est = at_level_of(render(_f64(ex.dry), SAMPLE_RATE, _neutral_gain(c.to(torch.float64)))[0], _f64(ex.reference))
     return Outcome(est.numpy(), _decisions(c), time.perf_counter() - t0)
 
 
