@@ -51,7 +51,7 @@ from pimodule.device.io.osc_client import (
 )
 from pimodule.device.io.osc_config import LogLimiter, OscConfig, OscCounters, names, status_fields
 from pimodule.device.io.osc_fx import FX_PATHS, dispatch_fx
-from pimodule.device.io.osc_status import Subscriptions
+from pimodule.device.io.osc_status import Subscriptions, requested
 from pimodule.device.io.worker import BackgroundThread, LatestWins
 
 __all__ = ["LogLimiter", "OscClient", "OscConfig", "OscCounters", "OscServer", "decode", "encode"]
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/pimodule/"
 ERROR_ADDRESS = "/pimodule/error"
 # Bounds of the server's own knobs (the one table; OscConfig values are clamped into these).
-STATUS_RATE_HZ = (0.2, 30.0)  # allowed subscription rates; the default is DEFAULT_STATUS_RATE_HZ
-DEFAULT_STATUS_RATE_HZ = 4.0
 MAX_SLOW_REQUESTS = 16  # list/load requests waiting for the request thread
 SLOW_PATHS = ("model/load", "model/list", "fx/model", "fx/list")
 
@@ -373,13 +371,7 @@ class OscServer(BackgroundThread):
 
     # -- status --------------------------------------------------------------------------------
     def _subscribe(self, src: tuple[str, int], args: list) -> None:
-        if len(args) > 2:
-            raise Refused("expected [port i] [rate f]")
-        port = one_port(args[:1]) if args else self._reply_to(src)[1]
-        rate = DEFAULT_STATUS_RATE_HZ
-        if len(args) == 2:
-            rate = one_number(args[1:])
-            rate = min(max(rate, STATUS_RATE_HZ[0]), STATUS_RATE_HZ[1])
+        port, rate = requested(args, self._reply_to(src)[1])
         key = (src[0], port)
         self._subs.add(src, key, rate, self._clock())
         self._send(key, "/pimodule/status/subscribed", port, float(rate))

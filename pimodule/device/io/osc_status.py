@@ -5,9 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pimodule.device.io.osc_args import Refused
+from pimodule.device.io.osc_args import Refused, one_number, one_port
 from pimodule.device.io.osc_client import is_loopback
 from pimodule.device.io.osc_config import OscConfig
+
+STATUS_RATE_HZ = (0.2, 30.0)  # allowed subscription rates; the default is DEFAULT_STATUS_RATE_HZ
+DEFAULT_STATUS_RATE_HZ = 4.0
+
+
+def requested(args: list, reply_port: int) -> tuple[int, float]:
+    """``/pimodule/status/subscribe [port i] [rate f]``: the port (the reply port if none) and
+    the rate, clamped to :data:`STATUS_RATE_HZ`; Refused for more arguments or bad ones."""
+    if len(args) > 2:
+        raise Refused("expected [port i] [rate f]")
+    port = one_port(args[:1]) if args else reply_port
+    rate = DEFAULT_STATUS_RATE_HZ
+    if len(args) == 2:
+        rate = min(max(one_number(args[1:]), STATUS_RATE_HZ[0]), STATUS_RATE_HZ[1])
+    return port, rate
 
 
 @dataclass
