@@ -152,9 +152,13 @@ def keep_confident(estimate: dict, keep: dict[str, float], strength: dict[str, f
     calibrated; :func:`pimodule.core.fx_specs.toward_neutral`, noted as ``strength``). Every
     selectable effect gets ``confidence`` in words: "on, sure" (p at least 0.9 and the threshold),
     "on, probably" (kept below 0.9), "unsure, left off" (p ≥ 0.5 but under the threshold), "off,
-    probably" (p 0.1-0.5), "off, sure" (p < 0.1)."""
+    probably" (p 0.1-0.5), "off, sure" (p < 0.1). The level stage is left at 0 dB: a processed
+    file's level says nothing of the level its source had (networks trained on peak-normalised
+    files put anything there, +10 to +16 dB from the shipped one), and what plays it must not jump."""
     strength = strength or {}
     out = {name: dict(item) for name, item in estimate.items()}
+    if "gain" in out:
+        out["gain"]["params"] = {**out["gain"].get("params", {}), "gain_db": 0.0}
     for name in SELECTABLE:
         if name not in out:
             continue

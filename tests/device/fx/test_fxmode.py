@@ -276,6 +276,20 @@ def test_a_blind_estimate_keeps_what_it_is_sure_of_and_says_so_in_words():
     assert sure["reverb"]["active"]  # the caller's estimate is not changed
 
 
+def test_a_blind_estimate_leaves_the_level_as_it_is():
+    """A processed file's level says nothing of its source's: a blind estimate's level stage is
+    0 dB whatever the network put there, in fx mode and in what the laptop applies."""
+    from pimodule.device.fx.estimator import keep_confident
+
+    analyzer = FxAnalyzer(FX_MODEL, RATE_HZ, interval_s=0.1, smoothing=1.0)
+    analyzer.history.write(_signal(1.5))
+    assert analyzer.analyse_once()["gain"]["params"]["gain_db"] == 0.0
+    est = {"gain": {"active": True, "params": {"gain_db": 13.4}}, "eq": {"active": True, "probability": 0.2}}
+    kept = keep_confident(est, {})
+    assert kept["gain"]["params"]["gain_db"] == 0.0 and not kept["eq"]["active"]
+    assert est["gain"]["params"]["gain_db"] == 13.4  # the caller's estimate is not changed
+
+
 def test_a_kept_blind_estimate_is_applied_at_its_calibrated_strength_and_says_so():
     from pimodule.device.fx.estimator import in_words, keep_confident
 
