@@ -107,19 +107,18 @@ train-%: venv
 FX_RUNS = fx_blind fx_blind_param fx_dry fx_dry_param fx_ref
 fx-models: venv
 	for r in $(FX_RUNS); do $(BIN)/pimodule train fx --out $(RUNS)/$$r --config configs/$$r.toml || exit 1; done
-	$(BIN)/pimodule export $(RUNS)/fx_blind --out export/fx.onnx
+	$(BIN)/pimodule export $(RUNS)/fx_blind --out export/fx.onnx  # the world recipe starts from it
 	rm -rf $(RUNS)/fx_dry_wide && cp -r $(RUNS)/fx_dry $(RUNS)/fx_dry_wide
 	$(BIN)/pimodule train fx --out $(RUNS)/fx_dry_wide --resume --config configs/fx_dry_wide.toml
 	$(BIN)/pimodule export $(RUNS)/fx_dry_wide --out export/fx-dry.onnx
 	$(BIN)/pimodule eval fx $(addprefix $(RUNS)/,$(FX_RUNS) fx_dry_wide) --n-examples 256 --out $(OUT)/fx_eval_runs
-	$(BIN)/python -m pimodule.laptop.fx.calibrate export/fx.onnx
 	# trained for real recordings from those weights (pedalboard and Faust chains; at most 150 min
 	# each); chosen on tuning examples (training recordings through those families), never on the
-	# benchmark: fx_dry_world ships as export/fx-dry.onnx, fx_blind_world did not (experiments.md)
+	# benchmark: both ship (experiments.md)
 	for r in fx_blind_world fx_dry_world; do $(BIN)/pimodule train fx --out $(RUNS)/$$r --config configs/$$r.toml || exit 1; done
 	$(BIN)/pimodule export $(RUNS)/fx_dry_world --out export/fx-dry.onnx
-	$(BIN)/pimodule export $(RUNS)/fx_blind_world --out $(OUT)/fx-world.onnx
-	$(BIN)/python -m pimodule.laptop.fx.calibrate $(OUT)/fx-world.onnx
+	$(BIN)/pimodule export $(RUNS)/fx_blind_world --out export/fx.onnx
+	$(BIN)/python -m pimodule.laptop.fx.calibrate export/fx.onnx
 	# the reference-conditioned estimator (style transfer), from scratch, 45 min at most
 	$(BIN)/pimodule train fx --out $(RUNS)/fx_ref_world --config configs/fx_ref_world.toml
 	$(BIN)/pimodule export $(RUNS)/fx_ref_world --out export/fx-ref.onnx --name fx-ref
