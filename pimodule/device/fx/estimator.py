@@ -154,7 +154,7 @@ def keep_confident(estimate: dict, keep: dict[str, float], strength: dict[str, f
     "on, probably" (kept below 0.9), "unsure, left off" (p ≥ 0.5 but under the threshold), "off,
     probably" (p 0.1-0.5), "off, sure" (p < 0.1). The level stage is left at 0 dB: a processed
     file's level says nothing of the level its source had (networks trained on peak-normalised
-    files put anything there, +10 to +16 dB from the shipped one), and what plays it must not jump."""
+    files put anything there, up to +16 dB from the shipped one), and what plays it must not jump."""
     strength = strength or {}
     out = {name: dict(item) for name, item in estimate.items()}
     if "gain" in out:
