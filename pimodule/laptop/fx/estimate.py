@@ -40,6 +40,7 @@ from pimodule.laptop.fx.infer import (
     dry_mismatch,
     is_silent,
     lag_note,
+    limited,
     lined_up,
     peak_safe,
     read_mono,
@@ -126,7 +127,8 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
             return None, [f"no signal in {args.reference}: no estimate"], 1
         if est.conditioning == "reference":
             result = styled_estimate(est, wet, sr, ref, ref_sr)
-            desc = _described(result)
+            desc, said = limited(_described(result), est.sample_rate, sr, ref_sr)
+            notes += said
             notes.append(
                 f"checked in {result.seconds:.1f} s: {result.choice} brings the input closest to the reference's "
                 f"sound (distance {result.distance[0]:.2f}; the input as it is {result.level_only[0]:.2f})"
@@ -134,7 +136,10 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
             return desc, notes, 0
         if est.conditioning == "blind":  # the reference's own chain, played on the input
             notes.append("a blind model: the reference's chain is estimated and played on the input")
-            return keep_confident(describe(est.estimate(ref, ref_sr), 0), est.keep, est.strength), notes, 0
+            desc, said = limited(
+                keep_confident(describe(est.estimate(ref, ref_sr), 0), est.keep, est.strength), est.sample_rate, ref_sr
+            )
+            return desc, notes + said, 0
         raise ValueError("a dry-conditioned model needs --dry, not --reference")
     if args.dry:
         if est.conditioning == "blind":
@@ -177,7 +182,7 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
         finally:
             if bar is not None:
                 bar.close()
-        desc = _described(result)
+        desc, said = limited(_described(result), rate, sr, dry_sr)
         what = "refined" if args.refine else "checked"
         notes.append(
             f"{what} in {result.seconds:.1f} s ({result.steps} fitting steps): {result.choice} was closest to the "
@@ -187,10 +192,13 @@ def _estimate(args, est: LoadedEstimator) -> tuple[dict | None, list[str], int]:
             notes.append("warning: the dry file may not be the source of the input: " + "; ".join(mismatch))
             for name in result.confidence:
                 desc[name]["confidence"] = "unsure (dry file?)"
-        return desc, notes, 0
+        return desc, notes + said, 0
     if est.conditioning != "blind":
         raise ValueError(f"this estimator is {est.conditioning}-conditioned: give --{est.conditioning}")
-    return keep_confident(describe(est.estimate(wet, sr), 0), est.keep, est.strength), notes, 0
+    desc, said = limited(
+        keep_confident(describe(est.estimate(wet, sr), 0), est.keep, est.strength), est.sample_rate, sr
+    )
+    return desc, notes + said, 0
 
 
 def main(args: argparse.Namespace) -> int:

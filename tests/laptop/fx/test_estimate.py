@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from pimodule.laptop.fx import estimate
+from pimodule.laptop.fx.infer import apply_estimate, flat_above, limited
 
 
 def _run(argv, capsys):
@@ -207,3 +208,49 @@ def test_a_dc_offset_and_a_narrower_file_are_not_read_as_effects(tiny_paired_run
     power = np.abs(np.fft.rfft(x)) ** 2
     top = np.fft.rfftfreq(len(x), 1 / rate) > 0.55 * rate / 2
     assert power[top].sum() < 1e-4 * power.sum()
+
+
+def _eq(**gains_and_freqs) -> dict:
+    params = {"low_shelf_gain_db": 0.0, "low_shelf_freq_hz": 100.0, "peak1_gain_db": 0.0, "peak1_freq_hz": 300.0}
+    params |= {"peak1_q": 1.0, "peak2_gain_db": 0.0, "peak2_freq_hz": 1000.0, "peak2_q": 1.0, "peak3_gain_db": 0.0}
+    params |= {"peak3_freq_hz": 3000.0, "peak3_q": 1.0, "high_shelf_gain_db": 0.0, "high_shelf_freq_hz": 5000.0}
+    others = {e: {"active": False, "params": {}} for e in ("compressor", "distortion", "reverb", "gain")}
+    return {"eq": {"active": True, "probability": 0.9, "params": params | gains_and_freqs}, **others}
+
+
+def test_eq_bands_above_a_band_limited_input_are_left_flat():
+    desc = _eq(low_shelf_gain_db=-6.0, peak3_gain_db=9.0, peak3_freq_hz=6000.0, high_shelf_gain_db=8.0)
+    flat, names = flat_above(desc, 4000.0)
+    assert names == ["peak3", "high_shelf"]
+    assert flat["eq"]["active"] and flat["eq"]["params"]["low_shelf_gain_db"] == -6.0
+    assert flat["eq"]["params"]["peak3_gain_db"] == 0.0 and flat["eq"]["params"]["high_shelf_gain_db"] == 0.0
+    assert desc["eq"]["params"]["peak3_gain_db"] == 9.0  # the estimate it came from is not changed
+    # nothing of it left: the EQ is off; an EQ that is off or all below the limit is left alone
+    off, names = flat_above(_eq(high_shelf_gain_db=8.0), 4000.0)
+    assert names == ["high_shelf"] and not off["eq"]["active"]
+    assert flat_above(_eq(low_shelf_gain_db=-6.0), 4000.0) == (_eq(low_shelf_gain_db=-6.0), [])
+    inactive = _eq(high_shelf_gain_db=8.0)
+    inactive["eq"]["active"] = False
+    assert flat_above(inactive, 4000.0) == (inactive, [])
+
+
+def test_a_band_limited_estimate_leaves_the_top_of_a_full_band_file_as_it_was():
+    rate = 48000
+    x = np.random.default_rng(0).standard_normal((rate, 1)) * 0.05
+    desc = _eq(low_shelf_gain_db=-6.0, peak3_gain_db=12.0, peak3_freq_hz=6000.0, high_shelf_gain_db=10.0)
+    full, notes = limited(desc, 16000, 16000, 44100)
+    assert full == desc and notes == []  # full-band inputs: nothing to say
+    phone, notes = limited(desc, 16000, 8000, 44100)
+    assert len(notes) == 1 and "peak3, high_shelf at or above 4 kHz left flat" in notes[0]
+
+    off = apply_estimate({**desc, "eq": {**desc["eq"], "active": False}}, x, rate)
+    assert np.max(np.abs(off - x)) < 1e-9  # nothing on: the file as it was
+    top = np.fft.rfftfreq(len(x), 1 / rate) > 8000
+
+    def top_db(y):  # the level above 8 kHz against the file's
+        return 10 * np.log10(
+            np.sum(np.abs(np.fft.rfft(y[:, 0]))[top] ** 2) / np.sum(np.abs(np.fft.rfft(off[:, 0]))[top] ** 2)
+        )
+
+    assert top_db(apply_estimate(desc, x, rate)) > 6  # what the unflattened estimate would have played
+    assert abs(top_db(apply_estimate(phone, x, rate))) < 0.5
