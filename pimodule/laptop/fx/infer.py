@@ -302,6 +302,9 @@ def apply_estimate(description: dict, audio: np.ndarray, sample_rate: int, block
     chain = ChainTwin(
         sample_rate, channels=x.shape[0], distortion_mode=description.get("distortion", {}).get("mode", "tanh")
     )
+    for name in chain.stages:  # what the estimate does not name is not played (a chain starts all on)
+        if name not in description:
+            chain.set_active(name, False, immediate=True)
     chain.apply(description, immediate=True)
     for start in range(0, x.shape[-1], block_size):
         chain.process(x[:, start : start + block_size])

@@ -245,6 +245,7 @@ def test_a_band_limited_estimate_leaves_the_top_of_a_full_band_file_as_it_was():
 
     off = apply_estimate({**desc, "eq": {**desc["eq"], "active": False}}, x, rate)
     assert np.max(np.abs(off - x)) < 1e-9  # nothing on: the file as it was
+    assert np.max(np.abs(apply_estimate({}, x, rate) - x)) < 1e-9  # nor what an estimate does not name
     top = np.fft.rfftfreq(len(x), 1 / rate) > 8000
 
     def top_db(y):  # the level above 8 kHz against the file's
