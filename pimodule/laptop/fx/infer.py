@@ -19,6 +19,7 @@ import torch
 from pimodule.device.fx.align import Lag, find_lag, line_up
 from pimodule.device.fx.estimator import OnnxEstimator
 from pimodule.device.fx.twin_chain import ChainTwin
+from pimodule.device.fx.twin_core import EQ_SECTIONS
 from pimodule.laptop.data.audio_files import AudioFileError, read_audio
 from pimodule.laptop.fx.chain import Chain
 from pimodule.laptop.fx.model import WINDOW_S, analysis_samples
@@ -113,10 +114,6 @@ def lined_up(wet: np.ndarray, sample_rate: int, dry: np.ndarray, dry_rate: int, 
     return y, x, lag
 
 
-#: the EQ's bands: (gain, frequency) parameter names, low to high
-EQ_BANDS = tuple((f"{b}_gain_db", f"{b}_freq_hz") for b in ("low_shelf", "peak1", "peak2", "peak3", "high_shelf"))
-
-
 def flat_above(description: dict, limit_hz: float) -> tuple[dict, list[str]]:
     """``description`` with every EQ band at or above ``limit_hz`` set to 0 dB (the EQ switched off
     when nothing of it is left), and the bands so flattened. An input that stops at ``limit_hz`` (a
@@ -126,29 +123,22 @@ def flat_above(description: dict, limit_hz: float) -> tuple[dict, list[str]]:
     if not eq or not eq.get("active"):
         return description, []
     params, flat = dict(eq["params"]), []
-    for gain, freq in EQ_BANDS:
+    for _, freq, gain, _ in EQ_SECTIONS:
         if gain in params and params.get(freq, 0.0) >= limit_hz and params[gain] != 0.0:
             params[gain] = 0.0
             flat.append(gain.removesuffix("_gain_db"))
     if not flat:
         return description, []
-    left = any(abs(params.get(g, 0.0)) >= 0.05 for g, _ in EQ_BANDS)
+    left = any(abs(params.get(gain, 0.0)) >= 0.05 for _, _, gain, _ in EQ_SECTIONS)
     return {**description, "eq": {**eq, "params": params, "active": left}}, flat
 
 
-def band_limit_hz(model_rate: int, *rates: int) -> float | None:
-    """Up to which frequency the inputs at ``rates`` hold sound, when that is below what the model
-    at ``model_rate`` hears (else None)."""
-    low = min(rates)
-    return low / 2 if low < model_rate else None
-
-
 def limited(description: dict, model_rate: int, *rates: int) -> tuple[dict, list[str]]:
-    """:func:`flat_above` at the inputs' band limit, with what a user should be told (nothing when the
-    inputs are full band)."""
-    limit = band_limit_hz(model_rate, *rates)
-    if limit is None:
+    """:func:`flat_above` at the top of the inputs at ``rates`` when it is below what the model at
+    ``model_rate`` hears, with what a user should be told (nothing when the inputs are full band)."""
+    if min(rates) >= model_rate:
         return description, []
+    limit = min(rates) / 2
     description, flat = flat_above(description, limit)
     if not flat:
         return description, []
